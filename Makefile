@@ -1,0 +1,42 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test test-all openapi bench zoo clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# torch first and pinned: on machines without CUDA the pinned CPU wheel is on disk; letting another
+# package pull an unpinned torch would download a multi-GB CUDA build.
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install -q "torch==2.13.0"
+	$(PIP) install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m service.stack
+
+test: $(STAMP)
+	$(PY) -m pytest -q -ra --timeout=900
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q -ra -m "" --timeout=3600
+
+openapi: $(STAMP)
+	$(PY) -m service.openapi_dump openapi/openapi.json
+
+bench: $(STAMP)
+	$(PY) benchmarks/scan.py
+
+zoo: $(STAMP)
+	$(PY) -m circuitdiff.zoo.train --out circuitdiff/zoo/models --seed 0
+
+clean:
+	rm -rf $(VENV) .pytest_cache
