@@ -1,0 +1,179 @@
+"""Resolve a :class:`~circuitdiff.spec.ModelRef` to a loaded :class:`ModelAdapter`.
+
+Three kinds of reference (spec.model_kind): ``zoo:NAME`` (bundled, via circuitdiff.zoo.load),
+a local checkpoint directory (config.json + *.safetensors), or a hub id with optional revision.
+Safety rules hold on every path: ``trust_remote_code=False`` and ``use_safetensors=True`` (a
+pickle checkpoint is refused, never unpickled). Every failure a user can cause becomes a
+:class:`ModelLoadError` / :class:`UnknownModelError` with one clear sentence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CircuitdiffError, ModelLoadError, UnknownModelError
+from ..fingerprint import weights_sha256
+from ..spec import ModelRef
+from .adapter import ModelAdapter
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+MASKED_LM_TYPES = ("bert", "distilbert")
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("device 'cuda' was requested but no CUDA GPU is available", field="device",
+                             fix="use --device cpu or auto")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    return dtype if isinstance(dtype, torch.dtype) else DTYPES[dtype]
+
+
+def state_dict_sha256(model: torch.nn.Module) -> str:
+    """sha256 over (name, dtype, shape, bytes) of every tensor: identifies weights built in memory
+    (the zoo's seeded random models), where there is no file to hash."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def load_model(ref: ModelRef | str, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32") -> ModelAdapter:
+    """Load one model behind the adapter interface. ``device`` may be ``auto``."""
+    if isinstance(ref, str):
+        ref = ModelRef(id=ref)
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    dt = resolve_dtype(dtype)
+    hf_model, tokenizer, info = _load_hf(ref)
+    hf_model = hf_model.to(device=dev, dtype=dt).eval()
+    return build_adapter(hf_model, tokenizer, info, dev, dt)
+
+
+def build_adapter(hf_model: Any, tokenizer: Any, info: dict, device: torch.device, dtype: torch.dtype) -> ModelAdapter:
+    """Pick the adapter for an architecture: the bridge for decoders, plain hooks for the rest."""
+    cfg = hf_model.config
+    info = dict(info, architecture=type(hf_model).__name__)
+    if getattr(cfg, "is_encoder_decoder", False):
+        raise ModelLoadError(f"{info['id']}: encoder-decoder models ({cfg.model_type}) are not supported")
+    if cfg.model_type in MASKED_LM_TYPES:
+        try:
+            from .hooks import HooksAdapter  # issue #4: plain forward hooks for masked LMs
+        except ImportError:
+            raise ModelLoadError(
+                f"{info['id']}: masked language models ({cfg.model_type}) are not supported yet"
+            ) from None
+        return HooksAdapter(hf_model, tokenizer, info, device, dtype)
+    from .bridge import BridgeAdapter, boot_bridge
+
+    try:
+        bridge = boot_bridge(hf_model, tokenizer, info["id"], device, dtype)
+    except ValueError as e:
+        if "architecture" in str(e):
+            raise ModelLoadError(
+                f"{info['id']}: architecture {info['architecture']} is not supported by the transformer_lens bridge"
+            ) from None
+        raise
+    return BridgeAdapter(bridge, tokenizer, info, device, dtype)
+
+
+def _load_hf(ref: ModelRef) -> tuple[Any, Any, dict]:
+    kind = ref.kind
+    if kind == "zoo":
+        return _load_zoo(ref.id)
+    if kind == "local":
+        return _load_local(ref.id)
+    return _load_hub(ref.id, ref.revision)
+
+
+def _load_zoo(model_id: str):
+    from ..zoo import registry
+    from ..zoo.load import load_zoo
+
+    name = model_id.removeprefix("zoo:")
+    try:
+        model, tok = load_zoo(name)
+    except CircuitdiffError:
+        raise
+    except (OSError, FileNotFoundError) as e:
+        raise ModelLoadError(f"{model_id}: the bundled model could not be loaded ({e})", field="model") from None
+    if registry.is_random(name):
+        sha = state_dict_sha256(model)
+    else:
+        sha = weights_sha256(registry.zoo_path(name))
+    return model, tok, {"id": model_id, "kind": "zoo", "revision": None, "sha256": sha}
+
+
+def _load_local(model_id: str):
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+
+    path = Path(model_id).expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"{model_id}: no such directory", field="model")
+    if not path.is_dir():
+        raise ModelLoadError(f"{model_id}: not a directory (a model checkpoint is a directory)", field="model")
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"{model_id}: not a model checkpoint (no config.json)", field="model")
+    if not any(p.name.endswith(".safetensors") for p in path.iterdir()):
+        pickles = [p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt")]
+        extra = f" ({', '.join(pickles)} found; pickle weights are never loaded)" if pickles else ""
+        raise ModelLoadError(f"{model_id}: no .safetensors weight files{extra}", field="model",
+                             fix="save the model with save_pretrained(..., safe_serialization=True)")
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+        auto = AutoModelForMaskedLM if config.model_type in MASKED_LM_TYPES else AutoModelForCausalLM
+        model = auto.from_pretrained(
+            path, config=config, use_safetensors=True, trust_remote_code=False, attn_implementation="eager"
+        )
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelLoadError(f"{model_id}: could not load the checkpoint ({_first_line(e)})", field="model") from None
+    try:
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ModelLoadError(f"{model_id}: no usable tokenizer in the directory ({_first_line(e)})", field="model") from None
+    sha = weights_sha256(path)
+    return model.eval(), tok, {"id": str(path.resolve()), "kind": "local", "revision": None, "sha256": sha}
+
+
+def _load_hub(model_id: str, revision: str | None):
+    """The real hub path (download, pinned revision). Build machines have no hub access, so here it
+    fails with a clear ModelLoadError; on a connected host it records the resolved commit."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(model_id, revision=revision, trust_remote_code=False)
+    except OSError as e:
+        msg = _first_line(e)
+        if "not a valid model identifier" in msg or "404" in msg or "Repository Not Found" in msg:
+            raise UnknownModelError(f"{model_id}: no such model on the Hugging Face hub", field="model") from None
+        raise ModelLoadError(
+            f"{model_id}: could not fetch from the Hugging Face hub (offline or unreachable); "
+            "use zoo:NAME or a local checkpoint directory",
+            field="model",
+        ) from None
+    except ValueError as e:
+        raise ModelLoadError(f"{model_id}: unsupported model config ({_first_line(e)})", field="model") from None
+    auto = AutoModelForMaskedLM if config.model_type in MASKED_LM_TYPES else AutoModelForCausalLM
+    try:
+        model = auto.from_pretrained(
+            model_id, revision=revision, config=config, use_safetensors=True, trust_remote_code=False,
+            attn_implementation="eager",
+        )
+        tok = AutoTokenizer.from_pretrained(model_id, revision=revision, trust_remote_code=False)
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"{model_id}: could not load weights/tokenizer ({_first_line(e)})", field="model") from None
+    resolved = getattr(config, "_commit_hash", None) or revision
+    return model.eval(), tok, {"id": model_id, "kind": "hub", "revision": resolved, "sha256": None}
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:300] if text else type(e).__name__
