@@ -1,0 +1,86 @@
+"""What an ablated component's activation is replaced with (PAPER.md §Method 1).
+
+- ``zero``: the activation is set to 0 (heads at ``z``, before W_O; MLPs at ``mlp_out``).
+- ``mean``: the per-position mean of the component's activation over the corrupted set (the
+  seqcont choice, paper-notes §3.1 A). Prompts of different lengths are right-padded; a position's
+  mean is taken only over corrupted prompts that have a real token there (the authors averaged
+  padding in, pitfall 8).
+- ``resample``: the activation the component had on prompt i's own corrupted prompt, position by
+  position (clean and corrupted prompts have the same token length, checked by the task layer).
+
+The values come from one pass over the corrupted set with the model unmodified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from ..models.adapter import Batch, Intervention, ModelAdapter
+from .components import Component
+
+AblationKind = Literal["zero", "mean", "resample"]
+
+
+@dataclass
+class AblationValues:
+    """Replacement activations for one model.
+
+    mean: z[l]: [T, head, d_head], mlp[l]: [T, d_model].
+    resample: z[l]: [n, T, head, d_head], mlp[l]: [n, T, d_model] (row i = corrupted prompt i).
+    """
+
+    kind: AblationKind
+    z: list[torch.Tensor] = field(default_factory=list)
+    mlp: list[torch.Tensor] = field(default_factory=list)
+
+    def intervention(self, component: Component, start: int = 0, stop: int | None = None) -> Intervention:
+        """The intervention ablating ``component`` on prompts [start, stop) of the task."""
+        if self.kind == "zero":
+            return Intervention(component)
+        layer, h = component.layer, component.head
+        if self.kind == "mean":
+            value = self.mlp[layer] if h is None else self.z[layer][:, h]  # [T, d]
+        else:
+            value = self.mlp[layer][start:stop] if h is None else self.z[layer][start:stop, :, h]  # [b, T, d]
+        return Intervention(component, value)
+
+
+def ablation_values(
+    adapter: ModelAdapter, corrupted: Batch, kind: AblationKind, batch_size: int = 32
+) -> AblationValues:
+    """One unmodified pass over the corrupted prompts collecting what ``kind`` needs."""
+    if kind == "zero":
+        return AblationValues("zero")
+    if kind not in ("mean", "resample"):
+        raise ValueError(f"unknown ablation {kind!r}")
+    n = len(corrupted)
+    z_parts: list[list[torch.Tensor]] = [[] for _ in range(adapter.n_layers)]
+    mlp_parts: list[list[torch.Tensor]] = [[] for _ in range(adapter.n_layers)]
+    z_sum = mlp_sum = None
+    count = torch.zeros(corrupted.tokens.shape[1], device=adapter.device, dtype=torch.float64)  # [T]
+    for start in range(0, n, batch_size):
+        b = corrupted.slice(start, start + batch_size)
+        out = adapter.run(b, token_ids=b.tokens[:, :1], capture=("z", "mlp_out"))
+        if kind == "resample":
+            for layer in range(adapter.n_layers):
+                z_parts[layer].append(out.captures["z"][layer])
+                mlp_parts[layer].append(out.captures["mlp_out"][layer])
+            continue
+        mask = b.attention_mask.to(adapter.device, torch.float64)  # [b, T]
+        count += mask.sum(0)
+        zs = [torch.einsum("bp,bphd->phd", mask, z.double()) for z in out.captures["z"]]
+        ms = [torch.einsum("bp,bpd->pd", mask, m.double()) for m in out.captures["mlp_out"]]
+        z_sum = zs if z_sum is None else [a + c for a, c in zip(z_sum, zs)]
+        mlp_sum = ms if mlp_sum is None else [a + c for a, c in zip(mlp_sum, ms)]
+    if kind == "resample":
+        return AblationValues("resample", [torch.cat(p) for p in z_parts], [torch.cat(p) for p in mlp_parts])
+    denom = count.clamp(min=1)
+    dtype = adapter.dtype
+    return AblationValues(
+        "mean",
+        [(s / denom[:, None, None]).to(dtype) for s in z_sum],  # [T, head, d_head]
+        [(s / denom[:, None]).to(dtype) for s in mlp_sum],  # [T, d_model]
+    )
