@@ -413,3 +413,75 @@ def test_robustness_stats_without_bootstrap_and_without_compression():
     m = model_robustness(s, n_boot=0)
     assert (m.max_drop, m.median_drop, m.n_components) == (100.0, 50.0, 3)
     assert math.isclose(m.severity, (0 + 30 / 80 + 1) / 3)
+
+
+# ---------------------------------------------------------------- circuits (iterative node pruning)
+
+from circuitdiff.analysis.circuits import circuit_overlap, find_circuit, jaccard, pass_order  # noqa: E402
+
+
+def test_pass_orders_are_generic_and_follow_the_authors():
+    back = pass_order(3, 2, "backward")
+    assert back == ["L2MLP", "L2H0", "L2H1", "L1MLP", "L1H0", "L1H1", "L0MLP", "L0H0", "L0H1"]
+    assert pass_order(3, 2, "forward") == ["L0H0", "L0H1", "L0MLP", "L1H0", "L1H1", "L1MLP", "L2H0", "L2H1", "L2MLP"]
+    assert len(pass_order(6, 12, "backward")) == 78  # DistilGPT2 shape, no phantom layers 6..11
+
+
+def test_pruning_recovers_a_planted_circuit():
+    essential = {"L0H1", "L2H3", "L1MLP", "L3MLP"}
+    calls = []
+
+    def score(kept: frozenset[str]) -> float:
+        calls.append(kept)
+        if not essential <= kept:
+            return 0.0
+        return 5.0 - 0.001 * (4 * 5 + 4 - len(kept))  # removing bystanders costs almost nothing
+
+    circ = find_circuit(score, n_layers=4, n_heads=5, threshold=20)
+    assert set(circ.components) == essential
+    assert circ.heads == ["L0H1", "L2H3"] and circ.mlps == ["L1MLP", "L3MLP"]
+    assert circ.score_pct == pytest.approx(100 * (5.0 - 0.001 * 20) / 5.0)
+    assert circ.trace[0].component == "L3MLP" and not circ.trace[0].removed  # backward, MLP first
+    assert circ.n_evaluations == len(set(calls)) == len(calls)  # memoised: no set scored twice
+
+
+def test_pruning_threshold_budget_follows_backward_order():
+    """Each removal costs 3 points: with T = 20 only 6 fit (18 < 20, 21 is not), taken in pass order."""
+
+    def score(kept: frozenset[str]) -> float:
+        return 100.0 - 3.0 * (3 * 3 + 3 - len(kept))
+
+    circ = find_circuit(score, n_layers=3, n_heads=3, threshold=20)
+    removed = set(pass_order(3, 3, "forward")) - set(circ.components)
+    assert removed == {"L2MLP", "L2H0", "L2H1", "L2H2", "L1MLP", "L1H0"}
+    assert circ.score_pct == pytest.approx(82.0)
+
+
+def test_forward_pass_removes_what_became_removable():
+    """X (layer 2) only matters while Y (layer 0) is kept: the backward pass keeps X and drops Y,
+    the forward pass then drops X."""
+    x, y = "L2H0", "L0H0"
+
+    def score(kept: frozenset[str]) -> float:
+        return 75.0 if (x not in kept and y in kept) else 100.0
+
+    circ = find_circuit(score, n_layers=3, n_heads=1, mlps=False, threshold=20)
+    assert x not in circ.components and y not in circ.components
+    assert [s.direction for s in circ.trace if s.component == x] == ["backward", "forward"]
+    assert circ.n_passes == 3  # backward, forward (removes X), backward (nothing left to remove)
+
+
+def test_pruning_needs_a_positive_full_score_and_known_components():
+    with pytest.raises(ValueError, match="positive"):
+        find_circuit(lambda kept: -1.0, 2, 2)
+    with pytest.raises(ValueError, match="does not have"):
+        find_circuit(lambda kept: 1.0, 2, 2, start=["L5H0"])
+
+
+def test_circuit_overlap_through_matching():
+    head = np.array([[0.99, 0.2, 0.1], [0.3, 0.97, 0.2]])
+    pairs = match(head, ["L0H0", "L0H1"], ["L0H0", "L1H0", "L1H1"])
+    ov = circuit_overlap(["L0H0", "L0H1"], ["L1H0", "L1H1"], pairs)
+    assert ov["mapped"] == [("L0H1", "L1H0")]
+    assert ov["fraction_of_student"] == 0.5 and ov["fraction_of_teacher"] == 0.5
+    assert jaccard(["a", "b"], ["b", "c"]) == pytest.approx(1 / 3) and jaccard([], []) == 1.0
