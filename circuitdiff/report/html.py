@@ -1,0 +1,345 @@
+"""One self-contained HTML page for a comparison result.
+
+Every string that comes from the result (model ids, prompts, tokens, task options, warnings) goes
+through :func:`e` (``html.escape``): prompts are user input and the page is shared. Images are
+inline PNGs; styles and the sorting script are inline blocks allowed by hash in the page's
+Content-Security-Policy (see ``assets.py``). Without scripts every table is still complete.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import struct
+from typing import Any
+
+from ..result import ComparisonResult
+from .assets import CSS, JS, content_security_policy
+from .plots import PNG_DPI, Plot
+from .summary import (SIDES, component_drops, component_order, fmt, fmt_ci, fmt_params, interpretation,
+                      matched_counts)
+
+MAX_REJECTED_SHOWN = 200
+
+
+def e(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _num(x: float | None, digits: int = 3) -> str:
+    """A right-aligned cell whose data-v keeps full precision for sorting."""
+    if x is None:
+        return '<td class="num" data-v="">–</td>'
+    return f'<td class="num" data-v="{x!r}">{x:.{digits}f}</td>'
+
+
+def _png_size(png: bytes) -> tuple[int, int]:
+    w, h = struct.unpack(">II", png[16:24])  # IHDR
+    return w, h
+
+
+def _img(plot: Plot, alt: str) -> str:
+    png = plot.png()
+    w, h = _png_size(png)
+    # Displayed at 100 dpi: crisp on high-density screens, readable on plain ones.
+    scale = 100 / PNG_DPI
+    data = base64.b64encode(png).decode()
+    return (f'<img src="data:image/png;base64,{data}" width="{round(w * scale)}" height="{round(h * scale)}" '
+            f'alt="{e(alt)}">')
+
+
+def _figure(plot: Plot | None, alt: str, caption: str) -> str:
+    if plot is None:
+        return ""
+    return f'<figure id="fig-{e(plot.name)}">{_img(plot, alt)}<figcaption>{caption}</figcaption></figure>'
+
+
+def _status_badge(status: str) -> str:
+    label = {"matched": "matched", "below": "below threshold", "none": "unmatched"}[status]
+    cls = {"matched": "ok", "below": "bad", "none": "none"}[status]
+    return f'<span class="badge {cls}">{label}</span>'
+
+
+def _summary(r: ComparisonResult) -> str:
+    a, rob = r.alignment, r.robustness
+    t, s = r.models["teacher"], r.models["student"]
+    score = "–" if a.score is None else f"{a.score:.3f}"
+    ci = f"95% CI {a.ci95[0]:.3f}–{a.ci95[1]:.3f}" if a.ci95 else "no confidence interval"
+    hm, hn = matched_counts(r, "head")
+    mm, mn = matched_counts(r, "mlp")
+    sentences = interpretation(r)
+    flagged = any(not r.performance[x].performs_task for x in SIDES)
+    verdict = "".join(f"<p>{e(x)}</p>" for x in sentences)
+    cards = f"""
+<div class="cards">
+  <div class="card score" id="alignment-score"><div class="label">alignment score</div>
+    <div class="value">{score}</div><div class="detail">{e(ci)}<br>{a.n_pairs} pairs · mean similarity {a.mean_similarity:.3f}</div></div>
+  <div class="card"><div class="label">matched heads</div><div class="value">{hm}/{hn}</div>
+    <div class="detail">similarity ≥ {e(r.spec.get('head_threshold', '?'))}</div></div>
+  <div class="card"><div class="label">matched MLPs</div><div class="value">{mm}/{mn}</div>
+    <div class="detail">similarity ≥ {e(r.spec.get('mlp_threshold', '?'))}</div></div>
+  <div class="card"><div class="label">compression</div><div class="value">{rob.compression_ratio:.0%}</div>
+    <div class="detail">{fmt_params(t.n_params)} → {fmt_params(s.n_params)} parameters</div></div>
+</div>"""
+
+    def row(label: str, cells: list[str], num: bool = True) -> str:
+        cls = ' class="num"' if num else ""
+        return f"<tr><th>{label}</th>" + "".join(f"<td{cls}>{c}</td>" for c in cells) + "</tr>"
+
+    perf = {x: r.performance[x] for x in SIDES}
+    robs = {x: getattr(rob, x) for x in SIDES}
+
+    def drop_cell(x: str, attr: str, digits: int = 2) -> str:
+        m = robs[x]
+        if m is None:
+            return "–"
+        v = getattr(m, attr)
+        extra = f" {fmt_ci(m.mean_drop_ci95, 2)}" if attr == "mean_drop" and m.mean_drop_ci95 else ""
+        return f"{v:.{digits}f}{e(extra)}"
+
+    rows = [
+        row("model", [f'<span class="{x} mono">{e(r.models[x].id)}</span>' for x in SIDES], num=False),
+        row("architecture", [e(r.models[x].architecture) for x in SIDES], num=False),
+        row("layers × heads", [f"{r.models[x].n_layers} × {r.models[x].n_heads}" for x in SIDES]),
+        row("parameters", [f"{r.models[x].n_params:,}" for x in SIDES]),
+        row("logit difference (mean ± std)", [f"{perf[x].logit_diff:.3f} ± {perf[x].logit_diff_std:.3f}" for x in SIDES]),
+        row("accuracy (top-1 = answer)", [f"{perf[x].accuracy:.1%}" for x in SIDES]),
+        row("performs the task", ['yes' if perf[x].performs_task else '<span class="badge bad">no: LD ≤ 0</span>'
+                                  for x in SIDES]),
+        row("mean drop per component, % [95% CI]", [drop_cell(x, "mean_drop") for x in SIDES]),
+        row("median / max drop, %", ["–" if robs[x] is None else f"{robs[x].median_drop:.2f} / {robs[x].max_drop:.2f}"
+                                      for x in SIDES]),
+        row("severity (share of drop mass beyond 20%)", [drop_cell(x, "severity", 4) for x in SIDES]),
+    ]
+    models_table = ('<table id="summary-table"><thead><tr><th></th><th class="num teacher">teacher</th>'
+                    '<th class="num student">student</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>")
+    extra = [f"compression ratio (P<sub>T</sub> − P<sub>S</sub>)/P<sub>T</sub> = {rob.compression_ratio:.3f}"]
+    if rob.delta_mean_drop is not None:
+        extra.append(f"Δ mean drop (student − teacher) = {rob.delta_mean_drop:.2f} pp {e(fmt_ci(rob.delta_mean_drop_ci95, 2))}")
+    if rob.slope_mean is not None:
+        extra.append(f"brittleness slope Δmean/C = {rob.slope_mean:.2f} pp per unit compression")
+    if rob.delta_severity is not None:
+        extra.append(f"Δ severity = {rob.delta_severity:.4f}")
+    if rob.note:
+        extra.append(e(rob.note))
+    warn = ""
+    if r.warnings:
+        warn = '<h3>Warnings</h3><ul class="warnings">' + "".join(f"<li>{e(w)}</li>" for w in r.warnings) + "</ul>"
+    return f"""
+<section id="summary"><h2>Summary</h2>
+{cards}
+<div class="verdict{' flag' if flagged else ''}">{verdict}</div>
+{models_table}
+<p>{'<br>'.join(extra)}</p>
+<p>Task <b>{e(r.task.name)}</b> ({e(r.task.form)}), {r.task.n_prompts} prompts
+({r.task.n_rejected} rejected), e.g. <q class="mono">{e(r.task.example_prompt)}</q>.
+Ablation: <b>{e(r.spec.get('ablation', '?'))}</b>; matching: <b>{e(a.direction.replace('_', ' '))}</b>;
+preset <b>{e(r.spec.get('preset', '?'))}</b>; scan {e(r.scan.method)}{' (approximate)' if r.scan.approximate else ''}.</p>
+{warn}
+</section>"""
+
+
+def _match_status(r: ComparisonResult) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {x: {c: "none" for c in r.influence[x]} for x in SIDES}
+    for m in r.matches:
+        for side, cid in (("teacher", m.teacher), ("student", m.student)):
+            if cid in out[side] and out[side][cid] != "matched":
+                out[side][cid] = "matched" if m.matched else "below"
+    return out
+
+
+def _component_table(r: ComparisonResult, side: str, status: dict[str, str]) -> str:
+    drops = component_drops(r, side)
+    partners: dict[str, list[str]] = {}
+    for m in r.matches:
+        if not m.duplicated:
+            mine, other = (m.teacher, m.student) if side == "teacher" else (m.student, m.teacher)
+            partners.setdefault(mine, []).append(other)
+    rows = []
+    for cid in sorted(r.influence[side], key=component_order):
+        c = r.influence[side][cid]
+        kind = "MLP" if cid.endswith("MLP") else "head"
+        rows.append(
+            f'<tr><td class="mono" data-v="{component_order(cid)[0] * 10**7 + component_order(cid)[1]}">{e(cid)}</td>'
+            f"<td>{kind}</td>{_num(c.logit_diff)}{_num(c.delta)}{_num(c.influence)}{_num(c.retained_pct, 1)}"
+            f"{_num(None if drops is None else drops[cid], 1)}"
+            f"<td>{_status_badge(status[cid])}</td><td class=\"mono\">{e(', '.join(partners.get(cid, [])))}</td></tr>"
+        )
+    return (f'<table class="sortable components" id="components-{side}"><thead><tr><th>component</th><th>type</th>'
+            '<th class="num">LD ablated</th><th class="num">Δ LD</th><th class="num">influence</th>'
+            '<th class="num">retained %</th><th class="num">drop %</th><th>match</th><th>paired with</th></tr></thead>'
+            "<tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def _matches_table(r: ComparisonResult) -> str:
+    """The alignment score's pairs with each pair's term S·(1 − |Î_S − Î_T|) (PAPER.md §Method 5)."""
+    ms = r.matches
+    sum_s = sum(m.student_influence for m in ms) or 1.0
+    sum_t = sum(m.teacher_influence for m in ms) or 1.0
+    rows = []
+    for m in sorted(ms, key=lambda m: (m.kind, component_order(m.student))):
+        ns, nt = m.student_influence / sum_s, m.teacher_influence / sum_t
+        term = m.similarity * (1 - abs(ns - nt))
+        status = "matched" if m.matched else "below"
+        dup = " (counted twice)" if m.duplicated else ""
+        rows.append(
+            f'<tr class="{"" if m.matched else "below"}"><td class="mono">{e(m.student)}</td><td class="mono">{e(m.teacher)}</td>'
+            f"<td>{e(m.kind)}</td>{_num(m.similarity)}<td>{_status_badge(status)}{dup}</td>"
+            f"{_num(m.student_influence)}{_num(m.teacher_influence)}{_num(ns)}{_num(nt)}{_num(term, 4)}</tr>"
+        )
+    return ('<table class="sortable" id="matches-table"><thead><tr><th>student</th><th>teacher</th><th>type</th>'
+            '<th class="num">similarity</th><th>status</th><th class="num">I<sub>S</sub></th>'
+            '<th class="num">I<sub>T</sub></th><th class="num">Î<sub>S</sub></th><th class="num">Î<sub>T</sub></th>'
+            '<th class="num">S·(1−|Î<sub>S</sub>−Î<sub>T</sub>|)</th></tr></thead><tbody>' + "".join(rows) +
+            "</tbody></table>")
+
+
+def _kv_table(items: list[tuple[str, str]], table_id: str) -> str:
+    """Two-column table; values are already escaped HTML."""
+    return f'<table id="{table_id}"><tbody>' + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in items) + \
+        "</tbody></table>"
+
+
+def _reproducibility(r: ComparisonResult) -> str:
+    model_rows = []
+    for x in SIDES:
+        m = r.models[x]
+        model_rows.append(
+            f'<tr><th class="{x}">{x}</th><td class="mono">{e(m.id)}</td><td>{e(m.kind)}</td>'
+            f'<td class="mono">{e(m.revision or "–")}</td><td class="mono">{e(m.sha256 or "–")}</td>'
+            f"<td>{e(m.architecture)}</td><td>{e(m.adapter)}</td><td class=\"num\">{m.n_params:,}</td>"
+            f'<td class="num">{m.d_model}</td><td class="num">{m.vocab_size:,}</td></tr>'
+        )
+    models = ('<table id="repro-models"><thead><tr><th></th><th>id</th><th>kind</th><th>revision</th>'
+              '<th>weights sha256</th><th>architecture</th><th>adapter</th><th class="num">params</th>'
+              '<th class="num">d_model</th><th class="num">vocab</th></tr></thead><tbody>' + "".join(model_rows) +
+              "</tbody></table>")
+    task = _kv_table([
+        ("task", e(r.task.name)),
+        ("options", f'<span class="mono">{e(json.dumps(r.task.options, sort_keys=True))}</span>'),
+        ("dataset sha256", f'<span class="mono">{e(r.task.dataset_sha256)}</span>'),
+        ("prompts used / rejected", f"{r.task.n_prompts} / {r.task.n_rejected}"),
+        ("token alignment", e(r.task.token_alignment)),
+        ("seed", e(r.spec.get("seed", "–"))),
+        ("created", e(r.created_at)),
+    ], "repro-task")
+    rejected = ""
+    if r.task.rejected:
+        shown = r.task.rejected[:MAX_REJECTED_SHOWN]
+        more = f" (first {len(shown)} shown)" if len(shown) < len(r.task.rejected) else ""
+        rejected = (f"<details><summary>{len(r.task.rejected)} rejected prompts{more}</summary>"
+                    '<table id="rejected"><thead><tr><th class="num">#</th><th>prompt</th><th>reason</th></tr></thead><tbody>'
+                    + "".join(f'<tr><td class="num">{p.index}</td><td class="mono">{e(p.prompt)}</td><td>{e(p.reason)}</td></tr>'
+                              for p in shown) + "</tbody></table></details>")
+    versions = _kv_table([(e(k), f'<span class="mono">{e(v)}</span>') for k, v in sorted(r.engine.items())], "repro-versions")
+    timings = _kv_table([(e(k), f"{v:.2f} s") for k, v in r.timings.items()], "repro-timings")
+    scan = _kv_table([("method", e(r.scan.method)), ("approximate", e(r.scan.approximate)),
+                      ("activation cache", e(", ".join(f"{k}: {v}" for k, v in sorted(r.scan.cache.items())) or "–")),
+                      ("agreement with exact", e(json.dumps(r.scan.agreement)) if r.scan.agreement else "–")], "repro-scan")
+    spec = e(json.dumps(r.spec, indent=2, sort_keys=True))
+    return f"""
+<section id="reproducibility"><h2>Reproducibility</h2>
+<p>Everything needed to re-run this comparison: the resolved spec (preset expanded) re-runs it with
+the same engine version; model weights are identified by revision or sha256.</p>
+<h3>Models</h3><div class="scroll">{models}</div>
+<div class="grid2"><div><h3>Task and data</h3>{task}{rejected}</div>
+<div><h3>Library versions</h3>{versions}</div>
+<div><h3>Timings</h3>{timings}</div>
+<div><h3>Influence scan</h3>{scan}</div></div>
+<h3>Resolved spec</h3><pre id="resolved-spec">{spec}</pre>
+</section>"""
+
+
+def render_html(result: dict | ComparisonResult, plots: list[Plot] | None = None) -> str:
+    """The report page as one string. ``plots`` lets :func:`render_report` reuse the figures it
+    also writes as files; without it they are drawn here."""
+    from .plots import make_plots  # matplotlib import stays lazy for callers that only validate
+
+    r = result if isinstance(result, ComparisonResult) else ComparisonResult.model_validate(result)
+    plots = make_plots(r) if plots is None else plots
+    by_name = {p.name: p for p in plots}
+    t, s = r.models["teacher"].id, r.models["student"].id
+    status = _match_status(r)
+    title = f"circuitdiff: {t} → {s} on {r.task.name}"
+
+    influence = _figure(
+        by_name.get("influence"), f"Influence heatmaps of {t} and {s}",
+        "Each cell is one attention head (columns: layers, rows: heads); its colour is the absolute change of the "
+        "logit difference when that head alone is ablated. Teacher and student share one colour scale, so the same "
+        "colour means the same effect on the task. Bars below: the same measure for each layer's MLP, on a shared axis.")
+    matching = _figure(
+        by_name.get("matching"), "Matching of student to teacher components",
+        "Lines join each pair used in the alignment score; wider lines are more similar pairs. Green: similarity at or "
+        "above the threshold; red dashed: the best match is below it. Marker area shows each component's share of its "
+        "model's total influence; hollow grey markers are components that take part in no pair.")
+    similarity = _figure(
+        by_name.get("similarity"), "Similarity matrices",
+        f"Head similarity ({e(r.similarity.head_method)}): mean over query positions of the cosine between the two "
+        f"heads' mean attention rows. MLP similarity: {e(r.similarity.mlp_method)}. Boxes mark the pairs chosen by the "
+        "matching; white lines separate layers.")
+    drops = _figure(
+        by_name.get("drops"), "Histograms of performance drop per ablated component",
+        "The paper's 'percentage drop from full performance': for every component, 100 − retained % when it alone is "
+        "ablated (clamped to 0–100). A brittle model has more mass to the right. Dashed line: mean drop.")
+    attention = "".join(
+        _figure(p, f"Mean attention patterns of {p.title}",
+                "Mean attention over prompts (query rows, key columns; the upper triangle is masked because a causal "
+                "model cannot attend forward). Teacher left, student right, one colour scale per pair.")
+        for p in plots if p.name.startswith("attention_"))
+    if not attention:
+        attention = "<p>This result carries no attention views (masked models or no head pairs).</p>"
+
+    nav = "".join(f'<a href="#{k}">{v}</a>' for k, v in (
+        ("summary", "Summary"), ("influence", "Influence"), ("matching", "Matching"), ("similarity", "Similarity"),
+        ("drops", "Robustness"), ("attention", "Attention"), ("reproducibility", "Reproducibility")))
+
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{content_security_policy()}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="circuitdiff {e(r.engine.get('circuitdiff', ''))}">
+<title>{e(title)}</title>
+<link rel="icon" href="data:,">
+<style>{CSS}</style>
+</head>
+<body>
+<header>
+<h1>circuitdiff report: <span class="teacher mono" id="teacher-id">{e(t)}</span> → <span class="student mono" id="student-id">{e(s)}</span></h1>
+<div class="sub">task <b>{e(r.task.name)}</b> · {r.task.n_prompts} prompts · created {e(r.created_at)} · result schema v{r.schema_version}</div>
+</header>
+<nav>{nav}</nav>
+<main>
+{_summary(r)}
+<section id="influence"><h2>Which components matter</h2>
+{influence}
+<details open><summary>Teacher components ({len(r.influence['teacher'])})</summary><div class="scroll">{_component_table(r, 'teacher', status['teacher'])}</div></details>
+<details open><summary>Student components ({len(r.influence['student'])})</summary><div class="scroll">{_component_table(r, 'student', status['student'])}</div></details>
+</section>
+<section id="matching"><h2>Which student component plays which teacher role</h2>
+{matching}
+<h3>Pairs in the alignment score</h3>
+<p>Alignment A = (1/N) Σ S·(1 − |Î<sub>S</sub> − Î<sub>T</sub>|) over these N = {len(r.matches)} pairs, with
+influences normalised over the list (Î = I / ΣI).</p>
+<div class="scroll">{_matches_table(r)}</div>
+</section>
+<section id="similarity"><h2>Head and MLP similarity</h2>
+{similarity}
+</section>
+<section id="drops"><h2>Robustness: how much one component costs</h2>
+{drops}
+</section>
+<section id="attention"><h2>Attention patterns of the most similar head pairs</h2>
+{attention}
+</section>
+{_reproducibility(r)}
+</main>
+<footer>Generated by circuitdiff {e(r.engine.get('circuitdiff', ''))} from result.json (schema v{r.schema_version}).
+Method: Haskins &amp; Adams, “Distilled Circuits”, arXiv 2505.10822. This page is self-contained and makes no
+network requests.</footer>
+<script>{JS}</script>
+</body>
+</html>
+"""

@@ -1,0 +1,368 @@
+"""The report's figures (matplotlib, Agg, no pyplot state): each function takes a validated result
+and returns a ``Figure``; :func:`make_plots` builds them all and :func:`save_plots` writes PNG + SVG.
+
+Conventions shared by every figure: the teacher is drawn first (left), the student second; teacher
+blue, student orange; component ids as in DESIGN.md. Text from the result (token strings) is drawn
+with mathtext off, so a ``$`` in a user's prompt is a dollar sign and not LaTeX.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: the worker and CI have no display
+
+import numpy as np
+from matplotlib import colors, patheffects
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
+
+from ..result import AttentionView, ComparisonResult
+from .summary import SIDES, component_drops, component_order, parse_component
+
+COLORS = {"teacher": "#3b6ea5", "student": "#d9822b"}
+MATCHED, BELOW = "#2e7d4f", "#c0392b"
+INFLUENCE_CMAP = "OrRd"
+SIMILARITY_CMAP = "viridis"
+ATTENTION_CMAP = "inferno"  # as the paper's attention heatmaps (paper-notes §3.8)
+RC = {
+    "text.parse_math": False,
+    "text.usetex": False,
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "svg.fonttype": "path",  # text as outlines: the SVG carries no markup from the result
+}
+MAX_ATTENTION_VIEWS = 4
+PNG_DPI = 130
+ANNOTATE_MAX_CELLS = 160
+
+
+@dataclass
+class Plot:
+    name: str  # file stem: plots/<name>.png|svg
+    title: str
+    figure: Figure
+    _png: bytes | None = None
+
+    def png(self) -> bytes:
+        """PNG bytes, drawn once: the report embeds the same image it writes to plots/."""
+        if self._png is None:
+            self._png = figure_bytes(self.figure, "png", dpi=PNG_DPI)
+        return self._png
+
+
+def _cell_text_color(value: float, norm: colors.Normalize, cmap) -> str:
+    r, g, b, _ = cmap(norm(value))
+    return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+
+
+def _head_grid(r: ComparisonResult, side: str) -> np.ndarray:
+    """influence: [head, layer] (heads down, layers across, so MLP bars line up with the columns)."""
+    m = r.models[side]
+    grid = np.full((m.n_heads, m.n_layers), np.nan)
+    for cid, c in r.influence[side].items():
+        layer, head = parse_component(cid)
+        if head is not None:
+            grid[head, layer] = c.influence
+    return grid
+
+
+def _mlp_row(r: ComparisonResult, side: str) -> np.ndarray:
+    """influence: [layer]"""
+    row = np.full(r.models[side].n_layers, np.nan)
+    for cid, c in r.influence[side].items():
+        layer, head = parse_component(cid)
+        if head is None:
+            row[layer] = c.influence
+    return row
+
+
+def influence_figure(r: ComparisonResult) -> Figure:
+    grids = {s: _head_grid(r, s) for s in SIDES}
+    mlps = {s: _mlp_row(r, s) for s in SIDES}
+    vmax = max(float(np.nanmax(g)) if np.isfinite(g).any() else 0.0 for g in grids.values()) or 1.0
+    bar_max = max(float(np.nanmax(m)) if np.isfinite(m).any() else 0.0 for m in mlps.values()) or 1.0
+    norm = colors.Normalize(0, vmax)
+    cmap = matplotlib.colormaps[INFLUENCE_CMAP]
+    n_t, n_s = (r.models[s].n_layers for s in SIDES)
+    n_heads = max(r.models[s].n_heads for s in SIDES)
+    cell = min(0.55, 7.5 / (n_t + n_s))
+    fig = Figure(figsize=(max(7.0, cell * (n_t + n_s) + 2.6), cell * n_heads + 2.6), layout="constrained")
+    gs = fig.add_gridspec(2, 3, width_ratios=[n_t, n_s, 0.25], height_ratios=[n_heads, max(1.6, n_heads / 3)])
+    annotate = n_heads * (n_t + n_s) <= ANNOTATE_MAX_CELLS
+    im = None
+    bar_axes = []
+    for col, side in enumerate(SIDES):
+        g = grids[side]
+        ax = fig.add_subplot(gs[0, col])
+        im = ax.imshow(g, cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
+        ax.set_title(f"{side}: {r.models[side].id}", color=COLORS[side], fontweight="bold", loc="left")
+        ax.set_xticks(range(g.shape[1]))
+        ax.set_xticklabels([])
+        ax.set_yticks(range(g.shape[0]))
+        ax.set_yticklabels([f"H{h}" for h in range(g.shape[0])])
+        if col == 0:
+            ax.set_ylabel("head")
+        if annotate:
+            for (h, l), v in np.ndenumerate(g):
+                if np.isfinite(v):
+                    ax.text(l, h, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                            color=_cell_text_color(v, norm, cmap))
+        bx = fig.add_subplot(gs[1, col])
+        row = mlps[side]
+        x = np.arange(len(row))
+        bx.bar(x, np.nan_to_num(row), width=0.8, color=COLORS[side], alpha=0.85)
+        bx.set_xlim(-0.5, len(row) - 0.5)
+        bx.set_ylim(0, bar_max * 1.25)
+        bx.set_xticks(x)
+        bx.set_xticklabels([f"L{l}" for l in x])
+        bx.set_xlabel("layer")
+        if col == 0:
+            bx.set_ylabel("MLP influence")
+        if len(row) <= 24:
+            for xi, v in zip(x, row):
+                if np.isfinite(v):
+                    bx.text(xi, v, f"{v:.2f}", ha="center", va="bottom", fontsize=7)
+        bar_axes.append(bx)
+    bar_axes[1].sharey(bar_axes[0])
+    cax = fig.add_subplot(gs[0, 2])
+    fig.colorbar(im, cax=cax, label="head influence |ΔLD| (logits)")
+    fig.add_subplot(gs[1, 2]).set_axis_off()
+    fig.suptitle("Influence of each component: |logit difference change| when it alone is ablated", fontsize=11)
+    return fig
+
+
+def _nodes(r: ComparisonResult, side: str) -> list[str]:
+    return sorted(r.influence[side], key=component_order)
+
+
+def matching_figure(r: ComparisonResult) -> Figure:
+    """Teacher components on the left, student on the right, one line per pair."""
+    nodes = {s: _nodes(r, s) for s in SIDES}
+    n_max = max(len(v) for v in nodes.values())
+    height = min(18.0, max(4.5, 0.26 * n_max + 1.8))
+    fig = Figure(figsize=(6.2, height), layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_axis_off()
+    xs = {"teacher": 0.0, "student": 1.0}
+    ys = {s: dict(zip(v, np.linspace(1, 0, len(v)) if len(v) > 1 else [0.5])) for s, v in nodes.items()}
+    label_every = max(1, int(np.ceil(n_max / 70)))
+    status: dict[str, dict[str, str]] = {s: {c: "none" for c in nodes[s]} for s in SIDES}
+    for m in r.matches:
+        for side, cid in (("teacher", m.teacher), ("student", m.student)):
+            if cid in status[side] and status[side][cid] != "matched":
+                status[side][cid] = "matched" if m.matched else "below"
+    sims = [m.similarity for m in r.matches if not m.duplicated]
+    lo, hi = (min(sims), max(sims)) if sims else (0.0, 1.0)
+    for m in r.matches:
+        if m.duplicated or m.teacher not in ys["teacher"] or m.student not in ys["student"]:
+            continue
+        w = 0.4 + 3.6 * ((m.similarity - lo) / (hi - lo) if hi > lo else 1.0)
+        ax.plot([xs["teacher"], xs["student"]], [ys["teacher"][m.teacher], ys["student"][m.student]],
+                color=MATCHED if m.matched else BELOW, lw=w, alpha=0.55 if m.matched else 0.45,
+                ls="-" if m.matched else (0, (3, 2)), solid_capstyle="round", zorder=1)
+    for side in SIDES:
+        infl = {c: r.influence[side][c].influence for c in nodes[side]}
+        total = sum(infl.values()) or 1.0
+        for i, cid in enumerate(nodes[side]):
+            _, head = parse_component(cid)
+            st = status[side][cid]
+            face = COLORS[side] if st != "none" else "white"
+            edge = {"matched": "black", "below": BELOW, "none": "#888888"}[st]
+            size = 25 + 500 * infl[cid] / total
+            ax.scatter(xs[side], ys[side][cid], s=size, marker="o" if head is not None else "s",
+                       facecolor=face, edgecolor=edge, linewidth=1.3 if st != "matched" else 0.8, zorder=3)
+            if i % label_every == 0:
+                dx = -0.04 if side == "teacher" else 0.04
+                ax.text(xs[side] + dx, ys[side][cid], cid, ha="right" if side == "teacher" else "left",
+                        va="center", fontsize=8 if n_max <= 40 else 6,
+                        color="#888888" if st == "none" else "black",
+                        fontstyle="italic" if st == "none" else "normal")
+    for side in SIDES:
+        ax.text(xs[side], 1.0 + 0.9 / n_max + 0.02, f"{side}\n{r.models[side].id}", ha="center", va="bottom",
+                fontsize=10, fontweight="bold", color=COLORS[side])
+    ax.set_xlim(-0.32, 1.32)
+    ax.set_ylim(-0.04, 1.0 + 2.8 / n_max + 0.06)
+    handles = [
+        Line2D([], [], color=MATCHED, lw=3, label="pair at/above threshold"),
+        Line2D([], [], color=BELOW, lw=2, ls=(0, (3, 2)), label="pair below threshold"),
+        Line2D([], [], ls="", marker="o", mfc="#bbbbbb", mec="black", ms=8, label="head (area ∝ influence share)"),
+        Line2D([], [], ls="", marker="s", mfc="#bbbbbb", mec="black", ms=8, label="MLP"),
+        Line2D([], [], ls="", marker="o", mfc="white", mec="#888888", ms=8, label="in no pair (unmatched)"),
+    ]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False, fontsize=8)
+    direction = "each student component → its most similar teacher component" if r.alignment.direction == \
+        "student_to_teacher" else "each teacher component → its most similar student component"
+    fig.suptitle(f"Matching: {direction}\n(line width ∝ similarity, {lo:.2f}–{hi:.2f})", fontsize=10)
+    return fig
+
+
+def similarity_figure(r: ComparisonResult) -> Figure:
+    """Student components (rows) × teacher components (cols), heads and MLPs each on their own
+    colour scale (the two similarities are different measures); the chosen pairs are boxed."""
+    mats = [(r.similarity.heads, f"heads ({r.similarity.head_method})"),
+            (r.similarity.mlps, f"MLPs ({r.similarity.mlp_method})")]  # title's first word names the colour bar
+    mats = [(m, t) for m, t in mats if m.rows and m.cols]
+    n_cols = sum(len(m.cols) for m, _ in mats) or 1
+    n_rows = max((len(m.rows) for m, _ in mats), default=1)
+    cell = min(0.42, 11.0 / n_cols)
+    fig = Figure(figsize=(max(7.0, cell * n_cols + 3.6), max(3.2, cell * n_rows + 2.2)), layout="constrained")
+    ratios = []
+    for m, _ in mats:
+        ratios += [max(len(m.cols), 1.5), 0.25]
+    gs = fig.add_gridspec(1, len(ratios), width_ratios=ratios)
+    pairs = {(p.student, p.teacher): p.matched for p in r.matches if not p.duplicated}
+    cmap = matplotlib.colormaps[SIMILARITY_CMAP]
+    outline = [patheffects.withStroke(linewidth=4.5, foreground="white")]
+    for k, (mat, title) in enumerate(mats):
+        v = np.asarray(mat.values, dtype=float)  # [student component, teacher component]
+        finite = v[np.isfinite(v)]
+        lo = float(np.floor(finite.min() * 10) / 10) if finite.size else 0.0
+        norm = colors.Normalize(min(lo, 0.9), max(1.0, float(finite.max()) if finite.size else 1.0))
+        ax = fig.add_subplot(gs[0, 2 * k])
+        im = ax.imshow(v, cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
+        ax.set_title(title, loc="left")
+        small = len(mat.cols) <= 48 and len(mat.rows) <= 48
+        ax.set_xticks(range(len(mat.cols)))
+        ax.set_xticklabels(mat.cols, rotation=90, fontsize=7 if small else 4)
+        ax.set_yticks(range(len(mat.rows)))
+        ax.set_yticklabels(mat.rows, fontsize=7 if small else 4)
+        ax.set_xlabel("teacher", color=COLORS["teacher"], fontweight="bold")
+        if k == 0:
+            ax.set_ylabel("student", color=COLORS["student"], fontweight="bold")
+        for line, ids in ((ax.axvline, mat.cols), (ax.axhline, mat.rows)):
+            layers = [parse_component(c)[0] for c in ids]
+            for i in range(1, len(layers)):
+                if layers[i] != layers[i - 1]:  # layer boundaries
+                    line(i - 0.5, color="white", lw=1.2)
+        if v.size <= ANNOTATE_MAX_CELLS:
+            for (i, j), x in np.ndenumerate(v):
+                ax.text(j, i, f"{x:.2f}", ha="center", va="center", fontsize=6,
+                        color=_cell_text_color(x, norm, cmap))
+        for i, s in enumerate(mat.rows):
+            for j, t in enumerate(mat.cols):
+                if (s, t) in pairs:
+                    ok = pairs[(s, t)]
+                    box = Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=2.2, edgecolor="black" if ok else BELOW,
+                                    ls="-" if ok else (0, (2, 1.5)), zorder=4)
+                    box.set_path_effects(outline)
+                    ax.add_patch(box)
+        fig.colorbar(im, cax=fig.add_subplot(gs[0, 2 * k + 1]), label=title.split(" ")[0][:-1] + " similarity")
+    fig.suptitle("Similarity of student and teacher components (boxes: the chosen pairs; black ≥ threshold, "
+                 "red dashed below)", fontsize=10)
+    return fig
+
+
+def drops_figure(r: ComparisonResult) -> Figure:
+    """The paper's 'percentage drop from full performance' histograms, one panel per model."""
+    fig = Figure(figsize=(8.0, 3.4), layout="constrained")
+    axes = fig.subplots(1, 2, sharex=True)
+    bins = np.arange(0, 101, 10)
+    drops = {s: component_drops(r, s) for s in SIDES}
+    ymax = max((np.histogram(list(d.values()), bins)[0].max() for d in drops.values() if d), default=1)
+    for ax, side in zip(axes, SIDES):
+        d = drops[side]
+        ax.set_title(f"{side}: {r.models[side].id}", color=COLORS[side], fontweight="bold", loc="left")
+        ax.set_xlabel("percentage drop from full performance")
+        ax.set_xticks(bins)
+        ax.set_xlim(0, 100)
+        if d is None:
+            ax.text(50, 0.5, "no drops: clean logit difference ≤ 0\n(the model does not perform the task)",
+                    ha="center", va="center", transform=ax.get_xaxis_transform(), color="#555555")
+            ax.set_yticks([])
+            continue
+        counts, _, bars = ax.hist(list(d.values()), bins=bins, color=COLORS[side], edgecolor="white")
+        ax.bar_label(bars, labels=[str(int(c)) if c else "" for c in counts], fontsize=7)
+        ax.set_ylim(0, ymax * 1.18)
+        ax.set_ylabel("number of components")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        rob = getattr(r.robustness, side)
+        mean = rob.mean_drop if rob is not None else float(np.mean(list(d.values())))
+        ax.axvline(mean, color="black", ls="--", lw=1)
+        sev = f", severity {rob.severity:.3f}" if rob is not None else ""
+        ax.text(mean + 1.5, ymax * 1.1, f"mean {mean:.1f}{sev}", fontsize=8, va="top")
+    fig.suptitle(f"Single-component ablation: how much performance each of the "
+                 f"{len(r.influence['teacher'])} / {len(r.influence['student'])} components costs", fontsize=10)
+    return fig
+
+
+def _token_label(tok: str) -> str:
+    """Show whitespace that matters for tokens (a leading space, a newline) and keep labels short."""
+    t = tok.replace("\n", "⏎").replace("\t", "⇥")
+    if t.startswith(" "):
+        t = "·" + t[1:]
+    t = "".join(ch if ch.isprintable() else "�" for ch in t)
+    return (t[:14] + "…") if len(t) > 15 else (t or "∅")
+
+
+def attention_figure(r: ComparisonResult, view: AttentionView) -> Figure:
+    """Mean attention (over prompts) of a matched pair: query rows × key columns, lower triangle."""
+    labels = [_token_label(t) for t in view.tokens]
+    n = len(labels)
+    side = min(5.0, max(3.2, 0.26 * n + 1.3))
+    fig = Figure(figsize=(2 * side + 1.0, side + 0.6), layout="constrained")
+    gs = fig.add_gridspec(1, 3, width_ratios=[1, 1, 0.06])
+    pats = {"teacher": np.asarray(view.teacher_pattern, dtype=float),
+            "student": np.asarray(view.student_pattern, dtype=float)}  # [query, key]
+    vmax = max(float(np.nanmax(p)) for p in pats.values()) or 1.0
+    cmap = matplotlib.colormaps[ATTENTION_CMAP].with_extremes(bad="#f2f2f2")
+    im = None
+    heads = {"teacher": view.teacher, "student": view.student}
+    for k, s in enumerate(SIDES):
+        p = pats[s].copy()
+        p[np.triu_indices(p.shape[0], 1)] = np.nan  # causal: keys after the query are never attended
+        ax = fig.add_subplot(gs[0, k])
+        im = ax.imshow(p, cmap=cmap, vmin=0, vmax=vmax, interpolation="nearest")
+        ax.set_title(f"{s} {heads[s]}  ({r.models[s].id})", color=COLORS[s], fontweight="bold", loc="left",
+                     fontsize=9)
+        fs = 8 if n <= 20 else 6 if n <= 40 else 4
+        ax.set_xticks(range(n))
+        ax.set_xticklabels(labels, rotation=90, fontsize=fs)
+        ax.set_yticks(range(n))
+        ax.set_yticklabels(labels if k == 0 else [], fontsize=fs)
+        ax.set_xlabel("key")
+        if k == 0:
+            ax.set_ylabel("query")
+        ax.spines[["left", "bottom"]].set_visible(False)
+    fig.colorbar(im, cax=fig.add_subplot(gs[0, 2]), label="mean attention")
+    fig.suptitle(f"teacher {view.teacher} ↔ student {view.student}: similarity {view.similarity:.3f}", fontsize=10)
+    return fig
+
+
+def make_plots(r: ComparisonResult) -> list[Plot]:
+    with matplotlib.rc_context(RC):
+        plots = [
+            Plot("influence", "Influence heatmaps", influence_figure(r)),
+            Plot("matching", "Matching", matching_figure(r)),
+            Plot("similarity", "Head similarity", similarity_figure(r)),
+            Plot("drops", "Drop histograms", drops_figure(r)),
+        ]
+        for i, v in enumerate(r.attention[:MAX_ATTENTION_VIEWS], start=1):
+            plots.append(Plot(f"attention_{i}", f"Attention {v.teacher} ↔ {v.student}", attention_figure(r, v)))
+    return plots
+
+
+def figure_bytes(fig: Figure, fmt: str, dpi: int = PNG_DPI) -> bytes:
+    buf = io.BytesIO()
+    with matplotlib.rc_context(RC):
+        fig.savefig(buf, format=fmt, dpi=dpi, metadata={"Date": None} if fmt == "svg" else None)
+    return buf.getvalue()
+
+
+def save_plots(plots: list[Plot], plot_dir: Path) -> dict[str, Path]:
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for p in plots:
+        for fmt in ("png", "svg"):
+            path = plot_dir / f"{p.name}.{fmt}"
+            path.write_bytes(p.png() if fmt == "png" else figure_bytes(p.figure, fmt))
+            written[f"{p.name}.{fmt}"] = path
+    return written

@@ -1,0 +1,130 @@
+"""Numbers the report derives from a result, and the plain-language reading of them.
+
+Everything here is computed from ``result.json`` alone (no torch), so a report can be re-rendered
+from a stored result. Drops follow PAPER.md §Method 6: m = 100 - clamp(retained %, 0, 100).
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..result import ComparisonResult
+
+SIDES = ("teacher", "student")
+_COMPONENT = re.compile(r"^L(\d+)(?:H(\d+)|MLP)$")
+
+# Reference points for the sentence (PAPER.md, headline table): distilled pairs score 0.82-0.94,
+# the non-distilled control pair (GPT-2 vs DistilBERT) 0.72.
+PAPER_DISTILLED_MIN = 0.82
+PAPER_CONTROL = 0.725
+
+
+def parse_component(cid: str) -> tuple[int, int | None]:
+    """``L3H7`` -> (3, 7); ``L3MLP`` -> (3, None)."""
+    m = _COMPONENT.match(cid)
+    if not m:
+        raise ValueError(f"not a component id: {cid!r} (expected L<layer>H<head> or L<layer>MLP)")
+    return int(m.group(1)), None if m.group(2) is None else int(m.group(2))
+
+
+def component_order(cid: str) -> tuple[int, int]:
+    """Sort key: by layer, heads in order, the layer's MLP after its heads."""
+    layer, head = parse_component(cid)
+    return layer, 10**6 if head is None else head
+
+
+def component_drops(r: ComparisonResult, side: str) -> dict[str, float] | None:
+    """Percentage drop from full performance per component; None when the model has no baseline
+    (clean LD <= 0: retained % is undefined)."""
+    if not r.performance[side].performs_task:
+        return None
+    out = {}
+    for cid, c in r.influence[side].items():
+        if c.retained_pct is None:
+            return None
+        out[cid] = 100.0 - min(100.0, max(0.0, c.retained_pct))
+    return out
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def fmt_ci(ci: list[float] | None, digits: int = 3) -> str:
+    return "" if not ci else f"[{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+
+def fmt_params(n: int) -> str:
+    for unit, div in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= div:
+            return f"{n / div:.2f}{unit}"
+    return str(n)
+
+
+def matched_counts(r: ComparisonResult, kind: str) -> tuple[int, int]:
+    """(pairs at or above the threshold, all pairs) for one component type, duplicates excluded."""
+    pairs = [m for m in r.matches if m.kind == kind and not m.duplicated]
+    return sum(m.matched for m in pairs), len(pairs)
+
+
+def interpretation(r: ComparisonResult) -> list[str]:
+    """Sentences that say what the numbers mean, in the order a reader needs them.
+
+    The first sentence is the verdict; it refuses to read an alignment score as evidence of shared
+    circuitry when either model fails the task, because influences around a failing baseline
+    measure noise (DESIGN.md, "does not perform the task").
+    """
+    t, s = r.models["teacher"].id, r.models["student"].id
+    task = r.task.name
+    failing = [side for side in SIDES if not r.performance[side].performs_task]
+    a = r.alignment
+    out: list[str] = []
+    if failing:
+        who = " and ".join(f"the {side} ({r.models[side].id})" for side in failing)
+        verb = "do" if len(failing) > 1 else "does"
+        out.append(
+            f"Read with care: {who} {verb} not perform the {task} task (clean logit difference ≤ 0), "
+            f"so its component influences are measured around a failing baseline and the alignment "
+            f"score{'' if a.score is None else f' of {a.score:.3f}'} says little about whether the student kept the teacher's circuit."
+        )
+    elif a.score is None:
+        out.append(f"No alignment score was computed for {s} against {t} on {task}.")
+    else:
+        if a.score >= 0.9:
+            level = "closely follows"
+        elif a.score >= PAPER_DISTILLED_MIN:
+            level = "largely follows"
+        elif a.score > PAPER_CONTROL:
+            level = "only partly follows"
+        else:
+            level = "does not follow"
+        ci = f" (95% CI {a.ci95[0]:.3f}–{a.ci95[1]:.3f})" if a.ci95 else ""
+        out.append(
+            f"The student {s} {level} the teacher {t}'s internal computation on {task}: alignment "
+            f"{a.score:.3f}{ci}, where 1 means every student component has a teacher counterpart with the same "
+            f"attention and the same share of influence. For scale, the paper's distilled pairs score "
+            f"{PAPER_DISTILLED_MIN:.2f}–0.94 and its non-distilled control pair {PAPER_CONTROL:.2f}."
+        )
+    hm, hn = matched_counts(r, "head")
+    mm, mn = matched_counts(r, "mlp")
+    if hn or mn:
+        out.append(
+            f"{hm} of {hn} head pairs and {mm} of {mn} MLP pairs reach the similarity thresholds "
+            f"({r.spec.get('head_threshold', '?')} / {r.spec.get('mlp_threshold', '?')}); mean similarity of all pairs "
+            f"{a.mean_similarity:.3f}."
+        )
+    rt, rs = r.robustness.teacher, r.robustness.student
+    if rt is not None and rs is not None:
+        c = r.robustness.compression_ratio
+        if rs.mean_drop > rt.mean_drop:
+            trend = "more brittle than"
+        elif rs.mean_drop < rt.mean_drop:
+            trend = "less brittle than"
+        else:
+            trend = "as brittle as"
+        out.append(
+            f"With {c:.0%} fewer parameters, the student is {trend} the teacher: removing one of its components "
+            f"costs {rs.mean_drop:.1f}% of performance on average (teacher {rt.mean_drop:.1f}%), severity "
+            f"{rs.severity:.3f} vs {rt.severity:.3f}."
+        )
+    return out
