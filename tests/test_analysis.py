@@ -31,6 +31,7 @@ from circuitdiff.analysis.robustness import (
     compression_ratio,
     delta_mean_with_ci,
     drops_from_impact,
+    drops_from_logit_diffs,
     drops_from_retained,
     gini,
     mean_with_ci,
@@ -376,6 +377,9 @@ def test_drop_rules():
     assert drops_from_impact([-5.0, 30.0, 130.0]).tolist() == [0.0, 30.0, 100.0]
     with pytest.raises(ValueError, match="NaN"):
         drops_from_retained([float("nan"), 90.0])
+    assert drops_from_logit_diffs([2.0, 1.0, -1.0, 5.0], 4.0).tolist() == [50.0, 75.0, 100.0, 0.0]
+    with pytest.raises(ValueError, match="performs the task"):
+        drops_from_logit_diffs([1.0], -0.2)
 
 
 def test_severity_by_hand():

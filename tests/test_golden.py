@@ -195,3 +195,9 @@ def test_drop_lists_rebuild_from_component_scores(robustness_ref):
     for side, key in (("teacher", "teacher_drops"), ("student", "student_drops")):
         impact = _flat_heads_then_mlps(bert[side]["heads_impact_pct_clipped"], bert[side]["mlps_impact_pct_clipped"])
         np.testing.assert_allclose(drops_from_impact(impact), robustness_ref["inputs"]["BERT"][key], atol=1e-9)
+    llama = _run({"runs": runs}, "llama31_8b_minitron_4b_depth__numerals__mean_ablation")["compute_robustness_py"]
+    for side, mlps in (("teacher", "teacher_mlps_retained_pct"), ("student", "student_mlps_retained_pct_AS_IN_SCRIPT")):
+        retained = _flat_heads_then_mlps(llama[f"{side}_heads_retained_pct"], llama[mlps])
+        np.testing.assert_allclose(
+            drops_from_retained(retained), robustness_ref["inputs"]["Llama"][f"{side}_drops"], atol=1e-9
+        )

@@ -39,6 +39,7 @@ __all__ = [
     "SEED",
     "drops_from_retained",
     "drops_from_impact",
+    "drops_from_logit_diffs",
     "mean_with_ci",
     "median_with_ci",
     "delta_mean_with_ci",
@@ -68,6 +69,17 @@ def _values(x: ArrayLike, name: str = "values") -> np.ndarray:
 def drops_from_retained(retained_pct: ArrayLike) -> np.ndarray:
     """m = 100 − clamp(R, 0, 100) for retained-% values R."""
     return 100.0 - np.clip(_values(retained_pct, "retained_pct"), 0.0, 100.0)
+
+
+def drops_from_logit_diffs(ablated_ld: ArrayLike, clean_ld: float) -> np.ndarray:
+    """Drops from mean logit differences: 100 − clamp(100 · LD_ablated / LD_clean, 0, 100).
+
+    Raises ValueError when LD_clean <= 0: percentages of a baseline that does not perform the task
+    are sign-inverted or explode (paper-notes §7 pitfall 2), so there is no drop to report.
+    """
+    if not clean_ld > 0:
+        raise ValueError(f"clean logit difference is {clean_ld}; drops need a model that performs the task (> 0)")
+    return drops_from_retained(100.0 * _values(ablated_ld, "ablated_ld") / float(clean_ld))
 
 
 def drops_from_impact(impact_pct: ArrayLike) -> np.ndarray:
