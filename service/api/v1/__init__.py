@@ -1,0 +1,5 @@
+"""Version 1 of the HTTP API: one router per resource."""
+
+from . import comparisons, datasets, models, tasks
+
+routers = [comparisons.router, models.router, tasks.router, datasets.router]

@@ -1,0 +1,76 @@
+"""Operational endpoints outside /v1: liveness, readiness, version, metrics."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+from fastapi import APIRouter, Depends, Response
+from fastapi.concurrency import run_in_threadpool
+
+import circuitdiff
+from circuitdiff.spec import SCHEMA_VERSION
+
+from ..deps import get_settings_dep, get_store
+from ..metrics import CONTENT_TYPE, render
+from ..problems import Problem, ProblemDetail
+from ..schemas import Health, Ready, Version
+from ..settings import Settings
+from ..store import JobStore
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/health", response_model=Health, summary="The process is alive")
+def health():
+    return Health(status="ok")
+
+
+def _checks(settings: Settings, store: JobStore) -> dict[str, str]:
+    checks: dict[str, str] = {}
+    try:
+        store.r.ping()
+        checks["redis"] = "ok"
+    except Exception as e:  # noqa: BLE001 - any failure means "not ready", with the reason
+        checks["redis"] = f"unreachable: {type(e).__name__}: {e}"
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        probe = settings.data_dir / f".ready-{uuid.uuid4().hex}"
+        probe.write_bytes(b"ok")
+        os.unlink(probe)
+        checks["data_dir"] = "ok"
+    except OSError as e:
+        checks["data_dir"] = f"not writable: {e}"
+    if checks["redis"] == "ok":
+        alive = store.workers_alive(settings.worker_stale_seconds)
+        checks["worker"] = f"ok ({len(alive)} alive)" if alive else "no worker heartbeat"
+    else:
+        checks["worker"] = "unknown (redis unreachable)"
+    return checks
+
+
+@router.get(
+    "/ready",
+    response_model=Ready,
+    responses={503: {"model": ProblemDetail, "content": {"application/problem+json": {}}}},
+    summary="Redis reachable, data dir writable, a worker alive",
+)
+async def ready(settings: Settings = Depends(get_settings_dep), store: JobStore = Depends(get_store)):
+    checks = await run_in_threadpool(_checks, settings, store)
+    failing = {k: v for k, v in checks.items() if not v.startswith("ok")}
+    if failing:
+        detail = "; ".join(f"{k}: {v}" for k, v in failing.items())
+        raise Problem(503, "not_ready", detail, extra={"checks": checks}, headers={"Retry-After": "5"})
+    return Ready(status="ready", checks=checks)
+
+
+@router.get("/version", response_model=Version, summary="Service and engine versions")
+def version():
+    return Version(service=circuitdiff.__version__, engine_version=circuitdiff.ENGINE_VERSION, api="v1",
+                   result_schema_version=SCHEMA_VERSION)
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE: {}}}},
+            summary="Prometheus metrics")
+def metrics(settings: Settings = Depends(get_settings_dep), store: JobStore = Depends(get_store)):
+    return Response(render(store, settings.worker_stale_seconds), media_type=CONTENT_TYPE)

@@ -1,0 +1,241 @@
+"""/v1/comparisons: submit, inspect, cancel and list comparison jobs, and fetch what they wrote."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+
+from circuitdiff.spec import ComparisonSpec
+from worker.celery_app import send_job
+
+from ...auth import current_owner
+from ...deps import get_celery, get_settings_dep, get_store, owned_job
+from ...problems import Problem, ProblemDetail
+from ...schemas import Artifact, ArtifactList, JobList, JobStatus, ts
+from ...settings import Settings
+from ...store import TERMINAL, JobStore
+from ...submission import prepare
+
+router = APIRouter(prefix="/v1/comparisons", tags=["comparisons"])
+PROBLEM = {"model": ProblemDetail, "content": {"application/problem+json": {}}}
+RETRY_AFTER = {"queued": "5", "running": "2"}
+
+
+def status_body(job: dict, store: JobStore) -> JobStatus:
+    jid = job["id"]
+    base = f"/v1/comparisons/{jid}"
+    spec = ComparisonSpec.model_validate(job["spec"]).resolve().model_dump(mode="json")
+    return JobStatus(
+        id=jid,
+        status=job["status"],
+        progress=job.get("progress") or None,
+        queue_position=store.queue_position(jid) if job["status"] == "queued" else None,
+        attempts=job["attempts"],
+        cancel_requested=job["cancel_requested"],
+        created_at=ts(job["created_at"]),
+        started_at=ts(job.get("started_at")),
+        finished_at=ts(job.get("finished_at")),
+        error=job.get("error") or None,
+        warnings=job.get("warnings") or [],
+        content_key=job["content_key"],
+        fingerprints=job.get("fingerprints") or {},
+        spec=spec,
+        links={"self": base, "result": base + "/result", "artifacts": base + "/artifacts", "report": base + "/report"},
+    )
+
+
+def _status_headers(response: Response, status: str) -> None:
+    if status in RETRY_AFTER:
+        response.headers["Retry-After"] = RETRY_AFTER[status]
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobStatus,
+    responses={200: {"model": JobStatus, "description": "an identical comparison exists: that job"},
+               400: PROBLEM, 401: PROBLEM, 413: PROBLEM, 422: PROBLEM, 503: PROBLEM},
+    summary="Submit a comparison",
+)
+def submit(
+    spec: ComparisonSpec,
+    response: Response,
+    owner: str = Depends(current_owner),
+    idempotency_key: str | None = Header(None, max_length=200, pattern=r"^[\x21-\x7e]+$"),
+    settings: Settings = Depends(get_settings_dep),
+    store: JobStore = Depends(get_store),
+    celery=Depends(get_celery),
+):
+    """Validates everything checkable without weights, then queues the job. An identical comparison
+    (same content key) already queued, running or done returns that job with 200 instead."""
+    prepared = prepare(spec, settings)
+    outcome = store.create(
+        owner=owner,
+        spec=prepared.spec.model_dump(mode="json"),
+        content_key=prepared.content_key,
+        fingerprints=prepared.fingerprints,
+        idempotency_key=idempotency_key,
+        body_hash=prepared.content_key,
+    )
+    if outcome.kind == "idem" and outcome.idem_body_hash != prepared.content_key:
+        raise Problem.field(
+            422, "idempotency_key_reused", "Idempotency-Key",
+            "this key was already used for a different comparison", "send a new Idempotency-Key for a new request",
+        )
+    if outcome.kind == "new":
+        try:
+            send_job(celery, outcome.job_id)
+        except Exception as e:  # broker unreachable: leave nothing behind, let the client retry
+            store.discard(outcome.job_id, owner, prepared.content_key)
+            raise Problem(503, "queue_unavailable", f"could not queue the job ({type(e).__name__})",
+                          headers={"Retry-After": "5"}) from e
+    else:
+        response.status_code = 200
+    job = store.get(outcome.job_id)
+    response.headers["Location"] = f"/v1/comparisons/{outcome.job_id}"
+    _status_headers(response, job["status"])
+    return status_body(job, store)
+
+
+@router.get("", response_model=JobList, responses={401: PROBLEM, 422: PROBLEM}, summary="List your comparisons")
+def list_jobs(
+    status: str | None = Query(None, pattern="^(queued|running|succeeded|failed|cancelled)$"),
+    limit: int = Query(20, ge=1, le=100),
+    cursor: str | None = Query(None, max_length=64, pattern="^[0-9a-z]+$"),
+    owner: str = Depends(current_owner),
+    store: JobStore = Depends(get_store),
+):
+    """Newest first. ``next_cursor`` pages on to older jobs."""
+    items: list[JobStatus] = []
+    before = cursor
+    while len(items) < limit:
+        ids = store.list_ids(owner, before=before, limit=100)
+        if not ids:
+            before = None
+            break
+        for jid in ids:
+            before = jid
+            job = store.get(jid)
+            if job and (status is None or job["status"] == status):
+                items.append(status_body(job, store))
+                if len(items) == limit:
+                    break
+        if len(ids) < 100 and len(items) < limit:
+            before = None
+            break
+    more = before is not None and bool(store.list_ids(owner, before=before, limit=1))
+    return JobList(items=items, next_cursor=before if more else None)
+
+
+@router.get("/{job_id}", response_model=JobStatus, responses={401: PROBLEM, 404: PROBLEM}, summary="Job status")
+async def get_job(
+    request: Request,
+    response: Response,
+    job_id: str,
+    wait: float = Query(0, ge=0, description="long-poll: wait up to this many seconds for a change"),
+    owner: str = Depends(current_owner),
+    store: JobStore = Depends(get_store),
+):
+    job = await run_in_threadpool(owned_job, job_id, owner, store)
+    wait = min(wait, request.app.state.settings.max_wait_seconds)
+    if wait > 0 and job["status"] not in TERMINAL:
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            if await run_in_threadpool(store.rev, job_id) != job["rev"]:
+                break
+        job = await run_in_threadpool(store.get, job_id)
+    _status_headers(response, job["status"])
+    return await run_in_threadpool(status_body, job, store)
+
+
+@router.delete(
+    "/{job_id}",
+    response_model=JobStatus,
+    status_code=202,
+    responses={200: {"model": JobStatus, "description": "cancelled (it was queued)"}, 404: PROBLEM, 409: PROBLEM},
+    summary="Cancel a comparison",
+)
+def cancel(response: Response, job: dict = Depends(owned_job), store: JobStore = Depends(get_store)):
+    """A queued job never starts (200, cancelled). A running job stops at the next component boundary
+    (202, ``cancel_requested``; poll until ``cancelled``); its partial files are removed."""
+    outcome = store.cancel(job["id"])  # "cancelled" (now or before), "requested", or the final status
+    if outcome in ("succeeded", "failed"):
+        raise Problem(409, "job_finished", f"the comparison already {outcome}; nothing to cancel",
+                      extra={"job_status": outcome})
+    if outcome == "cancelled":
+        response.status_code = 200
+    fresh = store.get(job["id"])
+    _status_headers(response, fresh["status"])
+    return status_body(fresh, store)
+
+
+def _require_succeeded(job: dict) -> None:
+    if job["status"] != "succeeded":
+        code = {"failed": "job_failed", "cancelled": "job_cancelled"}.get(job["status"], "job_not_finished")
+        raise Problem(
+            409, code, f"the comparison is {job['status']}; its result exists once it has succeeded",
+            extra={"job_status": job["status"], "error": job.get("error") or None},
+            headers={"Retry-After": RETRY_AFTER[job["status"]]} if job["status"] in RETRY_AFTER else None,
+        )
+
+
+def _file_response(request: Request, settings: Settings, job: dict, entry: dict) -> Response:
+    etag = f'"{entry["sha256"]}"'
+    if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers={"ETag": etag})
+    path = settings.results_dir / job["id"] / entry["name"]
+    if not path.is_file():
+        raise Problem(410, "artifact_gone", f"{entry['name']} is no longer on disk")
+    return FileResponse(
+        path,
+        media_type=entry["media_type"],
+        headers={"ETag": etag, "Cache-Control": "private, max-age=3600"},
+    )
+
+
+def _entry(job: dict, name: str) -> dict:
+    for e in job.get("artifacts") or []:
+        if e["name"] == name:
+            return e
+    raise Problem.field(404, "artifact_not_found", "name", f"the comparison wrote no file {name!r}",
+                        "list its files with GET /v1/comparisons/{id}/artifacts")
+
+
+FILE = {"content": {"application/json": {}, "application/octet-stream": {}},
+        "description": "the file, with ETag (sha256) and Content-Length"}
+
+
+@router.get("/{job_id}/result", responses={200: FILE, 404: PROBLEM, 409: PROBLEM}, summary="The result JSON")
+def get_result(request: Request, job: dict = Depends(owned_job), settings: Settings = Depends(get_settings_dep)):
+    """``result.json`` (schema v1); 409 problem+json with the status while not succeeded."""
+    _require_succeeded(job)
+    return _file_response(request, settings, job, _entry(job, "result.json"))
+
+
+@router.get("/{job_id}/report", responses={200: {"content": {"text/html": {}}}, 404: PROBLEM, 409: PROBLEM},
+            summary="The HTML report")
+def get_report(request: Request, job: dict = Depends(owned_job), settings: Settings = Depends(get_settings_dep)):
+    _require_succeeded(job)
+    return _file_response(request, settings, job, _entry(job, "report.html"))
+
+
+@router.get("/{job_id}/artifacts", response_model=ArtifactList, responses={404: PROBLEM, 409: PROBLEM},
+            summary="Files the job wrote")
+def list_artifacts(job: dict = Depends(owned_job)):
+    _require_succeeded(job)
+    base = f"/v1/comparisons/{job['id']}/artifacts/"
+    return ArtifactList(items=[Artifact(**e, href=base + e["name"]) for e in job.get("artifacts") or []])
+
+
+@router.get("/{job_id}/artifacts/{name:path}", responses={200: FILE, 304: {"description": "ETag matched"},
+            404: PROBLEM, 409: PROBLEM}, summary="One file the job wrote")
+def get_artifact(name: str, request: Request, job: dict = Depends(owned_job),
+                 settings: Settings = Depends(get_settings_dep)):
+    _require_succeeded(job)
+    return _file_response(request, settings, job, _entry(job, name))
+

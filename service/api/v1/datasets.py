@@ -1,0 +1,69 @@
+"""/v1/datasets: upload a custom JSONL task dataset; the id goes into a spec's `dataset` field."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from ... import datasets
+from ...auth import current_owner
+from ...deps import get_settings_dep
+from ...problems import Problem, ProblemDetail
+from ...schemas import DatasetInfo, ts
+from ...settings import Settings
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"], dependencies=[Depends(current_owner)])
+PROBLEM = {"model": ProblemDetail, "content": {"application/problem+json": {}}}
+MAX_LISTED = 50
+
+
+def _field(r: dict) -> str:
+    if not r["line"]:
+        return r["field"]
+    return f"lines[{r['line']}]" + ("" if r["field"] == "line" else f".{r['field']}")
+
+
+def _info(meta: dict) -> DatasetInfo:
+    return DatasetInfo(**{**meta, "rejected": meta["rejected"][:MAX_LISTED], "created_at": ts(meta["created_at"])})
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=DatasetInfo,
+    responses={413: PROBLEM, 422: PROBLEM},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": 'JSONL: one object per line, {"prompt", "answer", "distractor", '
+            '"corrupted_prompt"?, "masked_prompt"?, "corrupted_masked_prompt"?}',
+            "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+        }
+    },
+    summary="Upload a custom dataset",
+)
+async def upload(request: Request, response: Response, settings: Settings = Depends(get_settings_dep)):
+    """Validated line by line; valid lines are stored content-addressed (an identical upload gets
+    the same id) and rejected lines are listed with the reason. No valid line: 422, nothing stored."""
+    body = await request.body()
+    items, rejected = datasets.validate_lines(body)
+    if not items:
+        errors = [
+            {"field": _field(r), "message": r["reason"],
+             "fix": 'each line must be a JSON object with string "prompt", "answer" and "distractor"',
+             "code": "invalid_dataset_line"}
+            for r in rejected[:MAX_LISTED]
+        ] or [{"field": "body", "message": "the upload has no lines", "fix": "send JSONL, one item per line",
+               "code": "empty_dataset"}]
+        raise Problem(422, "invalid_dataset", f"no valid line in the upload ({len(rejected)} rejected)", errors=errors)
+    meta = datasets.store(settings.datasets_dir, items, rejected, len(body))
+    response.headers["Location"] = f"/v1/datasets/{meta['id']}"
+    return _info(meta)
+
+
+@router.get("/{dataset_id}", response_model=DatasetInfo, responses={404: PROBLEM}, summary="A stored dataset")
+def get_dataset(dataset_id: str, settings: Settings = Depends(get_settings_dep)):
+    meta = datasets.load_meta(settings.datasets_dir, dataset_id)
+    if meta is None:
+        raise Problem.field(404, "dataset_not_found", "dataset_id", f"no dataset {dataset_id!r}",
+                            "upload it with POST /v1/datasets")
+    return _info(meta)

@@ -1,0 +1,41 @@
+"""API keys: ``Authorization: Bearer KEY``; the owner of a job is the hash of the key that made it.
+
+Settings keep only sha256 hashes of the keys. With no keys configured (the local default) the API
+is open and every caller is the owner ``local``; settings refuse that combination on a
+non-loopback bind address.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Request
+
+from .problems import Problem
+from .settings import hash_key
+
+LOCAL_OWNER = "local"
+
+
+def owner_of(key_hash: str) -> str:
+    return "k" + key_hash[:16]
+
+
+def current_owner(request: Request) -> str:
+    """FastAPI dependency: the caller's owner id, or 401 problem+json."""
+    hashes: list[str] = request.app.state.settings.api_keys
+    if not hashes:
+        return LOCAL_OWNER
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Problem.field(
+            401, "unauthorized", "Authorization", "missing API key", "send `Authorization: Bearer <your key>`"
+        ).with_headers({"WWW-Authenticate": "Bearer"})
+    given = hash_key(key.strip())
+    for h in hashes:  # constant-time per comparison; the set of keys is small
+        if hmac.compare_digest(given, h):
+            return owner_of(h)
+    raise Problem.field(
+        401, "unauthorized", "Authorization", "unknown API key", "check the key you were given"
+    ).with_headers({"WWW-Authenticate": "Bearer"})

@@ -1,0 +1,67 @@
+"""The FastAPI app: ``create_app(settings)`` builds it; the lifespan opens Redis and the Celery producer.
+
+The service never imports torch: it validates specs with the torch-free ``circuitdiff.spec`` and
+hands work to the GPU worker through Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+import redis
+from fastapi import FastAPI, Request
+
+import circuitdiff
+
+from . import problems
+from .api import system
+from .api.v1 import routers
+from .bodylimit import BodyLimit
+from .problems import Problem, problem_response
+from .settings import Settings, get_settings
+from .store import JobStore
+
+log = logging.getLogger("circuitdiff.service")
+
+DESCRIPTION = """Compare the internals of a teacher language model with a student distilled from it
+(Distilled Circuits, arXiv 2505.10822). Submit a comparison, poll it, fetch the result JSON, the HTML
+report and the plots. Every error is RFC 9457 `application/problem+json` with a stable `code`."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        from worker.celery_app import make_celery
+
+        for d in (settings.data_dir, settings.results_dir, settings.datasets_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        app.state.store = JobStore.from_url(settings.require_redis_url())
+        app.state.celery = make_celery(settings)
+        yield
+        app.state.store.r.close()
+
+    app = FastAPI(
+        title="circuitdiff",
+        version=circuitdiff.__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    problems.install(app)
+
+    @app.exception_handler(redis.exceptions.ConnectionError)
+    @app.exception_handler(redis.exceptions.TimeoutError)
+    async def _redis_down(request: Request, exc: Exception):
+        log.warning("redis unavailable on %s: %s", request.url.path, exc)
+        p = Problem(503, "redis_unavailable", "the job store is unreachable; try again shortly",
+                    headers={"Retry-After": "5"})
+        return problem_response(p, request)
+
+    app.include_router(system.router)
+    for r in routers:
+        app.include_router(r)
+    app.add_middleware(BodyLimit, max_body=settings.max_body_bytes, max_upload=settings.max_upload_bytes)
+    return app

@@ -1,0 +1,216 @@
+"""RFC 9457 problem details: every error the API returns is ``application/problem+json``.
+
+Each problem carries ``type``, ``title``, ``status``, ``detail`` and a stable ``code`` (API surface:
+never rename one). Validation problems add ``errors``: one item per bad field with its dotted path
+(``task_options.members``, ``teacher.id``), the message and a ``fix``. Engine errors
+(:class:`circuitdiff.errors.CircuitdiffError`) already carry code/field/fix and map one to one.
+Users never see a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from circuitdiff.errors import CircuitdiffError
+from circuitdiff.spec import TASKS
+
+log = logging.getLogger("circuitdiff.service")
+MEDIA_TYPE = "application/problem+json"
+TYPE_PREFIX = "urn:circuitdiff:problem:"
+
+
+class FieldError(BaseModel):
+    field: str = Field(examples=["task_options.members"])
+    message: str
+    fix: str
+    code: str
+
+
+class ProblemDetail(BaseModel):
+    """The body of every 4xx/5xx response."""
+
+    type: str = Field(examples=["urn:circuitdiff:problem:unknown_task"])
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[FieldError] | None = None
+    instance: str | None = None
+
+
+class Problem(Exception):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        errors: list[dict] | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ):
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+        self.errors, self.headers, self.extra = errors, headers or {}, extra or {}
+
+    @classmethod
+    def field(cls, status: int, code: str, field: str, message: str, fix: str) -> "Problem":
+        return cls(status, code, f"{field}: {message}", errors=[_item(field, message, fix, code)])
+
+    def with_headers(self, headers: dict[str, str]) -> "Problem":
+        self.headers.update(headers)
+        return self
+
+
+def _item(field: str, message: str, fix: str, code: str) -> dict:
+    return {"field": field, "message": message, "fix": fix, "code": code}
+
+
+def problem_response(p: Problem, request: Request | None = None) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": TYPE_PREFIX + p.code,
+        "title": HTTPStatus(p.status).phrase,
+        "status": p.status,
+        "detail": p.detail,
+        "code": p.code,
+    }
+    if p.errors:
+        body["errors"] = p.errors
+    if request is not None:
+        body["instance"] = request.url.path
+    body.update(p.extra)
+    return JSONResponse(body, status_code=p.status, media_type=MEDIA_TYPE, headers=p.headers)
+
+
+# ------------------------------------------------------------------ pydantic errors -> field errors
+_PATH_PREFIX = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*): (.*)$", re.S)
+_ONE_OF = re.compile(r"must be one of (\[.*?\])")
+_OPTIONS = re.compile(r"\(options: (.*?)\)")
+
+
+def _code_for(field: str, etype: str, message: str) -> str:
+    if etype == "json_invalid":
+        return "invalid_json"
+    if etype == "extra_forbidden":
+        return "unknown_field"
+    if etype == "missing":
+        return "missing_field"
+    if field == "task":
+        return "unknown_task"
+    if field.startswith("task_options"):
+        return "invalid_task_option"
+    if field.split(".")[0] in ("teacher", "student"):
+        return "unknown_model" if "unknown zoo model" in message else "invalid_model"
+    if field == "dataset":
+        return "invalid_dataset"
+    return "invalid_value"
+
+
+def _fix_for(field: str, etype: str, ctx: dict, message: str) -> str:
+    if etype == "json_invalid":
+        return "send a valid JSON object (Content-Type: application/json)"
+    if etype == "missing":
+        return f"add `{field}`"
+    if etype == "extra_forbidden":
+        return f"remove `{field}`: the spec has no such field (see the ComparisonSpec schema at /docs)"
+    if etype in ("greater_than_equal", "greater_than"):
+        return f"give a value >= {ctx.get('ge', ctx.get('gt'))}"
+    if etype in ("less_than_equal", "less_than"):
+        return f"give a value <= {ctx.get('le', ctx.get('lt'))}"
+    if etype == "literal_error":
+        return f"use one of: {ctx.get('expected')}"
+    if etype.startswith("int_"):
+        return "give a whole number"
+    if etype.startswith("float_"):
+        return "give a number"
+    if etype.startswith("bool_"):
+        return "give true or false"
+    if etype.startswith("string_"):
+        return "give a string" if etype == "string_type" else "shorten or lengthen the string to the allowed size"
+    if etype in ("dict_type", "model_type", "model_attributes_type"):
+        return "give a JSON object"
+    if field == "task":
+        return f"use one of: {', '.join(TASKS)} (GET /v1/tasks)"
+    if m := _ONE_OF.search(message):
+        return f"use one of {m.group(1)} (GET /v1/tasks lists every option)"
+    if m := _OPTIONS.search(message):
+        return f"remove it; this task's options are: {m.group(1)}"
+    if field.split(".")[0] in ("teacher", "student"):
+        if "revision" in message:
+            return "drop `revision`: only hub models have revisions"
+        return "use zoo:NAME, a hub id like 'gpt2', or a directory under an allowed model root (GET /v1/models)"
+    if field == "dataset":
+        return "upload the JSONL with POST /v1/datasets and pass the returned id as `dataset`"
+    return "see the request schema at /docs"
+
+
+def field_errors(errors: list[dict], *, strip_body: bool) -> list[dict]:
+    out = []
+    for e in errors:
+        loc = [str(x) for x in e.get("loc", ())]
+        if strip_body and loc[:1] == ["body"]:
+            loc = loc[1:]
+        etype = e.get("type", "")
+        message = str(e.get("msg", "invalid"))
+        message = message.removeprefix("Value error, ")
+        field = ".".join(loc)
+        if etype == "value_error" and (m := _PATH_PREFIX.match(message)):
+            # model validators prefix their message with the path they concern ("task_options.x: ...")
+            field = ".".join([*loc, m.group(1)]) if loc else m.group(1)
+            message = m.group(2)
+        elif etype == "value_error" and "revision" in message and loc and loc[-1] in ("teacher", "student"):
+            field = f"{field}.revision"
+        if etype == "json_invalid":
+            field = "body"
+        field = field or "body"
+        out.append(_item(field, message, _fix_for(field, etype, e.get("ctx") or {}, message), _code_for(field, etype, message)))
+    return out
+
+
+def validation_problem(errors: list[dict], *, strip_body: bool = True) -> Problem:
+    items = field_errors(errors, strip_body=strip_body)
+    detail = "; ".join(f"{i['field']}: {i['message']}" for i in items)
+    code = items[0]["code"] if items else "invalid_request"
+    status = 400 if code == "invalid_json" else 422
+    return Problem(status, code, detail, errors=items)
+
+
+def from_engine_error(e: CircuitdiffError) -> Problem:
+    errors = [_item(e.field, e.message, e.fix or "see the message", e.code)] if e.field else None
+    return Problem(e.http_status, e.code, e.message, errors=errors)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem):
+        return problem_response(exc, request)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        return problem_response(validation_problem(list(exc.errors())), request)
+
+    @app.exception_handler(CircuitdiffError)
+    async def _engine(request: Request, exc: CircuitdiffError):
+        return problem_response(from_engine_error(exc), request)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no route for {request.method} {request.url.path}"
+        return problem_response(Problem(exc.status_code, code, detail, headers=getattr(exc, "headers", None)), request)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(Problem(500, "internal_error", "the server failed unexpectedly; see its log"), request)

@@ -1,0 +1,113 @@
+"""One settings class for the API, the worker and the `make run` launcher.
+
+Every field reads an environment variable named ``CIRCUITDIFF_<FIELD>`` (``REDIS_URL`` is also read
+unprefixed, the name every Redis deployment uses). The README's configuration table is this class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+LOOPBACK_HOSTS = {"localhost"}
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CIRCUITDIFF_", extra="ignore")
+
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CIRCUITDIFF_REDIS_URL", "REDIS_URL"),
+        description="Redis for job records and the Celery broker; unset: `make run` starts its own",
+    )
+    data_dir: Path = Field(default=Path("data"), description="results/, datasets/, cache/ live here")
+    model_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="directories local model paths must lie in (comma-separated); default <data_dir>/models",
+    )
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated API keys, each plain or `sha256:<hex>`; kept only as hashes; empty = open API on loopback",
+    )
+    host: str = Field(default="127.0.0.1", description="API bind address (non-loopback requires API keys)")
+    port: int = Field(default=8000, ge=0, le=65535)
+    max_body_bytes: int = Field(default=64 * 1024, description="request body limit (413 above it)")
+    max_upload_bytes: int = Field(default=16 * 1024 * 1024, description="dataset upload limit (413 above it)")
+    max_wait_seconds: float = Field(default=60.0, description="cap on ?wait= long polls")
+    max_attempts: int = Field(default=3, ge=1, description="deliveries of one job before it is marked failed")
+    visibility_timeout: int = Field(
+        default=8 * 3600, ge=1, description="seconds before an unacknowledged job is redelivered; above the longest job"
+    )
+    restore_interval: int = Field(default=10, ge=1, description="seconds between sweeps for unacknowledged jobs")
+    model_cache_size: int = Field(default=4, ge=0, description="loaded models the worker keeps across jobs")
+    progress_interval: float = Field(default=1.0, description="min seconds between progress writes")
+    worker_heartbeat_seconds: float = Field(default=5.0, description="worker liveness write interval")
+    worker_stale_seconds: float = Field(default=30.0, description="a worker silent this long counts as gone")
+
+    @field_validator("model_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, v):
+        if isinstance(v, str):
+            return [p for p in (s.strip() for s in v.split(",")) if p]
+        return v
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _hash_keys(cls, v):
+        # Plain keys never stay in memory past this point: only their sha256 is kept and compared.
+        items = [s.strip() for s in v.split(",")] if isinstance(v, str) else list(v or [])
+        return [k[7:].lower() if k.startswith("sha256:") else hash_key(k) for k in items if k]
+
+    @model_validator(mode="after")
+    def _defaults_and_safety(self) -> "Settings":
+        self.data_dir = self.data_dir.expanduser().absolute()
+        if not self.model_roots:
+            self.model_roots = [self.data_dir / "models"]
+        self.model_roots = [p.expanduser().absolute() for p in self.model_roots]
+        if not self.api_keys and not is_loopback(self.host):
+            raise ValueError(
+                f"host {self.host!r} is not loopback and no API keys are set: "
+                "set CIRCUITDIFF_API_KEYS or bind to 127.0.0.1"
+            )
+        return self
+
+    @property
+    def results_dir(self) -> Path:
+        return self.data_dir / "results"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.data_dir / "datasets"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    def require_redis_url(self) -> str:
+        if not self.redis_url:
+            raise RuntimeError("REDIS_URL is not set (use `make run`, which starts a Redis server for you)")
+        return self.redis_url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

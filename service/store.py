@@ -1,0 +1,319 @@
+"""Job records in Redis: ours, not Celery's result backend (DESIGN.md §Decisions).
+
+One hash per job (``cd:job:<id>``) holds status, progress, attempts, timestamps, sanitized error,
+owner and the result pointer. Every status change is one Lua script, so a transition, the
+per-status counters and the queue index move together even with the API and several workers
+writing at once. Job ids sort by creation time, which makes the per-owner index a lexicographic
+sorted set that pages newest-first with the last id as the cursor.
+
+Used by the API (create, read, cancel, list) and the worker (claim, progress, finish).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+P = "cd:"
+QUEUED = P + "queued"  # zset job id -> enqueue time: queue positions
+COUNTS = P + "counts"  # hash status -> number of jobs in it
+WORKERS = P + "workers"  # zset worker name -> last heartbeat
+DURATIONS = P + "durations"  # hash histogram of finished job durations
+ENGINE_RUNS = P + "engine_runs"  # how many times a worker called the engine
+DURATION_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600)
+IDEMPOTENCY_TTL = 24 * 3600
+_JSON_FIELDS = ("spec", "progress", "error", "artifacts", "fingerprints", "warnings")
+
+
+def job_key(job_id: str) -> str:
+    return f"{P}job:{job_id}"
+
+
+def owner_key(owner: str) -> str:
+    return f"{P}jobs:{owner}"
+
+
+def new_job_id() -> str:
+    # 12 hex digits of milliseconds keep ids in creation order until the year 10889.
+    return f"j{time.time_ns() // 1_000_000:012x}{secrets.token_hex(5)}"
+
+
+# KEYS: job, owner index, dedup, queued, counts, idem ("" when none)
+# ARGV: id, now, idem value, idem ttl, field, value, ...
+_CREATE = """
+if KEYS[6] ~= '' then
+  local v = redis.call('GET', KEYS[6])
+  if v then return {'idem', v} end
+end
+local existing = redis.call('GET', KEYS[3])
+if existing then
+  local st = redis.call('HGET', 'cd:job:' .. existing, 'status')
+  if st == 'queued' or st == 'running' or st == 'succeeded' then
+    if KEYS[6] ~= '' then redis.call('SET', KEYS[6], ARGV[3] .. existing, 'EX', ARGV[4]) end
+    return {'dup', existing}
+  end
+end
+local id = ARGV[1]
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('ZADD', KEYS[2], 0, id)
+redis.call('SET', KEYS[3], id)
+redis.call('ZADD', KEYS[4], ARGV[2], id)
+redis.call('HINCRBY', KEYS[5], 'queued', 1)
+if KEYS[6] ~= '' then redis.call('SET', KEYS[6], ARGV[3] .. id, 'EX', ARGV[4]) end
+return {'new', id}
+"""
+
+# KEYS: job, counts, queued.  ARGV: id, allowed from (comma list), to, field, value, ...
+_TRANSITION = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return 'missing' end
+if not string.find(',' .. ARGV[2] .. ',', ',' .. st .. ',', 1, true) then return st end
+redis.call('HSET', KEYS[1], 'status', ARGV[3])
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HINCRBY', KEYS[1], 'rev', 1)
+redis.call('HINCRBY', KEYS[2], st, -1)
+redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
+if ARGV[3] ~= 'queued' then redis.call('ZREM', KEYS[3], ARGV[1]) end
+return 'ok'
+"""
+
+# The worker's claim on a delivered message. KEYS: job, counts, queued, workers.
+# ARGV: id, worker, now, max attempts, stale seconds, error json for "worker lost too often".
+_CLAIM = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return {'missing', ''} end
+if st == 'succeeded' or st == 'failed' or st == 'cancelled' then return {'skip', st} end
+local function move(to)
+  redis.call('HSET', KEYS[1], 'status', to)
+  redis.call('HINCRBY', KEYS[1], 'rev', 1)
+  redis.call('HINCRBY', KEYS[2], st, -1)
+  redis.call('HINCRBY', KEYS[2], to, 1)
+  redis.call('ZREM', KEYS[3], ARGV[1])
+end
+if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then
+  redis.call('HSET', KEYS[1], 'finished_at', ARGV[3])
+  move('cancelled')
+  return {'skip', 'cancelled'}
+end
+if st == 'running' then
+  -- a redelivery while the worker that holds the job still beats: not ours to run
+  local w = redis.call('HGET', KEYS[1], 'worker')
+  local seen = w and redis.call('ZSCORE', KEYS[4], w)
+  if w ~= ARGV[2] and seen and tonumber(seen) > tonumber(ARGV[3]) - tonumber(ARGV[5]) then
+    return {'busy', w}
+  end
+end
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+if attempts > tonumber(ARGV[4]) then
+  redis.call('HSET', KEYS[1], 'finished_at', ARGV[3], 'error', ARGV[6])
+  move('failed')
+  return {'failed', tostring(attempts)}
+end
+redis.call('HSET', KEYS[1], 'worker', ARGV[2], 'started_at', ARGV[3], 'progress', '{}')
+move('running')
+return {'run', tostring(attempts)}
+"""
+
+# KEYS: job, counts, queued.  ARGV: id, now.
+_CANCEL = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return 'missing' end
+if st == 'queued' then
+  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'cancel_requested', '1', 'finished_at', ARGV[2])
+  redis.call('HINCRBY', KEYS[1], 'rev', 1)
+  redis.call('HINCRBY', KEYS[2], 'queued', -1)
+  redis.call('HINCRBY', KEYS[2], 'cancelled', 1)
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  return 'cancelled'
+end
+if st == 'running' then
+  redis.call('HSET', KEYS[1], 'cancel_requested', '1')
+  redis.call('HINCRBY', KEYS[1], 'rev', 1)
+  return 'requested'
+end
+return st
+"""
+
+
+@dataclass(frozen=True)
+class CreateOutcome:
+    kind: str  # "new" | "dup" (same content key) | "idem" (same Idempotency-Key)
+    job_id: str
+    idem_body_hash: str | None = None
+
+
+class JobStore:
+    def __init__(self, client: redis.Redis):
+        self.r = client
+        self._create = client.register_script(_CREATE)
+        self._transition = client.register_script(_TRANSITION)
+        self._claim = client.register_script(_CLAIM)
+        self._cancel = client.register_script(_CANCEL)
+
+    @classmethod
+    def from_url(cls, url: str) -> "JobStore":
+        # Short timeouts: /ready must answer 503 promptly when Redis is gone, and the pool
+        # reconnects by itself when it is back.
+        client = redis.Redis.from_url(
+            url, decode_responses=True, socket_connect_timeout=2, socket_timeout=10, health_check_interval=5
+        )
+        return cls(client)
+
+    # ------------------------------------------------------------------ API side
+    def create(
+        self,
+        *,
+        owner: str,
+        spec: dict,
+        content_key: str,
+        fingerprints: dict,
+        idempotency_key: str | None = None,
+        body_hash: str = "",
+    ) -> CreateOutcome:
+        job_id = new_job_id()
+        now = time.time()
+        fields = {
+            "id": job_id,
+            "owner": owner,
+            "status": "queued",
+            "spec": json.dumps(spec, sort_keys=True),
+            "content_key": content_key,
+            "fingerprints": json.dumps(fingerprints, sort_keys=True),
+            "created_at": repr(now),
+            "attempts": "0",
+            "rev": "0",
+            "progress": "{}",
+            "cancel_requested": "0",
+        }
+        idem = f"{P}idem:{owner}:{idempotency_key}" if idempotency_key else ""
+        flat = [x for kv in fields.items() for x in kv]
+        kind, value = self._create(
+            keys=[job_key(job_id), owner_key(owner), f"{P}dedup:{owner}:{content_key}", QUEUED, COUNTS, idem],
+            args=[job_id, repr(now), body_hash + ":", IDEMPOTENCY_TTL, *flat],
+        )
+        if kind == "idem":
+            stored_hash, _, existing = value.partition(":")
+            return CreateOutcome("idem", existing, stored_hash)
+        return CreateOutcome(kind, value)
+
+    def discard(self, job_id: str, owner: str, content_key: str) -> None:
+        """Undo a create whose message could not be sent: no record may stay behind."""
+        st = self.r.hget(job_key(job_id), "status")
+        pipe = self.r.pipeline()
+        pipe.delete(job_key(job_id))
+        pipe.zrem(owner_key(owner), job_id)
+        pipe.zrem(QUEUED, job_id)
+        if st:
+            pipe.hincrby(COUNTS, st, -1)
+        pipe.execute()
+        dedup = f"{P}dedup:{owner}:{content_key}"
+        if self.r.get(dedup) == job_id:
+            self.r.delete(dedup)
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        raw = self.r.hgetall(job_key(job_id))
+        return _decode(raw) if raw else None
+
+    def rev(self, job_id: str) -> int | None:
+        v = self.r.hget(job_key(job_id), "rev")
+        return None if v is None else int(v)
+
+    def queue_position(self, job_id: str) -> int | None:
+        rank = self.r.zrank(QUEUED, job_id)
+        return None if rank is None else rank + 1
+
+    def cancel(self, job_id: str) -> str:
+        return self._cancel(keys=[job_key(job_id), COUNTS, QUEUED], args=[job_id, repr(time.time())])
+
+    def list_ids(self, owner: str, *, before: str | None, limit: int) -> list[str]:
+        hi = f"({before}" if before else "+"
+        return self.r.zrevrangebylex(owner_key(owner), hi, "-", start=0, num=limit)
+
+    def counts(self) -> dict[str, int]:
+        raw = self.r.hgetall(COUNTS)
+        return {s: max(0, int(raw.get(s, 0))) for s in STATUSES}
+
+    def queue_length(self) -> int:
+        return self.r.zcard(QUEUED)
+
+    def workers_alive(self, stale_seconds: float) -> list[str]:
+        return self.r.zrangebyscore(WORKERS, time.time() - stale_seconds, "+inf")
+
+    def durations(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.r.hgetall(DURATIONS).items()}
+
+    def engine_runs(self) -> int:
+        return int(self.r.get(ENGINE_RUNS) or 0)
+
+    def count_keys(self) -> int:
+        return self.r.dbsize()
+
+    # ------------------------------------------------------------------ worker side
+    def claim(self, job_id: str, worker: str, *, max_attempts: int, stale_seconds: float) -> tuple[str, str]:
+        err = json.dumps(
+            {
+                "code": "worker_lost",
+                "detail": f"the job stopped its worker {max_attempts} times (out of memory or a crash); not retried",
+                "field": None,
+                "fix": "try fewer prompts, a smaller dtype, or a machine with more memory",
+            }
+        )
+        kind, info = self._claim(
+            keys=[job_key(job_id), COUNTS, QUEUED, WORKERS],
+            args=[job_id, worker, repr(time.time()), max_attempts, stale_seconds, err],
+        )
+        return kind, info
+
+    def transition(self, job_id: str, allowed: tuple[str, ...], to: str, **fields: Any) -> str:
+        flat: list[str] = []
+        for k, v in fields.items():
+            flat += [k, json.dumps(v, sort_keys=True) if k in _JSON_FIELDS else str(v)]
+        return self._transition(keys=[job_key(job_id), COUNTS, QUEUED], args=[job_id, ",".join(allowed), to, *flat])
+
+    def set_progress(self, job_id: str, stage: str, done: int, total: int) -> None:
+        pipe = self.r.pipeline()
+        pipe.hset(job_key(job_id), "progress", json.dumps({"stage": stage, "done": done, "total": total}))
+        pipe.hincrby(job_key(job_id), "rev", 1)
+        pipe.execute()
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return self.r.hget(job_key(job_id), "cancel_requested") == "1"
+
+    def heartbeat(self, worker: str) -> None:
+        self.r.zadd(WORKERS, {worker: time.time()})
+
+    def worker_gone(self, worker: str) -> None:
+        self.r.zrem(WORKERS, worker)
+
+    def observe_duration(self, seconds: float) -> None:
+        pipe = self.r.pipeline()
+        for b in DURATION_BUCKETS:
+            if seconds <= b:
+                pipe.hincrby(DURATIONS, f"le_{b}", 1)
+        pipe.hincrby(DURATIONS, "count", 1)
+        pipe.hincrbyfloat(DURATIONS, "sum", seconds)
+        pipe.execute()
+
+    def count_engine_run(self) -> None:
+        self.r.incr(ENGINE_RUNS)
+
+
+def _decode(raw: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = dict(raw)
+    for k in _JSON_FIELDS:
+        if k in out and out[k]:
+            out[k] = json.loads(out[k])
+    for k in ("created_at", "started_at", "finished_at"):
+        if k in out and out[k]:
+            out[k] = float(out[k])
+    for k in ("attempts", "rev"):
+        out[k] = int(out.get(k) or 0)
+    out["cancel_requested"] = out.get("cancel_requested") == "1"
+    return out

@@ -1,0 +1,215 @@
+"""Service test fixtures: a real Redis server, the real API under uvicorn, real Celery workers.
+
+Everything runs as subprocesses on free ports with its data in a tmp dir; nothing here touches the
+machine's own Redis on 6379. Loaded by ``tests/conftest.py`` (``pytest_plugins``).
+
+Session fixtures share one stack (Redis + API + one worker) across the service tests; tests that
+kill or stop things (chaos, the launcher) build their own with :func:`start_api`/:func:`start_worker`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from service.redis_server import RedisServer, free_port
+
+REPO = Path(__file__).resolve().parent.parent
+PY = sys.executable
+ALICE_KEY, BOB_KEY = "alice-test-key", "bob-test-key"
+SMALL_SPEC = {
+    "teacher": "zoo:gpt-teacher",
+    "student": "zoo:gpt-student",
+    "task": "ioi",
+    "n_prompts": 8,
+    "bootstrap": 20,
+    "device": "cpu",
+}
+
+
+class Proc:
+    """A child process with its output in a log file (read it when a test fails)."""
+
+    def __init__(self, args: list[str], env: dict, log: Path):
+        self.log = log
+        self._fh = open(log, "ab")
+        self.p = subprocess.Popen(args, env=env, cwd=REPO, stdout=self._fh, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.p.pid
+
+    def alive(self) -> bool:
+        return self.p.poll() is None
+
+    def tail(self, n: int = 4000) -> str:
+        return self.log.read_bytes()[-n:].decode(errors="replace")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.alive():
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+        self._fh.close()
+
+    def kill9(self) -> None:
+        if self.alive():
+            self.p.kill()  # SIGKILL: no cleanup, no ack; exactly what an OOM kill does
+            self.p.wait()
+
+
+def service_env(redis_url: str, data_dir: Path, *, keys: tuple[str, ...] = (ALICE_KEY, BOB_KEY), **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CIRCUITDIFF_") and k != "REDIS_URL"}
+    env.update(
+        REDIS_URL=redis_url,
+        CIRCUITDIFF_DATA_DIR=str(data_dir),
+        CIRCUITDIFF_MODEL_ROOTS=str(data_dir / "models"),
+        CIRCUITDIFF_API_KEYS=",".join(keys),
+        CIRCUITDIFF_PROGRESS_INTERVAL="0.5",
+        CIRCUITDIFF_WORKER_HEARTBEAT_SECONDS="1",
+        CIRCUITDIFF_WORKER_STALE_SECONDS="5",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def wait_for(pred, timeout: float, what: str, proc: Proc | None = None, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        if proc is not None and not proc.alive():
+            raise AssertionError(f"{what}: process exited\n{proc.tail()}")
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f"\n{proc.tail()}" if proc else ""))
+
+
+def start_api(env: dict, log_dir: Path, port: int | None = None) -> tuple[Proc, str]:
+    port = port or free_port()
+    env = dict(env, CIRCUITDIFF_HOST="127.0.0.1", CIRCUITDIFF_PORT=str(port))
+    proc = Proc([PY, "-m", "service"], env, log_dir / f"api-{port}.log")
+    base = f"http://127.0.0.1:{port}"
+
+    def up():
+        try:
+            return httpx.get(base + "/health", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_for(up, 30, "API /health", proc)
+    return proc, base
+
+
+def start_worker(env: dict, log_dir: Path, name: str) -> Proc:
+    args = [PY, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", "gpu", "-P", "solo",
+            "--prefetch-multiplier", "1", "-c", "1", "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
+            "--loglevel", "INFO"]
+    proc = Proc(args, env, log_dir / f"worker-{name}.log")
+    r = redis.Redis.from_url(env["REDIS_URL"], decode_responses=True)
+    wait_for(lambda: any(w.endswith(f":{proc.pid}") for w in r.zrange("cd:workers", 0, -1)), 60,
+             "worker heartbeat", proc)
+    r.close()
+    return proc
+
+
+def poll_until(client: httpx.Client, job_id: str, statuses: set[str], timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    body: dict = {}
+    while time.monotonic() < deadline:
+        body = client.get(f"/v1/comparisons/{job_id}", params={"wait": 5}).json()
+        if body.get("status") in statuses:
+            return body
+    raise AssertionError(f"job {job_id} never reached {statuses}; last: {body}")
+
+
+def redis_snapshot(url: str) -> set[str]:
+    r = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        return set(r.keys("*"))
+    finally:
+        r.close()
+
+
+def data_snapshot(data_dir: Path) -> set[str]:
+    return {str(p.relative_to(data_dir)) for p in data_dir.rglob("*") if p.is_file() and not p.name.startswith(".ready-")}
+
+
+@pytest.fixture(scope="session")
+def svc_redis(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def svc_data(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("svc-data")
+    (d / "models").mkdir()
+    return d
+
+
+@pytest.fixture(scope="session")
+def svc_logs(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("svc-logs")
+
+
+@pytest.fixture(scope="session")
+def svc_env(svc_redis, svc_data) -> dict:
+    return service_env(svc_redis.url, svc_data)
+
+
+@pytest.fixture(scope="session")
+def svc_api(svc_env, svc_logs):
+    proc, base = start_api(svc_env, svc_logs)
+    yield base
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def svc_worker(svc_env, svc_logs):
+    proc = start_worker(svc_env, svc_logs, "session")
+    yield proc
+    proc.stop()
+
+
+def _client(base: str, key: str) -> httpx.Client:
+    return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
+@pytest.fixture
+def alice(svc_api):
+    with _client(svc_api, ALICE_KEY) as c:
+        yield c
+
+
+@pytest.fixture
+def bob(svc_api):
+    with _client(svc_api, BOB_KEY) as c:
+        yield c
+
+
+@pytest.fixture
+def zoo_pair_ready():
+    from circuitdiff.zoo.registry import ZOO_DIR
+
+    if not all((ZOO_DIR / n / "model.safetensors").exists() for n in ("gpt-teacher", "gpt-student")):
+        pytest.skip("zoo gpt-teacher/gpt-student not trained in this checkout (run `make zoo`)")
+    try:
+        import circuitdiff.pipeline  # noqa: F401
+    except ImportError:
+        pytest.skip("circuitdiff.pipeline not present yet")

@@ -1,0 +1,145 @@
+"""Bad requests against the real API (uvicorn subprocess, real Redis): each answers a 4xx
+problem+json naming the field, and none leaves a job record or a file behind."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.service_fixtures import SMALL_SPEC, data_snapshot, redis_snapshot
+
+PROBLEM = "application/problem+json"
+
+
+def _spec(**over):
+    return {**SMALL_SPEC, **over}
+
+
+@pytest.fixture
+def nothing_left_behind(svc_redis, svc_data):
+    before_keys, before_files = redis_snapshot(svc_redis.url), data_snapshot(svc_data)
+    yield
+    assert redis_snapshot(svc_redis.url) == before_keys
+    assert data_snapshot(svc_data) == before_files
+
+
+def assert_problem(resp, status: int, field: str, code: str | None = None) -> dict:
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith(PROBLEM)
+    body = resp.json()
+    for k in ("type", "title", "status", "detail", "code"):
+        assert k in body, body
+    assert body["status"] == status
+    items = {e["field"]: e for e in body.get("errors") or []}
+    assert field in items, body
+    if code:  # the field's own code; the top-level code is the first error's
+        assert items[field]["code"] == code, body
+    for e in body["errors"]:
+        assert e["fix"], e
+    return body
+
+
+def test_unknown_task(alice, nothing_left_behind):
+    body = assert_problem(alice.post("/v1/comparisons", json=_spec(task="ioi-typo")), 422, "task", "unknown_task")
+    assert "ioi" in body["errors"][0]["fix"]
+
+
+def test_wrong_option_type(alice, nothing_left_behind):
+    assert_problem(alice.post("/v1/comparisons", json=_spec(n_prompts="many")), 422, "n_prompts")
+    body = assert_problem(
+        alice.post("/v1/comparisons", json=_spec(task="sequence", task_options={"members": 7})),
+        422, "task_options.members", "invalid_task_option",
+    )
+    assert "numerals" in body["errors"][0]["fix"]
+    assert_problem(alice.post("/v1/comparisons", json=_spec(task_options={"colour": "red"})), 422, "task_options.colour")
+    assert_problem(alice.post("/v1/comparisons", json=_spec(preset="fast")), 422, "preset")
+    assert_problem(alice.post("/v1/comparisons", json=_spec(bogus=1)), 422, "bogus", "unknown_field")
+    assert_problem(alice.post("/v1/comparisons", json=_spec(teacher="zoo:nope")), 422, "teacher.id", "unknown_model")
+    assert_problem(alice.post("/v1/comparisons", json=_spec(student={"id": "zoo:gpt-student", "revision": "v1"})),
+                   422, "student.revision")
+    spec = dict(SMALL_SPEC)
+    del spec["task"]
+    assert_problem(alice.post("/v1/comparisons", json=spec), 422, "task", "missing_field")
+
+
+def test_malformed_json(alice, nothing_left_behind):
+    r = alice.post("/v1/comparisons", content=b'{"teacher": ', headers={"content-type": "application/json"})
+    assert_problem(r, 400, "body", "invalid_json")
+
+
+def test_model_path_outside_roots(alice, svc_data, tmp_path, nothing_left_behind):
+    outside = tmp_path / "ckpt"
+    outside.mkdir()
+    (outside / "config.json").write_text("{}")
+    (outside / "model.safetensors").write_bytes(b"x")
+    assert_problem(alice.post("/v1/comparisons", json=_spec(teacher=str(outside))), 422, "teacher.id",
+                   "path_outside_roots")
+    # a symlink inside the root that points outside is still outside
+    link = svc_data / "models" / "sneaky"
+    os.symlink(outside, link)
+    try:
+        assert_problem(alice.post("/v1/comparisons", json=_spec(student=str(link))), 422, "student.id",
+                       "path_outside_roots")
+    finally:
+        link.unlink()
+
+
+def test_model_path_with_dotdot(alice, svc_data, nothing_left_behind):
+    sneaky = f"{svc_data}/models/../models/x"
+    assert_problem(alice.post("/v1/comparisons", json=_spec(teacher=sneaky)), 422, "teacher.id", "path_traversal")
+    assert_problem(alice.post("/v1/comparisons", json=_spec(teacher="./../etc")), 422, "teacher.id")
+
+
+def test_missing_local_model_and_dataset(alice, svc_data, nothing_left_behind):
+    assert_problem(alice.post("/v1/comparisons", json=_spec(teacher=f"{svc_data}/models/absent")), 422,
+                   "teacher.id", "path_not_found")
+    assert_problem(alice.post("/v1/comparisons", json=_spec(task="custom", dataset="ds_" + "0" * 24)), 422,
+                   "dataset", "dataset_not_found")
+    assert_problem(alice.post("/v1/comparisons", json=_spec(dataset="ds_" + "0" * 24)), 422, "dataset")
+
+
+def test_nonexistent_job(alice, nothing_left_behind):
+    for path in ("", "/result", "/artifacts", "/report", "/artifacts/result.json"):
+        assert_problem(alice.get(f"/v1/comparisons/j0000000000000000000000{path}"), 404, "job_id", "job_not_found")
+    assert_problem(alice.delete("/v1/comparisons/j0000000000000000000000"), 404, "job_id", "job_not_found")
+
+
+def test_auth_required(svc_api, nothing_left_behind):
+    import httpx
+
+    r = httpx.get(svc_api + "/v1/comparisons")
+    assert_problem(r, 401, "Authorization", "unauthorized")
+    r = httpx.get(svc_api + "/v1/tasks", headers={"Authorization": "Bearer wrong"})
+    assert_problem(r, 401, "Authorization", "unauthorized")
+
+
+def test_oversized_body(alice, nothing_left_behind):
+    big = _spec(task_options={"x" * 100_000: 1})
+    assert_problem(alice.post("/v1/comparisons", json=big), 413, "body", "body_too_large")
+
+    def chunks():  # no Content-Length: the limit still holds
+        yield b'{"teacher": "zoo:gpt-teacher", "pad": "'
+        for _ in range(100):
+            yield b"y" * 1024
+        yield b'"}'
+
+    r = alice.post("/v1/comparisons", content=chunks(), headers={"content-type": "application/json"})
+    assert_problem(r, 413, "body", "body_too_large")
+
+
+def test_malformed_dataset_upload(alice, nothing_left_behind):
+    bad = b'{"prompt": "a", "answer": 3, "distractor": "b"}\nnot json\n[1, 2]\n{"prompt": "p", "answer": "x"}\n'
+    body = assert_problem(alice.post("/v1/datasets", content=bad), 422, "lines[1].answer", "invalid_dataset_line")
+    assert body["code"] == "invalid_dataset"
+    fields = {e["field"] for e in body["errors"]}
+    assert {"lines[2]", "lines[3]", "lines[4].distractor"} <= fields
+    assert_problem(alice.post("/v1/datasets", content=b""), 422, "body", "empty_dataset")
+    assert_problem(alice.get("/v1/datasets/ds_nothere"), 404, "dataset_id", "dataset_not_found")
+
+
+def test_unknown_route_and_method(alice):
+    r = alice.get("/v1/nothing")
+    assert r.status_code == 404 and r.headers["content-type"].startswith(PROBLEM)
+    r = alice.put("/v1/tasks")
+    assert r.status_code == 405 and r.json()["code"] == "method_not_allowed"

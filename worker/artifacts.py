@@ -1,0 +1,63 @@
+"""Job files: written into a temp directory, published by one rename, listed with sha256.
+
+The manifest (name, size, sha256, media type) goes into the job record, so the API can answer
+``ETag`` and ``Content-Length`` without re-reading files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import mimetypes
+import os
+import shutil
+from pathlib import Path
+
+from circuitdiff.fingerprint import file_sha256
+
+log = logging.getLogger("circuitdiff.worker")
+
+
+def _as_dict(result) -> dict:
+    return result.model_dump(mode="json") if hasattr(result, "model_dump") else dict(result)
+
+
+def write(result, out_dir: Path) -> list[str]:
+    """result.json, then the HTML report and plots if the report package is installed.
+
+    Returns warnings: a report that fails to render must not lose a finished comparison.
+    """
+    data = _as_dict(result)
+    (out_dir / "result.json").write_text(json.dumps(data, indent=2, sort_keys=True))
+    try:
+        from circuitdiff import report
+    except ImportError:
+        return []
+    render = getattr(report, "render_report", None)
+    if render is None:
+        return []
+    try:
+        render(data, out_dir)
+    except Exception as e:  # noqa: BLE001 - recorded as a warning on the job, traceback in the log
+        log.exception("report rendering failed")
+        return [f"report not rendered: {type(e).__name__}: {e}"]
+    return []
+
+
+def manifest(root: Path) -> list[dict]:
+    out = []
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            name = p.relative_to(root).as_posix()
+            media = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            out.append({"name": name, "size": p.stat().st_size, "sha256": file_sha256(p), "media_type": media})
+    return out
+
+
+def publish(tmp_dir: Path, final_dir: Path) -> list[dict]:
+    """Rename the finished temp directory into place; a stale one from a dead attempt is replaced."""
+    files = manifest(tmp_dir)
+    if final_dir.exists():
+        shutil.rmtree(final_dir)
+    os.replace(tmp_dir, final_dir)
+    return files

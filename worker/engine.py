@@ -1,0 +1,102 @@
+"""The worker's door to the engine: ``run_comparison`` plus a small LRU of loaded models.
+
+Loading a model (reading weights, booting the transformer_lens bridge) costs more than a small
+comparison, and a team usually compares many students against one teacher, so the worker keeps
+the last ``model_cache_size`` loaded adapters across jobs and hands them to the engine through its
+model-loader hook. Only this module imports the engine (and with it torch).
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Callable
+
+from service.settings import get_settings
+
+
+class ModelLRU:
+    """Loaded adapters keyed by (model id, revision, device, dtype); least recently used evicted."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._items: OrderedDict[tuple, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get_or_load(self, key: tuple, load: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return self._items[key]
+        model = load()
+        with self._lock:
+            self.misses += 1
+            if self.size > 0:
+                self._items[key] = model
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
+        return model
+
+
+_models: ModelLRU | None = None
+
+
+def models() -> ModelLRU:
+    global _models
+    if _models is None:
+        _models = ModelLRU(get_settings().model_cache_size)
+    return _models
+
+
+def cached_loader(ref, device="cpu", dtype="float32"):
+    """Drop-in for ``circuitdiff.models.load_model`` that reuses adapters loaded by earlier jobs.
+
+    Local and zoo directories are keyed with their weights' mtimes too, so a checkpoint
+    overwritten in place is loaded again rather than served stale.
+    """
+    from circuitdiff.models.loading import load_model
+
+    rid = getattr(ref, "id", ref)
+    rev = getattr(ref, "revision", None)
+    key = (rid, rev, str(device), str(dtype), _stamp(rid))
+    return models().get_or_load(key, lambda: load_model(ref, device=device, dtype=dtype))
+
+
+def _stamp(rid: str) -> tuple:
+    path: Path | None = None
+    if rid.startswith("zoo:"):
+        from circuitdiff.zoo.registry import TRAINED, zoo_path
+
+        path = zoo_path(rid[4:]) if rid[4:] in TRAINED else None
+    elif rid.startswith("/"):
+        path = Path(rid)
+    if path is None or not path.is_dir():
+        return ()
+    return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in path.iterdir() if p.suffix == ".safetensors"))
+
+
+def progress_args(args: tuple, kwargs: dict) -> tuple[str, int, int]:
+    """Normalise the engine's progress call: ``(stage, done, total)`` positional or keyword, or a dict."""
+    if args and isinstance(args[0], dict):
+        kwargs = {**args[0], **kwargs}
+        args = ()
+    names = ("stage", "done", "total")
+    vals = dict(zip(names, args))
+    vals.update({k: kwargs[k] for k in names if k in kwargs})
+    return str(vals.get("stage", "")), int(vals.get("done", 0) or 0), int(vals.get("total", 0) or 0)
+
+
+def run(spec, *, progress, cancelled, cache_dir: Path):
+    from circuitdiff.pipeline import run_comparison
+
+    params = inspect.signature(run_comparison).parameters
+    kwargs: dict[str, Any] = {"progress": progress, "cancelled": cancelled}
+    if "cache_dir" in params:
+        kwargs["cache_dir"] = cache_dir
+    if "loader" in params:
+        kwargs["loader"] = cached_loader
+    return run_comparison(spec, **kwargs)

@@ -1,0 +1,125 @@
+"""The one Celery task, kept thin: record -> engine -> files -> record.
+
+1. claim the job in its record (attempt counter, skip if cancelled/finished/held by a live worker);
+2. run the engine with a throttled progress writer and a cancel flag read from the record;
+3. write result.json (+ report and plots when ``circuitdiff.report`` is available) into a temp
+   directory, then rename it to ``results/<job>/`` in one step;
+4. record the result pointer last, so a client that sees ``succeeded`` always finds the files.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from circuitdiff.errors import Cancelled, CircuitdiffError, DatasetError
+from circuitdiff.spec import ComparisonSpec
+from service import datasets
+from service.settings import get_settings
+from service.store import JobStore
+
+from . import artifacts, engine
+from .celery_app import TASK_NAME, app
+from .liveness import WORKER_NAME, job_store
+
+log = logging.getLogger("circuitdiff.worker")
+
+
+class ThrottledProgress:
+    """The engine's ``progress`` callback: writes ``{stage, done, total}`` at most every ``interval`` s."""
+
+    def __init__(self, store: JobStore, job_id: str, interval: float):
+        self.store, self.job_id, self.interval = store, job_id, interval
+        self.last = 0.0
+        self.latest: tuple[str, int, int] | None = None
+
+    def __call__(self, *args, **kwargs) -> None:
+        self.latest = engine.progress_args(args, kwargs)
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last = now
+            self.store.set_progress(self.job_id, *self.latest)
+
+
+class CancelFlag:
+    """The engine's ``cancelled`` callback: the record's cancel flag, read at most every 0.25 s."""
+
+    def __init__(self, store: JobStore, job_id: str):
+        self.store, self.job_id = store, job_id
+        self.last, self.value = 0.0, False
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if not self.value and now - self.last >= 0.25:
+            self.last = now
+            self.value = self.store.cancel_requested(self.job_id)
+        return self.value
+
+
+def _resolve_dataset(spec: ComparisonSpec, datasets_dir: Path) -> ComparisonSpec:
+    if spec.dataset and spec.dataset.startswith("ds_"):
+        path = datasets.path_of(datasets_dir, spec.dataset)
+        if not path.is_file():
+            raise DatasetError(f"dataset {spec.dataset} is no longer stored", field="dataset", fix="upload it again")
+        return spec.model_copy(update={"dataset": str(path)})
+    return spec
+
+
+@app.task(name=TASK_NAME)
+def run_job(job_id: str) -> None:
+    settings = get_settings()
+    store = job_store()
+    kind, info = store.claim(
+        job_id, WORKER_NAME, max_attempts=settings.max_attempts, stale_seconds=settings.worker_stale_seconds
+    )
+    if kind != "run":
+        log.info("job %s not run: %s %s", job_id, kind, info)
+        return
+    record = store.get(job_id)
+    log.info("job %s attempt %s", job_id, info)
+    final_dir = settings.results_dir / job_id
+    tmp_dir = settings.results_dir / f".{job_id}.partial"
+    shutil.rmtree(tmp_dir, ignore_errors=True)  # left by an attempt whose worker died
+    tmp_dir.mkdir(parents=True)
+    t0 = time.monotonic()
+    progress = ThrottledProgress(store, job_id, settings.progress_interval)
+    cancelled = CancelFlag(store, job_id)
+    try:
+        spec = _resolve_dataset(ComparisonSpec.model_validate(record["spec"]), settings.datasets_dir)
+        store.count_engine_run()
+        result = engine.run(spec, progress=progress, cancelled=cancelled, cache_dir=settings.cache_dir)
+        warnings = artifacts.write(result, tmp_dir)
+        if store.cancel_requested(job_id):  # asked to stop after the last component boundary
+            raise Cancelled("cancelled after the last component")
+        manifest = artifacts.publish(tmp_dir, final_dir)
+        last = progress.latest or ("done", 1, 1)
+        store.transition(
+            job_id,
+            ("running",),
+            "succeeded",
+            artifacts=manifest,
+            warnings=warnings,
+            progress={"stage": "done", "done": last[2], "total": last[2]},
+            result=f"results/{job_id}/result.json",  # the pointer goes in last, with the status
+            finished_at=repr(time.time()),
+        )
+    except Cancelled:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        store.transition(job_id, ("running",), "cancelled", finished_at=repr(time.time()))
+    except CircuitdiffError as e:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        store.transition(job_id, ("running",), "failed", error=e.to_dict(), finished_at=repr(time.time()))
+    except Exception as e:  # noqa: BLE001 - users get a sanitized error, the log gets the traceback
+        log.exception("job %s failed", job_id)
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        error = {
+            "code": "internal_error",
+            "detail": f"the engine failed unexpectedly ({type(e).__name__}); the worker log has details",
+            "field": None,
+            "fix": None,
+        }
+        store.transition(job_id, ("running",), "failed", error=error, finished_at=repr(time.time()))
+    finally:
+        store.observe_duration(time.monotonic() - t0)
