@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-all openapi bench zoo clean
+.PHONY: install run test test-all openapi bench zoo clean chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,10 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) -m service.stack
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(PY) -m pytest -q -ra --timeout=900
 
-test-all: $(STAMP)
+test-all: $(STAMP) chromium
 	$(PY) -m pytest -q -ra -m "" --timeout=3600
 
 openapi: $(STAMP)
@@ -37,6 +37,13 @@ bench: $(STAMP)
 
 zoo: $(STAMP)
 	$(PY) -m circuitdiff.zoo.train --out circuitdiff/zoo/models --seed 0
+
+# The report's browser tests drive Debian's headless Chromium (never a downloaded browser build).
+# Idempotent; without root it only warns, and those tests then fail saying what is missing.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "warning: could not install chromium (needs root); the browser tests will fail"
 
 clean:
 	rm -rf $(VENV) .pytest_cache
