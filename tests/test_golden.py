@@ -201,3 +201,14 @@ def test_drop_lists_rebuild_from_component_scores(robustness_ref):
         np.testing.assert_allclose(
             drops_from_retained(retained), robustness_ref["inputs"]["Llama"][f"{side}_drops"], atol=1e-9
         )
+
+
+def test_compression_notebook_slopes(robustness_ref):
+    """The earlier notebook's heads-only slopes: C = 1 − 42/85 and slope = (mean_S − mean_T)/C."""
+    from circuitdiff.analysis.robustness import compression_ratio
+
+    nb = robustness_ref["compression_notebook_heads_only"]["printed"]
+    c = compression_ratio(85_000_000, 42_000_000)
+    for name, row in nb.items():
+        assert c == pytest.approx(row["C"], abs=1e-15)
+        assert (row["student"]["mean"] - row["teacher"]["mean"]) / c == pytest.approx(row["slope"], rel=1e-12), name
