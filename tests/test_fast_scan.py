@@ -75,7 +75,7 @@ def hf_naive_scan(model, tokens, mask, end, ans, dis, ablation, c_tokens=None, c
         blk = model.transformer.h[c.layer]
         if c.head is not None:
             sl = slice(c.head * d_head, (c.head + 1) * d_head)
-            rep = replacement(clean_z[c.layer], corr_z[c.layer][:, :t] if corr_z else None, ablation)
+            rep = replacement(clean_z[c.layer], corr_z[c.layer] if corr_z else None, ablation, c_mask)
 
             def hook(m, args, sl=sl, rep=rep):
                 z = args[0].clone()
@@ -84,7 +84,7 @@ def hf_naive_scan(model, tokens, mask, end, ans, dis, ablation, c_tokens=None, c
 
             out.append(ld(blk.attn.c_proj, hook))
         else:
-            rep = replacement(clean_m[c.layer], corr_m[c.layer][:, :t] if corr_m else None, ablation)
+            rep = replacement(clean_m[c.layer], corr_m[c.layer] if corr_m else None, ablation, c_mask)
             h = blk.mlp.register_forward_hook(lambda m, a, o, rep=rep: rep)
             out.append(ld(None, None))
             h.remove()
@@ -137,3 +137,42 @@ def test_padding_tokens_after_the_end_do_not_matter():
     other[mask == 0] = 42
     b = exact_scan(model, other, mask, end, ans, dis, "zero")
     assert torch.allclose(a.ablated_ld, b.ablated_ld, atol=TOL)
+
+
+# ----------------------------------------------------------------------------- vs the engine's naive scan
+def _engine_view(adapter, task: str, n: int):
+    from circuitdiff.tasks.dataset import build_task_data
+    from circuitdiff.tasks.registry import task_items
+
+    tok = adapter.tokenizer  # one model: both roles share its tokenizer
+    data = build_task_data(task_items(task, {}, n, seed=0), {"teacher": tok, "student": tok}, name=task)
+    return data.view("teacher")
+
+
+def _compare_with_naive(model_id: str, task: str, n: int) -> None:
+    from circuitdiff.analysis.influence import scan
+    from circuitdiff.models.loading import load_model
+
+    adapter = load_model(model_id)
+    view = _engine_view(adapter, task, n)
+    for ablation in ("zero", "mean", "resample"):
+        naive = scan(adapter, view, ablation, method="naive", batch_size=n)
+        exact = scan(adapter, view, ablation, method="exact")
+        assert exact.method == "exact" and exact.components == naive.components
+        assert len(exact.components) == adapter.n_layers * (adapter.n_heads + 1)  # heads and MLPs
+        scale = max(1.0, naive.clean_ld.abs().max().item())
+        err = (exact.ablated_ld - naive.ablated_ld).abs().max().item()
+        moved = (naive.ablated_ld - naive.clean_ld).abs().max().item()
+        print(f"{model_id} {task} {ablation}: max |exact - naive| = {err:.2e}, largest effect {moved:.3f}")
+        assert moved > 1e-3, "no ablation changed the logit difference: the comparison would be vacuous"
+        assert err <= TOL * scale
+        assert torch.allclose(exact.clean_ld, naive.clean_ld, atol=TOL * scale)
+
+
+def test_exact_equals_engine_naive_scan_on_a_tiny_checkpoint(tiny_gpt_dir):
+    _compare_with_naive(str(tiny_gpt_dir), "ioi", 12)
+
+
+def test_exact_equals_engine_naive_scan_on_the_zoo_pair(zoo_gpt_pair):
+    for model_id in zoo_gpt_pair:
+        _compare_with_naive(model_id, "ioi", 8)

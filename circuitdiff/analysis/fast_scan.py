@@ -62,53 +62,106 @@ def gpt2_of(model: Any) -> Any:
     return model
 
 
+def _unwrap(module: Any) -> Any:
+    """The HF module under transformer_lens bridge wrappers. The bridge replaces HF submodules in
+    place with hooked components that keep the original as ``original_component``; the scan
+    reads raw weights so that no hook runs and the arithmetic is the plain HF one."""
+    while getattr(module, "original_component", None) is not None:
+        module = module.original_component
+    return module
+
+
+def conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """HF ``Conv1D`` (a linear layer with weight [in, out]), the same addmm it runs."""
+    return torch.addmm(bias, x.reshape(-1, x.shape[-1]), weight).view(*x.shape[:-1], weight.shape[1])
+
+
 @dataclass
+class _Layer:
+    ln1: tuple[torch.Tensor, torch.Tensor]
+    w_qkv: torch.Tensor  # [d_model, 3 d_model]
+    b_qkv: torch.Tensor
+    w_o: torch.Tensor  # [d_model (head-major z), d_model]
+    b_o: torch.Tensor
+    ln2: tuple[torch.Tensor, torch.Tensor]
+    w_in: torch.Tensor  # [d_model, d_mlp]
+    b_in: torch.Tensor
+    w_out: torch.Tensor  # [d_mlp, d_model]
+    b_out: torch.Tensor
+    scaling: float
+
+
 class Gpt2View:
-    """The pieces of a GPT2LMHeadModel the scan uses, with the shapes written down once."""
+    """The weights of a GPT2LMHeadModel and the block arithmetic, with shapes written down once."""
 
-    model: Any
+    def __init__(self, model: Any):
+        from transformers.activations import ACT2FN
 
-    def __post_init__(self) -> None:
-        t = self.model.transformer
-        self.blocks = list(t.h)
-        self.ln_f = t.ln_f
-        self.wte, self.wpe = t.wte, t.wpe
-        self.w_u = self.model.lm_head.weight  # [vocab, d_model] (tied to wte, no bias)
-        cfg = self.model.config
-        self.n_layers = len(self.blocks)
+        cfg = model.config
+        t = _unwrap(model.transformer)
+        self.n_layers = int(cfg.n_layer)
         self.n_heads = int(cfg.n_head)
         self.d_model = int(cfg.n_embd)
         self.d_head = self.d_model // self.n_heads
         self.d_mlp = int(cfg.n_inner or 4 * self.d_model)
+        self.eps = float(cfg.layer_norm_epsilon)
+        self.act = ACT2FN[cfg.activation_function]
+        ln = lambda m: (_unwrap(m).weight, _unwrap(m).bias)  # noqa: E731
+        lin = lambda m: (_unwrap(m).weight, _unwrap(m).bias)  # noqa: E731
+        self.layers = []
+        for i in range(self.n_layers):
+            blk = _unwrap(t.h[i])
+            attn, mlp = _unwrap(blk.attn), _unwrap(blk.mlp)
+            scaling = getattr(attn, "scaling", None)
+            if scaling is None:  # older transformers: derive it the way GPT2Attention does
+                scaling = (self.d_head**-0.5 if cfg.scale_attn_weights else 1.0) / (
+                    float(i + 1) if cfg.scale_attn_by_inverse_layer_idx else 1.0
+                )
+            self.layers.append(
+                _Layer(ln(blk.ln_1), *lin(attn.c_attn), *lin(attn.c_proj), ln(blk.ln_2),
+                       *lin(mlp.c_fc), *lin(mlp.c_proj), float(scaling))
+            )
+        self.ln_f = ln(t.ln_f)
+        self.w_te = _unwrap(t.wte).weight  # [vocab, d_model]
+        self.w_pe = _unwrap(t.wpe).weight  # [n_positions, d_model]
+        self.w_u = _unwrap(model.lm_head).weight  # [vocab, d_model] (tied to wte, no bias)
+
+    def _ln(self, x: torch.Tensor, wb: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return F.layer_norm(x, (self.d_model,), wb[0], wb[1], self.eps)
 
     def w_o(self, layer: int) -> torch.Tensor:
         """W_O per head: [head, d_head, d_model] (Conv1D weight is [in, out], in = head-major z)."""
-        return self.blocks[layer].attn.c_proj.weight.view(self.n_heads, self.d_head, self.d_model)
+        return self.layers[layer].w_o.view(self.n_heads, self.d_head, self.d_model)
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         pos = torch.arange(tokens.shape[1], device=tokens.device)
-        return self.wte(tokens) + self.wpe(pos)[None]  # [batch, pos, d_model]
+        return F.embedding(tokens, self.w_te) + F.embedding(pos, self.w_pe)[None]  # [batch, pos, d_model]
 
     def qkv(self, layer: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x: [batch, pos, d_model] (pre-LN residual) -> q, k, v: [batch, head, pos, d_head]."""
-        blk = self.blocks[layer]
-        q, k, v = blk.attn.c_attn(blk.ln_1(x)).split(self.d_model, dim=-1)
+        p = self.layers[layer]
+        q, k, v = conv1d(self._ln(x, p.ln1), p.w_qkv, p.b_qkv).split(self.d_model, dim=-1)
         split = lambda t: t.view(*t.shape[:-1], self.n_heads, self.d_head).transpose(1, 2)  # noqa: E731
         return split(q), split(k), split(v)
 
     def attend(self, layer: int, q, k, v, mask: torch.Tensor) -> torch.Tensor:
         """-> z: [batch, q_pos, head, d_head]. mask: bool [batch, 1, q_pos, k_pos], True = attend."""
-        z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.blocks[layer].attn.scaling)
+        z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.layers[layer].scaling)
         return z.transpose(1, 2)
 
+    def attn_out(self, layer: int, z: torch.Tensor) -> torch.Tensor:
+        """z: [..., head, d_head] -> [..., d_model] (c_proj, bias included)."""
+        p = self.layers[layer]
+        return conv1d(z.reshape(*z.shape[:-2], self.d_model), p.w_o, p.b_o)
+
     def mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:
-        blk = self.blocks[layer]
-        return blk.mlp(blk.ln_2(x))
+        """x: pre-LN residual [..., d_model] -> mlp_out [..., d_model]."""
+        p = self.layers[layer]
+        return conv1d(self.act(conv1d(self._ln(x, p.ln2), p.w_in, p.b_in)), p.w_out, p.b_out)
 
     def block(self, layer: int, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """A full block at every position: x [batch, pos, d_model] -> same."""
-        z = self.attend(layer, *self.qkv(layer, x), mask)
-        x = x + self.blocks[layer].attn.c_proj(z.reshape(*z.shape[:2], self.d_model))
+        x = x + self.attn_out(layer, self.attend(layer, *self.qkv(layer, x), mask))
         return x + self.mlp(layer, x)
 
     def last_block_at_end(self, x: torch.Tensor, mask: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
@@ -120,12 +173,12 @@ class Gpt2View:
         q_end = q[rows, :, end].unsqueeze(2)  # [batch, head, 1, d_head]
         m_end = mask[rows, :, end].unsqueeze(2)  # [batch, 1, 1, k_pos]
         z = self.attend(layer, q_end, k, v, m_end)[:, 0]  # [batch, head, d_head]
-        x_end = x[rows, end] + self.blocks[layer].attn.c_proj(z.reshape(-1, self.d_model))
+        x_end = x[rows, end] + self.attn_out(layer, z)
         return x_end + self.mlp(layer, x_end)
 
     def logit_diff(self, x_end: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
         """x_end: [batch, d_model] final residual; direction: [batch, d_model] = W_U[ans] - W_U[dis]."""
-        return (self.ln_f(x_end) * direction).sum(-1)
+        return (self._ln(x_end, self.ln_f) * direction).sum(-1)
 
 
 def attention_mask_4d(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -163,7 +216,7 @@ def run_clean(
     for layer in range(view.n_layers):
         pre.append(x)
         z = view.attend(layer, *view.qkv(layer, x), mask)  # [batch, pos, head, d_head]
-        x = x + view.blocks[layer].attn.c_proj(z.reshape(*z.shape[:2], view.d_model))
+        x = x + view.attn_out(layer, z)
         mid.append(x)
         zs.append(z)
         m = view.mlp(layer, x)
@@ -178,18 +231,31 @@ def run_clean(
 
 # ----------------------------------------------------------------------------- ablation values
 def replacement(
-    clean: torch.Tensor, corrupted: torch.Tensor | None, ablation: AblationKind
+    clean: torch.Tensor,
+    corrupted: torch.Tensor | None,
+    ablation: AblationKind,
+    corrupted_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """What an ablated activation is replaced by, broadcast to ``clean``'s shape [batch, pos, ...]:
-    zero; the per-position mean over the corrupted prompts; or the corrupted prompt's own value."""
+    zero; the per-position mean over the corrupted prompts; or the corrupted prompt's own value.
+
+    The mean at a position is over the corrupted prompts with a real token there
+    (``corrupted_mask`` [batch', pos]), accumulated in float64: the definition of
+    :mod:`circuitdiff.analysis.ablation`, so both scans replace with the same numbers.
+    """
     if ablation == "zero":
         return torch.zeros_like(clean)
     if corrupted is None:
         raise ValueError(f"{ablation} ablation needs the corrupted prompts")
     if ablation == "mean":
-        return corrupted.mean(0, keepdim=True).expand_as(clean)
+        t = clean.shape[1]
+        c = corrupted[:, :t].double()
+        m = (torch.ones(c.shape[:2], device=c.device) if corrupted_mask is None else corrupted_mask[:, :t])
+        m = m.to(c.device, torch.float64).view(*c.shape[:2], *([1] * (c.dim() - 2)))
+        mean = (c * m).sum(0) / m.sum(0).clamp(min=1)  # [pos, ...]
+        return mean.to(clean.dtype)[None].expand_as(clean)
     if ablation == "resample":
-        return corrupted
+        return corrupted[:, : clean.shape[1]]
     raise ValueError(f"unknown ablation {ablation!r}")
 
 
@@ -292,12 +358,12 @@ def exact_scan(
     end_pos = end_pos.to(device)
     direction = view.w_u[answer.to(device)] - view.w_u[distractor.to(device)]  # [batch, d_model]
     clean = run_clean(view, tokens, attention_mask, end_pos, direction)
-    corrupt = None
+    corrupt = c_mask = None
     if ablation != "zero":
         if corrupted_tokens is None or corrupted_mask is None:
             raise ValueError(f"{ablation} ablation needs the corrupted prompts")
-        ct = corrupted_tokens[:, :t].to(device)
-        corrupt = run_clean(view, ct, corrupted_mask[:, :t].to(device))
+        ct, c_mask = corrupted_tokens[:, :t].to(device), corrupted_mask[:, :t].to(device)
+        corrupt = run_clean(view, ct, c_mask)
         if ablation == "resample" and ct.shape[0] != tokens.shape[0]:
             raise ValueError("resample ablation needs one corrupted prompt per clean prompt")
         if ct.shape[1] < t:
@@ -317,13 +383,13 @@ def exact_scan(
         heads = [i for i in idx if parsed[i].head is not None]
         mlps = [i for i in idx if parsed[i].head is None]
         if heads:
-            z_rep = replacement(clean.z[layer], corrupt.z[layer] if corrupt else None, ablation)
+            z_rep = replacement(clean.z[layer], corrupt.z[layer] if corrupt else None, ablation, c_mask)
             dz = z_rep - clean.z[layer]  # [batch, pos, head, d_head]
             head_of = torch.tensor([parsed[i].head for i in heads], device=device)
             lds, rows = _scan_heads(view, layer, clean, dz, head_of, mask, end_pos, direction, rows)
             out[heads] = lds.view(len(heads), n)
         for i in mlps:
-            m_rep = replacement(clean.mlp_out[layer], corrupt.mlp_out[layer] if corrupt else None, ablation)
+            m_rep = replacement(clean.mlp_out[layer], corrupt.mlp_out[layer] if corrupt else None, ablation, c_mask)
             start = clean.resid_mid[layer] + m_rep  # resid_post with the MLP replaced
             lds, rows = _continue_from(view, layer + 1, start, mask, end_pos, direction, rows)
             out[i] = lds

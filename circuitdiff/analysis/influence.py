@@ -43,6 +43,7 @@ class InfluenceScan:
     ablated_ld: torch.Tensor  # [C, n] float64, row c = per-prompt LD with component c ablated
     ablation: str
     method: str
+    agreement: dict | None = None  # attribution with a check: Spearman / top-k vs the exact scan
 
     @property
     def ld_clean(self) -> float:
@@ -94,14 +95,19 @@ def scan(
     progress: Progress | None = None,
     cancelled: Callable[[], bool] | None = None,
     stage: str = "influence",
+    **options,
 ) -> InfluenceScan:
-    """Influence of every component of ``adapter`` on the task ``view`` (a TokenizedTask)."""
+    """Influence of every component of ``adapter`` on the task ``view`` (a TokenizedTask).
+
+    ``options`` go to the method (attribution: ``check=n`` exact-checks n sampled components)."""
+    if method not in SCAN_METHODS:
+        from . import scan_methods  # noqa: F401  (issue #6: exact / attribution register on import)
     if method not in SCAN_METHODS:
         raise ValueError(f"unknown scan method {method!r}; available: {', '.join(SCAN_METHODS)}")
     comps = list(components) if components is not None else adapter.components()
     return SCAN_METHODS[method](
         adapter, view, ablation, components=comps, batch_size=batch_size, progress=progress,
-        cancelled=cancelled, stage=stage,
+        cancelled=cancelled, stage=stage, **options,
     )
 
 
