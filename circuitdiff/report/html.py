@@ -284,8 +284,9 @@ def render_html(result: dict | ComparisonResult, plots: list[Plot] | None = None
         "ablated (clamped to 0–100). A brittle model has more mass to the right. Dashed line: mean drop.")
     attention = "".join(
         _figure(p, f"Mean attention patterns of {p.title}",
-                "Mean attention over prompts (query rows, key columns; the upper triangle is masked because a causal "
-                "model cannot attend forward). Teacher left, student right, one colour scale per pair.")
+                "Mean attention over prompts (query rows, key columns; for causal models the upper triangle is blank "
+                "because a token cannot attend forward). Teacher left, student right, one colour scale per pair; "
+                "a leading · marks a token that starts with a space.")
         for p in plots if p.name.startswith("attention_"))
     if not attention:
         attention = "<p>This result carries no attention views (masked models or no head pairs).</p>"
@@ -331,7 +332,9 @@ influences normalised over the list (Î = I / ΣI).</p>
 <section id="drops"><h2>Robustness: how much one component costs</h2>
 {drops}
 </section>
-<section id="attention"><h2>Attention patterns of the most similar head pairs</h2>
+<section id="attention"><h2>Attention patterns of matched head pairs</h2>
+<p>Head pairs from the matching, chosen by the comparison for side-by-side views (the pairs with the
+largest combined share of influence in the two models).</p>
 {attention}
 </section>
 {_reproducibility(r)}

@@ -304,7 +304,8 @@ def _token_label(tok: str) -> str:
 
 
 def attention_figure(r: ComparisonResult, view: AttentionView) -> Figure:
-    """Mean attention (over prompts) of a matched pair: query rows × key columns, lower triangle."""
+    """Mean attention (over prompts) of a matched pair: query rows × key columns; lower triangle
+    for causal models (a masked LM attends both ways, so its whole matrix is shown)."""
     labels = [_token_label(t) for t in view.tokens]
     n = len(labels)
     side = min(5.0, max(3.2, 0.26 * n + 1.3))
@@ -318,7 +319,8 @@ def attention_figure(r: ComparisonResult, view: AttentionView) -> Figure:
     heads = {"teacher": view.teacher, "student": view.student}
     for k, s in enumerate(SIDES):
         p = pats[s].copy()
-        p[np.triu_indices(p.shape[0], 1)] = np.nan  # causal: keys after the query are never attended
+        if r.models[s].family == "causal":
+            p[np.triu_indices(p.shape[0], 1)] = np.nan  # keys after the query are never attended
         ax = fig.add_subplot(gs[0, k])
         im = ax.imshow(p, cmap=cmap, vmin=0, vmax=vmax, interpolation="nearest")
         ax.set_title(f"{s} {heads[s]}  ({r.models[s].id})", color=COLORS[s], fontweight="bold", loc="left",
