@@ -53,8 +53,8 @@ class BridgeAdapter(ModelAdapter):
         self.d_head = int(cfg.d_head)
         self.d_model = int(cfg.d_model)
         self.vocab_size = int(cfg.d_vocab)
-        hf = bridge.original_model
-        self.n_params = sum(p.numel() for p in hf.parameters())
+        # info["n_params"] is counted before booting (the bridge adds split q/k/v weights)
+        self.n_params = int(info.get("n_params") or sum(p.numel() for p in bridge.original_model.parameters()))
         self.device = torch.device(device)
         self.dtype = dtype
         self.info = dict(info)

@@ -61,7 +61,9 @@ def load_model(ref: ModelRef | str, device: str | torch.device = "cpu", dtype: s
 def build_adapter(hf_model: Any, tokenizer: Any, info: dict, device: torch.device, dtype: torch.dtype) -> ModelAdapter:
     """Pick the adapter for an architecture: the bridge for decoders, plain hooks for the rest."""
     cfg = hf_model.config
-    info = dict(info, architecture=type(hf_model).__name__)
+    # Counted before the bridge wraps the model: it adds split q/k/v copies of the fused weights.
+    n_params = sum(p.numel() for p in hf_model.parameters())
+    info = dict(info, architecture=type(hf_model).__name__, n_params=n_params)
     if getattr(cfg, "is_encoder_decoder", False):
         raise ModelLoadError(f"{info['id']}: encoder-decoder models ({cfg.model_type}) are not supported")
     if cfg.model_type in MASKED_LM_TYPES:

@@ -1,0 +1,126 @@
+"""Shared fixtures: real tiny models, no mocks.
+
+``tiny_gpt_dir`` is a GPT-2-architecture checkpoint built from a config (seeded random weights)
+plus a word-level byte-level tokenizer over every word the bundled tasks use, saved as a real
+local checkpoint directory (config.json + model.safetensors + tokenizer files). It never depends on
+the zoo being trained; tests that need trained weights use ``zoo_ready``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # build machines have no hub: fail fast, never hang
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+pytest_plugins = ["tests.service_fixtures"]  # real Redis / API / worker fixtures for the service tests
+
+
+def task_words() -> list[str]:
+    """Every byte-level pre-token of every task prompt and answer (and the bare words)."""
+    from tokenizers import pre_tokenizers
+
+    from circuitdiff.tasks import generate, vocab
+
+    texts: list[str] = []
+    for it in generate.ioi_items(300, seed=1, split="all"):
+        texts += [it.prompt, it.corrupted_prompt]
+    for members in vocab.SEQ_MEMBERS:
+        for frame in vocab.SEQ_VERBS:
+            for it in generate.sequence_items(40, seed=1, split="all", members=members, frame=frame):
+                texts += [it.prompt, it.corrupted_prompt]
+    for facts in ("zoo", "world"):
+        for it in generate.qa_items(80, seed=1, split="all", facts=facts):
+            texts += [it.prompt, it.corrupted_prompt]
+    words = set(vocab.NAMES) | set(vocab.SEQ_NOUNS) | set(vocab.NUMERALS) | set(vocab.NUMBER_WORDS)
+    words |= set(vocab.MONTHS) | set(vocab.QA_CAPITALS) | {c for _, c in vocab.WORLD_FACTS}
+    texts += [" " + w for w in words] + sorted(words)
+    pre = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    pieces = {p for t in texts for p, _ in pre.pre_tokenize_str(t)}
+    return sorted(pieces)
+
+
+def build_word_tokenizer(extra: tuple[str, ...] = ()):
+    """Byte-level BPE (GPT-2 style) trained until every task word is one token; any other word
+    still tokenises, into several pieces, as with a real tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    eot = "<|endoftext|>"
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=5000, min_frequency=1, special_tokens=[eot], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    words = [w.replace("Ġ", " ") for w in task_words()] + [" " + w for w in extra]
+    raw.train_from_iterator(words * 3, trainer=trainer)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=raw, bos_token=eot, eos_token=eot, unk_token=eot, pad_token=eot, model_max_length=128
+    )
+    for w in task_words():
+        assert len(tok(w.replace("Ġ", " "), add_special_tokens=False)["input_ids"]) == 1, w
+    return tok
+
+
+def build_tiny_gpt(tokenizer, seed: int = 0, n_layer: int = 2, n_head: int = 4, n_embd: int = 32):
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    cfg = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=128, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return GPT2LMHeadModel(cfg).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt_dir(tmp_path_factory) -> Path:
+    """A 2-layer x 4-head GPT-2 checkpoint directory (random weights, task-word tokenizer)."""
+    d = tmp_path_factory.mktemp("tiny-gpt")
+    tok = build_word_tokenizer()
+    model = build_tiny_gpt(tok)
+    model.save_pretrained(d, safe_serialization=True)
+    tok.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt_dir_b(tmp_path_factory) -> Path:
+    """A different tiny GPT-2 (3 layers, other seed) with the same tokenizer: a 'student'."""
+    d = tmp_path_factory.mktemp("tiny-gpt-b")
+    tok = build_word_tokenizer()
+    build_tiny_gpt(tok, seed=1, n_layer=3).save_pretrained(d, safe_serialization=True)
+    tok.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt_other_vocab_dir(tmp_path_factory) -> Path:
+    """A tiny GPT-2 whose tokenizer has extra words: a different vocabulary."""
+    d = tmp_path_factory.mktemp("tiny-gpt-other")
+    tok = build_word_tokenizer(extra=("zyx", "qwv"))
+    build_tiny_gpt(tok, seed=2).save_pretrained(d, safe_serialization=True)
+    tok.save_pretrained(d)
+    return d
+
+
+def zoo_available(*names: str) -> bool:
+    from circuitdiff.zoo.registry import ZOO_DIR
+
+    return all((ZOO_DIR / n / "config.json").exists() and (ZOO_DIR / n / "model.safetensors").exists() for n in names)
+
+
+@pytest.fixture
+def zoo_gpt_pair():
+    """Skip unless the trained zoo GPT pair is present (it is trained by `make zoo`)."""
+    if not zoo_available("gpt-teacher", "gpt-student"):
+        pytest.skip("zoo gpt-teacher/gpt-student not trained in this checkout (run `make zoo`)")
+    return "zoo:gpt-teacher", "zoo:gpt-student"
