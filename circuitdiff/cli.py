@@ -1,0 +1,259 @@
+"""``circuitdiff`` command line: ``compare``, ``tasks``, ``models``.
+
+A progress bar goes to stderr, a short human summary to stdout, the full result to ``--out``.
+A user error prints one line (``error: ...``) and exits 2; nothing ever prints a traceback
+(set CIRCUITDIFF_DEBUG=1 to see one). More subcommands (``report``) register in ``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL = 1
+
+
+# ----------------------------------------------------------------------------- compare
+def add_compare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="compare a teacher and a student on a task")
+    p.add_argument("--teacher", required=True, help="zoo:NAME, a hub id, or a local checkpoint directory")
+    p.add_argument("--student", required=True, help="zoo:NAME, a hub id, or a local checkpoint directory")
+    p.add_argument("--teacher-revision", default=None, help="hub revision (branch, tag or commit) of the teacher")
+    p.add_argument("--student-revision", default=None, help="hub revision of the student")
+    p.add_argument("--task", required=True, help="ioi | sequence | qa | custom (see `circuitdiff tasks`)")
+    p.add_argument("--task-option", action="append", default=[], metavar="K=V", help="task option, repeatable")
+    p.add_argument("--dataset", default=None, help="custom task: a JSONL file")
+    p.add_argument("--ablation", choices=["zero", "mean", "resample"], default=None)
+    p.add_argument("--preset", choices=["default", "paper"], default="default")
+    p.add_argument("--prompts", type=int, default=100, help="number of prompts (default 100)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--scan", choices=["exact", "attribution", "naive"], default="exact",
+                   help="influence scan method (naive = one forward per component, the reference)")
+    p.add_argument("--out", required=True, help="where to write result.json")
+    p.set_defaults(func=cmd_compare)
+
+
+def spec_from_args(args: argparse.Namespace):
+    from .spec import ComparisonSpec
+
+    options: dict[str, Any] = {}
+    for kv in args.task_option:
+        if "=" not in kv:
+            raise _UsageError(f"--task-option {kv!r}: expected KEY=VALUE")
+        k, v = kv.split("=", 1)
+        options[k.strip()] = v.strip()
+    ref = lambda mid, rev: {"id": mid, "revision": rev} if rev else mid  # noqa: E731
+    data = {
+        "teacher": ref(args.teacher, args.teacher_revision), "student": ref(args.student, args.student_revision),
+        "task": args.task, "task_options": options, "dataset": args.dataset, "preset": args.preset,
+        "ablation": args.ablation, "n_prompts": args.prompts, "seed": args.seed, "device": args.device,
+        "scan": args.scan,
+    }
+    return ComparisonSpec.model_validate(data)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args)
+    out = Path(args.out)
+    if out.parent and not out.parent.exists():
+        raise _UsageError(f"--out {args.out}: directory {out.parent} does not exist")
+    _quiet_libraries()
+    from .pipeline import run_comparison
+
+    bar = ProgressBar(sys.stderr)
+    try:
+        result = run_comparison(spec, progress=bar)
+    finally:
+        bar.close()
+    data = result.model_dump(mode="json")
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(out)
+    print(summary(data))
+    print(f"\nresult: {out}")
+    return 0
+
+
+def summary(r: dict) -> str:
+    """A few lines a person reads after a run: performance, alignment, robustness, top components."""
+    lines = []
+    m, perf = r["models"], r["performance"]
+    t = r["task"]
+    lines.append(f"task {t['name']} {t['options'] or ''}: {t['n_prompts']} prompts"
+                 + (f" ({t['n_rejected']} rejected)" if t["n_rejected"] else ""))
+    for role in ("teacher", "student"):
+        p = perf[role]
+        flag = "" if p["performs_task"] else "  (does not perform the task)"
+        lines.append(
+            f"{role:8s} {m[role]['id']}: {m[role]['n_layers']}x{m[role]['n_heads']}, {m[role]['n_params']:,} params; "
+            f"logit diff {p['logit_diff']:.3f} ± {p['logit_diff_std']:.3f}, accuracy {p['accuracy']:.0%}{flag}"
+        )
+    a = r["alignment"]
+    ci = f" [95% CI {a['ci95'][0]:.4f}, {a['ci95'][1]:.4f}]" if a.get("ci95") else ""
+    lines.append(f"alignment {a['score']:.4f}{ci} over {a['n_pairs']} pairs ({a['direction']}), "
+                 f"mean similarity {a['mean_similarity']:.4f}")
+    rb = r["robustness"]
+    for role in ("teacher", "student"):
+        x = rb.get(role)
+        if x:
+            ci = f" [{x['mean_drop_ci95'][0]:.2f}, {x['mean_drop_ci95'][1]:.2f}]" if x.get("mean_drop_ci95") else ""
+            lines.append(f"{role:8s} mean drop {x['mean_drop']:.2f}{ci} pp, severity {x['severity']:.4f}")
+    lines.append(f"compression ratio {rb['compression_ratio']:.3f}"
+                 + (f", slope {rb['slope_mean']:.2f} pp per unit C" if rb.get("slope_mean") is not None else ""))
+    if rb.get("note"):
+        lines.append(f"note: {rb['note']}")
+    for role in ("teacher", "student"):
+        top = sorted(r["influence"][role].items(), key=lambda kv: -kv[1]["influence"])[:5]
+        parts = [f"{cid} {v['delta']:+.3f}" for cid, v in top]
+        lines.append(f"top {role} components (Δ logit diff): " + ", ".join(parts))
+    for w in r.get("warnings", []):
+        lines.append(f"warning: {w}")
+    return "\n".join(lines)
+
+
+class ProgressBar:
+    """``progress(stage, done, total)`` drawn on one stderr line (a line per stage when not a TTY)."""
+
+    WIDTH = 30
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.stage = None
+        self.t0 = time.monotonic()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.tty:
+            frac = done / total if total else 1.0
+            filled = int(self.WIDTH * frac)
+            bar = "#" * filled + "." * (self.WIDTH - filled)
+            self.stream.write(f"\r{stage:<20s} [{bar}] {done}/{total}  {time.monotonic() - self.t0:6.1f}s")
+            self.stream.flush()
+        elif stage != self.stage:
+            self.stream.write(f"{time.monotonic() - self.t0:7.1f}s {stage}\n")
+            self.stream.flush()
+        self.stage = stage
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# ----------------------------------------------------------------------------- listings
+def add_tasks(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tasks", help="list the tasks and their options")
+    p.set_defaults(func=cmd_tasks)
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from .tasks.registry import list_tasks
+
+    for t in list_tasks():
+        print(f"{t['name']:10s} {t['description']}")
+        for k, o in t["options"].items():
+            print(f"{'':10s}   --task-option {k}={'|'.join(o['values'])}  (default {o['default']})")
+    return 0
+
+
+def add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list the bundled zoo models")
+    p.set_defaults(func=cmd_models)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .zoo.registry import list_zoo
+
+    for m in list_zoo():
+        state = "" if m["available"] else "  (not trained in this install: make zoo)"
+        print(f"{m['id']:24s} {m['description']}{state}")
+    print("\nAlso accepted: a hub id ('gpt2', 'org/name', with --teacher-revision/--student-revision) "
+          "or a local checkpoint directory (config.json + *.safetensors).")
+    return 0
+
+
+# ----------------------------------------------------------------------------- main
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_compare, add_tasks, add_models]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="circuitdiff", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _quiet_libraries() -> None:
+    """Library chatter (weight-loading bars, config warnings) would bury the progress bar."""
+    import logging
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore")
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    logging.getLogger("transformer_lens").setLevel(logging.ERROR)
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+    logging.getLogger().setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def format_validation_error(e) -> str:
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err.get("loc", ()) if x != "__root__")
+        msg = err.get("msg", "").removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pydantic import ValidationError
+
+    from .errors import CircuitdiffError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ValidationError as e:
+        _fail(f"invalid input: {format_validation_error(e)}")
+        return EXIT_USER_ERROR
+    except (CircuitdiffError, _UsageError) as e:
+        msg = getattr(e, "message", None) or str(e)
+        fix = getattr(e, "fix", None)
+        _fail(msg + (f" ({fix})" if fix else ""))
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        _fail("interrupted")
+        return 130
+    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, no traceback
+        if os.environ.get("CIRCUITDIFF_DEBUG"):
+            raise
+        _fail(f"internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        return EXIT_INTERNAL
+
+
+def _fail(message: str) -> None:
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
