@@ -30,8 +30,6 @@ SMALL_SPEC = {
     "student": "zoo:gpt-student",
     "task": "ioi",
     "n_prompts": 8,
-    "bootstrap": 20,
-    "device": "cpu",
 }
 
 
@@ -213,3 +211,22 @@ def zoo_pair_ready():
         import circuitdiff.pipeline  # noqa: F401
     except ImportError:
         pytest.skip("circuitdiff.pipeline not present yet")
+
+
+@pytest.fixture(scope="session")
+def local_pair(svc_data, tiny_gpt_dir, tiny_gpt_dir_b) -> tuple[str, str]:
+    """The tiny GPT pair from conftest (real checkpoints, random weights) under the model root."""
+    import shutil
+
+    out = []
+    for name, src in (("teacher", tiny_gpt_dir), ("student", tiny_gpt_dir_b)):
+        dst = svc_data / "models" / name
+        if not dst.exists():
+            shutil.copytree(src, dst)
+        out.append(str(dst.resolve()))
+    return out[0], out[1]
+
+
+@pytest.fixture(scope="session")
+def local_spec(local_pair) -> dict:
+    return {"teacher": local_pair[0], "student": local_pair[1], "task": "ioi", "n_prompts": 8}

@@ -3,12 +3,11 @@
 Loading a model (reading weights, booting the transformer_lens bridge) costs more than a small
 comparison, and a team usually compares many students against one teacher, so the worker keeps
 the last ``model_cache_size`` loaded adapters across jobs and hands them to the engine through its
-model-loader hook. Only this module imports the engine (and with it torch).
+``loader`` hook. Only this module imports the engine (and with it torch).
 """
 
 from __future__ import annotations
 
-import inspect
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -90,13 +89,9 @@ def progress_args(args: tuple, kwargs: dict) -> tuple[str, int, int]:
     return str(vals.get("stage", "")), int(vals.get("done", 0) or 0), int(vals.get("total", 0) or 0)
 
 
-def run(spec, *, progress, cancelled, cache_dir: Path):
+def run(spec, *, progress, cancelled, datasets_dir: Path):
+    """``run_comparison`` with the worker's hooks: uploaded datasets resolve under ``datasets_dir``
+    (the spec keeps the dataset id), models come from the LRU."""
     from circuitdiff.pipeline import run_comparison
 
-    params = inspect.signature(run_comparison).parameters
-    kwargs: dict[str, Any] = {"progress": progress, "cancelled": cancelled}
-    if "cache_dir" in params:
-        kwargs["cache_dir"] = cache_dir
-    if "loader" in params:
-        kwargs["loader"] = cached_loader
-    return run_comparison(spec, **kwargs)
+    return run_comparison(spec, progress, cancelled, datasets_dir=str(datasets_dir), loader=cached_loader)

@@ -12,11 +12,9 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from pathlib import Path
 
-from circuitdiff.errors import Cancelled, CircuitdiffError, DatasetError
+from circuitdiff.errors import Cancelled, CircuitdiffError
 from circuitdiff.spec import ComparisonSpec
-from service import datasets
 from service.settings import get_settings
 from service.store import JobStore
 
@@ -58,15 +56,6 @@ class CancelFlag:
         return self.value
 
 
-def _resolve_dataset(spec: ComparisonSpec, datasets_dir: Path) -> ComparisonSpec:
-    if spec.dataset and spec.dataset.startswith("ds_"):
-        path = datasets.path_of(datasets_dir, spec.dataset)
-        if not path.is_file():
-            raise DatasetError(f"dataset {spec.dataset} is no longer stored", field="dataset", fix="upload it again")
-        return spec.model_copy(update={"dataset": str(path)})
-    return spec
-
-
 @app.task(name=TASK_NAME)
 def run_job(job_id: str) -> None:
     settings = get_settings()
@@ -87,9 +76,9 @@ def run_job(job_id: str) -> None:
     progress = ThrottledProgress(store, job_id, settings.progress_interval)
     cancelled = CancelFlag(store, job_id)
     try:
-        spec = _resolve_dataset(ComparisonSpec.model_validate(record["spec"]), settings.datasets_dir)
+        spec = ComparisonSpec.model_validate(record["spec"])
         store.count_engine_run()
-        result = engine.run(spec, progress=progress, cancelled=cancelled, cache_dir=settings.cache_dir)
+        result = engine.run(spec, progress=progress, cancelled=cancelled, datasets_dir=settings.datasets_dir)
         warnings = artifacts.write(result, tmp_dir)
         if store.cancel_requested(job_id):  # asked to stop after the last component boundary
             raise Cancelled("cancelled after the last component")

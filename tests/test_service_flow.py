@@ -1,0 +1,195 @@
+"""End to end through HTTP with a real Redis, the real API (uvicorn) and a real Celery worker running
+the real engine on real tiny checkpoints: submit -> poll -> result, dedup, artifacts, report, listing,
+ownership, metrics, cancellation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+from tests.service_fixtures import PY, REPO, poll_until, wait_for
+
+CLI = str(Path(PY).parent / "circuitdiff")
+
+IGNORED = ("created_at", "timings")  # wall-clock facts; every other number must match
+
+
+def _comparable(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k not in IGNORED}
+
+
+def _metric(client, name: str, labels: str = "") -> float:
+    text = client.get("/metrics").text
+    m = re.search(rf"^{re.escape(name + labels)} (\S+)$", text, re.M)
+    assert m, f"{name}{labels} not in /metrics:\n{text}"
+    return float(m.group(1))
+
+
+def test_submit_poll_result_equals_cli(alice, bob, svc_worker, local_spec, local_pair, tmp_path):
+    runs_before = _metric(alice, "circuitdiff_engine_runs_total")
+    r = alice.post("/v1/comparisons", json=local_spec)
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert r.headers["location"] == f"/v1/comparisons/{job['id']}"
+    assert job["status"] in ("queued", "running") and "retry-after" in r.headers
+    assert job["spec"]["ablation"] == "mean"  # the resolved spec: preset expanded
+
+    # identical resubmission: the same job, 200, and the engine is not run again
+    again = alice.post("/v1/comparisons", json=dict(local_spec))
+    assert again.status_code == 200 and again.json()["id"] == job["id"]
+
+    done = poll_until(alice, job["id"], {"succeeded", "failed"}, timeout=300)
+    assert done["status"] == "succeeded", done
+    assert done["attempts"] == 1 and done["progress"]["stage"] == "done"
+    assert "retry-after" not in alice.get(f"/v1/comparisons/{job['id']}").headers
+    assert alice.post("/v1/comparisons", json=local_spec).json()["id"] == job["id"]
+    assert _metric(alice, "circuitdiff_engine_runs_total") == runs_before + 1  # the worker ran once
+
+    res = alice.get(f"/v1/comparisons/{job['id']}/result")
+    assert res.status_code == 200 and res.headers["content-type"].startswith("application/json")
+    service_result = res.json()
+
+    out = tmp_path / "cli.json"
+    cli = subprocess.run(
+        [CLI, "compare", "--teacher", local_pair[0], "--student", local_pair[1],
+         "--task", "ioi", "--prompts", "8", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    cli_result = json.loads(out.read_text())
+    assert service_result["alignment"]["score"] == cli_result["alignment"]["score"]
+    assert _comparable(service_result) == _comparable(cli_result)
+
+    # artifacts: listed with sha256, streamed with ETag + Content-Length, conditional GET
+    arts = alice.get(f"/v1/comparisons/{job['id']}/artifacts").json()["items"]
+    names = {a["name"] for a in arts}
+    assert "result.json" in names
+    for a in arts:
+        f = alice.get(a["href"])
+        assert f.status_code == 200
+        assert f.headers["etag"] == f'"{a["sha256"]}"' == f'"{hashlib.sha256(f.content).hexdigest()}"'
+        assert int(f.headers["content-length"]) == a["size"] == len(f.content)
+    cached = alice.get(arts[0]["href"], headers={"If-None-Match": f'"{arts[0]["sha256"]}"'})
+    assert cached.status_code == 304
+    assert alice.get(f"/v1/comparisons/{job['id']}/artifacts/../../etc/passwd").status_code == 404
+
+    # report (issue #7): served as HTML when the report package rendered it
+    if "report.html" in names:
+        page = alice.get(f"/v1/comparisons/{job['id']}/report")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "<html" in page.text.lower()
+        assert any(n.startswith("plots/") and n.endswith(".png") for n in names)
+
+    # ownership: bob cannot see, fetch or cancel alice's job, and his list does not show it
+    for path in ("", "/result", "/artifacts", "/report"):
+        p = bob.get(f"/v1/comparisons/{job['id']}{path}")
+        assert p.status_code == 404 and p.json()["code"] == "job_not_found"
+    assert bob.delete(f"/v1/comparisons/{job['id']}").status_code == 404
+    assert job["id"] not in {j["id"] for j in bob.get("/v1/comparisons").json()["items"]}
+    assert job["id"] in {j["id"] for j in alice.get("/v1/comparisons", params={"status": "succeeded"}).json()["items"]}
+    # bob submitting the same spec gets his own job: dedup never crosses keys
+    theirs = bob.post("/v1/comparisons", json=local_spec)
+    assert theirs.status_code == 202 and theirs.json()["id"] != job["id"]
+    assert bob.delete(f"/v1/comparisons/{theirs.json()['id']}").status_code in (200, 202)
+    poll_until(bob, theirs.json()["id"], {"cancelled", "succeeded"}, timeout=300)
+
+    # finished: cancel is refused, result is final
+    gone = alice.delete(f"/v1/comparisons/{job['id']}")
+    assert gone.status_code == 409 and gone.json()["code"] == "job_finished"
+    assert _metric(alice, "circuitdiff_jobs", '{status="succeeded"}') >= 1
+    assert _metric(alice, "circuitdiff_job_duration_seconds_count") >= 1
+
+
+def test_cancel_queued_and_running(alice, svc_worker, svc_data, local_spec):
+    a = alice.post("/v1/comparisons", json={**local_spec, "seed": 11, "n_prompts": 24}).json()
+    b = alice.post("/v1/comparisons", json={**local_spec, "seed": 12}).json()
+    wait_for(lambda: alice.get(f"/v1/comparisons/{a['id']}").json()["status"] == "running", 120, "job a running")
+
+    queued = alice.get(f"/v1/comparisons/{b['id']}").json()
+    assert queued["status"] == "queued" and queued["queue_position"] == 1
+    r = alice.delete(f"/v1/comparisons/{b['id']}")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+
+    r = alice.delete(f"/v1/comparisons/{a['id']}")
+    assert r.status_code == 202 and r.json()["cancel_requested"] is True
+    ended = poll_until(alice, a["id"], {"cancelled", "succeeded", "failed"}, timeout=120)
+    assert ended["status"] == "cancelled", ended
+
+    # the queued job was delivered to the worker afterwards and skipped: it never started
+    time.sleep(2)
+    b_final = alice.get(f"/v1/comparisons/{b['id']}").json()
+    assert b_final["status"] == "cancelled" and b_final["attempts"] == 0 and b_final["started_at"] is None
+    assert not (svc_data / "results" / a["id"]).exists()
+    assert not (svc_data / "results" / f".{a['id']}.partial").exists()
+    assert not (svc_data / "results" / b["id"]).exists()
+    res = alice.get(f"/v1/comparisons/{a['id']}/result")
+    assert res.status_code == 409 and res.json()["code"] == "job_cancelled"
+    # a cancelled comparison does not block the same comparison from running again
+    again = alice.post("/v1/comparisons", json={**local_spec, "seed": 12})
+    assert again.status_code == 202 and again.json()["id"] != b["id"]
+    alice.delete(f"/v1/comparisons/{again.json()['id']}")
+
+
+def test_idempotency_key(alice, local_spec):
+    spec = {**local_spec, "seed": 21}
+    first = alice.post("/v1/comparisons", json=spec, headers={"Idempotency-Key": "req-21"})
+    assert first.status_code == 202
+    replay = alice.post("/v1/comparisons", json=spec, headers={"Idempotency-Key": "req-21"})
+    assert replay.json()["id"] == first.json()["id"]
+    clash = alice.post("/v1/comparisons", json={**spec, "seed": 22}, headers={"Idempotency-Key": "req-21"})
+    assert clash.status_code == 422 and clash.json()["errors"][0]["field"] == "Idempotency-Key"
+    alice.delete(f"/v1/comparisons/{first.json()['id']}")
+
+
+def test_listing_pagination_and_long_poll(alice, local_spec):
+    ids = []
+    for seed in (31, 32, 33):
+        ids.append(alice.post("/v1/comparisons", json={**local_spec, "seed": seed}).json()["id"])
+    for jid in ids:
+        alice.delete(f"/v1/comparisons/{jid}")
+    for jid in ids:  # one may have started already: it stops at the next component boundary
+        assert poll_until(alice, jid, {"cancelled", "succeeded", "failed"}, timeout=120)["status"] == "cancelled"
+    page1 = alice.get("/v1/comparisons", params={"limit": 2, "status": "cancelled"}).json()
+    assert [j["id"] for j in page1["items"]] == ids[::-1][:2]  # newest first
+    page2 = alice.get("/v1/comparisons", params={"limit": 2, "status": "cancelled", "cursor": page1["next_cursor"]})
+    assert page2.json()["items"][0]["id"] == ids[0]
+
+    t0 = time.monotonic()
+    alice.get(f"/v1/comparisons/{ids[0]}", params={"wait": 5})  # terminal: answers at once
+    assert time.monotonic() - t0 < 2
+
+
+def test_catalogue_endpoints(alice, local_pair):
+    models = alice.get("/v1/models").json()
+    ids = {m["id"] for m in models["items"]}
+    assert "zoo:gpt-teacher" in ids and local_pair[0] in ids
+    tasks = {t["name"]: t for t in alice.get("/v1/tasks").json()["items"]}
+    assert tasks["sequence"]["options"]["members"]["values"] == ["numerals", "numwords", "months"]
+    v = alice.get("/version").json()
+    assert v["api"] == "v1" and v["result_schema_version"] == 1
+
+
+def test_dataset_upload(alice, svc_data):
+    lines = [
+        {"prompt": "When Mary and John went to the store, John gave a drink to", "answer": "Mary", "distractor": "John"},
+        {"prompt": "When Tom and Anna went to the park, Anna gave a ball to", "answer": "Tom", "distractor": "Anna"},
+        {"prompt": "bad", "answer": "x"},
+    ]
+    body = "\n".join(json.dumps(x) for x in lines).encode()
+    r = alice.post("/v1/datasets", content=body, headers={"content-type": "application/x-ndjson"})
+    assert r.status_code == 201, r.text
+    info = r.json()
+    assert info["n_items"] == 2 and info["rejected"] == [
+        {"line": 3, "field": "distractor", "reason": "missing required field 'distractor'"}
+    ]
+    assert r.headers["location"] == f"/v1/datasets/{info['id']}"
+    stored = (svc_data / "datasets" / f"{info['id']}.jsonl").read_bytes()
+    assert hashlib.sha256(stored).hexdigest() == info["sha256"]
+    # same items, different whitespace: the same content-addressed id
+    again = alice.post("/v1/datasets", content=b"\n\n" + body.replace(b": ", b":")).json()
+    assert again["id"] == info["id"]
+    assert alice.get(f"/v1/datasets/{info['id']}").json()["n_items"] == 2
