@@ -11,7 +11,7 @@ def test_spearman_and_topk_overlap():
     assert abs(spearman([1, 2, 3, 4], [10, 20, 30, 40]) - 1.0) < 1e-12
     assert abs(spearman([1, 2, 3, 4], [4, 3, 2, 1]) + 1.0) < 1e-12
     assert abs(spearman([1, 1, 2, 3], [1, 2, 3, 4]) - 0.9486832980505138) < 1e-12  # ties: average rank
-    a = agreement({"A": 3.0, "B": 2.0, "C": 1.0, "D": 0.0}, {"A": 0.5, "B": 3.0, "C": 0.1, "D": 0.2}, top_k=2)
+    a = agreement({"A": 3.0, "B": 2.0, "C": 1.0, "D": 0.0}, {"A": 0.1, "B": 3.0, "C": 0.5, "D": 0.2}, top_k=2)
     assert a["top_k"] == 2 and a["top_k_overlap"] == 0.5 and a["n_checked"] == 4
 
 
