@@ -1,0 +1,170 @@
+"""run_comparison end to end on real tiny models (and the zoo pair when it is trained)."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+import torch
+from transformers import GPT2LMHeadModel
+
+from circuitdiff.errors import Cancelled, IncompatibleModelsError, TaskTokenizationError
+from circuitdiff.pipeline import run_comparison
+from circuitdiff.result import ComparisonResult, result_json_schema
+
+
+@pytest.fixture(scope="module")
+def loud_dir(tmp_path_factory, tiny_gpt_dir):
+    """The tiny checkpoint with weights x3: distinct heads, visible ablation effects."""
+    d = tmp_path_factory.mktemp("loud")
+    m = GPT2LMHeadModel.from_pretrained(tiny_gpt_dir)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if "ln" not in name:
+                p.mul_(3.0)
+    m.save_pretrained(d, safe_serialization=True)
+    for f in tiny_gpt_dir.iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens")):
+            (d / f.name).write_bytes(f.read_bytes())
+    return d
+
+
+def _validate(result: ComparisonResult) -> dict:
+    data = json.loads(result.model_dump_json())
+    jsonschema.validate(data, result_json_schema())
+    return data
+
+
+def _assert_self_comparison(data: dict) -> None:
+    assert data["alignment"]["score"] == pytest.approx(1.0, abs=1e-6)
+    assert all(m["student"] == m["teacher"] for m in data["matches"]), [
+        (m["student"], m["teacher"]) for m in data["matches"] if m["student"] != m["teacher"]
+    ]
+    assert all(m["matched"] for m in data["matches"])
+    n = data["models"]["teacher"]["n_layers"] * (data["models"]["teacher"]["n_heads"] + 1)
+    assert len(data["matches"]) == n
+
+
+def test_a_model_compared_with_itself_is_fully_aligned(loud_dir):
+    r = run_comparison({"teacher": str(loud_dir), "student": str(loud_dir), "task": "ioi", "n_prompts": 6,
+                        "scan": "naive", "bootstrap": 50})
+    data = _validate(r)
+    _assert_self_comparison(data)
+    assert data["influence"]["teacher"] == data["influence"]["student"]
+    assert data["robustness"]["compression_ratio"] == 0.0
+    assert data["alignment"]["ci95"] == pytest.approx([1.0, 1.0], abs=1e-6)
+
+
+def test_tiny_pair_result_is_complete_and_valid(loud_dir, tiny_gpt_dir_b):
+    stages = []
+    r = run_comparison(
+        {"teacher": str(loud_dir), "student": str(tiny_gpt_dir_b), "task": "sequence", "n_prompts": 5,
+         "ablation": "resample", "scan": "naive", "bootstrap": 100, "seed": 3},
+        progress=lambda s, d, t: stages.append(s),
+    )
+    data = _validate(r)
+    assert data["spec"]["ablation"] == "resample" and data["spec"]["matching"] == "student_to_teacher"
+    assert data["models"]["teacher"]["n_layers"] == 2 and data["models"]["student"]["n_layers"] == 3
+    assert len(data["similarity"]["heads"]["rows"]) == 12 and len(data["similarity"]["heads"]["cols"]) == 8
+    assert data["similarity"]["mlps_raw"] is not None
+    assert set(data["influence"]["student"]) >= {"L2H3", "L2MLP"}
+    assert 0 <= data["alignment"]["score"] <= 1
+    assert len(data["matches"]) == 12 + 3 and data["alignment"]["n_pairs"] == 15
+    assert 1 <= len(data["attention"]) <= 4
+    view = data["attention"][0]
+    assert len(view["tokens"]) == len(view["student_pattern"]) == len(view["teacher_pattern"][0])
+    for stage in ("load", "task", "clean", "influence:teacher", "influence:student", "similarity", "alignment"):
+        assert stage in stages and stage in data["timings"]
+    assert data["engine"]["transformer_lens"] == "4.3.0"
+    assert data["task"]["n_prompts"] == 5 and len(data["task"]["dataset_sha256"]) == 64
+
+
+def test_the_same_spec_gives_the_same_numbers(loud_dir, tiny_gpt_dir_b):
+    spec = {"teacher": str(loud_dir), "student": str(tiny_gpt_dir_b), "task": "ioi", "n_prompts": 4,
+            "scan": "naive", "bootstrap": 30}
+    a, b = (run_comparison(spec).model_dump(mode="json") for _ in range(2))
+    for key in ("influence", "similarity", "matches", "alignment", "robustness", "performance"):
+        assert a[key] == b[key], key
+
+
+def test_paper_preset_duplicates_below_threshold_pairs(loud_dir, tiny_gpt_dir_b):
+    r = run_comparison({"teacher": str(loud_dir), "student": str(tiny_gpt_dir_b), "task": "ioi", "n_prompts": 4,
+                        "preset": "paper", "scan": "naive", "head_threshold": 0.999})
+    data = _validate(r)
+    first = [m for m in data["matches"] if not m["duplicated"]]
+    dup = [m for m in data["matches"] if m["duplicated"]]
+    assert len(first) == 15
+    assert len(dup) == sum(not m["matched"] for m in first) > 0
+    assert data["alignment"]["n_pairs"] == len(first) + len(dup)
+    assert data["alignment"]["ci95"] is None  # the paper reports none
+    assert data["spec"]["ablation"] == "zero" and data["similarity"]["head_method"] == "row_cosine_all_rows"
+
+
+def test_cancel_stops_between_components(loud_dir):
+    seen = []
+
+    def progress(stage, done, total):
+        seen.append((stage, done))
+
+    with pytest.raises(Cancelled):
+        run_comparison({"teacher": str(loud_dir), "student": str(loud_dir), "task": "ioi", "n_prompts": 4,
+                        "scan": "naive"}, progress=progress,
+                       cancelled=lambda: any(s == "influence:teacher" and d >= 2 for s, d in seen))
+    assert not any(s == "influence:student" for s, _ in seen)
+
+
+def test_bad_custom_dataset_is_a_clear_error(loud_dir, tmp_path):
+    f = tmp_path / "d.jsonl"
+    f.write_text("\n".join(
+        json.dumps({"prompt": "When Amy and Sam went to the store, Sam gave a drink to", "answer": f"Qwxz{i}zz",
+                    "distractor": "Sam"}) for i in range(4)))
+    with pytest.raises(TaskTokenizationError, match="answer ' Qwxz0zz' is"):
+        run_comparison({"teacher": str(loud_dir), "student": str(loud_dir), "task": "custom", "dataset": str(f),
+                        "n_prompts": 4, "scan": "naive"})
+
+
+def test_different_vocabularies_are_refused(loud_dir, tiny_gpt_other_vocab_dir):
+    with pytest.raises(IncompatibleModelsError, match="different vocabularies"):
+        run_comparison({"teacher": str(loud_dir), "student": str(tiny_gpt_other_vocab_dir), "task": "ioi",
+                        "n_prompts": 4, "scan": "naive"})
+
+
+# ----------------------------------------------------------------------------- the zoo pair
+@pytest.mark.parametrize("task, options", [("ioi", {}), ("sequence", {})])
+def test_zoo_pair_reproduces_the_method(zoo_gpt_pair, task, options):
+    teacher, student = zoo_gpt_pair
+    r = run_comparison({"teacher": teacher, "student": student, "task": task, "task_options": options,
+                        "n_prompts": 40, "scan": "naive", "bootstrap": 200})
+    data = _validate(r)
+    perf, rb, a = data["performance"], data["robustness"], data["alignment"]
+    print(f"\n{task}: LD teacher {perf['teacher']['logit_diff']:.3f} (acc {perf['teacher']['accuracy']:.2f}), "
+          f"student {perf['student']['logit_diff']:.3f} (acc {perf['student']['accuracy']:.2f}); "
+          f"alignment {a['score']:.4f} {a['ci95']}; mean drop teacher {rb['teacher']['mean_drop']:.2f} "
+          f"student {rb['student']['mean_drop']:.2f}; severity {rb['teacher']['severity']:.4f} / "
+          f"{rb['student']['severity']:.4f}; C {rb['compression_ratio']:.3f}")
+    assert perf["teacher"]["performs_task"] and perf["student"]["performs_task"]
+    assert 0 < a["score"] < 1
+    assert a["ci95"][0] <= a["score"] <= a["ci95"][1]
+    assert rb["teacher"] is not None and rb["student"] is not None
+    assert 0 < rb["compression_ratio"] < 1
+    assert data["models"]["teacher"]["sha256"] and data["models"]["teacher"]["kind"] == "zoo"
+
+
+def test_zoo_teacher_compared_with_itself(zoo_gpt_pair):
+    teacher, _ = zoo_gpt_pair
+    data = _validate(run_comparison({"teacher": teacher, "student": teacher, "task": "ioi", "n_prompts": 8,
+                                     "scan": "naive", "bootstrap": 0}))
+    _assert_self_comparison(data)
+
+
+def test_random_gpt2_shaped_pair_runs_and_is_flagged(zoo_gpt_pair):
+    r = run_comparison({"teacher": "zoo:gpt2-small-random", "student": "zoo:distilgpt2-random", "task": "ioi",
+                        "n_prompts": 4, "scan": "naive", "bootstrap": 0})
+    data = _validate(r)
+    assert data["models"]["teacher"]["n_layers"] == 12 and data["models"]["student"]["n_layers"] == 6
+    print("\nrandom pair LDs:", data["performance"])
+    assert not data["performance"]["teacher"]["performs_task"]
+    assert not data["performance"]["student"]["performs_task"]
+    assert data["robustness"]["teacher"] is None and data["robustness"]["note"]
+    assert data["alignment"]["score"] is not None
