@@ -18,7 +18,7 @@ from ..result import ComparisonResult
 from .assets import CSS, JS, content_security_policy
 from .plots import PNG_DPI, Plot
 from .summary import (SIDES, component_drops, component_order, fmt, fmt_ci, fmt_params, interpretation,
-                      matched_counts)
+                      matched_counts, needs_caution)
 
 MAX_REJECTED_SHOWN = 200
 
@@ -69,7 +69,7 @@ def _summary(r: ComparisonResult) -> str:
     hm, hn = matched_counts(r, "head")
     mm, mn = matched_counts(r, "mlp")
     sentences = interpretation(r)
-    flagged = any(not r.performance[x].performs_task for x in SIDES)
+    flagged = needs_caution(r)
     verdict = "".join(f"<p>{e(x)}</p>" for x in sentences)
     cards = f"""
 <div class="cards">

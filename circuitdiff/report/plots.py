@@ -287,8 +287,9 @@ def drops_figure(r: ComparisonResult) -> Figure:
         rob = getattr(r.robustness, side)
         mean = rob.mean_drop if rob is not None else float(np.mean(list(d.values())))
         ax.axvline(mean, color="black", ls="--", lw=1)
-        sev = f", severity {rob.severity:.3f}" if rob is not None else ""
-        ax.text(mean + 1.5, ymax * 1.1, f"mean {mean:.1f}{sev}", fontsize=8, va="top")
+        sev = f"\nseverity {rob.severity:.3f}" if rob is not None else ""
+        ax.text(0.97, 0.95, f"mean drop {mean:.1f}%{sev}", fontsize=8, va="top", ha="right", transform=ax.transAxes,
+                bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "#cccccc"})
     fig.suptitle(f"Single-component ablation: how much performance each of the "
                  f"{len(r.influence['teacher'])} / {len(r.influence['student'])} components costs", fontsize=10)
     return fig
@@ -313,7 +314,10 @@ def attention_figure(r: ComparisonResult, view: AttentionView) -> Figure:
     gs = fig.add_gridspec(1, 3, width_ratios=[1, 1, 0.06])
     pats = {"teacher": np.asarray(view.teacher_pattern, dtype=float),
             "student": np.asarray(view.student_pattern, dtype=float)}  # [query, key]
-    vmax = max(float(np.nanmax(p)) for p in pats.values()) or 1.0
+    # The first query can only attend to itself (weight 1 in every causal head): scaling to it would
+    # darken everything else, so the scale stops at the largest weight of the other rows.
+    rest = [p[1:] for p in pats.values() if p.shape[0] > 1]
+    vmax = max((float(np.nanmax(p)) for p in rest), default=1.0) or 1.0
     cmap = matplotlib.colormaps[ATTENTION_CMAP].with_extremes(bad="#f2f2f2")
     im = None
     heads = {"teacher": view.teacher, "student": view.student}
@@ -334,7 +338,7 @@ def attention_figure(r: ComparisonResult, view: AttentionView) -> Figure:
         if k == 0:
             ax.set_ylabel("query")
         ax.spines[["left", "bottom"]].set_visible(False)
-    fig.colorbar(im, cax=fig.add_subplot(gs[0, 2]), label="mean attention")
+    fig.colorbar(im, cax=fig.add_subplot(gs[0, 2]), label="mean attention", extend="max" if vmax < 1 else "neither")
     fig.suptitle(f"teacher {view.teacher} ↔ student {view.student}: similarity {view.similarity:.3f}", fontsize=10)
     return fig
 

@@ -67,6 +67,25 @@ def matched_counts(r: ComparisonResult, kind: str) -> tuple[int, int]:
     return sum(m.matched for m in pairs), len(pairs)
 
 
+def weak_performance(r: ComparisonResult, side: str) -> list[str]:
+    """Why a model that passes the LD > 0 test still performs the task only weakly (empty: it does not)."""
+    p = r.performance[side]
+    why = []
+    # LD within two standard errors of 0: "performs the task" only by the sign of noise.
+    sem = p.logit_diff_std / max(1, r.task.n_prompts) ** 0.5
+    if 0 < p.logit_diff < 2 * sem:
+        why.append(f"its logit difference {p.logit_diff:.3f} ± {p.logit_diff_std:.3f} over "
+                   f"{r.task.n_prompts} prompts is not clearly above 0")
+    if p.logit_diff > 0 and p.accuracy < 0.5:
+        why.append(f"it ranks the answer first on only {p.accuracy:.0%} of prompts")
+    return why
+
+
+def needs_caution(r: ComparisonResult) -> bool:
+    """Either model fails or only weakly performs the task: the score should not be read at face value."""
+    return any(not r.performance[s].performs_task or weak_performance(r, s) for s in SIDES)
+
+
 def interpretation(r: ComparisonResult) -> list[str]:
     """Sentences that say what the numbers mean, in the order a reader needs them.
 
@@ -105,6 +124,11 @@ def interpretation(r: ComparisonResult) -> list[str]:
             f"attention and the same share of influence. For scale, the paper's distilled pairs score "
             f"{PAPER_DISTILLED_MIN:.2f}–0.94 and its non-distilled control pair {PAPER_CONTROL:.2f}."
         )
+    for side in SIDES:
+        why = weak_performance(r, side)
+        if why and side not in failing:
+            out.append(f"The {side} performs the task only weakly: {' and '.join(why)}; its influences are "
+                       f"small effects around a weak baseline.")
     hm, hn = matched_counts(r, "head")
     mm, mn = matched_counts(r, "mlp")
     if hn or mn:
