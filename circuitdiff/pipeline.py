@@ -34,7 +34,10 @@ from .analysis import matching as matching_mod
 from .analysis import robustness as robustness_mod
 from .analysis import similarity as similarity_mod
 from .analysis.components import head_ids, mlp_ids
+from .analysis import scan_methods  # noqa: F401  (registers the exact and attribution scans)
 from .analysis.influence import SCAN_METHODS, InfluenceScan, scan
+from .cache import ActivationCache
+from .cache.engine import PipelineCache, open_cache
 from .errors import Cancelled, IncompatibleModelsError
 from .models import ModelAdapter, load_model, resolve_device
 from .result import ComparisonResult
@@ -55,12 +58,17 @@ def run_comparison(
     *,
     datasets_dir: str | None = None,
     loader: Callable[..., ModelAdapter] = load_model,
+    cache: ActivationCache | bool | str | None = None,
 ) -> ComparisonResult:
     """Compare teacher and student as ``spec`` says.
 
     datasets_dir: where uploaded custom datasets live (``<id>.jsonl``).
     loader: ``loader(ref, device=, dtype=) -> ModelAdapter``; a worker passes one that keeps
     recently used models loaded (worker/engine.py).
+    cache: per-model clean statistics and influence scans are reused from the activation cache
+    (circuitdiff.cache): None/True = the default root ($CIRCUITDIFF_CACHE_DIR; off with
+    CIRCUITDIFF_CACHE=0), a directory or an ActivationCache, False = off. ``scan.cache`` in the
+    result says per model whether it came from the cache.
     """
     if isinstance(spec, dict):
         spec = ComparisonSpec.model_validate(spec)
@@ -90,10 +98,13 @@ def run_comparison(
         )
         warnings += task.warnings
 
+    pcache = PipelineCache(open_cache(cache))
     clean: dict[str, _CleanStats] = {}
     with run.stage("clean"):
         for k, role in enumerate(ROLES):
-            clean[role] = clean_pass(adapters[role], task.view(role))
+            clean[role] = pcache.clean(
+                role, adapters[role], task.view(role), lambda: clean_pass(adapters[role], task.view(role)), _CleanStats
+            )
             run.tick(k + 1, 2)
 
     scans: dict[str, InfluenceScan] = {}
@@ -101,12 +112,22 @@ def run_comparison(
     if method not in SCAN_METHODS:
         warnings.append(f"scan method {method!r} is not available in this build; ran the naive reference scan")
         method = "naive"
+    options = {"check": spec.attribution_check, "seed": spec.seed} if method == "attribution" and spec.attribution_check else {}
     for role in ROLES:
         with run.stage(f"influence:{role}"):
-            scans[role] = scan(
-                adapters[role], task.view(role), spec.ablation, method=method, batch_size=BATCH_SIZE,
-                progress=progress, cancelled=cancelled, stage=f"influence:{role}",
+            scans[role] = pcache.scan(
+                role, adapters[role], task.view(role), {"method": method, "ablation": spec.ablation, **options},
+                lambda: scan(
+                    adapters[role], task.view(role), spec.ablation, method=method, batch_size=BATCH_SIZE,
+                    progress=progress, cancelled=cancelled, stage=f"influence:{role}", **options,
+                ),
+                InfluenceScan,
             )
+    ran = {scans[r].method for r in ROLES}
+    if ran != {method}:  # e.g. exact/attribution on an architecture they do not cover: naive ran instead
+        warnings.append(f"scan method {method!r} does not cover every model of this pair; ran: "
+                        + ", ".join(f"{r} {scans[r].method}" for r in ROLES))
+        method = "naive" if "naive" in ran else method
 
     with run.stage("similarity"):
         sims = similarity_section(clean["student"], clean["teacher"], student, teacher, spec)
@@ -163,7 +184,11 @@ def run_comparison(
         "alignment": alignment,
         "robustness": robustness,
         "attention": attention_views(pairs, infl, clean, task),
-        "scan": {"method": method, "approximate": method == "attribution", "agreement": None, "cache": {}},
+        "scan": {
+            "method": method, "approximate": method == "attribution",
+            "agreement": {r: scans[r].agreement for r in ROLES if scans[r].agreement is not None} or None,
+            "cache": pcache.status,
+        },
         "timings": run.timings,
         "warnings": warnings,
     }

@@ -151,6 +151,10 @@ class ComparisonSpec(BaseModel):
     device: Device = "auto"
     dtype: Dtype = "float32"
     scan: Scan = "exact"
+    attribution_check: int | None = Field(
+        default=None, ge=1, le=10_000,
+        description="scan=attribution: exact-scan this many sampled components and report the agreement",
+    )
     bootstrap: int | None = Field(default=None, ge=0, le=100_000, description="bootstrap resamples for CIs; 0 = none")
 
     @field_validator("teacher", "student", mode="before")

@@ -1,0 +1,179 @@
+"""The pipeline's use of the activation cache: per-model clean statistics and influence scans.
+
+Everything cached is a function of one model and that model's token batches, never of the other
+model of the pair, so a new student checkpoint compared against the same teacher finds every
+teacher-side entry warm and recomputes only the student side (DESIGN.md §Activation cache).
+
+Keys (:func:`circuitdiff.cache.cache_key`):
+- model: the weight sha256 the loader recorded (hub models: id@revision); a model without an
+  identity is never cached;
+- dataset: sha256 of the exact tensors the model runs (clean + corrupted tokens, masks, end
+  positions, answer / distractor ids), so BOS policy, prompt count, seed and rejections are in it;
+- hooks: what the entry holds (``clean:pattern,mlp_out,correct`` or ``influence:<method>:<ablation>``);
+- dtype, device type and engine version, where the engine version includes a digest of the source
+  of every module that computes a cached value: editing that code invalidates old entries instead
+  of serving stale numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .. import ENGINE_VERSION
+from .store import ActivationCache, cache_key
+
+_ENGINE_SOURCES = (
+    "pipeline.py", "models", "tasks/dataset.py", "analysis/influence.py", "analysis/ablation.py",
+    "analysis/fast_scan.py", "analysis/attribution.py", "analysis/scan_methods.py", "cache/engine.py",
+)
+
+
+@lru_cache(maxsize=1)
+def engine_digest() -> str:
+    """ENGINE_VERSION + sha256 of the source files that produce cached values."""
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256(ENGINE_VERSION.encode())
+    for rel in _ENGINE_SOURCES:
+        p = root / rel
+        files = sorted(p.rglob("*.py")) if p.is_dir() else [p]
+        for f in files:
+            if f.is_file():
+                h.update(str(f.relative_to(root)).encode())
+                h.update(f.read_bytes())
+    return f"{ENGINE_VERSION}+{h.hexdigest()[:16]}"
+
+
+def model_identity(adapter: Any) -> str | None:
+    info = getattr(adapter, "info", {}) or {}
+    if info.get("sha256"):
+        return f"sha256:{info['sha256']}"
+    if info.get("kind") == "hub" and info.get("revision"):
+        return f"hub:{info['id']}@{info['revision']}"
+    return None
+
+
+def view_digest(view: Any) -> str:
+    """sha256 over the token tensors one model runs for the task (a TokenizedTask)."""
+    h = hashlib.sha256()
+    for t in (
+        view.clean.tokens, view.clean.attention_mask, view.clean.end_pos,
+        view.corrupted.tokens, view.corrupted.attention_mask, view.corrupted.end_pos,
+        view.answer_ids, view.distractor_ids,
+    ):
+        t = t.detach().to("cpu", torch.int64).contiguous()
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+class PipelineCache:
+    """Cache lookups of one comparison; ``status`` is the result's ``scan.cache`` (role -> hit |
+    miss | disabled; hit only when everything of that model came from the cache)."""
+
+    def __init__(self, cache: ActivationCache | None):
+        self.cache = cache
+        self.status: dict[str, str] = {}
+
+    def _key(self, adapter: Any, view: Any, hooks: list[str]) -> str | None:
+        ident = model_identity(adapter)
+        if self.cache is None or ident is None:
+            return None
+        return cache_key(
+            model=ident, dataset=view_digest(view), hooks=hooks, dtype=str(adapter.dtype),
+            engine=engine_digest(), extra={"device": torch.device(adapter.device).type},
+        )
+
+    def _note(self, role: str, outcome: str) -> None:
+        prev = self.status.get(role)
+        if prev is None or prev == outcome:
+            self.status[role] = outcome
+        elif "disabled" in (prev, outcome):
+            self.status[role] = "disabled"
+        else:
+            self.status[role] = "miss"  # part computed: not a full hit
+
+    def _put(self, key: str, tensors: dict, meta: dict) -> None:
+        try:
+            self.cache.put(key, tensors, meta)
+        except OSError:
+            pass  # a full or read-only disk costs the next run time, never this run its result
+
+    def clean(self, role: str, adapter: Any, view: Any, compute: Callable[[], Any], build: Callable[..., Any]) -> Any:
+        """Clean-pass statistics (patterns [layer][head, T, T], mlp_rows [layer][tokens, d_model],
+        correct [n]); ``build(patterns, mlp_rows, correct)`` rebuilds the pipeline's object."""
+        key = self._key(adapter, view, ["clean:pattern,mlp_out,correct"])
+        if key is None:
+            self._note(role, "disabled")
+            return compute()
+        entry = self.cache.get(key)
+        if entry is not None:
+            self._note(role, "hit")
+            t = entry.tensors
+            n = entry.meta["n_layers"]
+            return build(
+                [t["patterns"][str(i)] for i in range(n)], [t["mlp_rows"][str(i)] for i in range(n)], t["misc"]["correct"]
+            )
+        self._note(role, "miss")
+        stats = compute()
+        self._put(
+            key,
+            {
+                "patterns": {str(i): p for i, p in enumerate(stats.patterns)},
+                "mlp_rows": {str(i): r for i, r in enumerate(stats.mlp_rows)},
+                "misc": {"correct": stats.correct},
+            },
+            {"n_layers": len(stats.patterns), "role_when_written": role},
+        )
+        return stats
+
+    def scan(
+        self, role: str, adapter: Any, view: Any, params: dict[str, Any], compute: Callable[[], Any], build: Callable[..., Any]
+    ) -> Any:
+        """An InfluenceScan; ``params`` (method, ablation, options) are part of the key."""
+        hooks = [f"influence:{params['method']}:{params['ablation']}"] + [
+            f"{k}={v}" for k, v in sorted(params.items()) if k not in ("method", "ablation")
+        ]
+        key = self._key(adapter, view, hooks)
+        if key is None:
+            self._note(role, "disabled")
+            return compute()
+        entry = self.cache.get(key)
+        if entry is not None:
+            self._note(role, "hit")
+            m = entry.meta
+            return build(
+                components=m["components"], clean_ld=entry.tensors["ld"]["clean"], ablated_ld=entry.tensors["ld"]["ablated"],
+                ablation=m["ablation"], method=m["method"], agreement=m.get("agreement"),
+            )
+        self._note(role, "miss")
+        s = compute()
+        self._put(
+            key,
+            {"ld": {"clean": s.clean_ld, "ablated": s.ablated_ld}},
+            {"components": s.components, "ablation": s.ablation, "method": s.method, "agreement": s.agreement},
+        )
+        return s
+
+
+def open_cache(cache: ActivationCache | bool | str | Path | None) -> ActivationCache | None:
+    """The pipeline's ``cache`` argument: an ActivationCache, a root directory, True / None (the
+    default root, unless ``CIRCUITDIFF_CACHE=0``), or False (disabled)."""
+    import os
+
+    if cache is False:
+        return None
+    if isinstance(cache, ActivationCache):
+        return cache
+    if isinstance(cache, (str, Path)):
+        return ActivationCache(cache)
+    if os.environ.get("CIRCUITDIFF_CACHE", "1").lower() in ("0", "false", "no", "off"):
+        return None
+    try:
+        return ActivationCache()
+    except OSError:
+        return None  # unwritable cache dir: run uncached rather than fail the comparison
