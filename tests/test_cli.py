@@ -1,0 +1,83 @@
+"""The installed ``circuitdiff`` entry point, run as a user runs it (a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from circuitdiff.cli import format_validation_error, spec_from_args, build_parser
+
+BIN = Path(sys.executable).parent / "circuitdiff"
+
+
+def _run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    return subprocess.run([str(BIN), *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _one_error_line(p: subprocess.CompletedProcess) -> str:
+    lines = [l for l in p.stderr.splitlines() if l.startswith("error:")]
+    assert len(lines) == 1, p.stderr
+    assert "Traceback" not in p.stderr
+    return lines[0]
+
+
+def test_compare_writes_a_result_and_prints_a_summary(tiny_gpt_dir, tiny_gpt_dir_b, tmp_path):
+    out = tmp_path / "result.json"
+    p = _run("compare", "--teacher", str(tiny_gpt_dir), "--student", str(tiny_gpt_dir_b), "--task", "sequence",
+             "--task-option", "members=months", "--prompts", "4", "--scan", "naive", "--ablation", "zero",
+             "--seed", "7", "--device", "cpu", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    data = json.loads(out.read_text())
+    assert data["spec"]["task_options"] == {"members": "months", "frame": "done"}
+    assert data["spec"]["seed"] == 7 and data["spec"]["ablation"] == "zero"
+    assert f"alignment {data['alignment']['score']:.4f}" in p.stdout
+    assert "top teacher components" in p.stdout and str(out) in p.stdout
+    assert "influence:student" in p.stderr  # progress goes to stderr
+    assert "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--teacher", "zoo:nope", "--student", "zoo:gpt-student"], "teacher.id: unknown zoo model 'nope'"),
+        (["--teacher", "/no/such/dir", "--student", "/no/such/dir"], "/no/such/dir: no such directory"),
+        (["--teacher", "zoo:gpt-teacher", "--student", "zoo:gpt-student", "--task-option", "colour=red"],
+         "task_options.colour: unknown option"),
+    ],
+)
+def test_user_errors_are_one_line_and_exit_2(args, message, tmp_path):
+    p = _run("compare", *args, "--task", "ioi", "--out", str(tmp_path / "r.json"))
+    assert p.returncode == 2
+    assert message in _one_error_line(p)
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_a_directory_that_is_not_a_model(tmp_path, tiny_gpt_dir):
+    (tmp_path / "junk").mkdir()
+    p = _run("compare", "--teacher", str(tmp_path / "junk"), "--student", str(tiny_gpt_dir), "--task", "ioi",
+             "--out", str(tmp_path / "r.json"))
+    assert p.returncode == 2
+    assert "not a model checkpoint (no config.json)" in _one_error_line(p)
+
+
+def test_listings():
+    p = _run("tasks")
+    assert p.returncode == 0 and "sequence" in p.stdout and "members=numerals|numwords|months" in p.stdout
+    p = _run("models")
+    assert p.returncode == 0 and "zoo:gpt-teacher" in p.stdout and "zoo:gpt2-small-random" in p.stdout
+
+
+def test_validation_errors_are_formatted_as_field_message():
+    from pydantic import ValidationError
+
+    args = build_parser().parse_args(["compare", "--teacher", "zoo:gpt-teacher", "--student", "zoo:gpt-student",
+                                      "--task", "ioi", "--prompts", "0", "--out", "x.json"])
+    with pytest.raises(ValidationError) as e:
+        spec_from_args(args)
+    assert format_validation_error(e.value) == "n_prompts: Input should be greater than or equal to 1"
