@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from .report.command import add_report, check_report_path, write_report
+
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL = 1
 
@@ -36,7 +38,13 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--scan", choices=["exact", "attribution", "naive"], default="exact",
                    help="influence scan method (naive = one forward per component, the reference)")
+    p.add_argument("--attribution-check", type=int, default=None, metavar="N",
+                   help="with --scan attribution: exact-scan N sampled components and report the agreement")
+    p.add_argument("--no-cache", action="store_true",
+                   help="do not read or write the activation cache ($CIRCUITDIFF_CACHE_DIR)")
     p.add_argument("--out", required=True, help="where to write result.json")
+    p.add_argument("--report", default=None, metavar="REPORT.html",
+                   help="also write a self-contained HTML report there (plots in plots/ beside it)")
     p.set_defaults(func=cmd_compare)
 
 
@@ -54,7 +62,7 @@ def spec_from_args(args: argparse.Namespace):
         "teacher": ref(args.teacher, args.teacher_revision), "student": ref(args.student, args.student_revision),
         "task": args.task, "task_options": options, "dataset": args.dataset, "preset": args.preset,
         "ablation": args.ablation, "n_prompts": args.prompts, "seed": args.seed, "device": args.device,
-        "scan": args.scan,
+        "scan": args.scan, "attribution_check": args.attribution_check,
     }
     return ComparisonSpec.model_validate(data)
 
@@ -64,12 +72,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.parent and not out.parent.exists():
         raise _UsageError(f"--out {args.out}: directory {out.parent} does not exist")
+    if args.report:
+        check_report_path(args.report)  # before the run, not after it
     _quiet_libraries()
     from .pipeline import run_comparison
 
     bar = ProgressBar(sys.stderr)
     try:
-        result = run_comparison(spec, progress=bar)
+        result = run_comparison(spec, progress=bar, cache=False if args.no_cache else None)
     finally:
         bar.close()
     data = result.model_dump(mode="json")
@@ -78,6 +88,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     tmp.replace(out)
     print(summary(data))
     print(f"\nresult: {out}")
+    if args.report:
+        print(f"report: {write_report(data, args.report)[Path(args.report).name]}")
     return 0
 
 
@@ -180,7 +192,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- main
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_compare, add_tasks, add_models]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_compare, add_tasks, add_models, add_report]
 
 
 def build_parser() -> argparse.ArgumentParser:
