@@ -161,11 +161,13 @@ def matching_figure(r: ComparisonResult) -> Figure:
             if cid in status[side] and status[side][cid] != "matched":
                 status[side][cid] = "matched" if m.matched else "below"
     sims = [m.similarity for m in r.matches if not m.duplicated]
-    lo, hi = (min(sims), max(sims)) if sims else (0.0, 1.0)
+    # Width spans at least 0.2 of similarity, so that differences in the third decimal stay thin.
+    hi = max(1.0, max(sims, default=1.0))
+    lo = min(min(sims, default=0.0), hi - 0.2)
     for m in r.matches:
         if m.duplicated or m.teacher not in ys["teacher"] or m.student not in ys["student"]:
             continue
-        w = 0.4 + 3.6 * ((m.similarity - lo) / (hi - lo) if hi > lo else 1.0)
+        w = 0.4 + 3.6 * max(0.0, (m.similarity - lo) / (hi - lo))
         ax.plot([xs["teacher"], xs["student"]], [ys["teacher"][m.teacher], ys["student"][m.student]],
                 color=MATCHED if m.matched else BELOW, lw=w, alpha=0.55 if m.matched else 0.45,
                 ls="-" if m.matched else (0, (3, 2)), solid_capstyle="round", zorder=1)
@@ -201,7 +203,7 @@ def matching_figure(r: ComparisonResult) -> Figure:
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False, fontsize=8)
     direction = "each student component → its most similar teacher component" if r.alignment.direction == \
         "student_to_teacher" else "each teacher component → its most similar student component"
-    fig.suptitle(f"Matching: {direction}\n(line width ∝ similarity, {lo:.2f}–{hi:.2f})", fontsize=10)
+    fig.suptitle(f"Matching: {direction}\n(line width: similarity {lo:.2f} thinnest … {hi:.2f} thickest)", fontsize=10)
     return fig
 
 
