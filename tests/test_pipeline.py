@@ -10,8 +10,14 @@ import torch
 from transformers import GPT2LMHeadModel
 
 from circuitdiff.errors import Cancelled, IncompatibleModelsError, TaskTokenizationError
-from circuitdiff.pipeline import run_comparison
+from circuitdiff.pipeline import run_comparison as _run_comparison
 from circuitdiff.result import ComparisonResult, result_json_schema
+
+
+def run_comparison(spec, **kw):
+    """Every run here computes: the activation cache (tested in test_cache*) would otherwise serve
+    a scan computed by an earlier test, and cancellation / determinism would test nothing."""
+    return _run_comparison(spec, cache=False, **kw)
 
 
 @pytest.fixture(scope="module")
