@@ -59,6 +59,9 @@ class Browser:
         self.events: list[dict] = []
         for domain in ("Page", "Runtime", "Log", "Network"):
             self.call(f"{domain}.enable")
+        # A fixed viewport (headless window sizes vary by version): screenshots are width x height.
+        self.viewport = (width, height)
+        self.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
 
     def _wait_port(self) -> int:
         marker = self.profile / "DevToolsActivePort"  # chromium writes the chosen port here
@@ -92,11 +95,15 @@ class Browser:
                     return ev
             self.events.append(json.loads(self.ws.recv(timeout=max(0.1, deadline - time.monotonic()))))
 
-    def open(self, url: str) -> None:
+    def open(self, url: str, scripts: bool = True) -> None:
+        """Navigate and wait for the load event; ``scripts=False`` turns the page's JavaScript off
+        first (DevTools evaluations still run, but not the page's own script)."""
+        self.call("Emulation.setScriptExecutionDisabled", value=not scripts)
         start = len(self.events)
         self.call("Page.navigate", url=url)
         self.wait_event("Page.loadEventFired", after=start)
-        self.eval("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+        if scripts:  # let layout settle: two animation frames
+            self.eval("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
 
     def eval(self, expression: str):
         res = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
