@@ -148,9 +148,11 @@ def run_comparison(
     performance = {r: performance_section(scans[r].clean_ld, clean[r].correct) for r in ROLES}
     for r in ROLES:
         if not performance[r]["performs_task"]:
+            ld = scans[r].clean_ld.double()
             warnings.append(
-                f"the {r} does not perform the task (clean logit difference {performance[r]['logit_diff']:.3f} <= 0): "
-                "its retained % and robustness are undefined"
+                f"the {r} does not perform the task (clean logit difference {performance[r]['logit_diff']:.3f}, "
+                f"95% interval lower end {logit_diff_lower_bound(ld):.3f} <= 0): its robustness is not computed"
+                + ("" if performance[r]["logit_diff"] > 0 else " and its retained % is undefined")
             )
     with run.stage("robustness"):
         robustness = robustness_section(scans, performance, teacher.n_params, student.n_params)
@@ -267,14 +269,34 @@ def clean_pass(adapter: ModelAdapter, view: TokenizedTask, batch_size: int = BAT
     )
 
 
+# Two-sided 95% Student-t quantiles t_{0.975, df}; beyond the table the normal 1.96 is within 2%.
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042)
+
+
+def logit_diff_lower_bound(ld: torch.Tensor) -> float:
+    """Lower end of the 95% t-interval of the mean clean logit difference over prompts."""
+    n = len(ld)
+    mean = float(ld.mean())
+    if n < 2:
+        return mean
+    t = _T975[n - 2] if n - 1 <= len(_T975) else 1.96
+    return mean - t * float(ld.std()) / n**0.5
+
+
 def performance_section(clean_ld: torch.Tensor, correct: torch.Tensor) -> dict[str, Any]:
+    """``performs_task``: the mean clean LD is > 0 *and* distinguishable from 0 over the prompts
+    (its 95% t-interval lies above 0). A model with LD <= 0 never performs the task (DESIGN.md);
+    the interval keeps a random-weight model, whose mean LD over a few prompts is positive half of
+    the time, from being reported as performing it, with retained % built on noise."""
     ld = clean_ld.double()
     mean = float(ld.mean())
     return {
         "logit_diff": mean,
         "logit_diff_std": float(ld.std()) if len(ld) > 1 else 0.0,
         "accuracy": float(correct.float().mean()),
-        "performs_task": mean > 0,
+        "performs_task": mean > 0 and logit_diff_lower_bound(ld) > 0,
     }
 
 
@@ -344,8 +366,8 @@ def robustness_section(scans: dict[str, InfluenceScan], performance: dict, t_par
             out[r] = _model_robustness(robustness_mod.model_robustness(drops[r]))
     missing = [r for r in ROLES if not ok[r]]
     out["note"] = (
-        f"{' and '.join(missing)} does not perform the task (clean logit difference <= 0): "
-        "drops in % of the clean logit difference are undefined"
+        f"{' and '.join(missing)} does not perform the task (clean logit difference not above 0): "
+        "drops in % of the clean logit difference are undefined or noise"
     )
     return out
 

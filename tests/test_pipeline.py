@@ -174,3 +174,15 @@ def test_random_gpt2_shaped_pair_runs_and_is_flagged(zoo_gpt_pair):
     assert not data["performance"]["student"]["performs_task"]
     assert data["robustness"]["teacher"] is None and data["robustness"]["note"]
     assert data["alignment"]["score"] is not None
+
+
+def test_performs_task_needs_a_logit_difference_distinguishable_from_zero():
+    from circuitdiff.pipeline import performance_section
+
+    right = torch.ones(4, dtype=torch.bool)
+    # LDs of a seeded random GPT-2-small-shaped model on 4 IOI prompts: mean > 0 by chance
+    noise = performance_section(torch.tensor([0.181, -0.601, 0.796, 0.136]), right)
+    assert noise["logit_diff"] > 0 and not noise["performs_task"]
+    assert performance_section(torch.tensor([2.1, 1.9, 2.5, 2.2]), right)["performs_task"]
+    assert not performance_section(torch.tensor([-2.1, -1.9, -2.5, -2.2]), right)["performs_task"]
+    assert performance_section(torch.tensor([0.5]), right)["performs_task"]  # one prompt: the sign only
