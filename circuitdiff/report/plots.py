@@ -213,6 +213,10 @@ def similarity_figure(r: ComparisonResult) -> Figure:
     mats = [(r.similarity.heads, f"heads ({r.similarity.head_method})"),
             (r.similarity.mlps, f"MLPs ({r.similarity.mlp_method})")]  # title's first word names the colour bar
     mats = [(m, t) for m, t in mats if m.rows and m.cols]
+    if not mats:
+        fig = Figure(figsize=(6, 1.5))
+        fig.text(0.5, 0.5, "this result has no similarity matrices", ha="center", va="center")
+        return fig
     n_cols = sum(len(m.cols) for m, _ in mats) or 1
     n_rows = max((len(m.rows) for m, _ in mats), default=1)
     cell = min(0.42, 11.0 / n_cols)
