@@ -190,3 +190,14 @@ def test_unknown_zoo_name_is_rejected_by_the_spec_and_the_loader():
 
     with pytest.raises(UnknownModelError):
         load_zoo("no-such-model")
+
+
+def test_zoo_teacher_bridge_equals_hf_and_records_its_weights(zoo_gpt_pair):
+    from circuitdiff.zoo.registry import zoo_path
+
+    adapter = load_model("zoo:gpt-teacher")
+    hf = GPT2LMHeadModel.from_pretrained(zoo_path("gpt-teacher"), attn_implementation="eager").eval()
+    b = _batch(adapter, TEXTS)
+    assert (adapter.run(b).logits - _hf_end_logits(hf, b)).abs().max().item() < TOL
+    assert adapter.info["kind"] == "zoo" and adapter.info["sha256"] == weights_sha256(zoo_path("gpt-teacher"))
+    assert adapter.n_params == sum(p.numel() for p in hf.parameters())
