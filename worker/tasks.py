@@ -19,7 +19,7 @@ from service.settings import get_settings
 from service.store import JobStore
 
 from . import artifacts, engine
-from .celery_app import TASK_NAME, app
+from .celery_app import QUEUE, TASK_NAME, app
 from .liveness import WORKER_NAME, job_store
 
 log = logging.getLogger("circuitdiff.worker")
@@ -63,6 +63,13 @@ def run_job(job_id: str) -> None:
     kind, info = store.claim(
         job_id, WORKER_NAME, max_attempts=settings.max_attempts, stale_seconds=settings.worker_stale_seconds
     )
+    if kind == "busy":
+        # Redelivered while the worker holding it still beats (visibility timeout shorter than the
+        # job). Acking this message outright would lose the job if that holder died later, so ask
+        # again once its heartbeat has had time to go stale.
+        log.info("job %s held by live worker %s; re-queued for %ss", job_id, info, settings.worker_stale_seconds)
+        app.send_task(TASK_NAME, args=[job_id], queue=QUEUE, countdown=settings.worker_stale_seconds)
+        return
     if kind != "run":
         log.info("job %s not run: %s %s", job_id, kind, info)
         return

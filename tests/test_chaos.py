@@ -1,0 +1,92 @@
+"""Chaos: a worker killed with SIGKILL mid-job, and Redis going away under a running API.
+
+Both run on a private stack (own Redis, API, workers, data dir) so that stopping things cannot
+disturb the other service tests. The broker's visibility timeout is shortened to a few seconds
+here (production keeps it above the longest job) so the redelivery happens within the test.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import httpx
+import pytest
+
+from service.redis_server import RedisServer
+from tests.service_fixtures import (ALICE_KEY, poll_until, service_env, start_api, start_worker, wait_for)
+
+
+@pytest.fixture(scope="module")
+def chaos(tmp_path_factory, tiny_gpt_dir, tiny_gpt_dir_b):
+    root = tmp_path_factory.mktemp("chaos")
+    server = RedisServer(root / "redis").start()
+    data = root / "data"
+    for name, src in (("teacher", tiny_gpt_dir), ("student", tiny_gpt_dir_b)):
+        shutil.copytree(src, data / "models" / name)
+    env = service_env(server.url, data, CIRCUITDIFF_VISIBILITY_TIMEOUT=6, CIRCUITDIFF_RESTORE_INTERVAL=1,
+                      CIRCUITDIFF_WORKER_STALE_SECONDS=3)
+    api, base = start_api(env, root)
+    client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ALICE_KEY}"}, timeout=30)
+    spec = {"teacher": str((data / "models/teacher").resolve()), "student": str((data / "models/student").resolve()),
+            "task": "ioi"}
+    yield {"server": server, "env": env, "client": client, "root": root, "data": data, "spec": spec}
+    client.close()
+    api.stop()
+    server.stop()
+
+
+def _engine_runs(client) -> int:
+    line = next(x for x in client.get("/metrics").text.splitlines() if x.startswith("circuitdiff_engine_runs_total"))
+    return int(float(line.split()[1]))
+
+
+def test_ready_follows_redis_without_restarting_api(chaos):
+    c, server = chaos["client"], chaos["server"]
+    worker = start_worker(chaos["env"], chaos["root"], "ready")
+    try:
+        wait_for(lambda: c.get("/ready").status_code == 200, 20, "/ready 200 with redis and a worker up")
+        server.stop()
+        r = c.get("/ready")
+        assert r.status_code == 503 and r.headers["content-type"].startswith("application/problem+json")
+        body = r.json()
+        assert body["code"] == "not_ready" and body["checks"]["redis"].startswith("unreachable")
+        assert c.get("/health").status_code == 200  # alive, just not ready
+        down = c.post("/v1/comparisons", json=chaos["spec"])
+        assert down.status_code == 503 and down.json()["code"] == "redis_unavailable"
+        server.start()  # same port, same AOF directory
+        ok = wait_for(lambda: (r := c.get("/ready")).status_code == 200 and r, 30, "/ready back to 200")
+        assert ok.json()["checks"]["redis"] == "ok" and ok.json()["checks"]["worker"].startswith("ok")
+    finally:
+        worker.stop()
+
+
+def test_kill9_worker_mid_job_then_new_worker_completes_once(chaos):
+    c, data = chaos["client"], chaos["data"]
+    runs0 = _engine_runs(c)
+    first = start_worker(chaos["env"], chaos["root"], "doomed")
+    second = None
+    try:
+        job = c.post("/v1/comparisons", json={**chaos["spec"], "n_prompts": 24}).json()
+        wait_for(lambda: (c.get(f"/v1/comparisons/{job['id']}").json().get("progress") or {}).get("stage"),
+                 120, "job progress", first)
+        first.kill9()
+        mid = c.get(f"/v1/comparisons/{job['id']}").json()
+        assert mid["status"] == "running" and mid["attempts"] == 1
+        assert not (data / "results" / job["id"]).exists()
+
+        second = start_worker(chaos["env"], chaos["root"], "rescuer")
+        done = poll_until(c, job["id"], {"succeeded", "failed", "cancelled"}, timeout=300)
+        assert done["status"] == "succeeded", done
+        assert done["attempts"] == 2
+        time.sleep(3)  # any stray redelivery would be claimed by now
+        final = c.get(f"/v1/comparisons/{job['id']}").json()
+        assert final["attempts"] == 2 and final["status"] == "succeeded"
+        assert _engine_runs(c) == runs0 + 2  # the killed attempt and the completed one, nothing more
+        results = [p for p in (data / "results").iterdir() if job["id"] in p.name]
+        assert [p.name for p in results] == [job["id"]]  # one result directory, no partial left over
+        assert c.get(f"/v1/comparisons/{job['id']}/result").json()["schema_version"] == 1
+    finally:
+        first.kill9()
+        if second:
+            second.stop()
