@@ -1,0 +1,350 @@
+"""Train the zoo from nothing but the repo: ``python -m circuitdiff.zoo.train --out DIR --seed 0``.
+
+Order: corpus -> tokenizers -> gpt-teacher (LM) -> gpt-student (alternate-layer init, then KD) ->
+bert-teacher (masked LM) -> distilbert-student (alternate-layer init, then KD on masked positions).
+
+Knowledge distillation (Hinton et al. 2015; Sanh et al. 2019): loss = w_kd * T^2 * KL(p_T^teacher ||
+p_T^student) + w_lm * CE(labels), with p_T = softmax(logits / T). The T^2 factor keeps the soft-target
+gradients on the scale of the hard-label ones.
+
+Determinism: everything runs on CPU with a fixed thread count, one seeded ``torch.Generator`` draws
+the data order, the BOS choice and the masks, and dropout is off; two runs with the same seed give
+bitwise-identical weights on the same machine and torch build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import (
+    BertConfig, BertForMaskedLM, DistilBertConfig, DistilBertForMaskedLM, GPT2Config, GPT2LMHeadModel,
+    PreTrainedTokenizerBase,
+)
+
+from . import corpus
+from .init_student import STUDENT_LAYERS, init_distilbert_student, init_gpt_student
+from .tokenizer import build_bert_tokenizer, build_gpt_tokenizer
+
+THREADS = 2
+N_POSITIONS = 128
+# The committed models are trained on CPU (the determinism guarantee is for CPU); other devices are
+# only for exploring recipes quickly.
+DEVICE = torch.device("cpu")
+
+
+@dataclass
+class Recipe:
+    d_model: int = 128
+    n_heads: int = 4
+    teacher_layers: int = 4
+    student_layers: tuple[int, ...] = STUDENT_LAYERS
+    batch: int = 64
+    teacher_steps: int = 1500
+    student_steps: int = 600
+    bert_teacher_steps: int = 3000
+    bert_student_steps: int = 1500
+    lr: float = 3e-3
+    bert_lr: float = 1e-3  # post-LN BERT diverges / stalls at the GPT rate
+    warmup: int = 100
+    bert_warmup: int = 300
+    weight_decay: float = 0.01
+    temperature: float = 2.0
+    w_kd: float = 1.0
+    w_lm: float = 1.0
+    no_bos_share: float = 0.2  # GPT rows without a leading <|endoftext|>, so prompts work without BOS too
+    mlm_prob: float = 0.15
+    answer_mask_prob: float = 0.5  # BERT: the task answer (cloze slot) is masked this often
+    corpus: corpus.CorpusSize = field(default_factory=corpus.CorpusSize)
+
+
+# --------------------------------------------------------------------------- shared helpers
+def _lr_at(step: int, total: int, lr: float, warmup: int) -> float:
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    frac = (step - warmup) / max(1, total - warmup)
+    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))  # cosine to 10%
+
+
+def _optimizer(model: torch.nn.Module, r: Recipe, lr: float) -> torch.optim.Optimizer:
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    rest = [p for n, p in model.named_parameters() if p.dim() < 2]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": r.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+        lr=lr, betas=(0.9, 0.98),
+    )
+
+
+def _batches(n_docs: int, steps: int, batch: int, gen: torch.Generator):
+    """Indices of each step's documents: epochs of seeded permutations."""
+    perm, pos = torch.randperm(n_docs, generator=gen), 0
+    for _ in range(steps):
+        if pos + batch > n_docs:
+            perm, pos = torch.randperm(n_docs, generator=gen), 0
+        yield perm[pos : pos + batch]
+        pos += batch
+
+
+def _pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)  # ids: [batch, pos]
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float) -> torch.Tensor:
+    """T^2 * KL(teacher_T || student_T), mean over rows; logits: [rows, vocab]."""
+    log_p_s = F.log_softmax(student_logits / T, dim=-1)
+    log_p_t = F.log_softmax(teacher_logits / T, dim=-1)
+    return (T * T) * F.kl_div(log_p_s, log_p_t, log_target=True, reduction="batchmean")
+
+
+def _log(name: str, step: int, total: int, loss: float, t0: float) -> None:
+    if step % 100 == 0 or step == total - 1:
+        print(f"  {name} step {step:5d}/{total}  loss {loss:.4f}  {time.time() - t0:6.1f}s", flush=True)
+
+
+# --------------------------------------------------------------------------- GPT family
+def gpt_rows(docs: list[corpus.Doc], tok: PreTrainedTokenizerBase, r: Recipe, gen: torch.Generator):
+    ids = tok([d.text for d in docs], add_special_tokens=False)["input_ids"]
+    with_bos = torch.rand(len(ids), generator=gen) >= r.no_bos_share
+    return [([tok.bos_token_id] if b else []) + row for row, b in zip(ids, with_bos.tolist())]
+
+
+def _gpt_batch(rows, idx, pad_id):
+    ids, mask = _pad([rows[i] for i in idx.tolist()], pad_id)
+    labels = ids.masked_fill(mask == 0, -100)  # HF shifts labels inside the model
+    return ids.to(DEVICE), mask.to(DEVICE), labels.to(DEVICE)
+
+
+def gpt_config(tok, r: Recipe, n_layer: int) -> GPT2Config:
+    return GPT2Config(
+        vocab_size=len(tok), n_positions=N_POSITIONS, n_embd=r.d_model, n_layer=n_layer, n_head=r.n_heads,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=True,
+    )
+
+
+def train_gpt_teacher(rows, tok, r: Recipe, gen: torch.Generator) -> GPT2LMHeadModel:
+    model = GPT2LMHeadModel(gpt_config(tok, r, r.teacher_layers)).to(DEVICE)
+    opt, t0 = _optimizer(model, r, r.lr), time.time()
+    model.train()
+    for step, idx in enumerate(_batches(len(rows), r.teacher_steps, r.batch, gen)):
+        ids, mask, labels = _gpt_batch(rows, idx, tok.pad_token_id)
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, r.teacher_steps, r.lr, r.warmup)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        _log("gpt-teacher", step, r.teacher_steps, loss.item(), t0)
+    return model.eval()
+
+
+def distil_gpt_student(teacher, rows, tok, r: Recipe, gen: torch.Generator) -> GPT2LMHeadModel:
+    student = GPT2LMHeadModel(gpt_config(tok, r, len(r.student_layers)))
+    init_gpt_student(teacher, student, r.student_layers)
+    student.to(DEVICE)
+    opt, t0 = _optimizer(student, r, r.lr), time.time()
+    student.train()
+    for step, idx in enumerate(_batches(len(rows), r.student_steps, r.batch, gen)):
+        ids, mask, labels = _gpt_batch(rows, idx, tok.pad_token_id)
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, r.student_steps, r.lr, r.warmup)
+        with torch.no_grad():
+            t_logits = teacher(input_ids=ids, attention_mask=mask).logits  # [batch, pos, vocab]
+        out = student(input_ids=ids, attention_mask=mask, labels=labels)
+        keep = mask[:, 1:].bool()  # positions that predict a real next token
+        kd = kd_loss(out.logits[:, :-1][keep], t_logits[:, :-1][keep], r.temperature)
+        loss = r.w_kd * kd + r.w_lm * out.loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+        opt.step()
+        _log("gpt-student", step, r.student_steps, loss.item(), t0)
+    return student.eval()
+
+
+# --------------------------------------------------------------------------- BERT family
+def bert_rows(docs: list[corpus.Doc], tok) -> tuple[list[list[int]], list[int]]:
+    """Token ids with [CLS]/[SEP], and the answer position of task sentences (-1 for filler)."""
+    ids = tok([d.text for d in docs])["input_ids"]
+    # "... to Mary . [SEP]": the answer is the third token from the end
+    answer_pos = [len(row) - 3 if d.has_answer else -1 for row, d in zip(ids, docs)]
+    return ids, answer_pos
+
+
+def _mlm_batch(rows, answer_pos, idx, tok, r: Recipe, gen: torch.Generator):
+    ids, attn = _pad([rows[i] for i in idx.tolist()], tok.pad_token_id)
+    special = (ids == tok.cls_token_id) | (ids == tok.sep_token_id) | (attn == 0)
+    apos = torch.tensor([answer_pos[i] for i in idx.tolist()])
+    force = (apos >= 0) & (torch.rand(len(apos), generator=gen) < r.answer_mask_prob)
+    # Cloze rows mask only the answer, exactly like the task's masked_prompt: masking a name of the
+    # context as well would make the IOI answer ambiguous. The other rows get standard 15% masking.
+    chosen = (torch.rand(ids.shape, generator=gen) < r.mlm_prob) & ~special & ~force[:, None]
+    rows_forced = torch.nonzero(force).squeeze(1)
+    chosen[rows_forced, apos[rows_forced]] = True
+    labels = ids.masked_fill(~chosen, -100)
+    # 80 / 10 / 10 for random masks (BERT); the forced answer slot is always [MASK], as in the cloze
+    u = torch.rand(ids.shape, generator=gen)
+    rand_ids = torch.randint(len(tok), ids.shape, generator=gen)
+    inputs = ids.clone()
+    inputs[chosen & (u < 0.8)] = tok.mask_token_id
+    swap = chosen & (u >= 0.8) & (u < 0.9)
+    inputs[swap] = rand_ids[swap]
+    inputs[rows_forced, apos[rows_forced]] = tok.mask_token_id
+    return inputs.to(DEVICE), attn.to(DEVICE), labels.to(DEVICE)
+
+
+def bert_config(tok, r: Recipe) -> BertConfig:
+    return BertConfig(
+        vocab_size=len(tok), hidden_size=r.d_model, num_hidden_layers=r.teacher_layers,
+        num_attention_heads=r.n_heads, intermediate_size=4 * r.d_model, max_position_embeddings=N_POSITIONS,
+        type_vocab_size=1, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        pad_token_id=tok.pad_token_id, tie_word_embeddings=True,
+    )
+
+
+def distilbert_config(tok, r: Recipe) -> DistilBertConfig:
+    return DistilBertConfig(
+        vocab_size=len(tok), dim=r.d_model, n_layers=len(r.student_layers), n_heads=r.n_heads,
+        hidden_dim=4 * r.d_model, max_position_embeddings=N_POSITIONS, dropout=0.0, attention_dropout=0.0,
+        activation="gelu", pad_token_id=tok.pad_token_id, tie_word_embeddings=True,
+    )
+
+
+def train_bert_teacher(rows, answer_pos, tok, r: Recipe, gen: torch.Generator) -> BertForMaskedLM:
+    model = BertForMaskedLM(bert_config(tok, r)).to(DEVICE)
+    opt, t0 = _optimizer(model, r, r.bert_lr), time.time()
+    model.train()
+    for step, idx in enumerate(_batches(len(rows), r.bert_teacher_steps, r.batch, gen)):
+        inputs, attn, labels = _mlm_batch(rows, answer_pos, idx, tok, r, gen)
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, r.bert_teacher_steps, r.bert_lr, r.bert_warmup)
+        loss = model(input_ids=inputs, attention_mask=attn, labels=labels).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        _log("bert-teacher", step, r.bert_teacher_steps, loss.item(), t0)
+    return model.eval()
+
+
+def distil_bert_student(teacher, rows, answer_pos, tok, r: Recipe, gen) -> DistilBertForMaskedLM:
+    student = DistilBertForMaskedLM(distilbert_config(tok, r))
+    init_distilbert_student(teacher, student, r.student_layers)
+    student.to(DEVICE)
+    opt, t0 = _optimizer(student, r, r.bert_lr), time.time()
+    student.train()
+    for step, idx in enumerate(_batches(len(rows), r.bert_student_steps, r.batch, gen)):
+        inputs, attn, labels = _mlm_batch(rows, answer_pos, idx, tok, r, gen)
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, r.bert_student_steps, r.bert_lr, r.bert_warmup)
+        with torch.no_grad():
+            t_logits = teacher(input_ids=inputs, attention_mask=attn).logits  # [batch, pos, vocab]
+        out = student(input_ids=inputs, attention_mask=attn, labels=labels)
+        masked = labels != -100  # distil on the masked positions, where the MLM objective lives
+        kd = kd_loss(out.logits[masked], t_logits[masked], r.temperature)
+        loss = r.w_kd * kd + r.w_lm * out.loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+        opt.step()
+        _log("distilbert-student", step, r.bert_student_steps, loss.item(), t0)
+    return student.eval()
+
+
+# --------------------------------------------------------------------------- driver
+def _save(model, tok, out: Path, name: str, recipe: dict) -> None:
+    d = out / name
+    d.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(d, safe_serialization=True)
+    tok.save_pretrained(d)
+    (d / "training.json").write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n")
+
+
+def train_all(out: Path, seed: int = 0, r: Recipe | None = None, only: str = "all") -> dict:
+    r = r or Recipe()
+    torch.set_num_threads(THREADS)
+    torch.use_deterministic_algorithms(True)
+    timings: dict[str, float] = {}
+    t_start, cpu_start = time.time(), time.process_time()
+    docs = corpus.build_corpus(seed, r.corpus)
+    texts = corpus.tokenizer_texts(docs)
+    base = {"seed": seed, "recipe": asdict(r), "n_docs": len(docs)}
+    print(f"corpus: {len(docs)} documents", flush=True)
+
+    if only in ("all", "gpt"):
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        gtok = build_gpt_tokenizer(texts)
+        rows = gpt_rows(docs, gtok, r, gen)
+        t0 = time.time()
+        teacher = train_gpt_teacher(rows, gtok, r, gen)
+        timings["gpt-teacher"] = time.time() - t0
+        _save(teacher, gtok, out, "gpt-teacher", {**base, "role": "teacher", "steps": r.teacher_steps})
+        t0 = time.time()
+        student = distil_gpt_student(teacher, rows, gtok, r, gen)
+        timings["gpt-student"] = time.time() - t0
+        _save(student, gtok, out, "gpt-student", {
+            **base, "role": "student", "init_from_teacher_layers": list(r.student_layers),
+            "steps": r.student_steps, "temperature": r.temperature, "w_kd": r.w_kd, "w_lm": r.w_lm,
+        })
+
+    if only in ("all", "bert"):
+        torch.manual_seed(seed + 1)
+        gen = torch.Generator().manual_seed(seed + 1)
+        btok = build_bert_tokenizer(texts)
+        rows, answer_pos = bert_rows(docs, btok)
+        t0 = time.time()
+        teacher = train_bert_teacher(rows, answer_pos, btok, r, gen)
+        timings["bert-teacher"] = time.time() - t0
+        _save(teacher, btok, out, "bert-teacher", {**base, "role": "teacher", "steps": r.bert_teacher_steps})
+        t0 = time.time()
+        student = distil_bert_student(teacher, rows, answer_pos, btok, r, gen)
+        timings["distilbert-student"] = time.time() - t0
+        _save(student, btok, out, "distilbert-student", {
+            **base, "role": "student", "init_from_teacher_layers": list(r.student_layers),
+            "steps": r.bert_student_steps, "temperature": r.temperature, "w_kd": r.w_kd, "w_lm": r.w_lm,
+        })
+    timings["total"] = time.time() - t_start
+    # CPU seconds of this process (all threads): what the run costs when it does not share the cores
+    timings["cpu_total"] = time.process_time() - cpu_start
+    print("wall time (s): " + json.dumps({k: round(v, 1) for k, v in timings.items()}), flush=True)
+    return timings
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", choices=["all", "gpt", "bert"], default="all")
+    ap.add_argument("--teacher-steps", type=int, default=None)
+    ap.add_argument("--student-steps", type=int, default=None)
+    ap.add_argument("--no-eval", action="store_true", help="skip the evaluation table at the end")
+    args = ap.parse_args(argv)
+    r = Recipe()
+    if args.teacher_steps:
+        r.teacher_steps = args.teacher_steps
+    if args.student_steps:
+        r.student_steps = args.student_steps
+    timings = train_all(args.out, args.seed, r, args.only)
+    (args.out / "timings.json").write_text(json.dumps({k: round(v, 1) for k, v in timings.items()}) + "\n")
+    if not args.no_eval:
+        from .evaluate import evaluate_dir, markdown_table
+
+        print(markdown_table(evaluate_dir(args.out)))
+
+
+if __name__ == "__main__":
+    main()

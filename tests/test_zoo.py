@@ -1,0 +1,144 @@
+"""The bundled zoo: committed models load through the users' loader and solve held-out prompts,
+tokenizers keep every task word one token, random benchmark models have GPT-2 small's shapes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from circuitdiff.errors import UnknownModelError
+from circuitdiff.tasks import generate
+from circuitdiff.zoo import registry
+from circuitdiff.zoo.corpus import single_token_words
+from circuitdiff.zoo.evaluate import EVAL_SEED, score, task_items
+from circuitdiff.zoo.load import family, load_zoo
+from circuitdiff.zoo.tokenizer import check_single_tokens
+
+N_CHECK = 16  # a handful of held-out prompts per task; the full table is evaluate.py's job
+KINDS = [
+    ("ioi", {}),
+    ("sequence", {"members": "numerals", "frame": "done"}),
+    ("sequence", {"members": "numwords", "frame": "lost"}),
+    ("sequence", {"members": "months", "frame": "names"}),
+    ("qa", {}),
+]
+# Share of the handful that must be top-1 (the issue's targets hold on the full table).
+MIN_TOP1 = {"gpt-teacher": 0.8, "gpt-student": 0.7, "bert-teacher": 0.75, "distilbert-student": 0.6}
+
+
+@pytest.fixture(scope="module", params=registry.TRAINED)
+def zoo_model(request):
+    name = request.param
+    if not (registry.zoo_path(name) / "config.json").exists():
+        pytest.fail(f"zoo model {name} is not committed under {registry.ZOO_DIR}")
+    torch.set_num_threads(2)
+    model, tok = load_zoo(f"zoo:{name}")
+    return name, model, tok
+
+
+@pytest.mark.parametrize("kind,opts", KINDS, ids=[f"{k}-{'-'.join(o.values())}" for k, o in KINDS])
+def test_zoo_model_solves_held_out_prompts(zoo_model, kind, opts):
+    name, model, tok = zoo_model
+    items = task_items(kind, opts, seed=EVAL_SEED + 1)[:N_CHECK]
+    s = score(model, tok, family(model), items)
+    assert s["logit_diff"] > 0.5, (name, kind, opts, s)
+    assert s["top1"] >= MIN_TOP1[name], (name, kind, opts, s)
+
+
+def test_eval_prompts_are_unseen_combinations():
+    train = {(it.answer, it.distractor) for it in generate.ioi_items(500, seed=0, split="train")}
+    held = {(it.answer, it.distractor) for it in generate.ioi_items(100, seed=EVAL_SEED, split="eval")}
+    assert held and not (held & train)
+
+
+def test_committed_models_are_small_safetensors():
+    for name in registry.TRAINED:
+        d = registry.zoo_path(name)
+        assert (d / "model.safetensors").stat().st_size <= 10 * 2**20, name
+        assert not list(d.glob("*.bin")), f"{name}: pickled weights must not be committed"
+        recipe = json.loads((d / "training.json").read_text())
+        assert recipe["seed"] == 0
+        if name.endswith("student"):
+            assert recipe["temperature"] == 2.0 and recipe["init_from_teacher_layers"] == [0, 2]
+
+
+def test_student_shapes_follow_the_recipe():
+    t, _ = load_zoo("zoo:gpt-teacher")
+    s, _ = load_zoo("zoo:gpt-student")
+    assert (t.config.n_layer, s.config.n_layer) == (4, 2)
+    assert t.config.n_embd == s.config.n_embd and t.config.n_head == s.config.n_head == 4
+    bt, btok = load_zoo("zoo:bert-teacher")
+    ds, dtok = load_zoo("zoo:distilbert-student")
+    assert (bt.config.num_hidden_layers, ds.config.n_layers) == (4, 2)
+    assert btok.get_vocab() == dtok.get_vocab()
+
+
+@pytest.mark.parametrize("name", registry.TRAINED)
+def test_tokenizer_keeps_task_words_single_tokens(name):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(registry.zoo_path(name))
+    fam = "bert" if registry.is_masked_lm(name) else "gpt"
+    check_single_tokens(tok, fam)  # raises on any split word
+    words = single_token_words()
+    assert len(words) > 200
+    if fam == "gpt":
+        ids = tok("Mary gave a drink to John")["input_ids"]
+        assert tok.bos_token_id not in ids  # the engine, not the tokenizer, decides BOS
+        assert tok.convert_ids_to_tokens(tok(" Mary", add_special_tokens=False)["input_ids"]) == ["ĠMary"]
+        assert tok.bos_token == tok.eos_token == tok.pad_token == "<|endoftext|>"
+    else:
+        enc = tok(generate.ioi_items(1, seed=3)[0].masked_prompt)["input_ids"]
+        assert enc.count(tok.mask_token_id) == 1 and enc[0] == tok.cls_token_id
+
+
+def test_registry_is_torch_free_and_knows_random_models():
+    assert registry.is_random("zoo:gpt2-small-random") and registry.is_random("distilgpt2-random")
+    assert not registry.is_random("zoo:gpt-teacher")
+    with pytest.raises(UnknownModelError):
+        load_zoo("zoo:no-such-model")
+
+
+@pytest.fixture(scope="session")
+def random_pair():
+    torch.set_num_threads(2)
+    return load_zoo("zoo:gpt2-small-random"), load_zoo("zoo:distilgpt2-random")
+
+
+def test_random_models_have_gpt2_small_shapes(random_pair):
+    (big, tok), (small, _) = random_pair
+    for model, layers, params in ((big, 12, 124_439_808), (small, 6, 81_912_576)):
+        c = model.config
+        assert (c.n_layer, c.n_head, c.n_embd, c.vocab_size, c.n_positions) == (layers, 12, 768, 50257, 1024)
+        assert sum(p.numel() for p in model.parameters()) == params
+    ids = tok(generate.ioi_items(2, seed=1)[0].prompt, return_tensors="pt")["input_ids"]
+    assert int(ids.max()) < 50257
+    with torch.no_grad():
+        assert big(ids).logits.shape == (1, ids.shape[1], 50257)
+
+
+def test_random_models_are_seeded():
+    a, _ = load_zoo("zoo:distilgpt2-random", seed=0)
+    w0 = a.transformer.h[0].attn.c_attn.weight[:4, :4].clone()
+    del a
+    b, _ = load_zoo("zoo:distilgpt2-random", seed=0)
+    assert torch.equal(w0, b.transformer.h[0].attn.c_attn.weight[:4, :4])
+    c, _ = load_zoo("zoo:distilgpt2-random", seed=1)
+    assert not torch.equal(w0, c.transformer.h[0].attn.c_attn.weight[:4, :4])
+
+
+@pytest.mark.slow
+def test_retraining_reproduces_the_committed_table(tmp_path):
+    """Retrains all four models (<= 20 min on 2 cores) and compares the held-out table."""
+    from circuitdiff.zoo.evaluate import evaluate_dir
+    from circuitdiff.zoo.train import main
+
+    main(["--out", str(tmp_path), "--seed", "0", "--no-eval"])
+    fresh = evaluate_dir(tmp_path)
+    committed = evaluate_dir(registry.ZOO_DIR)
+    for name, rows in committed.items():
+        for r_new, r_old in zip(fresh[name], rows):
+            assert abs(r_new["top1"] - r_old["top1"]) <= 0.01, (name, r_new, r_old)
+            assert abs(r_new["logit_diff"] - r_old["logit_diff"]) <= 0.01, (name, r_new, r_old)
