@@ -114,10 +114,19 @@ def test_too_few_usable_prompts_is_an_error_naming_the_problem(tok):
     assert len(e.value.rejected) == 5
 
 
-def test_different_vocabularies_are_incompatible(tok, tiny_gpt_other_vocab_dir):
+def test_different_vocabularies_are_aligned_by_words(tok, tiny_gpt_other_vocab_dir):
+    # issue #4: different tokenisations are mapped to shared words by character offsets
     other = AutoTokenizer.from_pretrained(tiny_gpt_other_vocab_dir)
-    with pytest.raises(IncompatibleModelsError, match="different vocabularies"):
-        build_task_data(task_items("ioi", {}, 4, seed=0), {"teacher": tok, "student": other}, name="ioi")
+    data = build_task_data(task_items("ioi", {}, 4, seed=0), {"teacher": tok, "student": other}, name="ioi")
+    assert data.token_alignment == "word_pooled" and data.word_aligned
+    assert data.words[0][-2:] == ["drink", "to"] or data.words[0][-1] == "to"
+
+
+def test_a_tokenizer_without_offsets_has_no_sound_mapping(tok):
+    from transformers import ByT5Tokenizer  # a python tokenizer: no character offsets
+
+    with pytest.raises(IncompatibleModelsError, match="no character offsets"):
+        build_task_data(task_items("ioi", {}, 4, seed=0), {"teacher": tok, "student": ByT5Tokenizer()}, name="ioi")
 
 
 @pytest.mark.parametrize(
