@@ -50,7 +50,12 @@ class TaskInfo(_Model):
     dataset_sha256: str
     rejected: list[RejectedPrompt]
     example_prompt: str
-    token_alignment: Literal["shared_vocabulary", "word_offsets"] = "shared_vocabulary"
+    token_alignment: Literal["shared_vocabulary", "word_offsets", "word_pooled", "word_end_row"] = Field(
+        "shared_vocabulary",
+        description="shared_vocabulary: token-level patterns (same tokenizer and form); word_pooled: tokens "
+        "mapped to shared words by character offsets, attention pooled per word (sum over key tokens, mean "
+        "over query tokens) plus the end-query row; word_end_row: only the word-aligned end-query row",
+    )
 
 
 class Performance(_Model):
