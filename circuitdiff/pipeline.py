@@ -36,9 +36,10 @@ from .analysis import similarity as similarity_mod
 from .analysis.components import head_ids, mlp_ids
 from .analysis import scan_methods  # noqa: F401  (registers the exact and attribution scans)
 from .analysis.influence import SCAN_METHODS, InfluenceScan, scan
+from .analysis.word_patterns import word_pass
 from .cache import ActivationCache
 from .cache.engine import PipelineCache, open_cache
-from .errors import Cancelled, IncompatibleModelsError
+from .errors import Cancelled
 from .models import ModelAdapter, load_model, resolve_device
 from .result import ComparisonResult
 from .spec import ComparisonSpec
@@ -84,19 +85,18 @@ def run_comparison(
             adapters[role] = loader(getattr(spec, role), device=device, dtype=spec.dtype)
             run.tick(k + 1, 2)
         teacher, student = adapters["teacher"], adapters["student"]
-        if teacher.family != student.family:
-            raise IncompatibleModelsError(
-                f"teacher is a {teacher.family} LM and student a {student.family} LM; mixed pairs are not supported yet",
-                field="student",
-            )
 
     with run.stage("task"):
         items = task_items(spec.task, spec.task_options, spec.n_prompts, spec.seed, spec.dataset, datasets_dir)
         task = build_task_data(
             items, {r: adapters[r].tokenizer for r in ROLES}, name=spec.task, options=spec.task_options,
-            bos=spec.bos, device=device,
+            bos=spec.bos, device=device, forms={r: adapters[r].family for r in ROLES},
         )
         warnings += task.warnings
+        if task.word_aligned:
+            # issue #4: no shared tokenisation; attention is compared on shared words. The paper
+            # compared only the end-query row for its GPT-2 vs DistilBERT control (pitfall 8).
+            task.token_alignment = "word_end_row" if spec.preset == "paper" else "word_pooled"
 
     pcache = PipelineCache(open_cache(cache))
     clean: dict[str, _CleanStats] = {}
@@ -129,8 +129,22 @@ def run_comparison(
                         + ", ".join(f"{r} {scans[r].method}" for r in ROLES))
         method = "naive" if "naive" in ran else method
 
+    compared: dict[str, Any] = clean  # the statistics attention / MLP similarity read
+    if task.word_aligned:
+        with run.stage("words"):
+            w_max = max(len(w) for w in task.words)
+            compared = {r: word_pass(adapters[r], task.view(r), w_max, BATCH_SIZE) for r in ROLES}
+            warnings.append(
+                f"teacher and student do not share a tokenisation ({teacher.family} vs {student.family}): tokens are "
+                f"mapped to the words both inputs share by character offsets; attention is compared on "
+                + ("the word-aligned end-query row" if task.token_alignment == "word_end_row" else
+                   "word-pooled patterns (sum over a word's key tokens, mean over its query tokens)")
+                + ", MLP outputs on per-word means"
+            )
+
     with run.stage("similarity"):
-        sims = similarity_section(clean["student"], clean["teacher"], student, teacher, spec)
+        sims = similarity_section(compared["student"], compared["teacher"], student, teacher, spec,
+                                  alignment=task.token_alignment, warnings=warnings)
 
     with run.stage("matching"):
         pairs = matching_mod.match_components(
@@ -185,7 +199,7 @@ def run_comparison(
         ],
         "alignment": alignment,
         "robustness": robustness,
-        "attention": attention_views(pairs, infl, clean, task),
+        "attention": attention_views(pairs, infl, compared, task),
         "scan": {
             "method": method, "approximate": method == "attribution",
             "agreement": {r: scans[r].agreement for r in ROLES if scans[r].agreement is not None} or None,
@@ -300,22 +314,38 @@ def performance_section(clean_ld: torch.Tensor, correct: torch.Tensor) -> dict[s
     }
 
 
-def similarity_section(s: _CleanStats, t: _CleanStats, student: ModelAdapter, teacher: ModelAdapter, spec: ComparisonSpec) -> dict:
+def similarity_section(
+    s: _CleanStats, t: _CleanStats, student: ModelAdapter, teacher: ModelAdapter, spec: ComparisonSpec,
+    alignment: str = "shared_vocabulary", warnings: list[str] | None = None,
+) -> dict:
     s_pat = torch.stack(s.patterns).flatten(0, 1).numpy()  # [Ls*H, T, T]
     t_pat = torch.stack(t.patterns).flatten(0, 1).numpy()
     paper = spec.preset == "paper"
     # The paper averages every query row, including row 0 (trivially identical in a causal model);
     # the default preset leaves it out (paper-notes §7 pitfall 8).
     qmask = None if paper else similarity_mod.query_rows(s_pat.shape[1], exclude_first=True)
+    head_method = "row_cosine_all_rows" if paper else "row_cosine_excl_first_row"
+    if alignment == "word_end_row":  # word patterns: the last row is the end query (word_patterns.py)
+        qmask = np.arange(s_pat.shape[1]) == s_pat.shape[1] - 1
+        head_method = "word_end_row_cosine"
+    elif alignment == "word_pooled":
+        head_method = "word_pooled_" + head_method
     heads = similarity_mod.head_similarity(s_pat, t_pat, qmask)
-    if spec.mlp_similarity == "cka":
+    mlp_similarity = spec.mlp_similarity
+    if mlp_similarity == "eigen" and student.d_model != teacher.d_model:
+        # eigenvectors of different widths live in different spaces; CKA compares the same rows
+        mlp_similarity = "cka"
+        if warnings is not None:
+            warnings.append(f"MLP widths differ (student {student.d_model}, teacher {teacher.d_model}): "
+                            "MLP similarity is linear CKA instead of eigenvectors")
+    if mlp_similarity == "cka":
         mlps, raw, mlp_method = similarity_mod.mlp_similarity_cka(s.mlp_rows, t.mlp_rows), None, "linear_cka"
     else:
         raw = similarity_mod.mlp_similarity_eigen(s.mlp_rows, t.mlp_rows, k=3)
         mlps, mlp_method = similarity_mod.rescale_to_heads(raw, heads), "eigen_top3_rescaled"
     return {
         "heads": heads, "mlps": mlps, "mlps_raw": raw,
-        "head_method": "row_cosine_all_rows" if paper else "row_cosine_excl_first_row",
+        "head_method": head_method,
         "mlp_method": mlp_method,
     }
 
@@ -391,7 +421,7 @@ def attention_views(pairs, infl: dict[str, dict], clean: dict[str, _CleanStats],
         return []
     tot = {r: sum(v for c, v in infl[r].items() if not c.endswith("MLP")) or 1.0 for r in ROLES}
     ranked = sorted(heads, key=lambda p: -(infl["student"][p.student] / tot["student"] + infl["teacher"][p.teacher] / tot["teacher"]))
-    labels_all = task.view("student").token_labels
+    labels_all = task.words if task.word_aligned else task.view("student").token_labels
     labels = max(labels_all, key=len)
     views, seen = [], set()
     for p in ranked:

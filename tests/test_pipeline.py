@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import GPT2LMHeadModel
 
-from circuitdiff.errors import Cancelled, IncompatibleModelsError, TaskTokenizationError
+from circuitdiff.errors import Cancelled, TaskTokenizationError
 from circuitdiff.pipeline import run_comparison as _run_comparison
 from circuitdiff.result import ComparisonResult, result_json_schema
 
@@ -130,10 +130,12 @@ def test_bad_custom_dataset_is_a_clear_error(loud_dir, tmp_path):
                         "n_prompts": 4, "scan": "naive"})
 
 
-def test_different_vocabularies_are_refused(loud_dir, tiny_gpt_other_vocab_dir):
-    with pytest.raises(IncompatibleModelsError, match="different vocabularies"):
-        run_comparison({"teacher": str(loud_dir), "student": str(tiny_gpt_other_vocab_dir), "task": "ioi",
-                        "n_prompts": 4, "scan": "naive"})
+def test_different_vocabularies_are_compared_on_shared_words(loud_dir, tiny_gpt_other_vocab_dir):
+    # issue #4: no shared tokenisation -> tokens mapped to shared words by character offsets
+    data = _validate(run_comparison({"teacher": str(loud_dir), "student": str(tiny_gpt_other_vocab_dir),
+                                     "task": "ioi", "n_prompts": 4, "scan": "naive"}))
+    assert data["task"]["token_alignment"] == "word_pooled" and data["task"]["form"] == "causal"
+    assert data["similarity"]["head_method"].startswith("word_pooled_")
 
 
 # ----------------------------------------------------------------------------- the zoo pair
