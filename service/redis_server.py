@@ -16,6 +16,8 @@ from pathlib import Path
 
 import redis
 
+from .children import spawn
+
 
 def redis_binary() -> str:
     try:
@@ -55,7 +57,7 @@ class RedisServer:
             "--appendonly", "yes", "--save", "", "--maxmemory-policy", "noeviction", "--protected-mode", "yes",
             "--logfile", str(self.workdir / "redis.log"),
         ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = spawn(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout
         while True:

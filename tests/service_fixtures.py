@@ -20,6 +20,7 @@ import httpx
 import pytest
 import redis
 
+from service.children import spawn
 from service.redis_server import RedisServer, free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,8 +40,7 @@ class Proc:
     def __init__(self, args: list[str], env: dict, log: Path):
         self.log = log
         self._fh = open(log, "ab")
-        self.p = subprocess.Popen(args, env=env, cwd=REPO, stdout=self._fh, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        self.p = spawn(args, env=env, cwd=REPO, stdout=self._fh, stderr=subprocess.STDOUT)
 
     @property
     def pid(self) -> int:
