@@ -232,3 +232,15 @@ def test_cli_compare_with_report_flag(tmp_path):
     html = (tmp_path / "report.html").read_text()
     assert f"{result['alignment']['score']:.3f}" in html
     assert (tmp_path / "plots/similarity.png").exists()
+
+
+def test_masked_pair_with_end_row_attention_views_renders(tmp_path):
+    """Word-aligned pairs may carry only the end query's attention row; masked LMs attend both ways."""
+    r = synthetic_result()
+    for side in ("teacher", "student"):
+        r["models"][side]["family"] = "masked"
+    for v in r["attention"]:
+        v["teacher_pattern"], v["student_pattern"] = v["teacher_pattern"][-1:], v["student_pattern"][-1:]
+    files = render_report(r, tmp_path)
+    w, h = _png_checks(files["plots/attention_1.png"])
+    assert h < w / 2  # one row per model, not a square

@@ -316,30 +316,35 @@ def attention_figure(r: ComparisonResult, view: AttentionView) -> Figure:
     labels = [_token_label(t) for t in view.tokens]
     n = len(labels)
     side = min(5.0, max(3.2, 0.26 * n + 1.3))
-    fig = Figure(figsize=(2 * side + 1.0, side + 0.6), layout="constrained")
+    rows = max(len(view.teacher_pattern), len(view.student_pattern))
+    height = side + 0.6 if rows >= n else min(side + 0.6, 0.26 * rows + 2.4)
+    fig = Figure(figsize=(2 * side + 1.0, height), layout="constrained")
     gs = fig.add_gridspec(1, 3, width_ratios=[1, 1, 0.06])
     pats = {"teacher": np.asarray(view.teacher_pattern, dtype=float),
             "student": np.asarray(view.student_pattern, dtype=float)}  # [query, key]
     # The first query can only attend to itself (weight 1 in every causal head): scaling to it would
     # darken everything else, so the scale stops at the largest weight of the other rows.
-    rest = [p[1:] for p in pats.values() if p.shape[0] > 1]
-    vmax = max((float(np.nanmax(p)) for p in rest), default=1.0) or 1.0
+    causal = {s: r.models[s].family == "causal" and pats[s].shape[0] == pats[s].shape[1] for s in SIDES}
+    rest = [p[1:] if causal[s] and p.shape[0] > 1 else p for s, p in pats.items()]
+    vmax = max((float(np.nanmax(p)) for p in rest if p.size), default=1.0) or 1.0
     cmap = matplotlib.colormaps[ATTENTION_CMAP].with_extremes(bad="#f2f2f2")
     im = None
     heads = {"teacher": view.teacher, "student": view.student}
     for k, s in enumerate(SIDES):
-        p = pats[s].copy()
-        if r.models[s].family == "causal":
+        p = pats[s].copy()  # [query, key]; word-aligned views may carry only the end query's row
+        if causal[s]:
             p[np.triu_indices(p.shape[0], 1)] = np.nan  # keys after the query are never attended
+        q_labels = labels[len(labels) - p.shape[0]:] if p.shape[0] <= len(labels) else [str(i) for i in range(p.shape[0])]
+        k_labels = labels if p.shape[1] == len(labels) else [str(i) for i in range(p.shape[1])]
         ax = fig.add_subplot(gs[0, k])
         im = ax.imshow(p, cmap=cmap, vmin=0, vmax=vmax, interpolation="nearest")
         ax.set_title(f"{s} {heads[s]}  ({r.models[s].id})", color=COLORS[s], fontweight="bold", loc="left",
                      fontsize=9)
         fs = 8 if n <= 20 else 6 if n <= 40 else 4
-        ax.set_xticks(range(n))
-        ax.set_xticklabels(labels, rotation=90, fontsize=fs)
-        ax.set_yticks(range(n))
-        ax.set_yticklabels(labels if k == 0 else [], fontsize=fs)
+        ax.set_xticks(range(p.shape[1]))
+        ax.set_xticklabels(k_labels, rotation=90, fontsize=fs)
+        ax.set_yticks(range(p.shape[0]))
+        ax.set_yticklabels(q_labels if k == 0 else [], fontsize=fs)
         ax.set_xlabel("key")
         if k == 0:
             ax.set_ylabel("query")
