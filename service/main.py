@@ -18,7 +18,7 @@ from . import problems
 from .api import system
 from .api.v1 import routers
 from .bodylimit import BodyLimit
-from .problems import Problem, problem_response
+from .problems import FieldError, Problem, ProblemDetail, problem_response
 from .settings import Settings, get_settings
 from .store import JobStore
 
@@ -64,4 +64,38 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for r in routers:
         app.include_router(r)
     app.add_middleware(BodyLimit, max_body=settings.max_body_bytes, max_upload=settings.max_upload_bytes)
+    _problem_json_in_openapi(app)
     return app
+
+
+def _problem_json_in_openapi(app: FastAPI) -> None:
+    """Document what the handlers really send: every 4xx/5xx (FastAPI's default 422 included) is
+    problem+json, and the 413/401 the middleware and auth can answer anywhere under /v1."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi():
+        if app.openapi_schema:
+            return app.openapi_schema
+        doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        ref = {"$ref": "#/components/schemas/ProblemDetail"}
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        schemas.setdefault("ProblemDetail", ProblemDetail.model_json_schema(ref_template="#/components/schemas/{model}"))
+        schemas.setdefault("FieldError", FieldError.model_json_schema())
+        for k in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(k, None)
+        for path, ops in doc["paths"].items():
+            for op in ops.values():
+                responses = op.setdefault("responses", {})
+                if path.startswith("/v1/"):
+                    responses.setdefault("401", {"description": "missing or unknown API key"})
+                if op.get("requestBody"):
+                    responses.setdefault("413", {"description": "request body over the configured limit"})
+                for code, resp in responses.items():
+                    if code[0] in "45":
+                        resp["content"] = {"application/problem+json": {"schema": ref}}
+                        if resp.get("description") == "Validation Error":
+                            resp["description"] = "invalid request: problem+json naming each bad field"
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi

@@ -172,10 +172,15 @@ def svc_env(svc_redis, svc_data) -> dict:
 
 
 @pytest.fixture(scope="session")
-def svc_api(svc_env, svc_logs):
+def svc_api_proc(svc_env, svc_logs):
     proc, base = start_api(svc_env, svc_logs)
-    yield base
+    yield proc, base
     proc.stop()
+
+
+@pytest.fixture(scope="session")
+def svc_api(svc_api_proc) -> str:
+    return svc_api_proc[1]
 
 
 @pytest.fixture(scope="session")

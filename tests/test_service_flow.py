@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 import time
 from pathlib import Path
 
+from circuitdiff.result import ComparisonResult
 from tests.service_fixtures import PY, REPO, poll_until, wait_for
 
 CLI = str(Path(PY).parent / "circuitdiff")
@@ -19,7 +21,9 @@ IGNORED = ("created_at", "timings")  # wall-clock facts; every other number must
 
 
 def _comparable(result: dict) -> dict:
-    return {k: v for k, v in result.items() if k not in IGNORED}
+    out = {k: v for k, v in result.items() if k not in IGNORED}
+    out["scan"] = {k: v for k, v in out["scan"].items() if k != "cache"}  # hit/miss depends on history
+    return out
 
 
 def _metric(client, name: str, labels: str = "") -> float:
@@ -52,12 +56,14 @@ def test_submit_poll_result_equals_cli(alice, bob, svc_worker, local_spec, local
     res = alice.get(f"/v1/comparisons/{job['id']}/result")
     assert res.status_code == 200 and res.headers["content-type"].startswith("application/json")
     service_result = res.json()
+    ComparisonResult.model_validate(service_result)  # schema v1
 
     out = tmp_path / "cli.json"
     cli = subprocess.run(
         [CLI, "compare", "--teacher", local_pair[0], "--student", local_pair[1],
          "--task", "ioi", "--prompts", "8", "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "CIRCUITDIFF_CACHE_DIR": str(tmp_path / "cli-cache")},
     )
     assert cli.returncode == 0, cli.stderr[-3000:]
     cli_result = json.loads(out.read_text())

@@ -89,9 +89,11 @@ def progress_args(args: tuple, kwargs: dict) -> tuple[str, int, int]:
     return str(vals.get("stage", "")), int(vals.get("done", 0) or 0), int(vals.get("total", 0) or 0)
 
 
-def run(spec, *, progress, cancelled, datasets_dir: Path):
+def run(spec, *, progress, cancelled, datasets_dir: Path, cache_dir: Path):
     """``run_comparison`` with the worker's hooks: uploaded datasets resolve under ``datasets_dir``
-    (the spec keeps the dataset id), models come from the LRU."""
+    (the spec keeps the dataset id), models come from the LRU, activations are cached under the
+    data dir so every worker sharing the volume reuses them."""
     from circuitdiff.pipeline import run_comparison
 
-    return run_comparison(spec, progress, cancelled, datasets_dir=str(datasets_dir), loader=cached_loader)
+    return run_comparison(spec, progress, cancelled, datasets_dir=str(datasets_dir), loader=cached_loader,
+                          cache=str(cache_dir))

@@ -85,7 +85,8 @@ def run_job(job_id: str) -> None:
     try:
         spec = ComparisonSpec.model_validate(record["spec"])
         store.count_engine_run()
-        result = engine.run(spec, progress=progress, cancelled=cancelled, datasets_dir=settings.datasets_dir)
+        result = engine.run(spec, progress=progress, cancelled=cancelled, datasets_dir=settings.datasets_dir,
+                            cache_dir=settings.cache_dir)
         warnings = artifacts.write(result, tmp_dir)
         if store.cancel_requested(job_id):  # asked to stop after the last component boundary
             raise Cancelled("cancelled after the last component")

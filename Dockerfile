@@ -1,0 +1,45 @@
+# syntax=docker/dockerfile:1
+# Two targets, one file:
+#   docker build --target api    -t circuitdiff-api .     # FastAPI, no torch, small
+#   docker build --target worker -t circuitdiff-worker .  # Celery GPU worker on a CUDA PyTorch base
+# docker-compose.yml builds both and adds Redis (AOF, noeviction) and a shared data volume.
+
+# ---------------------------------------------------------------------------------------- api
+FROM python:3.11-slim AS api
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+    CIRCUITDIFF_DATA_DIR=/data CIRCUITDIFF_HOST=0.0.0.0 CIRCUITDIFF_PORT=8000
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY circuitdiff ./circuitdiff
+COPY service ./service
+COPY worker ./worker
+# The service never imports torch: install our package without its engine dependencies, then only
+# what the API process needs.
+RUN pip install --no-deps . \
+ && pip install "fastapi>=0.115" "uvicorn>=0.30" "pydantic>=2.7" "pydantic-settings>=2.3" \
+                "redis>=5" "celery>=5.4" "httpx>=0.27"
+RUN useradd --uid 10001 --no-create-home app && mkdir -p /data && chown app /data
+USER app
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=3s --retries=3 \
+  CMD ["python", "-c", "import sys, httpx; sys.exit(httpx.get('http://127.0.0.1:8000/health').status_code != 200)"]
+# Binds 0.0.0.0, so settings require CIRCUITDIFF_API_KEYS (the open API is loopback-only).
+CMD ["python", "-m", "service"]
+
+# ------------------------------------------------------------------------------------- worker
+# A CUDA build of the torch version pyproject.toml pins; pip keeps it when installing the package.
+ARG TORCH_IMAGE=pytorch/pytorch:2.13.0-cuda12.8-cudnn9-runtime
+FROM ${TORCH_IMAGE} AS worker
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 CIRCUITDIFF_DATA_DIR=/data HF_HOME=/data/hf
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY circuitdiff ./circuitdiff
+COPY service ./service
+COPY worker ./worker
+RUN pip install . && python -c "import torch, circuitdiff.pipeline; print('torch', torch.__version__)"
+RUN useradd --uid 10001 --no-create-home app && mkdir -p /data && chown app /data
+USER app
+HEALTHCHECK --interval=30s --timeout=10s --retries=3 CMD ["python", "-m", "worker.healthcheck"]
+# One job per GPU: solo pool, prefetch 1, queue "gpu" (all other Celery settings: worker/celery_app.py).
+CMD ["celery", "-A", "worker.celery_app", "worker", "-Q", "gpu", "-P", "solo", "--prefetch-multiplier", "1", \
+     "-c", "1", "--without-gossip", "--without-mingle", "--loglevel", "INFO"]

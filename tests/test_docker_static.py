@@ -1,0 +1,141 @@
+"""No Docker engine runs here, so the Dockerfile and docker-compose.yml are checked statically: they
+parse, and every module, command, port, target and path they name exists in this repo and agrees
+with the settings the code reads."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from service.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _stages() -> dict[str, list[str]]:
+    """Dockerfile instructions per build stage (continuation lines joined)."""
+    text = re.sub(r"\\\n", " ", (REPO / "Dockerfile").read_text())
+    stages: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if m := re.match(r"FROM\s+(\S+)\s+AS\s+(\S+)", line, re.I):
+            current = m.group(2)
+            stages[current] = [line]
+        elif current:
+            stages[current].append(line)
+    return stages
+
+
+def _arg_default(name: str) -> str:
+    m = re.search(rf"^ARG {name}=(\S+)", (REPO / "Dockerfile").read_text(), re.M)
+    return m.group(1) if m else ""
+
+
+def _cmd(stage: list[str], word: str = "CMD") -> list[str]:
+    line = next(x for x in stage if x.startswith(word + " "))
+    body = line[len(word) + 1:].strip()
+    if body.startswith("["):
+        return json.loads(body)
+    return shlex.split(body)
+
+
+def _module_exists(mod: str) -> bool:
+    return importlib.util.find_spec(mod) is not None
+
+
+def _check_command(cmd: list[str]) -> None:
+    """A python -m / celery -A command must name modules that exist here."""
+    if cmd[:2] == ["python", "-m"]:
+        mod = cmd[2]
+        assert _module_exists(mod), cmd
+        if mod in ("service",):
+            assert (REPO / "service" / "__main__.py").is_file()
+    elif cmd[0] == "celery":
+        app = cmd[cmd.index("-A") + 1]
+        assert _module_exists(app), cmd
+        assert cmd[cmd.index("-Q") + 1] == "gpu" and cmd[cmd.index("-P") + 1] == "solo"
+        assert cmd[cmd.index("--prefetch-multiplier") + 1] == "1"
+    elif cmd[:2] == ["python", "-c"]:
+        compile(cmd[2], "<healthcheck>", "exec")
+    elif cmd[0] in ("redis-server", "redis-cli"):
+        pass
+    else:
+        pytest.fail(f"unexpected command {cmd}")
+
+
+def test_dockerfile_targets_commands_and_ports():
+    stages = _stages()
+    assert {"api", "worker"} <= set(stages)
+    api, worker = stages["api"], stages["worker"]
+    worker_base = worker[0].split()[1]
+    if worker_base.startswith("${"):
+        worker_base = _arg_default(worker_base[2:-1])
+    assert "pytorch" in worker_base and "cuda" in worker_base, worker_base  # CUDA PyTorch base
+    torch_pin = re.search(r'"torch==([\d.]+)"', (REPO / "pyproject.toml").read_text()).group(1)
+    assert worker_base.split(":")[1].startswith(torch_pin), "worker base must ship the pinned torch"
+    assert "torch" not in " ".join(x for x in api if x.startswith("RUN")).replace("--no-deps", "")
+    for stage in (api, worker):
+        _check_command(_cmd(stage))
+        hc = next(x for x in stage if x.startswith("HEALTHCHECK"))
+        _check_command(json.loads(hc[hc.index("CMD") + 4:]))
+        for line in stage:
+            if line.startswith("COPY "):
+                for src in line.split()[1:-1]:
+                    assert (REPO / src).exists(), f"Dockerfile copies missing {src}"
+    expose = next(x for x in api if x.startswith("EXPOSE")).split()[1]
+    env = " ".join(x for x in api if x.startswith("ENV"))
+    assert f"CIRCUITDIFF_PORT={expose}" in env and "CIRCUITDIFF_HOST=0.0.0.0" in env
+    assert Settings.model_fields["port"].default == int(expose)
+
+
+def test_compose_services_reference_what_exists():
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) >= {"redis", "api", "worker"}
+    stages = _stages()
+
+    redis = services["redis"]
+    cmd = redis["command"]
+    assert cmd[cmd.index("--appendonly") + 1] == "yes"
+    assert cmd[cmd.index("--maxmemory-policy") + 1] == "noeviction"
+    assert redis["healthcheck"]["test"][1:] == ["redis-cli", "ping"]
+
+    known_env = {f"CIRCUITDIFF_{name.upper()}" for name in Settings.model_fields} | {"REDIS_URL", "HF_HOME"}
+    for name in ("api", "worker"):
+        svc = services[name]
+        assert svc["build"]["target"] in stages
+        assert svc["depends_on"]["redis"]["condition"] == "service_healthy"
+        env = svc["environment"]
+        assert set(env) <= known_env, set(env) - known_env
+        assert env["REDIS_URL"].startswith("redis://redis:6379")
+        data_mount = next(v for v in svc["volumes"] if v.startswith("circuitdiff-data:"))
+        assert data_mount.split(":")[1] == env["CIRCUITDIFF_DATA_DIR"]  # one shared data volume
+        assert any(v.split(":")[1] == env["CIRCUITDIFF_MODEL_ROOTS"] for v in svc["volumes"])
+        test = svc["healthcheck"]["test"]
+        assert test[0] == "CMD"
+        _check_command(test[1:])
+        assert "circuitdiff-data" in compose["volumes"]
+
+    api = services["api"]
+    assert api["ports"] == [f"{api['environment']['CIRCUITDIFF_PORT']}:{api['environment']['CIRCUITDIFF_PORT']}"]
+    assert "/ready" in api["healthcheck"]["test"][-1]
+    assert "CIRCUITDIFF_API_KEYS" in api["environment"]  # non-loopback bind needs keys
+    gpu = services["worker"]["deploy"]["resources"]["reservations"]["devices"][0]
+    assert "gpu" in gpu["capabilities"]
+    assert int(services["worker"]["environment"]["CIRCUITDIFF_VISIBILITY_TIMEOUT"]) >= 3600
+
+
+def test_non_loopback_bind_requires_keys():
+    with pytest.raises(ValueError, match="API keys"):
+        Settings(host="0.0.0.0", api_keys=[], redis_url="redis://x")
+    s = Settings(host="0.0.0.0", api_keys=["k1", "sha256:" + "a" * 64], redis_url="redis://x")
+    assert "k1" not in s.api_keys and "a" * 64 in s.api_keys  # stored hashed
