@@ -42,6 +42,9 @@ class JobStatus(BaseModel):
     finished_at: datetime | None = None
     error: JobError | None = None
     warnings: list[str] = Field(default_factory=list)
+    model_cache_hits: int | None = Field(
+        None, description="models this job found already loaded in the worker's memory (0-2); set when it succeeded"
+    )
     content_key: str = Field(description="sha256 of spec + model fingerprints + dataset digest + engine version")
     fingerprints: dict[str, str]
     spec: dict[str, Any] = Field(description="the resolved spec (preset expanded)")

@@ -315,5 +315,7 @@ def _decode(raw: dict[str, str]) -> dict[str, Any]:
             out[k] = float(out[k])
     for k in ("attempts", "rev"):
         out[k] = int(out.get(k) or 0)
+    if "model_cache_hits" in out:
+        out["model_cache_hits"] = int(out["model_cache_hits"])
     out["cancel_requested"] = out.get("cancel_requested") == "1"
     return out

@@ -103,6 +103,11 @@ def test_submit_poll_result_equals_cli(alice, bob, svc_worker, local_spec, local
     assert bob.delete(f"/v1/comparisons/{theirs.json()['id']}").status_code in (200, 202)
     poll_until(bob, theirs.json()["id"], {"cancelled", "succeeded"}, timeout=300)
 
+    # the worker keeps loaded models across jobs: the next job on the same pair loads nothing
+    other = alice.post("/v1/comparisons", json={**local_spec, "seed": 5}).json()
+    other = poll_until(alice, other["id"], {"succeeded", "failed"}, timeout=300)
+    assert other["status"] == "succeeded" and other["model_cache_hits"] == 2, other
+
     # finished: cancel is refused, result is final
     gone = alice.delete(f"/v1/comparisons/{job['id']}")
     assert gone.status_code == 409 and gone.json()["code"] == "job_finished"

@@ -85,6 +85,7 @@ def run_job(job_id: str) -> None:
     try:
         spec = ComparisonSpec.model_validate(record["spec"])
         store.count_engine_run()
+        hits_before = engine.models().hits
         result = engine.run(spec, progress=progress, cancelled=cancelled, datasets_dir=settings.datasets_dir,
                             cache_dir=settings.cache_dir)
         warnings = artifacts.write(result, tmp_dir)
@@ -98,6 +99,7 @@ def run_job(job_id: str) -> None:
             "succeeded",
             artifacts=manifest,
             warnings=warnings,
+            model_cache_hits=engine.models().hits - hits_before,
             progress={"stage": "done", "done": last[2], "total": last[2]},
             result=f"results/{job_id}/result.json",  # the pointer goes in last, with the status
             finished_at=repr(time.time()),

@@ -41,6 +41,7 @@ def status_body(job: dict, store: JobStore) -> JobStatus:
         finished_at=ts(job.get("finished_at")),
         error=job.get("error") or None,
         warnings=job.get("warnings") or [],
+        model_cache_hits=job.get("model_cache_hits"),
         content_key=job["content_key"],
         fingerprints=job.get("fingerprints") or {},
         spec=spec,
