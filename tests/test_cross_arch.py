@@ -204,7 +204,7 @@ def zoo_results(tmp_path_factory):
     out = {}
     for key, (teacher, task) in runs.items():
         f = d / f"{key}.json"
-        p = _cli("--teacher", teacher, "--student", "zoo:distilbert-student", "--task", task, "--prompts", "40",
+        p = _cli("--teacher", teacher, "--student", "zoo:distilbert-student", "--task", task, "--prompts", "32",
                  "--out", str(f))
         assert p.returncode == 0, p.stderr
         out[key] = json.loads(f.read_text())

@@ -275,3 +275,19 @@ def test_an_architecture_neither_adapter_knows_is_a_clear_load_error(wordpiece_t
     info = {"id": "bare-bert", "kind": "local", "revision": None, "sha256": None}
     with pytest.raises(ModelLoadError, match="bare-bert"):
         build_adapter(bare, wordpiece_tok, info, torch.device("cpu"), torch.float32)
+
+
+def test_a_model_loaded_with_sdpa_is_switched_to_eager(tiny_distilbert_dir):
+    """The zoo loader does not ask for eager attention; SDPA returns no probabilities, so the
+    adapter switches the model to the eager path (same maths) when it is built."""
+    from transformers import AutoTokenizer
+
+    hf = AutoModelForMaskedLM.from_pretrained(tiny_distilbert_dir, attn_implementation="sdpa").eval()
+    tok = AutoTokenizer.from_pretrained(tiny_distilbert_dir)
+    b = masked_batch(tok)
+    sdpa_logits = plain_end_logits(hf, b)
+    adapter = HooksAdapter(hf, tok, {"id": "x"}, torch.device("cpu"), torch.float32)
+    assert hf.config._attn_implementation == "eager"
+    out = adapter.run(b, capture=("pattern",))
+    assert out.captures["pattern"][0].shape[-1] == b.tokens.shape[1]
+    assert (out.logits - sdpa_logits).abs().max() < TOL
