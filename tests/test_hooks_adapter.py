@@ -291,3 +291,18 @@ def test_a_model_loaded_with_sdpa_is_switched_to_eager(tiny_distilbert_dir):
     out = adapter.run(b, capture=("pattern",))
     assert out.captures["pattern"][0].shape[-1] == b.tokens.shape[1]
     assert (out.logits - sdpa_logits).abs().max() < TOL
+
+
+def test_zoo_bert_teacher_gives_the_same_numbers_through_both_adapters():
+    """The same agreement on the trained zoo teacher (sharper attention than random weights)."""
+    from tests.conftest import zoo_available
+
+    if not zoo_available("bert-teacher"):
+        pytest.skip("zoo bert-teacher not trained in this checkout (make zoo)")
+    from circuitdiff.zoo.load import load_zoo
+
+    hf, tok = load_zoo("bert-teacher")
+    hf.set_attn_implementation("eager")
+    hooks, bridge = _both(hf.eval(), tok)
+    b = masked_batch(tok)
+    _agree(hooks, bridge, b, b.tokens.shape[1])
