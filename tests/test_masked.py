@@ -200,3 +200,20 @@ def test_influences_equal_an_independent_plain_hook_reference(bert_pair_result, 
             assert v["influence"] == pytest.approx(abs(ref[cid] - ref["clean"]), abs=1e-5), (role, cid)
             moved += v["influence"] > 1e-3
     assert moved >= 10, "the reference must be checked on components that matter"
+
+
+def test_zoo_bert_pair_influences_equal_the_plain_hook_reference():
+    from circuitdiff.zoo.registry import zoo_path
+    from tests.conftest import zoo_available
+
+    if not zoo_available("bert-teacher", "distilbert-student"):
+        pytest.skip("zoo bert-teacher / distilbert-student not trained in this checkout (make zoo)")
+    spec = {"teacher": "zoo:bert-teacher", "student": "zoo:distilbert-student", "task": "sequence", "n_prompts": 6,
+            "ablation": "mean", "bootstrap": 0, "device": "cpu"}
+    data = _validate(run_comparison(spec, cache=False))
+    items = task_items("sequence", {}, 6, seed=0)
+    for role, name, kind in (("teacher", "bert-teacher", "bert"), ("student", "distilbert-student", "distilbert")):
+        ref = _reference_lds(zoo_path(name), items, kind)
+        assert data["performance"][role]["logit_diff"] == pytest.approx(ref["clean"], abs=1e-5)
+        for cid, v in data["influence"][role].items():
+            assert v["logit_diff"] == pytest.approx(ref[cid], abs=1e-5), (role, cid)
