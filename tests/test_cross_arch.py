@@ -228,3 +228,28 @@ def test_zoo_control_pair_scores_lower_than_the_distilled_pair(zoo_results):
     control, bert = zoo_results["control_seq"], zoo_results["bert_seq"]
     assert control["task"]["form"] == "mixed" and control["task"]["token_alignment"] == "word_pooled"
     assert control["alignment"]["score"] < bert["alignment"]["score"]
+
+
+def test_service_accepts_a_cross_architecture_pair_without_flags(alice, svc_worker, svc_data, tiny_gpt_dir,
+                                                                tiny_distilbert_dir):
+    """Through HTTP, a real worker and the real engine: the spec names two models and a task,
+    nothing else; the engine picks each model's task form."""
+    import shutil
+
+    from tests.service_fixtures import poll_until
+
+    paths = []
+    for name, src in (("x-gpt", tiny_gpt_dir), ("x-distilbert", tiny_distilbert_dir)):
+        dst = svc_data / "models" / name
+        if not dst.exists():
+            shutil.copytree(src, dst)
+        paths.append(str(dst.resolve()))
+    r = alice.post("/v1/comparisons", json={"teacher": paths[0], "student": paths[1], "task": "sequence",
+                                            "n_prompts": 4, "scan": "naive"})
+    assert r.status_code == 202, r.text
+    done = poll_until(alice, r.json()["id"], {"succeeded", "failed"}, timeout=300)
+    assert done["status"] == "succeeded", done
+    data = alice.get(f"/v1/comparisons/{done['id']}/result").json()
+    jsonschema.validate(data, result_json_schema())
+    assert data["task"]["form"] == "mixed" and data["task"]["token_alignment"] == "word_pooled"
+    assert data["models"]["student"]["adapter"] == "hooks"
