@@ -23,6 +23,7 @@ STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 P = "cd:"
 QUEUED = P + "queued"  # zset job id -> enqueue time: queue positions
+RUNNING = P + "running"  # zset job id -> start time: what the orphan sweep looks at
 COUNTS = P + "counts"  # hash status -> number of jobs in it
 WORKERS = P + "workers"  # zset worker name -> last heartbeat
 DURATIONS = P + "durations"  # hash histogram of finished job durations
@@ -70,7 +71,7 @@ if KEYS[6] ~= '' then redis.call('SET', KEYS[6], ARGV[3] .. id, 'EX', ARGV[4]) e
 return {'new', id}
 """
 
-# KEYS: job, counts, queued.  ARGV: id, allowed from (comma list), to, field, value, ...
+# KEYS: job, counts, queued, running.  ARGV: id, allowed from (comma list), to, field, value, ...
 _TRANSITION = """
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return 'missing' end
@@ -81,10 +82,11 @@ redis.call('HINCRBY', KEYS[1], 'rev', 1)
 redis.call('HINCRBY', KEYS[2], st, -1)
 redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
 if ARGV[3] ~= 'queued' then redis.call('ZREM', KEYS[3], ARGV[1]) end
+if ARGV[3] ~= 'running' then redis.call('ZREM', KEYS[4], ARGV[1]) end
 return 'ok'
 """
 
-# The worker's claim on a delivered message. KEYS: job, counts, queued, workers.
+# The worker's claim on a delivered message. KEYS: job, counts, queued, workers, running.
 # ARGV: id, worker, now, max attempts, stale seconds, error json for "worker lost too often".
 _CLAIM = """
 local st = redis.call('HGET', KEYS[1], 'status')
@@ -96,6 +98,7 @@ local function move(to)
   redis.call('HINCRBY', KEYS[2], st, -1)
   redis.call('HINCRBY', KEYS[2], to, 1)
   redis.call('ZREM', KEYS[3], ARGV[1])
+  if to == 'running' then redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1]) else redis.call('ZREM', KEYS[5], ARGV[1]) end
 end
 if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then
   redis.call('HSET', KEYS[1], 'finished_at', ARGV[3])
@@ -266,7 +269,7 @@ class JobStore:
             }
         )
         kind, info = self._claim(
-            keys=[job_key(job_id), COUNTS, QUEUED, WORKERS],
+            keys=[job_key(job_id), COUNTS, QUEUED, WORKERS, RUNNING],
             args=[job_id, worker, repr(time.time()), max_attempts, stale_seconds, err],
         )
         return kind, info
@@ -275,7 +278,7 @@ class JobStore:
         flat: list[str] = []
         for k, v in fields.items():
             flat += [k, json.dumps(v, sort_keys=True) if k in _JSON_FIELDS else str(v)]
-        return self._transition(keys=[job_key(job_id), COUNTS, QUEUED], args=[job_id, ",".join(allowed), to, *flat])
+        return self._transition(keys=[job_key(job_id), COUNTS, QUEUED, RUNNING], args=[job_id, ",".join(allowed), to, *flat])
 
     def set_progress(self, job_id: str, stage: str, done: int, total: int) -> None:
         pipe = self.r.pipeline()
@@ -285,6 +288,20 @@ class JobStore:
 
     def cancel_requested(self, job_id: str) -> bool:
         return self.r.hget(job_key(job_id), "cancel_requested") == "1"
+
+    def orphans(self, stale_seconds: float) -> list[tuple[str, int]]:
+        """Running jobs whose worker stopped beating: (job id, attempts) to hand to a live worker."""
+        alive = set(self.workers_alive(stale_seconds))
+        out = []
+        for jid in self.r.zrangebyscore(RUNNING, "-inf", time.time() - stale_seconds):
+            worker, status, attempts = self.r.hmget(job_key(jid), "worker", "status", "attempts")
+            if status == "running" and worker not in alive:
+                out.append((jid, int(attempts or 0)))
+        return out
+
+    def mark_resent(self, job_id: str, attempts: int, ttl: float) -> bool:
+        """True for the one sweeper that gets to re-send this attempt (SET NX)."""
+        return bool(self.r.set(f"{P}resent:{job_id}:{attempts}", "1", nx=True, ex=max(1, int(ttl))))
 
     def heartbeat(self, worker: str) -> None:
         self.r.zadd(WORKERS, {worker: time.time()})

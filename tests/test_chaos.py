@@ -1,8 +1,9 @@
 """Chaos: a worker killed with SIGKILL mid-job, and Redis going away under a running API.
 
 Both run on a private stack (own Redis, API, workers, data dir) so that stopping things cannot
-disturb the other service tests. The broker's visibility timeout is shortened to a few seconds
-here (production keeps it above the longest job) so the redelivery happens within the test.
+disturb the other service tests. A killed worker's job comes back by two routes, each tested alone:
+Celery's redelivery after the visibility timeout (shortened to seconds here; production keeps it
+above the longest job) and the live workers' sweep for jobs whose worker stopped beating.
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ def chaos(tmp_path_factory, tiny_gpt_dir, tiny_gpt_dir_b):
     data = root / "data"
     for name, src in (("teacher", tiny_gpt_dir), ("student", tiny_gpt_dir_b)):
         shutil.copytree(src, data / "models" / name)
-    env = service_env(server.url, data, CIRCUITDIFF_VISIBILITY_TIMEOUT=6, CIRCUITDIFF_RESTORE_INTERVAL=1,
-                      CIRCUITDIFF_WORKER_STALE_SECONDS=3)
+    env = service_env(server.url, data, CIRCUITDIFF_RESTORE_INTERVAL=1, CIRCUITDIFF_WORKER_STALE_SECONDS=3)
     api, base = start_api(env, root)
     client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ALICE_KEY}"}, timeout=30)
     spec = {"teacher": str((data / "models/teacher").resolve()), "student": str((data / "models/student").resolve()),
@@ -61,13 +61,22 @@ def test_ready_follows_redis_without_restarting_api(chaos):
         worker.stop()
 
 
-def test_kill9_worker_mid_job_then_new_worker_completes_once(chaos):
+@pytest.mark.parametrize("recovery", ["broker_redelivery", "orphan_sweep"])
+def test_kill9_worker_mid_job_then_new_worker_completes_once(chaos, recovery):
+    """broker_redelivery: Celery's own path (acks_late, the message comes back after a visibility
+    timeout shortened to 6 s); orphan_sweep: production settings (8 h visibility timeout), the new
+    worker notices the dead one's silent heartbeat and re-queues the job."""
     c, data = chaos["client"], chaos["data"]
+    if recovery == "broker_redelivery":
+        env = dict(chaos["env"], CIRCUITDIFF_VISIBILITY_TIMEOUT="6", CIRCUITDIFF_ORPHAN_SWEEP="false")
+    else:
+        env = dict(chaos["env"], CIRCUITDIFF_VISIBILITY_TIMEOUT="28800")
     runs0 = _engine_runs(c)
-    first = start_worker(chaos["env"], chaos["root"], "doomed")
+    first = start_worker(env, chaos["root"], f"doomed-{recovery}")
     second = None
     try:
-        job = c.post("/v1/comparisons", json={**chaos["spec"], "n_prompts": 24}).json()
+        seed = 1 if recovery == "broker_redelivery" else 2  # a new comparison each time, not a dedup hit
+        job = c.post("/v1/comparisons", json={**chaos["spec"], "n_prompts": 24, "seed": seed}).json()
         wait_for(lambda: (c.get(f"/v1/comparisons/{job['id']}").json().get("progress") or {}).get("stage"),
                  120, "job progress", first)
         first.kill9()
@@ -75,7 +84,7 @@ def test_kill9_worker_mid_job_then_new_worker_completes_once(chaos):
         assert mid["status"] == "running" and mid["attempts"] == 1
         assert not (data / "results" / job["id"]).exists()
 
-        second = start_worker(chaos["env"], chaos["root"], "rescuer")
+        second = start_worker(env, chaos["root"], f"rescuer-{recovery}")
         done = poll_until(c, job["id"], {"succeeded", "failed", "cancelled"}, timeout=300)
         assert done["status"] == "succeeded", done
         assert done["attempts"] == 2

@@ -1,7 +1,14 @@
-"""Worker liveness: a heartbeat in Redis that `/ready` and duplicate-delivery checks read.
+"""Worker liveness: a heartbeat in Redis, and a sweep that rescues the jobs of dead workers.
 
 A daemon thread writes ``cd:workers[name] = now`` every few seconds, also while a job runs in the
-solo pool's main thread, so "alive" means the process is alive, not that it is idle.
+solo pool's main thread, so "alive" means the process is alive, not that it is idle. `/ready` and
+the claim's duplicate-delivery check read it.
+
+The same thread sweeps for orphans: jobs still ``running`` whose worker has been silent for
+``worker_stale_seconds`` (killed, OOM, host lost). It re-sends their id, and the claim counts the
+attempt. Celery's own redelivery of the unacknowledged message (acks_late) only happens after
+``visibility_timeout``, which must exceed the longest job; the sweep brings a dead worker's job back
+within seconds instead of hours. Only one sweeper re-sends a given attempt (SET NX).
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from functools import lru_cache
 
 from celery import signals
@@ -27,14 +35,31 @@ def job_store() -> JobStore:
     return JobStore.from_url(get_settings().require_redis_url())
 
 
+def sweep_orphans() -> list[str]:
+    from .celery_app import QUEUE, TASK_NAME, app
+
+    settings = get_settings()
+    resent = []
+    for job_id, attempts in job_store().orphans(settings.worker_stale_seconds):
+        if job_store().mark_resent(job_id, attempts, ttl=settings.visibility_timeout):
+            log.warning("job %s: its worker stopped beating; re-queued (attempt %d was lost)", job_id, attempts)
+            app.send_task(TASK_NAME, args=[job_id], queue=QUEUE)
+            resent.append(job_id)
+    return resent
+
+
 def _beat() -> None:
-    interval = get_settings().worker_heartbeat_seconds
+    settings = get_settings()
+    next_sweep = 0.0
     while not _stop.is_set():
         try:
             job_store().heartbeat(WORKER_NAME)
+            if settings.orphan_sweep and time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + settings.worker_stale_seconds / 2
+                sweep_orphans()
         except Exception as e:  # noqa: BLE001 - Redis down: keep beating, it comes back
             log.warning("heartbeat failed: %s", e)
-        _stop.wait(interval)
+        _stop.wait(settings.worker_heartbeat_seconds)
 
 
 @signals.worker_ready.connect
