@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -204,3 +205,43 @@ def test_dataset_upload(alice, svc_data):
     again = alice.post("/v1/datasets", content=b"\n\n" + body.replace(b": ", b":")).json()
     assert again["id"] == info["id"]
     assert alice.get(f"/v1/datasets/{info['id']}").json()["n_items"] == 2
+
+
+def test_custom_dataset_comparison(alice, svc_worker, local_pair):
+    """An uploaded dataset id in the spec: validated at submit, resolved by the worker for the engine."""
+    from circuitdiff.tasks.generate import ioi_items
+
+    items = ioi_items(6, seed=3)
+    body = "\n".join(json.dumps({"prompt": it.prompt, "answer": it.answer, "distractor": it.distractor,
+                                 "corrupted_prompt": it.corrupted_prompt}) for it in items)
+    ds = alice.post("/v1/datasets", content=body.encode()).json()
+    assert ds["n_items"] == 6
+    spec = {"teacher": local_pair[0], "student": local_pair[1], "task": "custom", "dataset": ds["id"], "n_prompts": 6}
+    job = alice.post("/v1/comparisons", json=spec).json()
+    done = poll_until(alice, job["id"], {"succeeded", "failed"}, timeout=300)
+    assert done["status"] == "succeeded", done
+    assert done["fingerprints"]["teacher"].startswith("sha256:")
+    result = alice.get(f"/v1/comparisons/{job['id']}/result").json()
+    assert result["task"]["name"] == "custom" and result["task"]["n_prompts"] + result["task"]["n_rejected"] == 6
+
+
+def test_engine_failure_is_sanitized_and_resubmittable(alice, svc_worker, svc_data, local_pair):
+    """A checkpoint that passes the service's checks but cannot be loaded: the job fails with the
+    engine's stable code and no traceback, and the same spec may be submitted again."""
+    broken = svc_data / "models" / "broken"
+    shutil.copytree(local_pair[1], broken, dirs_exist_ok=True)
+    (broken / "config.json").write_text("{ this is not JSON")  # present, so the service accepts it
+    spec = {"teacher": local_pair[0], "student": str(broken), "task": "ioi", "n_prompts": 8}
+    job = alice.post("/v1/comparisons", json=spec).json()
+    done = poll_until(alice, job["id"], {"succeeded", "failed"}, timeout=300)
+    assert done["status"] == "failed", done
+    err = done["error"]
+    assert err["code"] == "model_load_failed", err
+    assert "Traceback" not in err["detail"] and 'File "' not in err["detail"]
+    res = alice.get(f"/v1/comparisons/{job['id']}/result")
+    assert res.status_code == 409 and res.json()["code"] == "job_failed"
+    assert not (svc_data / "results" / job["id"]).exists()
+    again = alice.post("/v1/comparisons", json=spec)
+    assert again.status_code == 202 and again.json()["id"] != job["id"]  # a failure does not block a retry
+    alice.delete(f"/v1/comparisons/{again.json()['id']}")
+    poll_until(alice, again.json()["id"], {"cancelled", "failed"}, timeout=120)
