@@ -142,3 +142,25 @@ def test_retraining_reproduces_the_committed_table(tmp_path):
         for r_new, r_old in zip(fresh[name], rows):
             assert abs(r_new["top1"] - r_old["top1"]) <= 0.01, (name, r_new, r_old)
             assert abs(r_new["logit_diff"] - r_old["logit_diff"]) <= 0.01, (name, r_new, r_old)
+
+
+def test_training_is_deterministic(tmp_path):
+    """Same seed, same bytes: a tiny recipe trained twice gives bitwise-identical weights."""
+    from circuitdiff.zoo.corpus import CorpusSize
+    from circuitdiff.zoo.train import Recipe, train_family
+
+    r = Recipe(teacher_steps=4, student_steps=3, bert_teacher_steps=4, bert_student_steps=3, warmup=2,
+               bert_warmup=2, batch=8, corpus=CorpusSize(ioi=60, seq_per_kind=8, qa_repeats=1, filler=30))
+    threads = torch.get_num_threads()
+    try:
+        for run in ("a", "b"):
+            for fam in ("gpt", "bert"):
+                train_family(fam, tmp_path / run, seed=0, r=r)
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.set_num_threads(threads)
+    for name in registry.TRAINED:
+        a = (tmp_path / "a" / name / "model.safetensors").read_bytes()
+        assert a == (tmp_path / "b" / name / "model.safetensors").read_bytes(), name
+        assert (tmp_path / "a" / name / "tokenizer.json").read_bytes() == (
+            tmp_path / "b" / name / "tokenizer.json").read_bytes()

@@ -3,9 +3,9 @@
 - GPT family: byte-level BPE as in GPT-2 (leading-space ``Ġ`` tokens, ``<|endoftext|>`` as bos, eos
   and pad, nothing prepended automatically: the engine owns the BOS policy).
 - BERT family: uncased WordPiece with ``[PAD] [UNK] [CLS] [SEP] [MASK]``, shared by bert-teacher and
-  distilbert-student.
+  distilbert-student; its vocabulary is every corpus word plus single characters.
 
-The tokenizers are trained until no pair is left to merge, on the corpus plus every task word on
+The GPT tokenizer is trained until no pair is left to merge, on the corpus plus every task word on
 its own, so every word the tasks need is one token (with and without a leading space for GPT).
 :func:`check_single_tokens` asserts it; the training script and the tests call it.
 """
@@ -13,6 +13,8 @@ its own, so every word the tasks need is one token (with and without a leading s
 from __future__ import annotations
 
 import json
+import string
+from collections import Counter
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import BertTokenizer, GPT2Tokenizer, PreTrainedTokenizerBase
@@ -47,14 +49,19 @@ def build_gpt_tokenizer(texts: list[str]) -> GPT2Tokenizer:
 
 
 def build_bert_tokenizer(texts: list[str]) -> BertTokenizer:
-    raw = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    raw.normalizer = normalizers.BertNormalizer(lowercase=True)
-    raw.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=MAX_VOCAB, min_frequency=2, special_tokens=list(BERT_SPECIALS), show_progress=False,
-    )
-    raw.train_from_iterator(texts, trainer=trainer)
-    vocab = json.loads(raw.to_str())["model"]["vocab"]
+    # A word-level WordPiece vocabulary: every word that occurs at least twice is a token, and every
+    # single character (plus its "##" continuation) lets any other word still be spelled out.
+    # tokenizers' WordPieceTrainer is not used: it breaks frequency ties differently from run to
+    # run, and the training script must be deterministic. Ids: specials first, then sorted tokens.
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre = pre_tokenizers.BertPreTokenizer()
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(w for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(text)))
+    chars = set(string.ascii_lowercase + string.digits + string.punctuation)
+    chars |= {c for w in counts for c in w}
+    tokens = {w for w, n in counts.items() if n >= 2} | chars | {f"##{c}" for c in chars}
+    vocab = {t: i for i, t in enumerate(list(BERT_SPECIALS) + sorted(tokens - set(BERT_SPECIALS)))}
     tok = BertTokenizer(vocab=vocab, do_lower_case=True, model_max_length=128)
     check_single_tokens(tok, "bert")
     return tok
