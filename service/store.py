@@ -255,9 +255,6 @@ class JobStore:
     def engine_runs(self) -> int:
         return int(self.r.get(ENGINE_RUNS) or 0)
 
-    def count_keys(self) -> int:
-        return self.r.dbsize()
-
     # ------------------------------------------------------------------ worker side
     def claim(self, job_id: str, worker: str, *, max_attempts: int, stale_seconds: float) -> tuple[str, str]:
         err = json.dumps(

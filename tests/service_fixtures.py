@@ -206,18 +206,6 @@ def bob(svc_api):
         yield c
 
 
-@pytest.fixture
-def zoo_pair_ready():
-    from circuitdiff.zoo.registry import ZOO_DIR
-
-    if not all((ZOO_DIR / n / "model.safetensors").exists() for n in ("gpt-teacher", "gpt-student")):
-        pytest.skip("zoo gpt-teacher/gpt-student not trained in this checkout (run `make zoo`)")
-    try:
-        import circuitdiff.pipeline  # noqa: F401
-    except ImportError:
-        pytest.skip("circuitdiff.pipeline not present yet")
-
-
 @pytest.fixture(scope="session")
 def local_pair(svc_data, tiny_gpt_dir, tiny_gpt_dir_b) -> tuple[str, str]:
     """The tiny GPT pair from conftest (real checkpoints, random weights) under the model root."""
