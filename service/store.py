@@ -71,13 +71,15 @@ if KEYS[6] ~= '' then redis.call('SET', KEYS[6], ARGV[3] .. id, 'EX', ARGV[4]) e
 return {'new', id}
 """
 
-# KEYS: job, counts, queued, running.  ARGV: id, allowed from (comma list), to, field, value, ...
+# KEYS: job, counts, queued, running.
+# ARGV: id, allowed from (comma list), to, expected worker ('' = any), field, value, ...
 _TRANSITION = """
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return 'missing' end
 if not string.find(',' .. ARGV[2] .. ',', ',' .. st .. ',', 1, true) then return st end
+if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'worker') ~= ARGV[4] then return 'not_owner' end
 redis.call('HSET', KEYS[1], 'status', ARGV[3])
-for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('HINCRBY', KEYS[1], 'rev', 1)
 redis.call('HINCRBY', KEYS[2], st, -1)
 redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
@@ -271,11 +273,20 @@ class JobStore:
         )
         return kind, info
 
-    def transition(self, job_id: str, allowed: tuple[str, ...], to: str, **fields: Any) -> str:
+    def transition(
+        self, job_id: str, allowed: tuple[str, ...], to: str, *, expect_worker: str = "", **fields: Any
+    ) -> str:
+        """Move the job to ``to`` if its status is in ``allowed`` (and, for a worker, if it still
+        holds the job). Returns "ok", or the reason it did not move."""
         flat: list[str] = []
         for k, v in fields.items():
             flat += [k, json.dumps(v, sort_keys=True) if k in _JSON_FIELDS else str(v)]
-        return self._transition(keys=[job_key(job_id), COUNTS, QUEUED, RUNNING], args=[job_id, ",".join(allowed), to, *flat])
+        return self._transition(
+            keys=[job_key(job_id), COUNTS, QUEUED, RUNNING], args=[job_id, ",".join(allowed), to, expect_worker, *flat]
+        )
+
+    def holder(self, job_id: str) -> str | None:
+        return self.r.hget(job_key(job_id), "worker")
 
     def set_progress(self, job_id: str, stage: str, done: int, total: int) -> None:
         pipe = self.r.pipeline()

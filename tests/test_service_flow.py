@@ -136,7 +136,7 @@ def test_cancel_queued_and_running(alice, svc_worker, svc_data, local_spec):
     b_final = alice.get(f"/v1/comparisons/{b['id']}").json()
     assert b_final["status"] == "cancelled" and b_final["attempts"] == 0 and b_final["started_at"] is None
     assert not (svc_data / "results" / a["id"]).exists()
-    assert not (svc_data / "results" / f".{a['id']}.partial").exists()
+    assert not list((svc_data / "results").glob(f".{a['id']}.*"))  # partial files removed
     assert not (svc_data / "results" / b["id"]).exists()
     res = alice.get(f"/v1/comparisons/{a['id']}/result")
     assert res.status_code == 409 and res.json()["code"] == "job_cancelled"

@@ -25,6 +25,10 @@ from .liveness import WORKER_NAME, job_store
 log = logging.getLogger("circuitdiff.worker")
 
 
+class LostJob(Exception):
+    """This worker no longer holds the job: its result must not overwrite the holder's."""
+
+
 class ThrottledProgress:
     """The engine's ``progress`` callback: writes ``{stage, done, total}`` at most every ``interval`` s."""
 
@@ -76,12 +80,20 @@ def run_job(job_id: str) -> None:
     record = store.get(job_id)
     log.info("job %s attempt %s", job_id, info)
     final_dir = settings.results_dir / job_id
-    tmp_dir = settings.results_dir / f".{job_id}.partial"
-    shutil.rmtree(tmp_dir, ignore_errors=True)  # left by an attempt whose worker died
+    for stale in settings.results_dir.glob(f".{job_id}.*.partial"):
+        shutil.rmtree(stale, ignore_errors=True)  # left by earlier attempts, whose workers lost the job
+    tmp_dir = settings.results_dir / f".{job_id}.{info}.partial"
     tmp_dir.mkdir(parents=True)
     t0 = time.monotonic()
     progress = ThrottledProgress(store, job_id, settings.progress_interval)
     cancelled = CancelFlag(store, job_id)
+
+    def finish(status: str, **fields) -> None:
+        outcome = store.transition(job_id, ("running",), status, expect_worker=WORKER_NAME,
+                                   finished_at=repr(time.time()), **fields)
+        if outcome != "ok":
+            log.warning("job %s: could not record %s (%s)", job_id, status, outcome)
+
     try:
         spec = ComparisonSpec.model_validate(record["spec"])
         store.count_engine_run()
@@ -91,34 +103,32 @@ def run_job(job_id: str) -> None:
         warnings = artifacts.write(result, tmp_dir)
         if store.cancel_requested(job_id):  # asked to stop after the last component boundary
             raise Cancelled("cancelled after the last component")
+        if store.holder(job_id) != WORKER_NAME:
+            raise LostJob("another worker took the job over (this one looked dead)")
         manifest = artifacts.publish(tmp_dir, final_dir)
         last = progress.latest or ("done", 1, 1)
-        store.transition(
-            job_id,
-            ("running",),
+        finish(
             "succeeded",
             artifacts=manifest,
             warnings=warnings,
             model_cache_hits=engine.models().hits - hits_before,
             progress={"stage": "done", "done": last[2], "total": last[2]},
             result=f"results/{job_id}/result.json",  # the pointer goes in last, with the status
-            finished_at=repr(time.time()),
         )
+    except LostJob as e:
+        log.warning("job %s: %s; dropping this attempt's output", job_id, e)
     except Cancelled:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        store.transition(job_id, ("running",), "cancelled", finished_at=repr(time.time()))
+        finish("cancelled")
     except CircuitdiffError as e:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        store.transition(job_id, ("running",), "failed", error=e.to_dict(), finished_at=repr(time.time()))
+        finish("failed", error=e.to_dict())
     except Exception as e:  # noqa: BLE001 - users get a sanitized error, the log gets the traceback
         log.exception("job %s failed", job_id)
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        error = {
+        finish("failed", error={
             "code": "internal_error",
             "detail": f"the engine failed unexpectedly ({type(e).__name__}); the worker log has details",
             "field": None,
             "fix": None,
-        }
-        store.transition(job_id, ("running",), "failed", error=error, finished_at=repr(time.time()))
+        })
     finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)  # gone already when published; partial files otherwise
         store.observe_duration(time.monotonic() - t0)
