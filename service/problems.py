@@ -157,8 +157,8 @@ def field_errors(errors: list[dict], *, strip_body: bool) -> list[dict]:
     out = []
     for e in errors:
         loc = [str(x) for x in e.get("loc", ())]
-        if strip_body and loc[:1] == ["body"]:
-            loc = loc[1:]
+        if loc[:1] == ["body"] and strip_body or loc[:1] in (["query"], ["path"], ["header"], ["cookie"]):
+            loc = loc[1:]  # the field's own name: `teacher.id`, `limit`, `idempotency-key`
         etype = e.get("type", "")
         message = str(e.get("msg", "invalid"))
         message = message.removeprefix("Value error, ")

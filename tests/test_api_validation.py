@@ -138,6 +138,13 @@ def test_malformed_dataset_upload(alice, nothing_left_behind):
     assert_problem(alice.get("/v1/datasets/ds_nothere"), 404, "dataset_id", "dataset_not_found")
 
 
+def test_bad_query_and_header_parameters(alice, nothing_left_behind):
+    assert_problem(alice.get("/v1/comparisons", params={"limit": 0}), 422, "limit")
+    assert_problem(alice.get("/v1/comparisons", params={"status": "done"}), 422, "status")
+    r = alice.post("/v1/comparisons", json=SMALL_SPEC, headers={"Idempotency-Key": "has space"})
+    assert_problem(r, 422, "idempotency-key")
+
+
 def test_unknown_route_and_method(alice):
     r = alice.get("/v1/nothing")
     assert r.status_code == 404 and r.headers["content-type"].startswith(PROBLEM)
