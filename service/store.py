@@ -208,8 +208,8 @@ class JobStore:
             return CreateOutcome("idem", existing, stored_hash)
         return CreateOutcome(kind, value)
 
-    def discard(self, job_id: str, owner: str, content_key: str) -> None:
-        """Undo a create whose message could not be sent: no record may stay behind."""
+    def discard(self, job_id: str, owner: str, content_key: str, idempotency_key: str | None = None) -> None:
+        """Undo a create whose message could not be sent: no record (nor key pointing at it) stays."""
         st = self.r.hget(job_key(job_id), "status")
         pipe = self.r.pipeline()
         pipe.delete(job_key(job_id))
@@ -221,6 +221,8 @@ class JobStore:
         dedup = f"{P}dedup:{owner}:{content_key}"
         if self.r.get(dedup) == job_id:
             self.r.delete(dedup)
+        if idempotency_key:
+            self.r.delete(f"{P}idem:{owner}:{idempotency_key}")
 
     def get(self, job_id: str) -> dict[str, Any] | None:
         raw = self.r.hgetall(job_key(job_id))

@@ -91,7 +91,7 @@ def submit(
         try:
             send_job(celery, outcome.job_id)
         except Exception as e:  # broker unreachable: leave nothing behind, let the client retry
-            store.discard(outcome.job_id, owner, prepared.content_key)
+            store.discard(outcome.job_id, owner, prepared.content_key, idempotency_key)
             raise Problem(503, "queue_unavailable", f"could not queue the job ({type(e).__name__})",
                           headers={"Retry-After": "5"}) from e
     else:
