@@ -289,7 +289,8 @@ def render_html(result: dict | ComparisonResult, plots: list[Plot] | None = None
         _figure(p, f"Mean attention patterns of {p.title}",
                 "Mean attention over prompts (query rows, key columns; for causal models the upper triangle is blank "
                 "because a token cannot attend forward). Teacher left, student right, one colour scale per pair; "
-                "a leading · marks a token that starts with a space.")
+                "a leading · marks a token that starts with a space. Axis labels are the tokens of one prompt; the "
+                "pattern is a position-wise mean over all prompts, so labels are exact where prompts share a template.")
         for p in plots if p.name.startswith("attention_"))
     if not attention:
         attention = "<p>This result carries no attention views (masked models or no head pairs).</p>"
