@@ -110,12 +110,16 @@ def _check_against_reference(model_dir, task="ioi", ablations=("zero", "mean", "
         got = scan(adapter, view, ablation, method="naive", batch_size=4)  # 2 batches: slicing matters
         ref, clean = reference_scan(hf, view, ablation)
         assert got.components[0] == "L0H0" and got.components[-1] == f"L{adapter.n_layers - 1}MLP"
-        assert torch.allclose(got.clean_ld, clean, atol=TOL)
+        assert torch.allclose(got.clean_ld, clean, atol=TOL * max(1.0, clean.abs().max().item()))
         moved = (ref - clean[None]).abs().max().item()
         assert moved > 1e-2, f"{ablation}: ablations must move the LD for the check to mean anything"
         err = (got.ablated_ld - ref).abs().max().item()
-        print(f"{model_dir.name} {task} {ablation}: max |scan - reference| = {err:.2e} (largest effect {moved:.3f})")
-        assert err < TOL
+        scale = max(1.0, ref.abs().max().item())
+        print(f"{model_dir.name} {task} {ablation}: max |scan - reference| = {err:.2e} "
+              f"(largest effect {moved:.3f}, largest |LD| {scale:.2f})")
+        # float32: the bridge computes q/k/v from split weights, HF from the fused c_attn, so the two
+        # differ by rounding; 1e-5 of the LD's magnitude (trained models reach |LD| ~ 20)
+        assert err < TOL * scale
 
 
 def test_scan_equals_plain_hook_reference_on_a_tiny_model(loud_gpt_dir):
