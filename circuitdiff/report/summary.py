@@ -146,9 +146,35 @@ def interpretation(r: ComparisonResult) -> list[str]:
             trend = "less brittle than"
         else:
             trend = "as brittle as"
+        ci = r.robustness.delta_mean_drop_ci95
+        hedge, seems = "", "is"
+        if ci and ci[0] <= 0 <= ci[1]:
+            seems = "looks"
+            hedge = (f" The difference is not significant: its 95% CI [{ci[0]:.1f}, {ci[1]:.1f}] points includes 0 "
+                     f"(few components, or few prompts).")
         out.append(
-            f"With {c:.0%} fewer parameters, the student is {trend} the teacher: removing one of its components "
+            f"With {c:.0%} fewer parameters, the student {seems} {trend} the teacher: removing one of its components "
             f"costs {rs.mean_drop:.1f}% of performance on average (teacher {rt.mean_drop:.1f}%), severity "
-            f"{rs.severity:.3f} vs {rt.severity:.3f}."
+            f"{rs.severity:.3f} vs {rt.severity:.3f}.{hedge}"
+        )
+    worst = largest_mismatch(r)
+    if worst is not None:
+        m, ns, nt = worst
+        out.append(
+            f"The largest influence mismatch is student {m.student} ↔ teacher {m.teacher} (similarity {m.similarity:.2f}): "
+            f"{ns:.0%} of the student's influence against {nt:.0%} of the teacher's, the largest penalty in the score."
         )
     return out
+
+
+def largest_mismatch(r: ComparisonResult):
+    """(pair, Î_S, Î_T) of the pair with the largest penalty S·|Î_S − Î_T| (PAPER.md §Method 5), or
+    None when no pair differs by 5 points of influence share."""
+    ms = r.matches
+    sum_s, sum_t = sum(m.student_influence for m in ms), sum(m.teacher_influence for m in ms)
+    if not ms or sum_s <= 0 or sum_t <= 0:
+        return None
+    # The pair's penalty in A is S·|Î_S − Î_T|: the largest one is where the score is lost.
+    m = max(ms, key=lambda m: m.similarity * abs(m.student_influence / sum_s - m.teacher_influence / sum_t))
+    ns, nt = m.student_influence / sum_s, m.teacher_influence / sum_t
+    return (m, ns, nt) if abs(ns - nt) >= 0.05 else None
