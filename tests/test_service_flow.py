@@ -13,6 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from circuitdiff.result import ComparisonResult
 from tests.service_fixtures import PY, REPO, poll_until, wait_for
 
@@ -245,3 +247,27 @@ def test_engine_failure_is_sanitized_and_resubmittable(alice, svc_worker, svc_da
     assert again.status_code == 202 and again.json()["id"] != job["id"]  # a failure does not block a retry
     alice.delete(f"/v1/comparisons/{again.json()['id']}")
     poll_until(alice, again.json()["id"], {"cancelled", "failed"}, timeout=120)
+
+
+def test_zoo_pair_result_equals_cli(alice, svc_worker, tmp_path):
+    """The bundled pair the README and `make run` advertise, through HTTP and through the CLI."""
+    from circuitdiff.zoo.registry import ZOO_DIR
+
+    if not all((ZOO_DIR / n / "model.safetensors").exists() for n in ("gpt-teacher", "gpt-student")):
+        pytest.skip("zoo gpt pair not trained in this checkout (make zoo)")
+    spec = {"teacher": "zoo:gpt-teacher", "student": "zoo:gpt-student", "task": "ioi", "n_prompts": 8}
+    job = alice.post("/v1/comparisons", json=spec).json()
+    done = poll_until(alice, job["id"], {"succeeded", "failed"}, timeout=300)
+    assert done["status"] == "succeeded", done
+    assert done["fingerprints"]["teacher"].startswith("sha256:")
+    service_result = alice.get(f"/v1/comparisons/{job['id']}/result").json()
+    out = tmp_path / "cli.json"
+    cli = subprocess.run(
+        [CLI, "compare", "--teacher", "zoo:gpt-teacher", "--student", "zoo:gpt-student", "--task", "ioi",
+         "--prompts", "8", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "CIRCUITDIFF_CACHE_DIR": str(tmp_path / "cli-cache")},
+    )
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    assert _comparable(service_result) == _comparable(json.loads(out.read_text()))
+    assert service_result["performance"]["teacher"]["performs_task"]
