@@ -95,5 +95,22 @@ def run(spec, *, progress, cancelled, datasets_dir: Path, cache_dir: Path):
     data dir so every worker sharing the volume reuses them."""
     from circuitdiff.pipeline import run_comparison
 
-    return run_comparison(spec, progress, cancelled, datasets_dir=str(datasets_dir), loader=cached_loader,
+    return run_comparison(spec, progress, cancelled, datasets_dir=str(datasets_dir), loader=_role_loader(spec),
                           cache=str(cache_dir))
+
+
+def _role_loader(spec):
+    """``cached_loader`` whose load errors name the spec field (``student.id``), not just "model"."""
+    from circuitdiff.errors import CircuitdiffError
+
+    roles = {spec.teacher.id: "teacher", spec.student.id: "student"}
+
+    def load(ref, device="cpu", dtype="float32"):
+        try:
+            return cached_loader(ref, device=device, dtype=dtype)
+        except CircuitdiffError as e:
+            if e.field in (None, "model") and getattr(ref, "id", None) in roles:
+                e.field = f"{roles[ref.id]}.id"
+            raise
+
+    return load
