@@ -255,3 +255,12 @@ def test_masked_pair_with_end_row_attention_views_renders(tmp_path):
         fig = plots.attention_figure(r, r.attention[0])
     w, h = _png_checks(_draw(fig, tmp_path / "a.png"))
     assert h < w / 2  # one row per model, not a square
+
+
+def test_rerender_into_the_same_folder_leaves_no_stale_attention_views(tmp_path):
+    r = synthetic_result()
+    assert "plots/attention_3.png" in render_report(r, tmp_path)
+    r["attention"] = r["attention"][:1]
+    files = render_report(r, tmp_path)
+    assert sorted(p.name for p in (tmp_path / "plots").glob("attention_*")) == ["attention_1.png", "attention_1.svg"]
+    assert set(files) == {f"plots/{p.name}" for p in (tmp_path / "plots").iterdir()} | {"report.html"}

@@ -382,4 +382,8 @@ def save_plots(plots: list[Plot], plot_dir: Path) -> dict[str, Path]:
             path = plot_dir / f"{p.name}.{fmt}"
             path.write_bytes(p.png() if fmt == "png" else figure_bytes(p.figure, fmt))
             written[f"{p.name}.{fmt}"] = path
+    # Re-rendering into the same folder: drop attention views a previous result had and this one lacks.
+    for stale in plot_dir.glob("attention_*.*"):
+        if stale.suffix in (".png", ".svg") and stale.name not in written:
+            stale.unlink()
     return written
