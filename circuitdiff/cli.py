@@ -117,6 +117,11 @@ def summary(r: dict) -> str:
         if x:
             ci = f" [{x['mean_drop_ci95'][0]:.2f}, {x['mean_drop_ci95'][1]:.2f}]" if x.get("mean_drop_ci95") else ""
             lines.append(f"{role:8s} mean drop {x['mean_drop']:.2f}{ci} pp, severity {x['severity']:.4f}")
+    if rb.get("delta_mean_drop") is not None:
+        ci = rb.get("delta_mean_drop_ci95")
+        ci_text = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
+        hedge = " (the interval includes 0)" if ci and ci[0] <= 0 <= ci[1] else ""
+        lines.append(f"student - teacher mean drop {rb['delta_mean_drop']:+.2f}{ci_text} pp{hedge}")
     lines.append(f"compression ratio {rb['compression_ratio']:.3f}"
                  + (f", slope {rb['slope_mean']:.2f} pp per unit C" if rb.get("slope_mean") is not None else ""))
     if rb.get("note"):

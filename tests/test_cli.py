@@ -81,3 +81,25 @@ def test_validation_errors_are_formatted_as_field_message():
     with pytest.raises(ValidationError) as e:
         spec_from_args(args)
     assert format_validation_error(e.value) == "n_prompts: Input should be greater than or equal to 1"
+
+
+def test_summary_hedges_a_mean_drop_difference_whose_interval_includes_zero(tmp_path):
+    from circuitdiff.cli import summary
+
+    r = {
+        "models": {role: {"id": f"zoo:{role}", "n_layers": 2, "n_heads": 4, "n_params": 1000} for role in ("teacher", "student")},
+        "performance": {role: {"logit_diff": 3.0, "logit_diff_std": 1.0, "accuracy": 1.0, "performs_task": True}
+                        for role in ("teacher", "student")},
+        "task": {"name": "ioi", "options": {}, "n_prompts": 10, "n_rejected": 0},
+        "alignment": {"score": 0.9, "ci95": None, "n_pairs": 10, "direction": "student_to_teacher", "mean_similarity": 0.95},
+        "robustness": {
+            "teacher": {"mean_drop": 10.0, "mean_drop_ci95": [1.0, 20.0], "severity": 0.1},
+            "student": {"mean_drop": 20.0, "mean_drop_ci95": [2.0, 40.0], "severity": 0.2},
+            "delta_mean_drop": 9.57, "delta_mean_drop_ci95": [-14.35, 37.28], "compression_ratio": 0.4, "slope_mean": 23.9,
+        },
+        "influence": {role: {"L0H0": {"influence": 1.0, "delta": -1.0}} for role in ("teacher", "student")},
+    }
+    text = summary(r)
+    assert "student - teacher mean drop +9.57 [-14.35, 37.28] pp (the interval includes 0)" in text
+    r["robustness"]["delta_mean_drop_ci95"] = [2.0, 15.0]
+    assert "(the interval includes 0)" not in summary(r)
