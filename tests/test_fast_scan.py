@@ -183,3 +183,26 @@ def test_exact_equals_engine_naive_scan_on_a_tiny_checkpoint(tiny_gpt_dir):
 def test_exact_equals_engine_naive_scan_on_the_zoo_pair(zoo_gpt_pair):
     for model_id in zoo_gpt_pair:
         _compare_with_naive(model_id, "ioi", 8)
+
+
+def test_microbatches_halve_on_out_of_memory_and_other_errors_propagate():
+    from circuitdiff.analysis.fast_scan import run_microbatched
+
+    data = torch.arange(20.0)
+    sizes = []
+
+    def fn(sl):  # "fits" only 3 rows at a time, like an allocator that runs out above that
+        sizes.append(sl.stop - sl.start)
+        if sl.stop - sl.start > 3:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return data[sl] * 2
+
+    out, rows = run_microbatched(20, 16, fn)
+    assert torch.equal(out, data * 2) and rows == 2
+    assert sizes[:4] == [16, 8, 4, 2]  # halved until it fits, then kept
+
+    def broken(sl):
+        raise RuntimeError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        run_microbatched(4, 4, broken)
