@@ -177,6 +177,16 @@ def test_corrupt_config_is_a_clear_error(tmp_path, tiny_gpt_dir):
         load_model(str(tmp_path))
 
 
+def test_corrupt_weights_are_a_clear_error(tmp_path, tiny_gpt_dir):
+    for f in tiny_gpt_dir.iterdir():
+        if f.is_file():
+            (tmp_path / f.name).write_bytes(f.read_bytes())
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated: the safetensors header is cut
+    with pytest.raises(ModelLoadError, match="could not load the checkpoint"):
+        load_model(str(tmp_path))
+
+
 def test_unreachable_hub_is_a_clear_error():
     # HF_HUB_OFFLINE is set for the test session (conftest): the real hub code path fails fast.
     with pytest.raises((ModelLoadError, UnknownModelError), match="gpt2"):

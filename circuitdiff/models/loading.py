@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 
 from ..errors import CircuitdiffError, ModelLoadError, UnknownModelError
 from ..fingerprint import weights_sha256
@@ -142,7 +143,7 @@ def _load_local(model_id: str):
         model = auto.from_pretrained(
             path, config=config, use_safetensors=True, trust_remote_code=False, attn_implementation="eager"
         )
-    except (OSError, ValueError, KeyError) as e:
+    except _CHECKPOINT_ERRORS as e:
         raise ModelLoadError(f"{model_id}: could not load the checkpoint ({_first_line(e)})", field="model") from None
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
@@ -177,10 +178,15 @@ def _load_hub(model_id: str, revision: str | None):
             attn_implementation="eager",
         )
         tok = AutoTokenizer.from_pretrained(model_id, revision=revision, trust_remote_code=False)
-    except (OSError, ValueError) as e:
+    except _CHECKPOINT_ERRORS as e:
         raise ModelLoadError(f"{model_id}: could not load weights/tokenizer ({_first_line(e)})", field="model") from None
     resolved = getattr(config, "_commit_hash", None) or revision
     return model.eval(), tok, {"id": model_id, "kind": "hub", "revision": resolved, "sha256": None}
+
+
+# What a truncated or corrupt checkpoint raises: a bad safetensors header (SafetensorError), weights
+# whose shapes disagree with config.json (RuntimeError), unreadable or malformed files.
+_CHECKPOINT_ERRORS = (OSError, ValueError, KeyError, RuntimeError, SafetensorError)
 
 
 def _first_line(e: BaseException) -> str:
