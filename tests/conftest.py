@@ -112,6 +112,26 @@ def tiny_gpt_other_vocab_dir(tmp_path_factory) -> Path:
     return d
 
 
+@pytest.fixture(scope="session")
+def loud_gpt_dir(tmp_path_factory, tiny_gpt_dir) -> Path:
+    """The tiny checkpoint with weights x3 (LayerNorms kept): distinct heads, single ablations move
+    the logit difference visibly."""
+    import torch
+    from transformers import GPT2LMHeadModel
+
+    d = tmp_path_factory.mktemp("loud-gpt")
+    m = GPT2LMHeadModel.from_pretrained(tiny_gpt_dir)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if "ln" not in name:
+                p.mul_(3.0)
+    m.save_pretrained(d, safe_serialization=True)
+    for f in tiny_gpt_dir.iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens")):
+            (d / f.name).write_bytes(f.read_bytes())
+    return d
+
+
 def zoo_available(*names: str) -> bool:
     from circuitdiff.zoo.registry import ZOO_DIR
 

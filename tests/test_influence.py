@@ -17,22 +17,6 @@ from circuitdiff.tasks.registry import task_items
 TOL = 1e-5
 
 
-@pytest.fixture(scope="module")
-def loud_gpt_dir(tmp_path_factory, tiny_gpt_dir):
-    """The tiny checkpoint with weights x3, so single ablations move the logit difference visibly."""
-    d = tmp_path_factory.mktemp("loud-gpt")
-    m = GPT2LMHeadModel.from_pretrained(tiny_gpt_dir)
-    with torch.no_grad():
-        for name, p in m.named_parameters():
-            if "ln" not in name:
-                p.mul_(3.0)
-    m.save_pretrained(d, safe_serialization=True)
-    for f in tiny_gpt_dir.iterdir():
-        if f.name.startswith(("tokenizer", "special_tokens")):
-            (d / f.name).write_bytes(f.read_bytes())
-    return d
-
-
 def _task(adapter, name="ioi", n=6, **opts):
     items = task_items(name, opts, n, seed=0)
     return build_task_data(items, {"teacher": adapter.tokenizer, "student": adapter.tokenizer}, name=name)

@@ -7,7 +7,6 @@ import json
 import jsonschema
 import pytest
 import torch
-from transformers import GPT2LMHeadModel
 
 from circuitdiff.errors import Cancelled, TaskTokenizationError
 from circuitdiff.pipeline import run_comparison as _run_comparison
@@ -18,22 +17,6 @@ def run_comparison(spec, **kw):
     """Every run here computes: the activation cache (tested in test_cache*) would otherwise serve
     a scan computed by an earlier test, and cancellation / determinism would test nothing."""
     return _run_comparison(spec, cache=False, **kw)
-
-
-@pytest.fixture(scope="module")
-def loud_dir(tmp_path_factory, tiny_gpt_dir):
-    """The tiny checkpoint with weights x3: distinct heads, visible ablation effects."""
-    d = tmp_path_factory.mktemp("loud")
-    m = GPT2LMHeadModel.from_pretrained(tiny_gpt_dir)
-    with torch.no_grad():
-        for name, p in m.named_parameters():
-            if "ln" not in name:
-                p.mul_(3.0)
-    m.save_pretrained(d, safe_serialization=True)
-    for f in tiny_gpt_dir.iterdir():
-        if f.name.startswith(("tokenizer", "special_tokens")):
-            (d / f.name).write_bytes(f.read_bytes())
-    return d
 
 
 def _validate(result: ComparisonResult) -> dict:
@@ -52,8 +35,8 @@ def _assert_self_comparison(data: dict) -> None:
     assert len(data["matches"]) == n
 
 
-def test_a_model_compared_with_itself_is_fully_aligned(loud_dir):
-    r = run_comparison({"teacher": str(loud_dir), "student": str(loud_dir), "task": "ioi", "n_prompts": 6,
+def test_a_model_compared_with_itself_is_fully_aligned(loud_gpt_dir):
+    r = run_comparison({"teacher": str(loud_gpt_dir), "student": str(loud_gpt_dir), "task": "ioi", "n_prompts": 6,
                         "scan": "naive", "bootstrap": 50})
     data = _validate(r)
     _assert_self_comparison(data)
@@ -62,10 +45,10 @@ def test_a_model_compared_with_itself_is_fully_aligned(loud_dir):
     assert data["alignment"]["ci95"] == pytest.approx([1.0, 1.0], abs=1e-6)
 
 
-def test_tiny_pair_result_is_complete_and_valid(loud_dir, tiny_gpt_dir_b):
+def test_tiny_pair_result_is_complete_and_valid(loud_gpt_dir, tiny_gpt_dir_b):
     stages = []
     r = run_comparison(
-        {"teacher": str(loud_dir), "student": str(tiny_gpt_dir_b), "task": "sequence", "n_prompts": 5,
+        {"teacher": str(loud_gpt_dir), "student": str(tiny_gpt_dir_b), "task": "sequence", "n_prompts": 5,
          "ablation": "resample", "scan": "naive", "bootstrap": 100, "seed": 3},
         progress=lambda s, d, t: stages.append(s),
     )
@@ -86,16 +69,16 @@ def test_tiny_pair_result_is_complete_and_valid(loud_dir, tiny_gpt_dir_b):
     assert data["task"]["n_prompts"] == 5 and len(data["task"]["dataset_sha256"]) == 64
 
 
-def test_the_same_spec_gives_the_same_numbers(loud_dir, tiny_gpt_dir_b):
-    spec = {"teacher": str(loud_dir), "student": str(tiny_gpt_dir_b), "task": "ioi", "n_prompts": 4,
+def test_the_same_spec_gives_the_same_numbers(loud_gpt_dir, tiny_gpt_dir_b):
+    spec = {"teacher": str(loud_gpt_dir), "student": str(tiny_gpt_dir_b), "task": "ioi", "n_prompts": 4,
             "scan": "naive", "bootstrap": 30}
     a, b = (run_comparison(spec).model_dump(mode="json") for _ in range(2))
     for key in ("influence", "similarity", "matches", "alignment", "robustness", "performance"):
         assert a[key] == b[key], key
 
 
-def test_paper_preset_duplicates_below_threshold_pairs(loud_dir, tiny_gpt_dir_b):
-    r = run_comparison({"teacher": str(loud_dir), "student": str(tiny_gpt_dir_b), "task": "ioi", "n_prompts": 4,
+def test_paper_preset_duplicates_below_threshold_pairs(loud_gpt_dir, tiny_gpt_dir_b):
+    r = run_comparison({"teacher": str(loud_gpt_dir), "student": str(tiny_gpt_dir_b), "task": "ioi", "n_prompts": 4,
                         "preset": "paper", "scan": "naive", "head_threshold": 0.999})
     data = _validate(r)
     first = [m for m in data["matches"] if not m["duplicated"]]
@@ -107,32 +90,32 @@ def test_paper_preset_duplicates_below_threshold_pairs(loud_dir, tiny_gpt_dir_b)
     assert data["spec"]["ablation"] == "zero" and data["similarity"]["head_method"] == "row_cosine_all_rows"
 
 
-def test_cancel_stops_between_components(loud_dir):
+def test_cancel_stops_between_components(loud_gpt_dir):
     seen = []
 
     def progress(stage, done, total):
         seen.append((stage, done))
 
     with pytest.raises(Cancelled):
-        run_comparison({"teacher": str(loud_dir), "student": str(loud_dir), "task": "ioi", "n_prompts": 4,
+        run_comparison({"teacher": str(loud_gpt_dir), "student": str(loud_gpt_dir), "task": "ioi", "n_prompts": 4,
                         "scan": "naive"}, progress=progress,
                        cancelled=lambda: any(s == "influence:teacher" and d >= 2 for s, d in seen))
     assert not any(s == "influence:student" for s, _ in seen)
 
 
-def test_bad_custom_dataset_is_a_clear_error(loud_dir, tmp_path):
+def test_bad_custom_dataset_is_a_clear_error(loud_gpt_dir, tmp_path):
     f = tmp_path / "d.jsonl"
     f.write_text("\n".join(
         json.dumps({"prompt": "When Amy and Sam went to the store, Sam gave a drink to", "answer": f"Qwxz{i}zz",
                     "distractor": "Sam"}) for i in range(4)))
     with pytest.raises(TaskTokenizationError, match="answer ' Qwxz0zz' is"):
-        run_comparison({"teacher": str(loud_dir), "student": str(loud_dir), "task": "custom", "dataset": str(f),
+        run_comparison({"teacher": str(loud_gpt_dir), "student": str(loud_gpt_dir), "task": "custom", "dataset": str(f),
                         "n_prompts": 4, "scan": "naive"})
 
 
-def test_different_vocabularies_are_compared_on_shared_words(loud_dir, tiny_gpt_other_vocab_dir):
+def test_different_vocabularies_are_compared_on_shared_words(loud_gpt_dir, tiny_gpt_other_vocab_dir):
     # issue #4: no shared tokenisation -> tokens mapped to shared words by character offsets
-    data = _validate(run_comparison({"teacher": str(loud_dir), "student": str(tiny_gpt_other_vocab_dir),
+    data = _validate(run_comparison({"teacher": str(loud_gpt_dir), "student": str(tiny_gpt_other_vocab_dir),
                                      "task": "ioi", "n_prompts": 4, "scan": "naive"}))
     assert data["task"]["token_alignment"] == "word_pooled" and data["task"]["form"] == "causal"
     assert data["similarity"]["head_method"].startswith("word_pooled_")
