@@ -64,6 +64,7 @@ def test_custom_masked_prompts_are_used_and_checked(wordpiece_tok):
          "distractor": "John", "corrupted_prompt": "When Anna and Tom went to the store, Paul gave a drink to"},
         {"prompt": "x", "answer": "Mary", "distractor": "John", "masked_prompt": "[MASK] and [MASK]."},
         {"prompt": "x", "answer": "Zzqxv", "distractor": "John", "masked_prompt": "It was [MASK]."},
+        {"prompt": "x", "answer": "Mary", "distractor": "Ωμ", "masked_prompt": "It was [MASK]."},
         {"prompt": "x", "answer": "Mary", "distractor": "John", "masked_prompt": "Then [MASK] left.",
          "corrupted_masked_prompt": "Then and then [MASK] left."},
         {"prompt": "Then, Bob and Amy went home. Bob gave a book to", "answer": "Amy", "distractor": "Bob"},
@@ -72,10 +73,11 @@ def test_custom_masked_prompts_are_used_and_checked(wordpiece_tok):
     items = parse_jsonl("\n".join(json.dumps(x) for x in lines))
     data = build_task_data(items, _pair(tok), name="custom", forms=MASKED)
     reasons = {r["index"]: r["reason"] for r in data.rejected}
-    assert set(reasons) == {2, 3, 4}
+    assert set(reasons) == {2, 3, 4, 5}
     assert "exactly once" in reasons[2]
-    assert "zzqxv" in reasons[3] and "[UNK]" in reasons[3]  # lower-cased; never silently [UNK] (pitfall 12)
-    assert "mask positions" in reasons[4]
+    assert "'zzqxv' is" in reasons[3] and "tokens for the teacher" in reasons[3]  # lower-cased, several pieces
+    assert "distractor 'ωμ' is unknown" in reasons[4] and "[UNK]" in reasons[4]  # never silently [UNK] (pitfall 12)
+    assert "mask positions" in reasons[5]
     v = data.view("student")
     first = tok("The capital of Velm is [MASK].")["input_ids"]
     assert v.clean.tokens[0, : len(first)].tolist() == first
