@@ -119,10 +119,9 @@ def test_random_models_have_gpt2_small_shapes(random_pair):
         assert big(ids).logits.shape == (1, ids.shape[1], 50257)
 
 
-def test_random_models_are_seeded():
-    a, _ = load_zoo("zoo:distilgpt2-random", seed=0)
+def test_random_models_are_seeded(random_pair):
+    (_, _), (a, _) = random_pair  # built with seed 0
     w0 = a.transformer.h[0].attn.c_attn.weight[:4, :4].clone()
-    del a
     b, _ = load_zoo("zoo:distilgpt2-random", seed=0)
     assert torch.equal(w0, b.transformer.h[0].attn.c_attn.weight[:4, :4])
     c, _ = load_zoo("zoo:distilgpt2-random", seed=1)
