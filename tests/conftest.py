@@ -3,7 +3,7 @@
 ``tiny_gpt_dir`` is a GPT-2-architecture checkpoint built from a config (seeded random weights)
 plus a word-level byte-level tokenizer over every word the bundled tasks use, saved as a real
 local checkpoint directory (config.json + model.safetensors + tokenizer files). It never depends on
-the zoo being trained; tests that need trained weights use ``zoo_ready``.
+the zoo being trained; tests that need trained weights call ``require_zoo``.
 """
 
 from __future__ import annotations
@@ -132,15 +132,17 @@ def loud_gpt_dir(tmp_path_factory, tiny_gpt_dir) -> Path:
     return d
 
 
-def zoo_available(*names: str) -> bool:
+def require_zoo(*names: str) -> None:
+    """The trained zoo models are committed: a missing one is a broken checkout, so fail, never skip."""
     from circuitdiff.zoo.registry import ZOO_DIR
 
-    return all((ZOO_DIR / n / "config.json").exists() and (ZOO_DIR / n / "model.safetensors").exists() for n in names)
+    missing = [n for n in names if not (ZOO_DIR / n / "model.safetensors").is_file()]
+    if missing:
+        pytest.fail(f"zoo models {missing} are missing from circuitdiff/zoo/models (retrain with `make zoo`)")
 
 
 @pytest.fixture
 def zoo_gpt_pair():
     """Skip unless the trained zoo GPT pair is present (it is trained by `make zoo`)."""
-    if not zoo_available("gpt-teacher", "gpt-student"):
-        pytest.skip("zoo gpt-teacher/gpt-student not trained in this checkout (run `make zoo`)")
+    require_zoo("gpt-teacher", "gpt-student")
     return "zoo:gpt-teacher", "zoo:gpt-student"

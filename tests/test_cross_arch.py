@@ -27,7 +27,7 @@ from circuitdiff.result import result_json_schema
 from circuitdiff.tasks.alignment import align, word_spans
 from circuitdiff.tasks.dataset import build_task_data
 from circuitdiff.tasks.registry import task_items
-from tests.conftest import zoo_available
+from tests.conftest import require_zoo
 from tests.masked_fixtures import tiny_distilbert_dir, wordpiece_tok  # noqa: F401
 
 BIN = Path(sys.executable).parent / "circuitdiff"
@@ -193,8 +193,7 @@ def test_cli_accepts_a_cross_architecture_pair_without_flags(tiny_gpt_dir, tiny_
 # ----------------------------------------------------------------------------- the zoo pairs
 @pytest.fixture(scope="module")
 def zoo_results(tmp_path_factory):
-    if not zoo_available("bert-teacher", "distilbert-student", "gpt-teacher"):
-        pytest.skip("zoo bert-teacher / distilbert-student / gpt-teacher not trained in this checkout (make zoo)")
+    require_zoo("bert-teacher", "distilbert-student", "gpt-teacher")
     d = tmp_path_factory.mktemp("zoo-cross")
     runs = {
         "bert_ioi": ("zoo:bert-teacher", "ioi"),

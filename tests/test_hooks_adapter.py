@@ -295,10 +295,9 @@ def test_a_model_loaded_with_sdpa_is_switched_to_eager(tiny_distilbert_dir):
 
 def test_zoo_bert_teacher_gives_the_same_numbers_through_both_adapters():
     """The same agreement on the trained zoo teacher (sharper attention than random weights)."""
-    from tests.conftest import zoo_available
+    from tests.conftest import require_zoo
 
-    if not zoo_available("bert-teacher"):
-        pytest.skip("zoo bert-teacher not trained in this checkout (make zoo)")
+    require_zoo("bert-teacher")
     from circuitdiff.zoo.load import load_zoo
 
     hf, tok = load_zoo("bert-teacher")

@@ -206,10 +206,9 @@ def test_influences_equal_an_independent_plain_hook_reference(bert_pair_result, 
 
 def test_zoo_bert_pair_influences_equal_the_plain_hook_reference():
     from circuitdiff.zoo.registry import zoo_path
-    from tests.conftest import zoo_available
+    from tests.conftest import require_zoo
 
-    if not zoo_available("bert-teacher", "distilbert-student"):
-        pytest.skip("zoo bert-teacher / distilbert-student not trained in this checkout (make zoo)")
+    require_zoo("bert-teacher", "distilbert-student")
     spec = {"teacher": "zoo:bert-teacher", "student": "zoo:distilbert-student", "task": "sequence", "n_prompts": 6,
             "ablation": "mean", "bootstrap": 0, "device": "cpu"}
     data = _validate(run_comparison(spec, cache=False))

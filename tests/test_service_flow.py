@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from circuitdiff.result import ComparisonResult
+from tests.conftest import require_zoo
 from tests.service_fixtures import PY, REPO, poll_until, wait_for
 
 CLI = str(Path(PY).parent / "circuitdiff")
@@ -235,16 +236,11 @@ def test_engine_failure_is_sanitized_and_resubmittable(alice, svc_worker, svc_da
     poll_until(alice, again.json()["id"], {"cancelled", "failed"}, timeout=120)
 
 
-def test_result_over_http_equals_cli(alice, svc_worker, local_pair, tmp_path):
+def test_result_over_http_equals_cli(alice, svc_worker, tmp_path):
     """Submit -> poll -> result through HTTP gives the numbers `circuitdiff compare` gives for the
-    same spec. The bundled zoo pair (what the README and `make run` advertise) where it is trained,
-    else the tiny local pair."""
-    from circuitdiff.zoo.registry import ZOO_DIR
-
-    if all((ZOO_DIR / n / "model.safetensors").exists() for n in ("gpt-teacher", "gpt-student")):
-        teacher, student = "zoo:gpt-teacher", "zoo:gpt-student"
-    else:
-        teacher, student = local_pair
+    same spec, on the bundled zoo pair (what the README and `make run` advertise)."""
+    require_zoo("gpt-teacher", "gpt-student")
+    teacher, student = "zoo:gpt-teacher", "zoo:gpt-student"
     spec = {"teacher": teacher, "student": student, "task": "ioi", "n_prompts": 8}
     job = alice.post("/v1/comparisons", json=spec).json()
     done = poll_until(alice, job["id"], {"succeeded", "failed"}, timeout=300)
