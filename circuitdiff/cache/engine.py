@@ -103,33 +103,40 @@ class PipelineCache:
         except OSError:
             pass  # a full or read-only disk costs the next run time, never this run its result
 
-    def clean(self, role: str, adapter: Any, view: Any, compute: Callable[[], Any], build: Callable[..., Any]) -> Any:
-        """Clean-pass statistics (patterns [layer][head, T, T], mlp_rows [layer][tokens, d_model],
-        correct [n]); ``build(patterns, mlp_rows, correct)`` rebuilds the pipeline's object."""
-        key = self._key(adapter, view, ["clean:pattern,mlp_out,correct"])
+    def _through(self, role: str, key: str | None, compute: Callable[[], Any], load: Callable[[Any], Any],
+                 store: Callable[[Any], tuple[dict, dict]]) -> Any:
+        """Serve ``key`` from the cache (noting hit / miss / disabled for ``role``) or compute and store it."""
         if key is None:
             self._note(role, "disabled")
             return compute()
         entry = self.cache.get(key)
         if entry is not None:
             self._note(role, "hit")
-            t = entry.tensors
-            n = entry.meta["n_layers"]
-            return build(
-                [t["patterns"][str(i)] for i in range(n)], [t["mlp_rows"][str(i)] for i in range(n)], t["misc"]["correct"]
-            )
+            return load(entry)
         self._note(role, "miss")
-        stats = compute()
-        self._put(
-            key,
-            {
+        value = compute()
+        self._put(key, *store(value))
+        return value
+
+    def clean(self, role: str, adapter: Any, view: Any, compute: Callable[[], Any], build: Callable[..., Any]) -> Any:
+        """Clean-pass statistics (patterns [layer][head, T, T], mlp_rows [layer][tokens, d_model],
+        correct [n]); ``build(patterns, mlp_rows, correct)`` rebuilds the pipeline's object."""
+        key = self._key(adapter, view, ["clean:pattern,mlp_out,correct"])
+
+        def load(entry) -> Any:
+            t, n = entry.tensors, entry.meta["n_layers"]
+            return build([t["patterns"][str(i)] for i in range(n)], [t["mlp_rows"][str(i)] for i in range(n)],
+                         t["misc"]["correct"])
+
+        def store(stats) -> tuple[dict, dict]:
+            tensors = {
                 "patterns": {str(i): p for i, p in enumerate(stats.patterns)},
                 "mlp_rows": {str(i): r for i, r in enumerate(stats.mlp_rows)},
                 "misc": {"correct": stats.correct},
-            },
-            {"n_layers": len(stats.patterns), "role_when_written": role},
-        )
-        return stats
+            }
+            return tensors, {"n_layers": len(stats.patterns), "role_when_written": role}
+
+        return self._through(role, key, compute, load, store)
 
     def scan(
         self, role: str, adapter: Any, view: Any, params: dict[str, Any], compute: Callable[[], Any], build: Callable[..., Any]
@@ -139,25 +146,17 @@ class PipelineCache:
             f"{k}={v}" for k, v in sorted(params.items()) if k not in ("method", "ablation")
         ]
         key = self._key(adapter, view, hooks)
-        if key is None:
-            self._note(role, "disabled")
-            return compute()
-        entry = self.cache.get(key)
-        if entry is not None:
-            self._note(role, "hit")
-            m = entry.meta
-            return build(
-                components=m["components"], clean_ld=entry.tensors["ld"]["clean"], ablated_ld=entry.tensors["ld"]["ablated"],
-                ablation=m["ablation"], method=m["method"], agreement=m.get("agreement"),
-            )
-        self._note(role, "miss")
-        s = compute()
-        self._put(
-            key,
-            {"ld": {"clean": s.clean_ld, "ablated": s.ablated_ld}},
-            {"components": s.components, "ablation": s.ablation, "method": s.method, "agreement": s.agreement},
-        )
-        return s
+
+        def load(entry) -> Any:
+            m, ld = entry.meta, entry.tensors["ld"]
+            return build(components=m["components"], clean_ld=ld["clean"], ablated_ld=ld["ablated"],
+                         ablation=m["ablation"], method=m["method"], agreement=m.get("agreement"))
+
+        def store(s) -> tuple[dict, dict]:
+            meta = {"components": s.components, "ablation": s.ablation, "method": s.method, "agreement": s.agreement}
+            return {"ld": {"clean": s.clean_ld, "ablated": s.ablated_ld}}, meta
+
+        return self._through(role, key, compute, load, store)
 
 
 def open_cache(cache: ActivationCache | bool | str | Path | None) -> ActivationCache | None:
