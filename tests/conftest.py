@@ -132,6 +132,23 @@ def loud_gpt_dir(tmp_path_factory, tiny_gpt_dir) -> Path:
     return d
 
 
+def causal_batch(tok, texts):
+    """BOS + each text, right-padded: a :class:`circuitdiff.models.adapter.Batch` read at the last
+    real token."""
+    import torch
+
+    from circuitdiff.models.adapter import Batch
+
+    ids = [[tok.bos_token_id] + tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    T = max(map(len, ids))
+    tokens = torch.full((len(ids), T), tok.pad_token_id)
+    mask = torch.zeros(len(ids), T, dtype=torch.long)
+    for i, s in enumerate(ids):
+        tokens[i, : len(s)] = torch.tensor(s)
+        mask[i, : len(s)] = 1
+    return Batch(tokens, mask, mask.sum(1) - 1)
+
+
 def require_zoo(*names: str) -> None:
     """The trained zoo models are committed: a missing one is a broken checkout, so fail, never skip."""
     from circuitdiff.zoo.registry import ZOO_DIR

@@ -18,6 +18,7 @@ from circuitdiff.models import Batch, Intervention, load_model
 from circuitdiff.models.bridge import BridgeAdapter, boot_bridge
 from circuitdiff.models.hooks import LAYOUTS, HooksAdapter, UnsupportedArchitectureError
 from circuitdiff.models.loading import build_adapter
+from tests.conftest import causal_batch
 from tests.masked_fixtures import tiny_bert_dir, tiny_distilbert_dir, wordpiece_tok  # noqa: F401
 
 TOL = 1e-5
@@ -38,15 +39,6 @@ def masked_batch(tok, texts=MASKED) -> Batch:
     return Batch(enc["input_ids"], enc["attention_mask"], end)
 
 
-def causal_batch(tok, texts=CAUSAL) -> Batch:
-    ids = [[tok.bos_token_id] + tok(t, add_special_tokens=False)["input_ids"] for t in texts]
-    T = max(map(len, ids))
-    tokens = torch.full((len(ids), T), tok.pad_token_id)
-    mask = torch.zeros(len(ids), T, dtype=torch.long)
-    for i, s in enumerate(ids):
-        tokens[i, : len(s)] = torch.tensor(s)
-        mask[i, : len(s)] = 1
-    return Batch(tokens, mask, mask.sum(1) - 1)
 
 
 def plain_end_logits(hf, batch: Batch) -> torch.Tensor:
@@ -260,7 +252,7 @@ def test_gpt2_gives_the_same_numbers_through_both_adapters(tiny_gpt_dir):
     tok = AutoTokenizer.from_pretrained(tiny_gpt_dir)
     hooks, bridge = _both(hf, tok)
     assert hooks.family == "causal"
-    b = causal_batch(tok)
+    b = causal_batch(tok, CAUSAL)
     _agree(hooks, bridge, b, b.tokens.shape[1])
 
 

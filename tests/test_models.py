@@ -11,8 +11,9 @@ from transformers import GPT2LMHeadModel
 from circuitdiff.analysis.components import Component
 from circuitdiff.errors import ModelLoadError, UnknownModelError
 from circuitdiff.fingerprint import weights_sha256
-from circuitdiff.models import Batch, Intervention, load_model
+from circuitdiff.models import Intervention, load_model
 from circuitdiff.spec import ModelRef
+from tests.conftest import causal_batch
 
 TOL = 1e-5
 
@@ -28,15 +29,7 @@ def hf(tiny_gpt_dir):
 
 
 def _batch(adapter, texts):
-    tok = adapter.tokenizer
-    ids = [[tok.bos_token_id] + tok(t, add_special_tokens=False)["input_ids"] for t in texts]
-    T = max(map(len, ids))
-    tokens = torch.full((len(ids), T), tok.pad_token_id)
-    mask = torch.zeros(len(ids), T, dtype=torch.long)
-    for i, s in enumerate(ids):
-        tokens[i, : len(s)] = torch.tensor(s)
-        mask[i, : len(s)] = 1
-    return Batch(tokens, mask, mask.sum(1) - 1)
+    return causal_batch(adapter.tokenizer, texts)
 
 
 TEXTS = [
