@@ -81,35 +81,30 @@ def build_tiny_gpt(tokenizer, seed: int = 0, n_layer: int = 2, n_head: int = 4, 
     return GPT2LMHeadModel(cfg).eval()
 
 
+def save_tiny_gpt(d: Path, seed: int = 0, n_layer: int = 2, extra_words: tuple[str, ...] = ()) -> Path:
+    """Write a tiny GPT-2 checkpoint (config, safetensors weights, task-word tokenizer) into ``d``."""
+    tok = build_word_tokenizer(extra=extra_words)
+    build_tiny_gpt(tok, seed=seed, n_layer=n_layer).save_pretrained(d, safe_serialization=True)
+    tok.save_pretrained(d)
+    return d
+
+
 @pytest.fixture(scope="session")
 def tiny_gpt_dir(tmp_path_factory) -> Path:
     """A 2-layer x 4-head GPT-2 checkpoint directory (random weights, task-word tokenizer)."""
-    d = tmp_path_factory.mktemp("tiny-gpt")
-    tok = build_word_tokenizer()
-    model = build_tiny_gpt(tok)
-    model.save_pretrained(d, safe_serialization=True)
-    tok.save_pretrained(d)
-    return d
+    return save_tiny_gpt(tmp_path_factory.mktemp("tiny-gpt"))
 
 
 @pytest.fixture(scope="session")
 def tiny_gpt_dir_b(tmp_path_factory) -> Path:
     """A different tiny GPT-2 (3 layers, other seed) with the same tokenizer: a 'student'."""
-    d = tmp_path_factory.mktemp("tiny-gpt-b")
-    tok = build_word_tokenizer()
-    build_tiny_gpt(tok, seed=1, n_layer=3).save_pretrained(d, safe_serialization=True)
-    tok.save_pretrained(d)
-    return d
+    return save_tiny_gpt(tmp_path_factory.mktemp("tiny-gpt-b"), seed=1, n_layer=3)
 
 
 @pytest.fixture(scope="session")
 def tiny_gpt_other_vocab_dir(tmp_path_factory) -> Path:
     """A tiny GPT-2 whose tokenizer has extra words: a different vocabulary."""
-    d = tmp_path_factory.mktemp("tiny-gpt-other")
-    tok = build_word_tokenizer(extra=("zyx", "qwv"))
-    build_tiny_gpt(tok, seed=2).save_pretrained(d, safe_serialization=True)
-    tok.save_pretrained(d)
-    return d
+    return save_tiny_gpt(tmp_path_factory.mktemp("tiny-gpt-other"), seed=2, extra_words=("zyx", "qwv"))
 
 
 @pytest.fixture(scope="session")

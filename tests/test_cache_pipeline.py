@@ -14,13 +14,9 @@ from circuitdiff.pipeline import run_comparison
 @pytest.fixture(scope="module")
 def new_student_dir(tmp_path_factory) -> Path:
     """Another checkpoint of the 'student' with the shared tokenizer: a new distillation run."""
-    from tests.conftest import build_tiny_gpt, build_word_tokenizer
+    from tests.conftest import save_tiny_gpt
 
-    d = tmp_path_factory.mktemp("tiny-gpt-c")
-    tok = build_word_tokenizer()
-    build_tiny_gpt(tok, seed=7, n_layer=3).save_pretrained(d, safe_serialization=True)
-    tok.save_pretrained(d)
-    return d
+    return save_tiny_gpt(tmp_path_factory.mktemp("tiny-gpt-c"), seed=7, n_layer=3)
 
 
 def _spec(teacher, student, **kw):
