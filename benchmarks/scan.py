@@ -57,7 +57,7 @@ def _setup(args):
 
     from circuitdiff.models.loading import load_model
     from circuitdiff.tasks.dataset import build_task_data
-    from circuitdiff.tasks.registry import task_items
+    from circuitdiff.catalogue import task_items
 
     torch.manual_seed(0)
     device = torch.device(args.device)
@@ -80,7 +80,7 @@ def worker_scan(args) -> dict:
     """Scan both models with one method; per-model LDs come back for the accuracy figures."""
     import torch
 
-    from circuitdiff.analysis.influence import scan
+    from circuitdiff.scan import scan
 
     device, adapters, task = _setup(args)
     if device.type == "cuda":
@@ -115,7 +115,7 @@ def _flops(args, adapters, task, device, seconds: float) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from circuitdiff.analysis.influence import scan
+    from circuitdiff.scan import scan
 
     counter = FlopCounterMode(display=False)
     with counter:
@@ -213,7 +213,7 @@ def influence_error(a: dict, b: dict) -> tuple[float, float]:
 
 
 def spearman_vs(a: dict, b: dict) -> float:
-    from circuitdiff.analysis.attribution import spearman
+    from circuitdiff.scan.attribution import spearman
 
     xs, ys = [], []
     for role in a["models"]:

@@ -171,7 +171,7 @@ def add_tasks(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from .tasks.registry import list_tasks
+    from .catalogue import list_tasks
 
     for t in list_tasks():
         print(f"{t['name']:10s} {t['description']}")
@@ -186,7 +186,7 @@ def add_models(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .zoo.registry import list_zoo
+    from .catalogue import list_zoo
 
     for m in list_zoo():
         state = "" if m["available"] else "  (not trained in this install: make zoo)"
@@ -233,11 +233,16 @@ def _quiet_libraries() -> None:
 
 
 def format_validation_error(e) -> str:
+    """``field: message`` per error; the field of a spec error is its location plus the ``field`` its
+    context names (circuitdiff.spec.spec_error)."""
     parts = []
     for err in e.errors():
-        loc = ".".join(str(x) for x in err.get("loc", ()) if x != "__root__")
+        loc = [str(x) for x in err.get("loc", ()) if x != "__root__"]
+        ctx = err.get("ctx") or {}
+        if isinstance(ctx.get("field"), str):
+            loc.append(ctx["field"])
         msg = err.get("msg", "").removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}" if loc else msg)
+        parts.append(f"{'.'.join(loc)}: {msg}" if loc else msg)
     return "; ".join(parts)
 
 

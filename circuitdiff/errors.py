@@ -75,3 +75,18 @@ class Cancelled(CircuitdiffError):
 
     code = "cancelled"
     http_status = 409
+
+
+class ComponentIdError(CircuitdiffError, ValueError):
+    """A string that is not a component address (``L3H7`` / ``L3MLP`` / the authors' ``MLP3``)."""
+
+    code = "invalid_component_id"
+    http_status = 422
+
+
+class UnsupportedArchitectureError(CircuitdiffError, TypeError):
+    """An architecture some part of circuitdiff has no code for: no forward-hook layout (the loader
+    turns it into a :class:`ModelLoadError`), or no functional view (the scans then run naive)."""
+
+    code = "unsupported_architecture"
+    http_status = 422

@@ -1,10 +1,15 @@
-"""The comparison result file (``result.json``, ``schema_version: 1``). Importable without torch.
+"""The comparison result file (``result.json``). Importable without torch.
 
 Results are data first: the service, the report and the scheduler all read this one structure.
-Component ids follow DESIGN.md: ``L{layer}H{head}`` for a head, ``L{layer}MLP`` for an MLP.
-Units: logit differences in logits; ``influence`` = |LD_ablated - LD_clean| (logit units);
-``retained_pct`` = 100 * LD_ablated / LD_clean, null when LD_clean <= 0; drops in percentage
-points of the clean logit difference.
+Component ids follow DESIGN.md: ``L{layer}H{head}`` for a head, ``L{layer}MLP`` for an MLP
+(circuitdiff.vocabulary). Units: logit differences in logits; ``influence`` = |LD_ablated -
+LD_clean| (logit units); ``retained_pct`` = 100 * LD_ablated / LD_clean, null when the model does
+not perform the task; drops in percentage points of the clean logit difference.
+
+Schema versions (``schema_version``; the report reads every one, circuitdiff.report.load):
+1. the first release;
+2. robustness carries every statistic the engine computes (``worst5_mean``, ``gini`` per model,
+   ``slope_mean_ci95``), and every interval comes from the spec's ``bootstrap`` resamples.
 """
 
 from __future__ import annotations
@@ -13,7 +18,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .spec import SCHEMA_VERSION
+from .vocabulary import (
+    SCHEMA_VERSION, AdapterName, ComponentKind, Family, Matching, ModelKind, Role, ScanMethod, TaskForm,
+    TokenAlignment,
+)
 
 
 class _Model(BaseModel):
@@ -22,12 +30,12 @@ class _Model(BaseModel):
 
 class ModelInfo(_Model):
     id: str
-    kind: Literal["zoo", "hub", "local"]
+    kind: ModelKind
     revision: str | None = None
     sha256: str | None = Field(None, description="sha256 over the weight files (zoo, local, random)")
     architecture: str
-    family: Literal["causal", "masked"]
-    adapter: Literal["bridge", "hooks"]
+    family: Family
+    adapter: AdapterName
     n_layers: int
     n_heads: int
     d_model: int
@@ -44,13 +52,13 @@ class RejectedPrompt(_Model):
 class TaskInfo(_Model):
     name: str
     options: dict[str, Any]
-    form: Literal["causal", "masked", "mixed"] = Field(description="causal: next-token; masked: [MASK] cloze")
+    form: TaskForm = Field(description="causal: next-token; masked: [MASK] cloze; mixed: each model its own")
     n_prompts: int
     n_rejected: int
     dataset_sha256: str
     rejected: list[RejectedPrompt]
     example_prompt: str
-    token_alignment: Literal["shared_vocabulary", "word_offsets", "word_pooled", "word_end_row"] = Field(
+    token_alignment: TokenAlignment = Field(
         "shared_vocabulary",
         description="shared_vocabulary: token-level patterns (same tokenizer and form); word_pooled: tokens "
         "mapped to shared words by character offsets, attention pooled per word (sum over key tokens, mean "
@@ -62,7 +70,9 @@ class Performance(_Model):
     logit_diff: float
     logit_diff_std: float
     accuracy: float = Field(description="share of prompts whose top-1 prediction is the answer")
-    performs_task: bool = Field(description="clean logit difference > 0")
+    performs_task: bool = Field(
+        description="mean clean logit difference > 0 and the lower end of its 95% t-interval over prompts > 0 "
+        "(circuitdiff.analysis.performance)")
 
 
 class ComponentInfluence(_Model):
@@ -89,7 +99,7 @@ class Similarity(_Model):
 class Match(_Model):
     student: str
     teacher: str
-    kind: Literal["head", "mlp"]
+    kind: ComponentKind
     similarity: float
     matched: bool = Field(description="similarity >= the threshold for this component type")
     student_influence: float
@@ -102,7 +112,7 @@ class Alignment(_Model):
     ci95: list[float] | None = Field(None, min_length=2, max_length=2)
     n_pairs: int
     mean_similarity: float
-    direction: Literal["student_to_teacher", "teacher_to_student"]
+    direction: Matching
 
 
 class ModelRobustness(_Model):
@@ -112,6 +122,8 @@ class ModelRobustness(_Model):
     median_drop: float
     max_drop: float
     severity: float
+    worst5_mean: float | None = Field(None, description="mean of the worst 5% of drops (schema >= 2)")
+    gini: float | None = Field(None, description="Gini coefficient of the drops (schema >= 2)")
 
 
 class Robustness(_Model):
@@ -121,6 +133,7 @@ class Robustness(_Model):
     delta_mean_drop: float | None
     delta_mean_drop_ci95: list[float] | None
     slope_mean: float | None = Field(description="delta mean drop / compression ratio (pp per unit C)")
+    slope_mean_ci95: list[float] | None = Field(None, description="the slope's interval, from delta's (schema >= 2)")
     delta_severity: float | None
     slope_severity: float | None
     note: str | None = None
@@ -138,21 +151,21 @@ class AttentionView(_Model):
 
 
 class ScanInfo(_Model):
-    method: Literal["exact", "attribution", "naive"]
+    method: ScanMethod
     approximate: bool
     agreement: dict[str, Any] | None = None
     cache: dict[str, str] = Field(default_factory=dict, description="per model: hit | miss | disabled")
 
 
 class ComparisonResult(_Model):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     created_at: str
     spec: dict[str, Any] = Field(description="the fully resolved spec (preset expanded)")
     engine: dict[str, str]
-    models: dict[Literal["teacher", "student"], ModelInfo]
+    models: dict[Role, ModelInfo]
     task: TaskInfo
-    performance: dict[Literal["teacher", "student"], Performance]
-    influence: dict[Literal["teacher", "student"], dict[str, ComponentInfluence]]
+    performance: dict[Role, Performance]
+    influence: dict[Role, dict[str, ComponentInfluence]]
     similarity: Similarity
     matches: list[Match]
     alignment: Alignment
@@ -165,3 +178,19 @@ class ComparisonResult(_Model):
 
 def result_json_schema() -> dict:
     return ComparisonResult.model_json_schema()
+
+
+def upgrade(data: dict) -> dict:
+    """A result dict of any released schema version, brought to the current one (a new dict).
+
+    Each step fills what the newer version added with "not computed" values; numbers are never
+    invented. Raises ValueError for a version this code does not know.
+    """
+    version = data.get("schema_version")
+    if version not in range(1, SCHEMA_VERSION + 1):
+        raise ValueError(f"result schema_version {version!r} is not supported (this code reads 1 to {SCHEMA_VERSION})")
+    out = dict(data)
+    if version == 1:
+        # 2 added worst5_mean / gini per model and slope_mean_ci95, all optional: nothing to fill
+        out["schema_version"] = 2
+    return out

@@ -7,9 +7,15 @@ Presets (PAPER.md §Method, paper-notes §7):
 - ``paper``: the authors' choices: zero ablation for IOI/QA, per-position mean ablation over the
   corrupted set for the sequence task, student→teacher argmax matching, eigenvector MLP
   similarity rescaled to the head-similarity distribution, thresholds 0.95/0.12 with the
-  below-threshold pairs counted twice (needed to reproduce their printed scores), no CI.
+  below-threshold pairs counted twice (needed to reproduce their printed scores); confidence
+  intervals with the authors' 10,000 bootstrap resamples (their robustness analysis).
 - ``default``: the same formula with the bugs fixed: mean ablation for every task, no duplicated
-  pairs, bootstrap confidence intervals. One BOS policy for every pass of a job in both presets.
+  pairs, 1,000 bootstrap resamples. One BOS policy for every pass of a job in both presets.
+
+``bootstrap`` governs every confidence interval of a result (alignment and robustness).
+
+Validation errors carry a stable code as their pydantic error ``type`` and a ``fix`` in their
+``ctx`` (:func:`spec_error`); the service and the CLI read those, never the message text.
 """
 
 from __future__ import annotations
@@ -17,57 +23,33 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-SCHEMA_VERSION = 1
-
-ZOO_MODELS: dict[str, str] = {
-    "gpt-teacher": "GPT-2 architecture, 4 layers x 4 heads, trained on the bundled task corpus",
-    "gpt-student": "2 layers x 4 heads, distilled from gpt-teacher (KD, T=2)",
-    "bert-teacher": "BERT masked LM, 4 layers, trained on the bundled task corpus",
-    "distilbert-student": "DistilBERT masked LM, 2 layers, distilled from bert-teacher",
-    "gpt2-small-random": "GPT-2 small shapes (12x12, d_model 768, vocab 50257), seeded random weights; benchmarks only",
-    "distilgpt2-random": "DistilGPT2 shapes (6x12, d_model 768, vocab 50257), seeded random weights; benchmarks only",
-}
-
-TASKS: dict[str, dict[str, Any]] = {
-    "ioi": {
-        "description": "Indirect object identification: '... John gave a drink to' -> Mary vs John",
-        "options": {"templates": {"type": "enum", "values": ["mixed", "ABBA", "BABA"], "default": "mixed"}},
-    },
-    "sequence": {
-        "description": "Numerical sequence continuation: '... Desk done in 4. Sun done in' -> 5 vs 4",
-        "options": {
-            "members": {"type": "enum", "values": ["numerals", "numwords", "months"], "default": "numerals"},
-            "frame": {"type": "enum", "values": ["done", "lost", "names"], "default": "done"},
-        },
-    },
-    "qa": {
-        "description": "Factual questions: 'Q: What is the capital of Velm? A:' -> Tarro vs another capital",
-        "options": {"facts": {"type": "enum", "values": ["zoo", "world"], "default": "zoo"}},
-    },
-    "custom": {
-        "description": "A JSONL dataset of {prompt, answer, distractor, corrupted_prompt?, masked_prompt?}",
-        "options": {},
-    },
-}
-
-Ablation = Literal["zero", "mean", "resample"]
-Preset = Literal["default", "paper"]
-Matching = Literal["student_to_teacher", "teacher_to_student"]
-MlpSimilarity = Literal["eigen", "cka"]
-Scan = Literal["exact", "attribution", "naive"]
-Bos = Literal["prepend", "none"]
-Device = Literal["auto", "cpu", "cuda"]
-Dtype = Literal["float32", "float16", "bfloat16"]
+from .catalogue import TASKS, ZOO
+from .vocabulary import (
+    MAX_PROMPTS, PAPER_HEAD_THRESHOLD, PAPER_MLP_THRESHOLD, Ablation, Bos, Device, Dtype, Matching, MlpSimilarity,
+    ModelKind, Preset, ScanMethod,
+)
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
+MODEL_ID_FIX = "use zoo:NAME, a hub id like 'gpt2' or 'org/name', or a local checkpoint directory"
 
 
-def model_kind(model_id: str) -> Literal["zoo", "hub", "local"]:
+def spec_error(code: str, message: str, fix: str, field: str | None = None) -> PydanticCustomError:
+    """A validation error with a stable ``code`` (the error's ``type``), a ``fix`` and, for errors raised
+    by a model-level validator, the dotted ``field`` it concerns (relative to the model), all in the
+    error's ``ctx``. Callers map ``type`` to their code: rewording ``message`` never changes it."""
+    ctx = {"message": message, "fix": fix}
+    if field is not None:
+        ctx["field"] = field
+    return PydanticCustomError(code, "{message}", ctx)
+
+
+def model_kind(model_id: str) -> ModelKind:
     """Classify a model id without touching disk or network: ``zoo:NAME``, a path, or a hub id."""
     if model_id.startswith("zoo:"):
         return "zoo"
@@ -92,35 +74,35 @@ class ModelRef(BaseModel):
         kind = model_kind(v)
         if kind == "zoo":
             name = v[4:]
-            if name not in ZOO_MODELS:
-                raise ValueError(
-                    f"unknown zoo model {name!r}; available: {', '.join('zoo:' + k for k in ZOO_MODELS)}"
-                )
+            if name not in ZOO:
+                available = ", ".join("zoo:" + k for k in ZOO)
+                raise spec_error("unknown_model", f"unknown zoo model {name!r}; available: {available}",
+                                 f"use one of: {available} (GET /v1/models)")
         elif kind == "hub":
             if not _HUB_ID.match(v) or ".." in v:
-                raise ValueError(
-                    "not a valid model id: use zoo:NAME, a hub id like 'gpt2' or 'org/name', "
-                    "or a local directory starting with '/' or './'"
-                )
+                raise spec_error("invalid_model", "not a valid model id: use zoo:NAME, a hub id like 'gpt2' or "
+                                 "'org/name', or a local directory starting with '/' or './'", MODEL_ID_FIX)
         elif "\x00" in v:
-            raise ValueError("local path contains a NUL byte")
+            raise spec_error("invalid_model", "local path contains a NUL byte", MODEL_ID_FIX)
         return v
 
     @field_validator("revision")
     @classmethod
     def _check_revision(cls, v: str | None) -> str | None:
         if v is not None and not _REVISION.match(v):
-            raise ValueError("revision must be a branch, tag or commit hash")
+            raise spec_error("invalid_model", "revision must be a branch, tag or commit hash",
+                             "give a branch, tag or commit hash of the hub repository")
         return v
 
     @model_validator(mode="after")
     def _revision_only_for_hub(self) -> "ModelRef":
         if self.revision is not None and model_kind(self.id) != "hub":
-            raise ValueError("revision applies to hub models only")
+            raise spec_error("invalid_model", "revision applies to hub models only",
+                             "drop `revision`: only hub models have revisions", field="revision")
         return self
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> ModelKind:
         return model_kind(self.id)
 
 
@@ -145,17 +127,20 @@ class ComparisonSpec(BaseModel):
     duplicate_unmatched: bool | None = Field(
         default=None, description="count below-threshold pairs twice (the authors' quirk; paper preset)"
     )
-    n_prompts: int = Field(default=100, ge=1, le=5000)
+    n_prompts: int = Field(default=100, ge=1, le=MAX_PROMPTS)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     bos: Bos | None = None
     device: Device = "auto"
     dtype: Dtype = "float32"
-    scan: Scan = "exact"
+    scan: ScanMethod = "exact"
     attribution_check: int | None = Field(
         default=None, ge=1, le=10_000,
         description="scan=attribution: exact-scan this many sampled components and report the agreement",
     )
-    bootstrap: int | None = Field(default=None, ge=0, le=100_000, description="bootstrap resamples for CIs; 0 = none")
+    bootstrap: int | None = Field(
+        default=None, ge=0, le=100_000,
+        description="bootstrap resamples of every confidence interval (alignment, robustness); 0 = none",
+    )
 
     @field_validator("teacher", "student", mode="before")
     @classmethod
@@ -166,44 +151,50 @@ class ComparisonSpec(BaseModel):
     @classmethod
     def _check_task(cls, v: str) -> str:
         if v not in TASKS:
-            raise ValueError(f"unknown task {v!r}; available: {', '.join(TASKS)}")
+            raise spec_error("unknown_task", f"unknown task {v!r}; available: {', '.join(TASKS)}",
+                             f"use one of: {', '.join(TASKS)} (GET /v1/tasks)")
         return v
 
     @model_validator(mode="after")
     def _check_options(self) -> "ComparisonSpec":
-        allowed = TASKS[self.task]["options"]
+        task = TASKS[self.task]
         for key, value in self.task_options.items():
-            if key not in allowed:
-                known = ", ".join(allowed) or "none"
-                raise ValueError(f"task_options.{key}: unknown option for task {self.task!r} (options: {known})")
-            opt = allowed[key]
-            if opt["type"] == "enum" and value not in opt["values"]:
-                raise ValueError(f"task_options.{key}: must be one of {opt['values']}, got {value!r}")
-        if self.task == "custom" and not self.dataset:
-            raise ValueError("dataset: the custom task needs a dataset (upload one with POST /v1/datasets)")
-        if self.task != "custom" and self.dataset:
-            raise ValueError("dataset: only the custom task takes a dataset")
+            field = f"task_options.{key}"
+            if key not in task.options:
+                known = ", ".join(task.options) or "none"
+                raise spec_error("invalid_task_option", f"unknown option for task {self.task!r} (options: {known})",
+                                 f"remove it; this task's options are: {known}", field=field)
+            allowed = list(task.options[key].values)
+            if value not in allowed:
+                raise spec_error("invalid_task_option", f"must be one of {allowed}, got {value!r}",
+                                 f"use one of {allowed} (GET /v1/tasks lists every option)", field=field)
+        if task.needs_dataset and not self.dataset:
+            raise spec_error("invalid_dataset", f"the {self.task} task needs a dataset",
+                             "upload the JSONL with POST /v1/datasets and pass the returned id as `dataset`",
+                             field="dataset")
+        if not task.needs_dataset and self.dataset:
+            raise spec_error("invalid_dataset", "only the custom task takes a dataset",
+                             "remove `dataset`, or use \"task\": \"custom\"", field="dataset")
         return self
 
     def resolve(self) -> "ComparisonSpec":
         """Expand the preset: every field explicit, task options filled with their defaults."""
         paper = self.preset == "paper"
-        opts = {k: o["default"] for k, o in TASKS[self.task]["options"].items()}
-        opts.update(self.task_options)
         ablation = self.ablation or (
             ("mean" if self.task == "sequence" else "zero") if paper else "mean"
         )
         return self.model_copy(
             update={
-                "task_options": opts,
+                "task_options": {**TASKS[self.task].defaults(), **self.task_options},
                 "ablation": ablation,
                 "matching": self.matching or "student_to_teacher",
                 "mlp_similarity": self.mlp_similarity or "eigen",
-                "head_threshold": 0.95 if self.head_threshold is None else self.head_threshold,
-                "mlp_threshold": 0.12 if self.mlp_threshold is None else self.mlp_threshold,
+                "head_threshold": PAPER_HEAD_THRESHOLD if self.head_threshold is None else self.head_threshold,
+                "mlp_threshold": PAPER_MLP_THRESHOLD if self.mlp_threshold is None else self.mlp_threshold,
                 "duplicate_unmatched": paper if self.duplicate_unmatched is None else self.duplicate_unmatched,
                 "bos": self.bos or "prepend",
-                "bootstrap": (0 if paper else 1000) if self.bootstrap is None else self.bootstrap,
+                # paper: the authors' robustness intervals (10,000 resamples); default: 1,000
+                "bootstrap": (10_000 if paper else 1000) if self.bootstrap is None else self.bootstrap,
             }
         )
 

@@ -10,7 +10,6 @@ Users never see a traceback.
 from __future__ import annotations
 
 import logging
-import re
 from http import HTTPStatus
 from typing import Any
 
@@ -21,7 +20,6 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from circuitdiff.errors import CircuitdiffError
-from circuitdiff.spec import TASKS
 
 log = logging.getLogger("circuitdiff.service")
 MEDIA_TYPE = "application/problem+json"
@@ -92,30 +90,13 @@ def problem_response(p: Problem, request: Request | None = None) -> JSONResponse
 
 
 # ------------------------------------------------------------------ pydantic errors -> field errors
-_PATH_PREFIX = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*): (.*)$", re.S)
-_ONE_OF = re.compile(r"must be one of (\[.*?\])")
-_OPTIONS = re.compile(r"\(options: (.*?)\)")
+# Codes come from the error's type, never from its message: circuitdiff.spec raises errors whose
+# type is a stable code and whose ctx carries the fix (and, for model-level checks, the field);
+# pydantic's own error types map through the tables below.
+_BUILTIN_CODES = {"json_invalid": "invalid_json", "extra_forbidden": "unknown_field", "missing": "missing_field"}
 
 
-def _code_for(field: str, etype: str, message: str) -> str:
-    if etype == "json_invalid":
-        return "invalid_json"
-    if etype == "extra_forbidden":
-        return "unknown_field"
-    if etype == "missing":
-        return "missing_field"
-    if field == "task":
-        return "unknown_task"
-    if field.startswith("task_options"):
-        return "invalid_task_option"
-    if field.split(".")[0] in ("teacher", "student"):
-        return "unknown_model" if "unknown zoo model" in message else "invalid_model"
-    if field == "dataset":
-        return "invalid_dataset"
-    return "invalid_value"
-
-
-def _fix_for(field: str, etype: str, ctx: dict, message: str) -> str:
+def _fix_for(field: str, etype: str, ctx: dict) -> str:
     if etype == "json_invalid":
         return "send a valid JSON object (Content-Type: application/json)"
     if etype == "missing":
@@ -138,18 +119,6 @@ def _fix_for(field: str, etype: str, ctx: dict, message: str) -> str:
         return "give a string" if etype == "string_type" else "shorten or lengthen the string to the allowed size"
     if etype in ("dict_type", "model_type", "model_attributes_type"):
         return "give a JSON object"
-    if field == "task":
-        return f"use one of: {', '.join(TASKS)} (GET /v1/tasks)"
-    if m := _ONE_OF.search(message):
-        return f"use one of {m.group(1)} (GET /v1/tasks lists every option)"
-    if m := _OPTIONS.search(message):
-        return f"remove it; this task's options are: {m.group(1)}"
-    if field.split(".")[0] in ("teacher", "student"):
-        if "revision" in message:
-            return "drop `revision`: only hub models have revisions"
-        return "use zoo:NAME, a hub id like 'gpt2', or a directory under an allowed model root (GET /v1/models)"
-    if field == "dataset":
-        return "upload the JSONL with POST /v1/datasets and pass the returned id as `dataset`"
     return "see the request schema at /docs"
 
 
@@ -160,19 +129,16 @@ def field_errors(errors: list[dict], *, strip_body: bool) -> list[dict]:
         if loc[:1] == ["body"] and strip_body or loc[:1] in (["query"], ["path"], ["header"], ["cookie"]):
             loc = loc[1:]  # the field's own name: `teacher.id`, `limit`, `idempotency-key`
         etype = e.get("type", "")
-        message = str(e.get("msg", "invalid"))
-        message = message.removeprefix("Value error, ")
-        field = ".".join(loc)
-        if etype == "value_error" and (m := _PATH_PREFIX.match(message)):
-            # model validators prefix their message with the path they concern ("task_options.x: ...")
-            field = ".".join([*loc, m.group(1)]) if loc else m.group(1)
-            message = m.group(2)
-        elif etype == "value_error" and "revision" in message and loc and loc[-1] in ("teacher", "student"):
-            field = f"{field}.revision"
-        if etype == "json_invalid":
-            field = "body"
-        field = field or "body"
-        out.append(_item(field, message, _fix_for(field, etype, e.get("ctx") or {}, message), _code_for(field, etype, message)))
+        ctx = e.get("ctx") or {}
+        message = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+        if isinstance(ctx.get("field"), str):  # a model-level check names the field it concerns
+            loc.append(ctx["field"])
+        field = "body" if etype == "json_invalid" else (".".join(loc) or "body")
+        if isinstance(ctx.get("fix"), str):  # a circuitdiff spec error: its type is the stable code
+            code, fix = etype, ctx["fix"]
+        else:
+            code, fix = _BUILTIN_CODES.get(etype, "invalid_value"), _fix_for(field, etype, ctx)
+        out.append(_item(field, message, fix, code))
     return out
 
 

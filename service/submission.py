@@ -18,7 +18,7 @@ from pathlib import Path
 from circuitdiff import ENGINE_VERSION
 from circuitdiff.fingerprint import WEIGHT_SUFFIXES, file_sha256, weights_sha256
 from circuitdiff.spec import ComparisonSpec, ModelRef
-from circuitdiff.zoo.registry import RANDOM, zoo_path
+from circuitdiff.catalogue import RANDOM, zoo_path
 
 from . import datasets
 from .modelroots import check_checkpoint, resolve_under_roots

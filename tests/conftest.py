@@ -8,13 +8,26 @@ the zoo being trained; tests that need trained weights call ``require_zoo``.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # build machines have no hub: fail fast, never hang
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+# Tests never write outside temporary directories: the activation cache, matplotlib's font cache,
+# Hugging Face's and Chromium's caches all go to one directory removed when the session ends. Set
+# before anything imports matplotlib; subprocesses (CLI, API, workers) inherit it.
+_SCRATCH = Path(tempfile.mkdtemp(prefix="circuitdiff-tests-"))
+atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)
+for _var, _sub in (("CIRCUITDIFF_CACHE_DIR", "activation-cache"), ("MPLCONFIGDIR", "matplotlib"),
+                   ("HF_HOME", "huggingface"), ("XDG_CACHE_HOME", "xdg-cache"), ("XDG_CONFIG_HOME", "xdg-config"),
+                   ("XDG_DATA_HOME", "xdg-data")):
+    os.environ[_var] = str(_SCRATCH / _sub)
 
 REPO = Path(__file__).resolve().parent.parent
 pytest_plugins = ["tests.service_fixtures"]  # real Redis / API / worker fixtures for the service tests
@@ -24,20 +37,20 @@ def task_words() -> list[str]:
     """Every byte-level pre-token of every task prompt and answer (and the bare words)."""
     from tokenizers import pre_tokenizers
 
-    from circuitdiff.tasks import generate, vocab
+    from circuitdiff.tasks import generate, wordlists
 
     texts: list[str] = []
     for it in generate.ioi_items(300, seed=1, split="all"):
         texts += [it.prompt, it.corrupted_prompt]
-    for members in vocab.SEQ_MEMBERS:
-        for frame in vocab.SEQ_VERBS:
+    for members in wordlists.SEQ_MEMBERS:
+        for frame in wordlists.SEQ_VERBS:
             for it in generate.sequence_items(40, seed=1, split="all", members=members, frame=frame):
                 texts += [it.prompt, it.corrupted_prompt]
     for facts in ("zoo", "world"):
         for it in generate.qa_items(80, seed=1, split="all", facts=facts):
             texts += [it.prompt, it.corrupted_prompt]
-    words = set(vocab.NAMES) | set(vocab.SEQ_NOUNS) | set(vocab.NUMERALS) | set(vocab.NUMBER_WORDS)
-    words |= set(vocab.MONTHS) | set(vocab.QA_CAPITALS) | {c for _, c in vocab.WORLD_FACTS}
+    words = set(wordlists.NAMES) | set(wordlists.SEQ_NOUNS) | set(wordlists.NUMERALS) | set(wordlists.NUMBER_WORDS)
+    words |= set(wordlists.MONTHS) | set(wordlists.QA_CAPITALS) | {c for _, c in wordlists.WORLD_FACTS}
     texts += [" " + w for w in words] + sorted(words)
     pre = pre_tokenizers.ByteLevel(add_prefix_space=False)
     pieces = {p for t in texts for p, _ in pre.pre_tokenize_str(t)}
@@ -146,7 +159,7 @@ def causal_batch(tok, texts):
 
 def require_zoo(*names: str) -> None:
     """The trained zoo models are committed: a missing one is a broken checkout, so fail, never skip."""
-    from circuitdiff.zoo.registry import ZOO_DIR
+    from circuitdiff.catalogue import ZOO_DIR
 
     missing = [n for n in names if not (ZOO_DIR / n / "model.safetensors").is_file()]
     if missing:
@@ -158,3 +171,29 @@ def zoo_gpt_pair():
     """Skip unless the trained zoo GPT pair is present (it is trained by `make zoo`)."""
     require_zoo("gpt-teacher", "gpt-student")
     return "zoo:gpt-teacher", "zoo:gpt-student"
+
+
+class CliRun:
+    """What one in-process ``circuitdiff`` command returned and printed."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run ``circuitdiff ARGS`` in this process (``circuitdiff.cli.main``), optionally in ``cwd``.
+
+    For tests whose subject is what a command does, not how a new Python process starts: the
+    subprocess path is covered once by tests/test_cli.py. A user error is exit 2 with one line."""
+    from circuitdiff.cli import main
+
+    def run(*args: str, cwd: Path | None = None) -> CliRun:
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return CliRun(code, out, err)
+
+    return run

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from circuitdiff.vocabulary import SCHEMA_VERSION
+
 TOKENS = ["<|endoftext|>", "When", " Mary", " and", " John", " went", " to", " the", " store", ",",
           " John", " gave", " a", " drink", " to"]
 
@@ -98,7 +100,7 @@ def synthetic_result(teacher_layers: int = 4, student_layers: int = 2, n_heads: 
                 "n_params": n_params, "vocab_size": 512}
 
     return {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "created_at": "2026-11-28T17:40:00Z",
         "spec": spec,
         "engine": {"circuitdiff": "0.1.0", "torch": "2.13.0", "transformers": "5.24.0", "transformer_lens": "4.3.0",

@@ -10,7 +10,7 @@ import functools
 
 import pytest
 
-from circuitdiff.zoo.registry import zoo_path
+from circuitdiff.catalogue import zoo_path
 
 ZOO_SPEC = {"teacher": "zoo:gpt-teacher", "student": "zoo:gpt-student", "task": "ioi", "n_prompts": 12,
             "seed": 0, "device": "cpu"}

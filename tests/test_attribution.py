@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from circuitdiff.analysis.attribution import agreement, sample_components, spearman
+from circuitdiff.scan.attribution import agreement, sample_components, spearman
 
 
 def test_spearman_and_topk_overlap():
@@ -24,10 +24,10 @@ def test_sample_is_reproducible_and_canonical():
 
 
 def _scan_pair(model_id: str, task: str, n: int, check: int):
-    from circuitdiff.analysis.influence import scan
+    from circuitdiff.scan import scan
     from circuitdiff.models.loading import load_model
     from circuitdiff.tasks.dataset import build_task_data
-    from circuitdiff.tasks.registry import task_items
+    from circuitdiff.catalogue import task_items
 
     adapter = load_model(model_id)
     tok = adapter.tokenizer
@@ -43,7 +43,7 @@ def test_attribution_scan_on_a_tiny_checkpoint_is_labelled_and_checked(tiny_gpt_
     assert ag["n_checked"] == 6 and 0 <= ag["top_k_overlap"] <= 1
     assert -1 <= ag["spearman"] <= 1
     # the clean LD is the real one, not an estimate
-    from circuitdiff.analysis.influence import scan
+    from circuitdiff.scan import scan
 
     exact = scan(adapter, view, "mean", method="exact")
     assert torch.allclose(approx.clean_ld, exact.clean_ld, atol=1e-5)

@@ -14,6 +14,7 @@ import time
 import httpx
 import pytest
 
+from circuitdiff.vocabulary import SCHEMA_VERSION
 from service.redis_server import RedisServer
 from tests.service_fixtures import (ALICE_KEY, poll_until, service_env, start_api, start_worker, wait_for)
 
@@ -94,7 +95,7 @@ def test_kill9_worker_mid_job_then_new_worker_completes_once(chaos, recovery):
         assert _engine_runs(c) == runs0 + 2  # the killed attempt and the completed one, nothing more
         results = [p for p in (data / "results").iterdir() if job["id"] in p.name]
         assert [p.name for p in results] == [job["id"]]  # one result directory, no partial left over
-        assert c.get(f"/v1/comparisons/{job['id']}/result").json()["schema_version"] == 1
+        assert c.get(f"/v1/comparisons/{job['id']}/result").json()["schema_version"] == SCHEMA_VERSION
     finally:
         first.kill9()
         if second:

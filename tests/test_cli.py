@@ -1,4 +1,5 @@
-"""The installed ``circuitdiff`` entry point, run as a user runs it (a real subprocess)."""
+"""The ``circuitdiff`` command: once as a user runs it (the installed entry point, a real subprocess),
+then in process (``main(argv)``) where what is tested is the command, not the interpreter start."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def _run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN), *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
-def _one_error_line(p: subprocess.CompletedProcess) -> str:
+def _one_error_line(p) -> str:
     lines = [l for l in p.stderr.splitlines() if l.startswith("error:")]
     assert len(lines) == 1, p.stderr
     assert "Traceback" not in p.stderr
@@ -51,25 +52,25 @@ def test_compare_writes_a_result_and_prints_a_summary(tiny_gpt_dir, tiny_gpt_dir
          "task_options.colour: unknown option"),
     ],
 )
-def test_user_errors_are_one_line_and_exit_2(args, message, tmp_path):
-    p = _run("compare", *args, "--task", "ioi", "--out", str(tmp_path / "r.json"))
+def test_user_errors_are_one_line_and_exit_2(args, message, tmp_path, cli):
+    p = cli("compare", *args, "--task", "ioi", "--out", str(tmp_path / "r.json"))
     assert p.returncode == 2
     assert message in _one_error_line(p)
     assert not (tmp_path / "r.json").exists()
 
 
-def test_a_directory_that_is_not_a_model(tmp_path, tiny_gpt_dir):
+def test_a_directory_that_is_not_a_model(tmp_path, tiny_gpt_dir, cli):
     (tmp_path / "junk").mkdir()
-    p = _run("compare", "--teacher", str(tmp_path / "junk"), "--student", str(tiny_gpt_dir), "--task", "ioi",
+    p = cli("compare", "--teacher", str(tmp_path / "junk"), "--student", str(tiny_gpt_dir), "--task", "ioi",
              "--out", str(tmp_path / "r.json"))
     assert p.returncode == 2
     assert "not a model checkpoint (no config.json)" in _one_error_line(p)
 
 
-def test_listings():
-    p = _run("tasks")
+def test_listings(cli):
+    p = cli("tasks")
     assert p.returncode == 0 and "sequence" in p.stdout and "members=numerals|numwords|months" in p.stdout
-    p = _run("models")
+    p = cli("models")
     assert p.returncode == 0 and "zoo:gpt-teacher" in p.stdout and "zoo:gpt2-small-random" in p.stdout
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from tests.service_fixtures import PY, REPO
 
 TORCH_FREE_MODULES = [
-    "circuitdiff.spec", "circuitdiff.errors", "circuitdiff.fingerprint", "circuitdiff.zoo.registry",
+    "circuitdiff.spec", "circuitdiff.errors", "circuitdiff.fingerprint", "circuitdiff.catalogue", "circuitdiff.vocabulary",
     "circuitdiff.result", "service.main", "service.stack", "worker.celery_app",
 ]
 

@@ -8,11 +8,7 @@ tests/masked_fixtures.py); the zoo checks run when the zoo models are trained.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import jsonschema
 import numpy as np
@@ -20,17 +16,16 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
-from circuitdiff.analysis.word_patterns import pool_patterns, pool_rows
+from circuitdiff.scan.words import pool_patterns, pool_rows
 from circuitdiff.errors import IncompatibleModelsError
 from circuitdiff.pipeline import run_comparison
 from circuitdiff.result import result_json_schema
 from circuitdiff.tasks.alignment import align, word_spans
 from circuitdiff.tasks.dataset import build_task_data
-from circuitdiff.tasks.registry import task_items
+from circuitdiff.catalogue import task_items
 from tests.conftest import require_zoo
 from tests.masked_fixtures import tiny_distilbert_dir, wordpiece_tok  # noqa: F401
 
-BIN = Path(sys.executable).parent / "circuitdiff"
 MIXED = {"teacher": "causal", "student": "masked"}
 
 
@@ -174,15 +169,9 @@ def test_no_character_offsets_means_no_sound_mapping(tiny_gpt_dir, tmp_path):
                         "scan": "naive"}, cache=False)
 
 
-def _cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    return subprocess.run([str(BIN), "compare", *args, "--device", "cpu", "--no-cache"], capture_output=True,
-                          text=True, timeout=timeout, env=env)
-
-
-def test_cli_accepts_a_cross_architecture_pair_without_flags(tiny_gpt_dir, tiny_distilbert_dir, tmp_path):
+def test_cli_accepts_a_cross_architecture_pair_without_flags(tiny_gpt_dir, tiny_distilbert_dir, tmp_path, cli):
     out = tmp_path / "r.json"
-    p = _cli("--teacher", str(tiny_gpt_dir), "--student", str(tiny_distilbert_dir), "--task", "sequence",
+    p = cli("compare", "--device", "cpu", "--no-cache", "--teacher", str(tiny_gpt_dir), "--student", str(tiny_distilbert_dir), "--task", "sequence",
              "--prompts", "4", "--out", str(out))
     assert p.returncode == 0, p.stderr
     data = json.loads(out.read_text())
@@ -193,6 +182,10 @@ def test_cli_accepts_a_cross_architecture_pair_without_flags(tiny_gpt_dir, tiny_
 # ----------------------------------------------------------------------------- the zoo pairs
 @pytest.fixture(scope="module")
 def zoo_results(tmp_path_factory):
+    """The three comparisons through the CLI's code path (in process: the subprocess entry point is
+    tests/test_cli.py's subject)."""
+    from circuitdiff.cli import main
+
     require_zoo("bert-teacher", "distilbert-student", "gpt-teacher")
     d = tmp_path_factory.mktemp("zoo-cross")
     runs = {
@@ -203,9 +196,9 @@ def zoo_results(tmp_path_factory):
     out = {}
     for key, (teacher, task) in runs.items():
         f = d / f"{key}.json"
-        p = _cli("--teacher", teacher, "--student", "zoo:distilbert-student", "--task", task, "--prompts", "32",
-                 "--out", str(f))
-        assert p.returncode == 0, p.stderr
+        code = main(["compare", "--device", "cpu", "--no-cache", "--teacher", teacher, "--student",
+                     "zoo:distilbert-student", "--task", task, "--prompts", "32", "--out", str(f)])
+        assert code == 0
         out[key] = json.loads(f.read_text())
         jsonschema.validate(out[key], result_json_schema())
     return out

@@ -10,8 +10,9 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from circuitdiff.analysis.components import component_ids, parse_component
-from circuitdiff.analysis.fast_scan import exact_scan, replacement
+from circuitdiff.vocabulary import component_ids, parse_component
+from circuitdiff.models.functional import functional_view
+from circuitdiff.scan.exact import exact_scan, replacement
 
 TOL = 1e-5
 
@@ -102,7 +103,7 @@ def test_exact_scan_equals_hf_forward_per_component(ablation, shape):
     ans, dis = torch.tensor([3, 5, 7, 11, 13, 17]), torch.tensor([4, 6, 8, 12, 14, 18])
 
     ref = hf_naive_scan(model, tokens, mask, end, ans, dis, ablation, c_tokens, c_mask)
-    got = exact_scan(model, tokens, mask, end, ans, dis, ablation, c_tokens, c_mask, max_rows=5)
+    got = exact_scan(functional_view(model), tokens, mask, end, ans, dis, ablation, c_tokens, c_mask, max_rows=5)
     assert got.components == component_ids(n_layer, n_head)
     scale = ref.abs().max()
     assert scale > 0.1, "ablations must move the logit difference for the comparison to mean anything"
@@ -120,9 +121,9 @@ def test_subset_and_microbatch_size_do_not_change_results():
     model = tiny_gpt2()
     tokens, mask, end = right_padded(4, [8, 6], 97, seed=3)
     ans, dis = torch.tensor([1, 2, 3, 4]), torch.tensor([5, 6, 7, 8])
-    full = exact_scan(model, tokens, mask, end, ans, dis, "zero", max_rows=1000)
+    full = exact_scan(functional_view(model), tokens, mask, end, ans, dis, "zero", max_rows=1000)
     subset = ["L2MLP", "L0H1", "L2H3"]
-    part = exact_scan(model, tokens, mask, end, ans, dis, "zero", components=subset, max_rows=1)
+    part = exact_scan(functional_view(model), tokens, mask, end, ans, dis, "zero", components=subset, max_rows=1)
     for i, cid in enumerate(subset):
         j = full.components.index(cid)
         assert torch.allclose(part.ablated_ld[i], full.ablated_ld[j], atol=TOL)
@@ -132,17 +133,17 @@ def test_padding_tokens_after_the_end_do_not_matter():
     model = tiny_gpt2()
     tokens, mask, end = right_padded(4, [8, 6], 97, seed=4)
     ans, dis = torch.tensor([1, 2, 3, 4]), torch.tensor([5, 6, 7, 8])
-    a = exact_scan(model, tokens, mask, end, ans, dis, "zero")
+    a = exact_scan(functional_view(model), tokens, mask, end, ans, dis, "zero")
     other = tokens.clone()
     other[mask == 0] = 42
-    b = exact_scan(model, other, mask, end, ans, dis, "zero")
+    b = exact_scan(functional_view(model), other, mask, end, ans, dis, "zero")
     assert torch.allclose(a.ablated_ld, b.ablated_ld, atol=TOL)
 
 
 # ----------------------------------------------------------------------------- vs the engine's naive scan
 def _engine_view(adapter, task: str, n: int):
     from circuitdiff.tasks.dataset import build_task_data
-    from circuitdiff.tasks.registry import task_items
+    from circuitdiff.catalogue import task_items
 
     tok = adapter.tokenizer  # one model: both roles share its tokenizer
     data = build_task_data(task_items(task, {}, n, seed=0), {"teacher": tok, "student": tok}, name=task)
@@ -150,7 +151,7 @@ def _engine_view(adapter, task: str, n: int):
 
 
 def _compare_with_naive(model_id: str, task: str, n: int) -> None:
-    from circuitdiff.analysis.influence import scan
+    from circuitdiff.scan import scan
     from circuitdiff.models.loading import load_model
 
     adapter = load_model(model_id)
@@ -186,7 +187,7 @@ def test_exact_equals_engine_naive_scan_on_the_zoo_pair(zoo_gpt_pair):
 
 
 def test_microbatches_halve_on_out_of_memory_and_other_errors_propagate():
-    from circuitdiff.analysis.fast_scan import run_microbatched
+    from circuitdiff.scan.microbatch import run_microbatched
 
     data = torch.arange(20.0)
     sizes = []

@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import AutoModelForMaskedLM, GPT2LMHeadModel
 
-from circuitdiff.analysis.components import Component
+from circuitdiff.vocabulary import Component
 from circuitdiff.errors import ModelLoadError
 from circuitdiff.models import Batch, Intervention, load_model
 from circuitdiff.models.bridge import BridgeAdapter, boot_bridge

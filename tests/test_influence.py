@@ -8,11 +8,12 @@ import pytest
 import torch
 from transformers import GPT2LMHeadModel
 
-from circuitdiff.analysis.influence import InfluenceScan, naive_scan, scan
+from circuitdiff.scan import scan
+from circuitdiff.scan.influence import InfluenceScan, naive_scan
 from circuitdiff.errors import Cancelled
 from circuitdiff.models import load_model
 from circuitdiff.tasks.dataset import build_task_data
-from circuitdiff.tasks.registry import task_items
+from circuitdiff.catalogue import task_items
 
 TOL = 1e-5
 
@@ -112,7 +113,7 @@ def test_scan_equals_plain_hook_reference_on_a_tiny_model(loud_gpt_dir):
 
 
 def test_scan_equals_plain_hook_reference_on_the_zoo_teacher(zoo_gpt_pair):
-    from circuitdiff.zoo.registry import zoo_path
+    from circuitdiff.catalogue import zoo_path
 
     # zero (the paper's IOI choice) and mean (the default); resample and batch slicing are covered
     # on the tiny model above, which keeps this under a minute on a shared CPU

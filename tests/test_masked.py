@@ -16,9 +16,9 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 from circuitdiff.errors import TaskTokenizationError
 from circuitdiff.pipeline import run_comparison
 from circuitdiff.result import result_json_schema
-from circuitdiff.tasks.custom import parse_jsonl
+from circuitdiff.tasks.custom import parse_items
 from circuitdiff.tasks.dataset import build_task_data
-from circuitdiff.tasks.registry import task_items
+from circuitdiff.catalogue import task_items
 from tests.masked_fixtures import tiny_bert_dir, tiny_distilbert_dir, wordpiece_tok  # noqa: F401
 
 MASKED = {"teacher": "masked", "student": "masked"}
@@ -70,7 +70,7 @@ def test_custom_masked_prompts_are_used_and_checked(wordpiece_tok):
         {"prompt": "Then, Bob and Amy went home. Bob gave a book to", "answer": "Amy", "distractor": "Bob"},
         {"prompt": "Then, Sam and Ella went home. Sam gave a book to", "answer": "Ella", "distractor": "Sam"},
     ]
-    items = parse_jsonl("\n".join(json.dumps(x) for x in lines))
+    items = parse_items("\n".join(json.dumps(x) for x in lines))
     data = build_task_data(items, _pair(tok), name="custom", forms=MASKED)
     reasons = {r["index"]: r["reason"] for r in data.rejected}
     assert set(reasons) == {2, 3, 4, 5}
@@ -205,7 +205,7 @@ def test_influences_equal_an_independent_plain_hook_reference(bert_pair_result, 
 
 
 def test_zoo_bert_pair_influences_equal_the_plain_hook_reference():
-    from circuitdiff.zoo.registry import zoo_path
+    from circuitdiff.catalogue import zoo_path
     from tests.conftest import require_zoo
 
     require_zoo("bert-teacher", "distilbert-student")

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import GPT2LMHeadModel
 
-from circuitdiff.analysis.components import Component
+from circuitdiff.vocabulary import Component
 from circuitdiff.errors import ModelLoadError, UnknownModelError
 from circuitdiff.fingerprint import weights_sha256
 from circuitdiff.models import Intervention, load_model
@@ -196,7 +196,7 @@ def test_unknown_zoo_name_is_rejected_by_the_spec_and_the_loader():
 
 
 def test_zoo_teacher_bridge_equals_hf_and_records_its_weights(zoo_gpt_pair):
-    from circuitdiff.zoo.registry import zoo_path
+    from circuitdiff.catalogue import zoo_path
 
     adapter = load_model("zoo:gpt-teacher")
     hf = GPT2LMHeadModel.from_pretrained(zoo_path("gpt-teacher"), attn_implementation="eager").eval()

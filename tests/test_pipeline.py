@@ -86,7 +86,8 @@ def test_paper_preset_duplicates_below_threshold_pairs(loud_gpt_dir, tiny_gpt_di
     assert len(first) == 15
     assert len(dup) == sum(not m["matched"] for m in first) > 0
     assert data["alignment"]["n_pairs"] == len(first) + len(dup)
-    assert data["alignment"]["ci95"] is None  # the paper reports none
+    # one setting governs every interval: the paper preset uses the authors' 10,000 resamples
+    assert data["spec"]["bootstrap"] == 10_000 and data["alignment"]["ci95"] is not None
     assert data["spec"]["ablation"] == "zero" and data["similarity"]["head_method"] == "row_cosine_all_rows"
 
 
@@ -168,7 +169,7 @@ def test_random_gpt2_shaped_pair_runs_and_is_flagged(zoo_gpt_pair):
 
 
 def test_performs_task_needs_a_logit_difference_distinguishable_from_zero():
-    from circuitdiff.pipeline import performance_section
+    from circuitdiff.analysis.performance import performance as performance_section
 
     right = torch.ones(4, dtype=torch.bool)
     # LDs of a seeded random GPT-2-small-shaped model on 4 IOI prompts: mean > 0 by chance

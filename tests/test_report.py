@@ -4,9 +4,6 @@ escaping, failing models and bad input. The browser checks live in test_report_b
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
@@ -17,10 +14,10 @@ import pytest
 from matplotlib import image as mpimg
 
 from circuitdiff.report import ResultFileError, load_result, plots, render_html, render_report
+from circuitdiff.vocabulary import SCHEMA_VERSION
 from tests.report_synthetic import synthetic_result
 from tests.report_zoo import ZOO_SPEC, zoo_ioi_result
 
-ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ("influence", "matching", "similarity", "drops", "attention_1")
 
 
@@ -176,7 +173,7 @@ def test_failing_student_is_called_out_and_drop_plot_explains_missing_data(tmp_p
     files = render_report(r, tmp_path)
     text = files["report.html"].read_text()
     assert "does not perform the ioi task" in text and 'class="verdict flag"' in text
-    assert "no: LD ≤ 0" in text
+    assert "no: LD not above 0" in text
     _png_checks(files["plots/drops.png"])
 
 
@@ -199,9 +196,20 @@ def test_result_model_and_file_inputs(tmp_path):
     assert load_result(path) == model
 
 
+def test_a_result_of_schema_version_1_still_renders(tmp_path):
+    """tests/data/result_v1.json was written by the first release (zoo GPT pair, IOI, 8 prompts)."""
+    data = json.loads((Path(__file__).parent / "data" / "result_v1.json").read_text())
+    assert data["schema_version"] == 1 and "worst5_mean" not in data["robustness"]["teacher"]
+    r = load_result(data)
+    assert r.schema_version == SCHEMA_VERSION and r.alignment.score == data["alignment"]["score"]
+    files = render_report(data, tmp_path)
+    page = files["report.html"].read_text()
+    assert f"{data['alignment']['score']:.3f}" in page and "zoo:gpt-teacher" in page
+
+
 @pytest.mark.parametrize("content, message", [
     ("{not json", "not a JSON result file"),
-    (json.dumps({"schema_version": 2}), "schema_version 2 is not supported"),
+    (json.dumps({"schema_version": 99}), "schema_version 99 is not supported"),
     (json.dumps({"schema_version": 1, "models": {}}), "not a valid result file"),
 ])
 def test_bad_result_files_raise_a_specific_error(tmp_path, content, message):
@@ -212,29 +220,23 @@ def test_bad_result_files_raise_a_specific_error(tmp_path, content, message):
     assert info.value.code == "invalid_result"
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "circuitdiff.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
-
-
-def test_cli_report_renders_a_result_file(tmp_path):
+def test_cli_report_renders_a_result_file(tmp_path, cli):
     (tmp_path / "result.json").write_text(json.dumps(synthetic_result()))
-    proc = _cli("report", "result.json", "--out", "out/page.html", cwd=tmp_path)
+    proc = cli("report", "result.json", "--out", "out/page.html", cwd=tmp_path)
     assert proc.returncode == 2 and "does not exist" in proc.stderr  # out/ is missing: one line, no traceback
     assert "Traceback" not in proc.stderr
     (tmp_path / "out").mkdir()
-    proc = _cli("report", "result.json", "--out", "out/page.html", cwd=tmp_path)
+    proc = cli("report", "result.json", "--out", "out/page.html", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out/page.html").read_text().startswith("<!doctype html>")
     assert (tmp_path / "out/plots/influence.svg").exists() and (tmp_path / "out/plots/drops.png").exists()
-    proc = _cli("report", "missing.json", "--out", "x.html", cwd=tmp_path)
+    proc = cli("report", "missing.json", "--out", "x.html", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.startswith("error: no such result file")
 
 
-def test_cli_compare_with_report_flag(tmp_path):
+def test_cli_compare_with_report_flag(tmp_path, cli):
     zoo_ioi_result()  # fails clearly when the zoo is not trained
-    proc = _cli("compare", "--teacher", ZOO_SPEC["teacher"], "--student", ZOO_SPEC["student"], "--task", "ioi",
+    proc = cli("compare", "--teacher", ZOO_SPEC["teacher"], "--student", ZOO_SPEC["student"], "--task", "ioi",
                 "--prompts", "6", "--device", "cpu", "--out", "result.json", "--report", "report.html", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "result.json").read_text())

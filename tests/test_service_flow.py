@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from circuitdiff.result import ComparisonResult
+from circuitdiff.vocabulary import SCHEMA_VERSION
 from tests.conftest import require_zoo
 from tests.service_fixtures import PY, REPO, poll_until, wait_for
 
@@ -58,7 +59,7 @@ def test_submit_poll_result_dedup_artifacts_ownership(alice, bob, svc_worker, lo
     res = alice.get(f"/v1/comparisons/{job['id']}/result")
     assert res.status_code == 200 and res.headers["content-type"].startswith("application/json")
     service_result = res.json()
-    ComparisonResult.model_validate(service_result)  # schema v1
+    ComparisonResult.model_validate(service_result)  # the current schema
 
     # artifacts: listed with sha256, streamed with ETag + Content-Length, conditional GET
     arts = alice.get(f"/v1/comparisons/{job['id']}/artifacts").json()["items"]
@@ -171,7 +172,7 @@ def test_catalogue_endpoints(alice, local_pair):
     tasks = {t["name"]: t for t in alice.get("/v1/tasks").json()["items"]}
     assert tasks["sequence"]["options"]["members"]["values"] == ["numerals", "numwords", "months"]
     v = alice.get("/version").json()
-    assert v["api"] == "v1" and v["result_schema_version"] == 1
+    assert v["api"] == "v1" and v["result_schema_version"] == SCHEMA_VERSION
 
 
 def test_dataset_upload(alice, svc_data):

@@ -41,7 +41,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_make_run_stack_serves_a_comparison_and_stops_cleanly(tmp_path, tiny_gpt_dir, tiny_gpt_dir_b):
-    from circuitdiff.zoo.registry import ZOO_DIR
+    from circuitdiff.catalogue import ZOO_DIR
 
     data = tmp_path / "data"
     if all((ZOO_DIR / n / "model.safetensors").exists() for n in ("gpt-teacher", "gpt-student")):

@@ -7,10 +7,11 @@ import torch
 from transformers import AutoTokenizer
 
 from circuitdiff.errors import DatasetError, IncompatibleModelsError, TaskTokenizationError
-from circuitdiff.tasks import vocab
-from circuitdiff.tasks.custom import parse_jsonl
+from circuitdiff.tasks import wordlists
+from circuitdiff.tasks.custom import parse_items
 from circuitdiff.tasks.dataset import build_task_data
-from circuitdiff.tasks.registry import resolve_dataset, task_items
+from circuitdiff.catalogue import task_items
+from circuitdiff.tasks.custom import resolve_dataset
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def test_bos_none_keeps_the_prompt_as_is(tok):
 
 def test_qa_world_facts_use_the_world_table(tok):
     items = task_items("qa", {"facts": "world"}, 6, seed=0)
-    world = dict(vocab.WORLD_FACTS)
+    world = dict(wordlists.WORLD_FACTS)
     assert all(world[it.meta["country"]] == it.answer for it in items)
     data = build_task_data(items, _pair(tok), name="qa")
     assert data.n_prompts == 6
@@ -82,7 +83,7 @@ def test_custom_dataset_rejects_multi_token_answers_and_length_mismatch_with_rea
         '"corrupted_prompt": "When Amy and Sam went to the big store, Sam gave a drink to"}',
         '{"prompt": "When Amy and Sam went to the store, Sam gave a drink to ", "answer": "Amy", "distractor": "Sam"}',
     ]
-    data = build_task_data(parse_jsonl("\n".join(lines)), _pair(tok), name="custom")
+    data = build_task_data(parse_items("\n".join(lines)), _pair(tok), name="custom")
     assert data.n_prompts == 4
     reasons = {r["index"]: r["reason"] for r in data.rejected}
     assert set(reasons) == {4, 5, 6}
@@ -93,7 +94,7 @@ def test_custom_dataset_rejects_multi_token_answers_and_length_mismatch_with_rea
 
 
 def test_custom_items_without_corrupted_prompt_borrow_a_same_length_prompt(tok):
-    data = build_task_data(parse_jsonl("\n".join(JSONL_OK)), _pair(tok), name="custom")
+    data = build_task_data(parse_items("\n".join(JSONL_OK)), _pair(tok), name="custom")
     v = data.view("teacher")
     # all four have the same length; items 1..3 have no corrupted prompt and borrow the next one's
     # clean tokens (cyclically); item 0 keeps its own corrupted prompt
@@ -110,7 +111,7 @@ def test_too_few_usable_prompts_is_an_error_naming_the_problem(tok):
         for i in range(5)
     )
     with pytest.raises(TaskTokenizationError, match=r"only 0 of 5 prompts are usable.*answer") as e:
-        build_task_data(parse_jsonl(bad), _pair(tok), name="custom")
+        build_task_data(parse_items(bad), _pair(tok), name="custom")
     assert len(e.value.rejected) == 5
 
 
@@ -133,15 +134,16 @@ def test_a_tokenizer_without_offsets_has_no_sound_mapping(tok):
     "text, message",
     [
         ("{not json", "line 1: not valid JSON"),
-        ('{"prompt": "a", "answer": "b"}', "line 1: missing or empty distractor"),
-        ('\n{"prompt": "a", "answer": "b", "distractor": "b"}', "line 2: answer and distractor are the same"),
-        ('{"prompt": "a", "answer": "b", "distractor": "c", "extra": 1}', "unknown keys extra"),
+        ('{"prompt": "a", "answer": "b"}', "line 1: missing required field 'distractor'"),
+        ('\n{"prompt": "a", "answer": "b", "distractor": "b"}', "line 2: distractor equals the answer"),
+        ('{"prompt": "a", "answer": "b", "distractor": "c", "extra": 1}', "unknown field 'extra'"),
+        ('{"prompt": "a", "answer": "b", "distractor": "c", "masked_prompt": ""}', "'masked_prompt' must be a non-empty"),
         ("", "dataset is empty"),
     ],
 )
 def test_invalid_jsonl_names_the_line(text, message):
     with pytest.raises(DatasetError, match=message):
-        parse_jsonl(text)
+        parse_items(text)
 
 
 def test_dataset_reference_resolution(tmp_path, monkeypatch):

@@ -10,10 +10,11 @@ import torch
 
 from circuitdiff.errors import UnknownModelError
 from circuitdiff.tasks import generate
-from circuitdiff.zoo import registry
+from circuitdiff import catalogue
 from circuitdiff.zoo.corpus import single_token_words
 from circuitdiff.zoo.evaluate import EVAL_SEED, score, task_items
-from circuitdiff.zoo.load import family, load_zoo
+from circuitdiff.vocabulary import family_of_model_type
+from circuitdiff.zoo.load import load_zoo
 from circuitdiff.zoo.tokenizer import check_single_tokens
 
 N_CHECK = 16  # a handful of held-out prompts per task; the full table is evaluate.py's job
@@ -28,11 +29,11 @@ KINDS = [
 MIN_TOP1 = {"gpt-teacher": 0.8, "gpt-student": 0.7, "bert-teacher": 0.75, "distilbert-student": 0.6}
 
 
-@pytest.fixture(scope="module", params=registry.TRAINED)
+@pytest.fixture(scope="module", params=catalogue.TRAINED)
 def zoo_model(request):
     name = request.param
-    if not (registry.zoo_path(name) / "config.json").exists():
-        pytest.fail(f"zoo model {name} is not committed under {registry.ZOO_DIR}")
+    if not (catalogue.zoo_path(name) / "config.json").exists():
+        pytest.fail(f"zoo model {name} is not committed under {catalogue.ZOO_DIR}")
     torch.set_num_threads(2)
     model, tok = load_zoo(f"zoo:{name}")
     return name, model, tok
@@ -42,7 +43,7 @@ def zoo_model(request):
 def test_zoo_model_solves_held_out_prompts(zoo_model, kind, opts):
     name, model, tok = zoo_model
     items = task_items(kind, opts, seed=EVAL_SEED + 1)[:N_CHECK]
-    s = score(model, tok, family(model), items)
+    s = score(model, tok, family_of_model_type(model.config.model_type), items)
     assert s["logit_diff"] > 0.5, (name, kind, opts, s)
     assert s["top1"] >= MIN_TOP1[name], (name, kind, opts, s)
 
@@ -54,8 +55,8 @@ def test_eval_prompts_are_unseen_combinations():
 
 
 def test_committed_models_are_small_safetensors():
-    for name in registry.TRAINED:
-        d = registry.zoo_path(name)
+    for name in catalogue.TRAINED:
+        d = catalogue.zoo_path(name)
         assert (d / "model.safetensors").stat().st_size <= 10 * 2**20, name
         assert not list(d.glob("*.bin")), f"{name}: pickled weights must not be committed"
         recipe = json.loads((d / "training.json").read_text())
@@ -75,16 +76,16 @@ def test_student_shapes_follow_the_recipe():
     assert btok.get_vocab() == dtok.get_vocab()
 
 
-@pytest.mark.parametrize("name", registry.TRAINED)
+@pytest.mark.parametrize("name", catalogue.TRAINED)
 def test_tokenizer_keeps_task_words_single_tokens(name):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(registry.zoo_path(name))
-    fam = "bert" if registry.is_masked_lm(name) else "gpt"
+    tok = AutoTokenizer.from_pretrained(catalogue.zoo_path(name))
+    fam = catalogue.zoo_model(name).family
     check_single_tokens(tok, fam)  # raises on any split word
     words = single_token_words()
     assert len(words) > 200
-    if fam == "gpt":
+    if fam == "causal":
         ids = tok("Mary gave a drink to John")["input_ids"]
         assert tok.bos_token_id not in ids  # the engine, not the tokenizer, decides BOS
         assert tok.convert_ids_to_tokens(tok(" Mary", add_special_tokens=False)["input_ids"]) == ["ĠMary"]
@@ -94,9 +95,10 @@ def test_tokenizer_keeps_task_words_single_tokens(name):
         assert enc.count(tok.mask_token_id) == 1 and enc[0] == tok.cls_token_id
 
 
-def test_registry_is_torch_free_and_knows_random_models():
-    assert registry.is_random("zoo:gpt2-small-random") and registry.is_random("distilgpt2-random")
-    assert not registry.is_random("zoo:gpt-teacher")
+def test_catalogue_knows_random_models():
+    assert not catalogue.zoo_model("zoo:gpt2-small-random").trained and not catalogue.zoo_model("distilgpt2-random").trained
+    assert catalogue.zoo_model("zoo:gpt-teacher").trained
+    assert set(catalogue.RANDOM) == {"gpt2-small-random", "distilgpt2-random"}
     with pytest.raises(UnknownModelError):
         load_zoo("zoo:no-such-model")
 
@@ -136,7 +138,7 @@ def test_retraining_reproduces_the_committed_table(tmp_path):
 
     main(["--out", str(tmp_path), "--seed", "0", "--no-eval"])
     fresh = evaluate_dir(tmp_path)
-    committed = evaluate_dir(registry.ZOO_DIR)
+    committed = evaluate_dir(catalogue.ZOO_DIR)
     for name, rows in committed.items():
         for r_new, r_old in zip(fresh[name], rows):
             assert abs(r_new["top1"] - r_old["top1"]) <= 0.01, (name, r_new, r_old)
@@ -158,7 +160,7 @@ def test_training_is_deterministic(tmp_path):
     finally:
         torch.use_deterministic_algorithms(False)
         torch.set_num_threads(threads)
-    for name in registry.TRAINED:
+    for name in catalogue.TRAINED:
         a = (tmp_path / "a" / name / "model.safetensors").read_bytes()
         assert a == (tmp_path / "b" / name / "model.safetensors").read_bytes(), name
         assert (tmp_path / "a" / name / "tokenizer.json").read_bytes() == (

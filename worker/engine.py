@@ -51,7 +51,7 @@ def models() -> ModelLRU:
     return _models
 
 
-def cached_loader(ref, device="cpu", dtype="float32"):
+def cached_loader(ref, device="cpu", dtype="float32", field="model"):
     """Drop-in for ``circuitdiff.models.load_model`` that reuses adapters loaded by earlier jobs.
 
     Local and zoo directories are keyed with their weights' mtimes too, so a checkpoint
@@ -62,13 +62,13 @@ def cached_loader(ref, device="cpu", dtype="float32"):
     rid = getattr(ref, "id", ref)
     rev = getattr(ref, "revision", None)
     key = (rid, rev, str(device), str(dtype), _stamp(rid))
-    return models().get_or_load(key, lambda: load_model(ref, device=device, dtype=dtype))
+    return models().get_or_load(key, lambda: load_model(ref, device=device, dtype=dtype, field=field))
 
 
 def _stamp(rid: str) -> tuple:
     path: Path | None = None
     if rid.startswith("zoo:"):
-        from circuitdiff.zoo.registry import TRAINED, zoo_path
+        from circuitdiff.catalogue import TRAINED, zoo_path
 
         path = zoo_path(rid[4:]) if rid[4:] in TRAINED else None
     elif rid.startswith("/"):
@@ -95,22 +95,5 @@ def run(spec, *, progress, cancelled, datasets_dir: Path, cache_dir: Path):
     data dir so every worker sharing the volume reuses them."""
     from circuitdiff.pipeline import run_comparison
 
-    return run_comparison(spec, progress, cancelled, datasets_dir=str(datasets_dir), loader=_role_loader(spec),
+    return run_comparison(spec, progress, cancelled, datasets_dir=str(datasets_dir), loader=cached_loader,
                           cache=str(cache_dir))
-
-
-def _role_loader(spec):
-    """``cached_loader`` whose load errors name the spec field (``student.id``), not just "model"."""
-    from circuitdiff.errors import CircuitdiffError
-
-    roles = {spec.teacher.id: "teacher", spec.student.id: "student"}
-
-    def load(ref, device="cpu", dtype="float32"):
-        try:
-            return cached_loader(ref, device=device, dtype=dtype)
-        except CircuitdiffError as e:
-            if e.field in (None, "model") and getattr(ref, "id", None) in roles:
-                e.field = f"{roles[ref.id]}.id"
-            raise
-
-    return load

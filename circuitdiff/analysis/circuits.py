@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .components import canonical_key, head_id, mlp_id, parse_component
+from ..vocabulary import canonical_key, head_id, mlp_id, parse_component
 
 __all__ = ["ScoreFn", "PruneStep", "Circuit", "find_circuit", "pass_order", "jaccard", "circuit_overlap"]
 

@@ -28,24 +28,18 @@ from typing import Literal
 
 import numpy as np
 
+from ..vocabulary import PAPER_HEAD_THRESHOLD, PAPER_MLP_THRESHOLD, ComponentKind, Matching
 from ._array import ArrayLike, to_numpy
 
 __all__ = [
-    "Direction",
     "Pair",
-    "HEAD_THRESHOLD",
-    "MLP_THRESHOLD",
     "argmax_indices",
     "match",
     "duplicate_unmatched",
     "match_components",
 ]
 
-Direction = Literal["student_to_teacher", "teacher_to_student"]
 Ties = Literal["first", "last"]
-
-HEAD_THRESHOLD = 0.95
-MLP_THRESHOLD = 0.12
 
 
 @dataclass(frozen=True)
@@ -58,7 +52,7 @@ class Pair:
     matched: bool
     student_index: int
     teacher_index: int
-    kind: str = "head"  # "head" | "mlp"
+    kind: ComponentKind = "head"
     duplicated: bool = False  # the second copy of a below-threshold pair (paper preset)
 
 
@@ -82,8 +76,8 @@ def match(
     student_ids: Sequence[str],
     teacher_ids: Sequence[str],
     *,
-    direction: Direction = "student_to_teacher",
-    threshold: float = HEAD_THRESHOLD,
+    direction: Matching = "student_to_teacher",
+    threshold: float = PAPER_HEAD_THRESHOLD,
     kind: str = "head",
     ties: Ties = "first",
 ) -> list[Pair]:
@@ -135,9 +129,9 @@ def match_components(
     student_mlp_ids: Sequence[str] = (),
     teacher_mlp_ids: Sequence[str] = (),
     *,
-    direction: Direction = "student_to_teacher",
-    head_threshold: float = HEAD_THRESHOLD,
-    mlp_threshold: float = MLP_THRESHOLD,
+    direction: Matching = "student_to_teacher",
+    head_threshold: float = PAPER_HEAD_THRESHOLD,
+    mlp_threshold: float = PAPER_MLP_THRESHOLD,
     ties: Ties = "first",
     duplicate_below_threshold: bool = False,
 ) -> list[Pair]:

@@ -4,13 +4,14 @@ The question: does the student rely on fewer components, so that losing one of t
 Per model, every component's single-ablation **drop** in percentage points of the clean logit
 difference, clamped to [0, 100]:
 
-- from retained % R = 100·LD_ablated/LD_clean:  m = 100 − clamp(R, 0, 100)
-- from an impact already expressed as a drop:    m = clamp(impact, 0, 100)
+    m = 100 − clamp(R, 0, 100)        with retained % R = 100·LD_ablated/LD_clean
 
-(Improvements count as 0, a sign flip as 100.) Statistics over a model's list of drops, in the
+(Improvements count as 0, a sign flip as 100. The authors' impact-form drops, m = clamp(impact, 0,
+100), are in :mod:`circuitdiff.analysis.authors`.) Statistics over a model's list of drops, in the
 canonical component order (heads row-major, then MLPs; the bootstrap depends on the order):
 
-- mean drop with a 95% percentile-bootstrap CI (10,000 resamples); median with a CI likewise;
+- mean drop with a 95% percentile-bootstrap CI (the spec's ``bootstrap`` resamples; the authors
+  used 10,000, the ``paper`` preset's default);
 - severity S = (1/N) Σ max(0, (min(L, m) − T)/(L − T))^α, L = 100, T = 20, α = 1: the share of
   "severe" drop mass beyond the tolerance T;
 - Δmean = student − teacher mean drop, bootstrapped; compression ratio C = (P_T − P_S)/P_T;
@@ -38,10 +39,7 @@ __all__ = [
     "N_BOOT",
     "SEED",
     "drops_from_retained",
-    "drops_from_impact",
-    "drops_from_logit_diffs",
     "mean_with_ci",
-    "median_with_ci",
     "delta_mean_with_ci",
     "severity",
     "compression_ratio",
@@ -71,22 +69,6 @@ def drops_from_retained(retained_pct: ArrayLike) -> np.ndarray:
     return 100.0 - np.clip(_values(retained_pct, "retained_pct"), 0.0, 100.0)
 
 
-def drops_from_logit_diffs(ablated_ld: ArrayLike, clean_ld: float) -> np.ndarray:
-    """Drops from mean logit differences: 100 − clamp(100 · LD_ablated / LD_clean, 0, 100).
-
-    Raises ValueError when LD_clean <= 0: percentages of a baseline that does not perform the task
-    are sign-inverted or explode (paper-notes §7 pitfall 2), so there is no drop to report.
-    """
-    if not clean_ld > 0:
-        raise ValueError(f"clean logit difference is {clean_ld}; drops need a model that performs the task (> 0)")
-    return drops_from_retained(100.0 * _values(ablated_ld, "ablated_ld") / float(clean_ld))
-
-
-def drops_from_impact(impact_pct: ArrayLike) -> np.ndarray:
-    """m = clamp(impact, 0, 100) for impacts already expressed as a drop (100 − R)."""
-    return np.clip(_values(impact_pct, "impact_pct"), 0.0, 100.0)
-
-
 def _percentile_ci(samples: list[float] | np.ndarray, level: float) -> tuple[float, float]:
     tail = 100 * (1 - level) / 2
     return float(np.percentile(samples, tail)), float(np.percentile(samples, 100 - tail))
@@ -107,16 +89,6 @@ def mean_with_ci(
 def _median_sorted(x: np.ndarray) -> float:
     n, m = len(x), len(x) // 2
     return float(x[m]) if n % 2 else float(0.5 * (x[m - 1] + x[m]))
-
-
-def median_with_ci(
-    values: ArrayLike, n_boot: int = N_BOOT, seed: int = SEED, level: float = 0.95
-) -> tuple[float, float, float]:
-    """(median, ci_low, ci_high). Resamples the *sorted* list, as the reference does."""
-    data = np.sort(_values(values))
-    rng = np.random.default_rng(seed)
-    boot = [_median_sorted(np.sort(rng.choice(data, size=len(data), replace=True))) for _ in range(n_boot)]
-    return (_median_sorted(data), *_percentile_ci(boot, level))
 
 
 def delta_mean_with_ci(

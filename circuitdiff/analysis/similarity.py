@@ -13,8 +13,7 @@ with Q all T rows in the paper. Two kinds of rows carry no information and infla
 (paper-notes §7 pitfall 8): in a causal model row 0 can only attend to itself (cosine 1 for every
 pair), and rows at padded positions average pad-token attention. ``query_mask`` selects the rows to
 keep; :func:`query_rows` builds the default-preset mask (drop row 0 and padding); the paper preset
-passes ``None`` (all rows). :func:`head_similarity_flat` is the HF-notebook variant (cosine of the
-flattened matrices), kept for completeness.
+passes ``None`` (all rows).
 
 MLPs
 ----
@@ -29,11 +28,9 @@ values (≈0.02–0.2) are then put on the head-similarity scale by :func:`resca
 authors' normalisation: z-score the positive values (population std), map them to the head
 similarities' mean and unbiased std, set non-positive values to 0, divide by the maximum.
 
-Better-founded alternatives (DESIGN: defaults may add them; the paper's one stays available):
+A better-founded alternative (DESIGN: defaults may add them; the paper's one stays available):
 :func:`mlp_similarity_cka` (linear CKA, Kornblith et al. 2019: centred, invariant to orthogonal
-transforms and isotropic scaling, in [0, 1], needs no rescaling) and
-:func:`mlp_similarity_subspace` (mean cosine of the principal angles between the two top-k
-eigenvector subspaces: invariant to eigenvector signs and to rotations within the subspace).
+transforms and isotropic scaling, in [0, 1], needs no rescaling).
 
 All functions accept numpy arrays or torch tensors and return float64 numpy arrays.
 """
@@ -48,7 +45,6 @@ from ._array import ArrayLike, to_numpy
 
 __all__ = [
     "head_similarity",
-    "head_similarity_flat",
     "query_rows",
     "top_eigenvectors",
     "mlp_similarity_eigen",
@@ -56,7 +52,6 @@ __all__ = [
     "rescale_to_distribution",
     "linear_cka",
     "mlp_similarity_cka",
-    "mlp_similarity_subspace",
 ]
 
 # torch.nn.functional.cosine_similarity's default: norms below eps give cosine 0, not NaN.
@@ -124,15 +119,6 @@ def head_similarity(
     return np.einsum("iqk,jqk->ij", s_hat, t_hat, optimize=True) / n_rows
 
 
-def head_similarity_flat(student_patterns: ArrayLike, teacher_patterns: ArrayLike) -> np.ndarray:
-    """Cosine between the flattened T×T mean patterns (the authors' HF/BERT variant). [Hs, Ht]."""
-    s = _as_heads(student_patterns, "student_patterns")
-    t = _as_heads(teacher_patterns, "teacher_patterns")
-    if s.shape[1:] != t.shape[1:]:
-        raise ValueError(f"student and teacher patterns differ in shape: {s.shape[1:]} vs {t.shape[1:]}")
-    return _unit_rows(s.reshape(len(s), -1)) @ _unit_rows(t.reshape(len(t), -1)).T
-
-
 def _as_rows(acts: ArrayLike) -> np.ndarray:
     """Activations of one layer, [..., d] -> X: [n, d] (prompts × positions stacked)."""
     x = to_numpy(acts)
@@ -191,26 +177,6 @@ def mlp_similarity_eigen(
                 raise ValueError(f"MLP output widths differ: student {us.shape[1]} vs teacher {ut.shape[1]}")
             sim[i, j] = abs(float(np.mean(us @ ut.T)))  # eigenvectors are unit: dot = cosine
     return sim
-
-
-def mlp_similarity_subspace(
-    student_acts: Sequence[ArrayLike] | ArrayLike,
-    teacher_acts: Sequence[ArrayLike] | ArrayLike,
-    k: int = 3,
-) -> np.ndarray:
-    """Mean cosine of the principal angles between the top-k eigenvector subspaces: [Ls, Lt].
-
-    The singular values of U_s U_tᵀ are those cosines; unlike the paper's signed mean they do not
-    depend on eigenvector signs or on the basis chosen inside a degenerate eigenspace. In [0, 1].
-    """
-    s_vecs = [top_eigenvectors(a, k) for a in _layers(student_acts)]
-    t_vecs = [top_eigenvectors(a, k) for a in _layers(teacher_acts)]
-    sim = np.zeros((len(s_vecs), len(t_vecs)))
-    for i, us in enumerate(s_vecs):
-        for j, ut in enumerate(t_vecs):
-            if us is not None and ut is not None:
-                sim[i, j] = float(np.mean(np.linalg.svd(us @ ut.T, compute_uv=False)))
-    return np.clip(sim, 0.0, 1.0)
 
 
 def rescale_to_distribution(raw: ArrayLike, mean: float, std: float) -> np.ndarray:

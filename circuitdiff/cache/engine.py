@@ -27,10 +27,7 @@ import torch
 from .. import ENGINE_VERSION
 from .store import ActivationCache, cache_key
 
-_ENGINE_SOURCES = (
-    "pipeline.py", "models", "tasks/dataset.py", "analysis/influence.py", "analysis/ablation.py",
-    "analysis/fast_scan.py", "analysis/attribution.py", "analysis/scan_methods.py", "cache/engine.py",
-)
+_ENGINE_SOURCES = ("models", "scan", "tasks/dataset.py", "cache/engine.py")
 
 
 @lru_cache(maxsize=1)

@@ -29,7 +29,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import torch
 from safetensors.torch import load as st_load
@@ -179,16 +179,6 @@ class ActivationCache:
                 shutil.rmtree(tmp, ignore_errors=True)
         self.evict()
         return True
-
-    def get_or_compute(
-        self, key: str, compute: Callable[[], tuple[Entry, dict[str, Any]]]
-    ) -> tuple[CachedEntry, bool]:
-        """(entry, hit). On a miss, ``compute()`` returns (tensors, meta), which are stored."""
-        if (entry := self.get(key)) is not None:
-            return entry, True
-        tensors, meta = compute()
-        self.put(key, tensors, meta)
-        return CachedEntry(tensors=tensors, meta=meta), False
 
     # ------------------------------------------------------------------ removal
     def discard(self, key: str) -> None:

@@ -13,7 +13,8 @@ needs (PAPER.md §Method):
 
 Implementations: :class:`~circuitdiff.models.bridge.BridgeAdapter` (transformer_lens
 ``TransformerBridge``, decoder models) and a plain-forward-hook adapter for architectures the
-bridge lacks (DistilBERT, issue #4). Analyses never touch hooks or module names.
+bridge lacks (DistilBERT, issue #4). Analyses never touch hooks or module names; the scans that
+re-run parts of a model get its layers as functions from :meth:`ModelAdapter.functional`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from typing import Any, Iterable, Literal, Sequence
 
 import torch
 
-from ..analysis.components import Component, component_ids, parse_component
+from ..vocabulary import AdapterName, Component, Family, component_ids, parse_component
+from .functional import LayerStack, functional_view
 
 CAPTURES = ("z", "pattern", "mlp_out")
 Capture = Literal["z", "pattern", "mlp_out"]
@@ -90,8 +92,8 @@ class RunOutput:
 class ModelAdapter(ABC):
     """One loaded model. Subclasses set the attributes in ``__init__`` and implement :meth:`run`."""
 
-    adapter_name: Literal["bridge", "hooks"]
-    family: Literal["causal", "masked"]
+    adapter_name: AdapterName
+    family: Family
     tokenizer: Any
     n_layers: int
     n_heads: int
@@ -118,6 +120,16 @@ class ModelAdapter(ABC):
         capture: names from :data:`CAPTURES`; the captured values are those of *this* run
         (after interventions), detached, on the adapter's device.
         """
+
+    @property
+    @abstractmethod
+    def hf_model(self) -> Any:
+        """The transformers model behind the adapter (weights, config)."""
+
+    def functional(self) -> LayerStack:
+        """The model's layers as functions (:mod:`circuitdiff.models.functional`), for the scans
+        that re-run parts of it; raises ``UnsupportedArchitectureError`` where there is no view."""
+        return functional_view(self.hf_model)
 
     def components(self) -> list[Component]:
         """Every head row-major, then every MLP: the canonical order of per-component lists."""

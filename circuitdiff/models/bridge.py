@@ -64,6 +64,10 @@ class BridgeAdapter(ModelAdapter):
         )
         bridge.eval()
 
+    @property
+    def hf_model(self) -> Any:
+        return self.bridge.original_model
+
     def run(
         self,
         batch: Batch,

@@ -37,10 +37,12 @@ remote code.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Literal, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
+from ..errors import UnsupportedArchitectureError
+from ..vocabulary import Family
 from .adapter import Batch, Capture, Intervention, ModelAdapter, RunOutput, apply_replacement, gather_end_logits
 
 
@@ -48,7 +50,7 @@ from .adapter import Batch, Capture, Intervention, ModelAdapter, RunOutput, appl
 class Layout:
     """Where the three sites live in one HF architecture."""
 
-    family: Literal["causal", "masked"]
+    family: Family
     layers: Callable[[Any], Sequence[Any]]  # model -> per-layer blocks
     attention: Callable[[Any], Any]  # block -> module returning (output, attention probabilities)
     out_proj: Callable[[Any], Any]  # block -> linear whose input is the concatenated heads
@@ -90,10 +92,6 @@ LAYOUTS: dict[str, Layout] = {
 ARCHITECTURES = {"distilbert": "DistilBertForMaskedLM", "bert": "BertForMaskedLM", "gpt2": "GPT2LMHeadModel"}
 
 
-class UnsupportedArchitectureError(ValueError):
-    """No hook layout for this architecture (the loader turns it into a ModelLoadError)."""
-
-
 def supports(hf_model: Any) -> bool:
     mt = getattr(hf_model.config, "model_type", None)
     return mt in LAYOUTS and type(hf_model).__name__ == ARCHITECTURES[mt]
@@ -115,7 +113,7 @@ class HooksAdapter(ModelAdapter):
         # Attention probabilities exist only on the eager path; the maths is the same as SDPA's.
         if getattr(cfg, "_attn_implementation", "eager") != "eager":
             hf_model.set_attn_implementation("eager")
-        self.hf_model = hf_model.eval()
+        self._hf_model = hf_model.eval()
         self.blocks = list(self.layout.layers(hf_model))
         # Chunked feed-forward would call the MLP-output hook once per chunk of positions; the
         # unchunked call computes the same numbers, so turn chunking off.
@@ -138,6 +136,10 @@ class HooksAdapter(ModelAdapter):
             adapter="hooks", family=self.family, architecture=type(hf_model).__name__, n_layers=self.n_layers,
             n_heads=self.n_heads, d_model=self.d_model, n_params=self.n_params, vocab_size=self.vocab_size,
         )
+
+    @property
+    def hf_model(self) -> Any:
+        return self._hf_model
 
     def run(
         self,
@@ -169,7 +171,7 @@ class HooksAdapter(ModelAdapter):
                         _pattern_hook(layer, captures["pattern"])))
             batch = batch.to(self.device)
             with torch.no_grad():
-                logits = self.hf_model(input_ids=batch.tokens, attention_mask=batch.attention_mask).logits
+                logits = self._hf_model(input_ids=batch.tokens, attention_mask=batch.attention_mask).logits
         finally:
             for h in handles:
                 h.remove()

@@ -4,7 +4,8 @@ Three kinds of reference (spec.model_kind): ``zoo:NAME`` (bundled, via circuitdi
 a local checkpoint directory (config.json + *.safetensors), or a hub id with optional revision.
 Safety rules hold on every path: ``trust_remote_code=False`` and ``use_safetensors=True`` (a
 pickle checkpoint is refused, never unpickled). Every failure a user can cause becomes a
-:class:`ModelLoadError` / :class:`UnknownModelError` with one clear sentence.
+:class:`ModelLoadError` / :class:`UnknownModelError` with one clear sentence, naming the spec
+field the caller passes as ``field`` (``teacher.id`` / ``student.id``).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 
+from .. import catalogue
 from ..errors import CircuitdiffError, ModelLoadError, UnknownModelError
 from ..fingerprint import weights_sha256
 from ..spec import ModelRef
+from ..vocabulary import family_of_model_type
 from .adapter import ModelAdapter
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-MASKED_LM_TYPES = ("bert", "distilbert")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -48,112 +50,128 @@ def state_dict_sha256(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def load_model(ref: ModelRef | str, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32") -> ModelAdapter:
-    """Load one model behind the adapter interface. ``device`` may be ``auto``."""
+def load_model(
+    ref: ModelRef | str, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32", *,
+    field: str = "model",
+) -> ModelAdapter:
+    """Load one model behind the adapter interface. ``device`` may be ``auto``; ``field`` is the spec
+    field the model came from, named by every error (``teacher.id``)."""
     if isinstance(ref, str):
         ref = ModelRef(id=ref)
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     dt = resolve_dtype(dtype)
-    hf_model, tokenizer, info = _load_hf(ref)
+    hf_model, tokenizer, info = _load_hf(ref, field)
     hf_model = hf_model.to(device=dev, dtype=dt).eval()
-    return build_adapter(hf_model, tokenizer, info, dev, dt)
+    return build_adapter(hf_model, tokenizer, info, dev, dt, field=field)
 
 
-def build_adapter(hf_model: Any, tokenizer: Any, info: dict, device: torch.device, dtype: torch.dtype) -> ModelAdapter:
-    """Pick the adapter for an architecture: the bridge for decoders, plain hooks for the rest."""
+def build_adapter(hf_model: Any, tokenizer: Any, info: dict, device: torch.device, dtype: torch.dtype, *,
+                  field: str = "model") -> ModelAdapter:
+    """Pick the adapter for an architecture: the bridge for decoders it knows, plain hooks for the rest."""
     cfg = hf_model.config
     # Counted before the bridge wraps the model: it adds split q/k/v copies of the fused weights.
     n_params = sum(p.numel() for p in hf_model.parameters())
     info = dict(info, architecture=type(hf_model).__name__, n_params=n_params)
     if getattr(cfg, "is_encoder_decoder", False):
-        raise ModelLoadError(f"{info['id']}: encoder-decoder models ({cfg.model_type}) are not supported")
-    if cfg.model_type in MASKED_LM_TYPES:
+        raise ModelLoadError(f"{info['id']}: encoder-decoder models ({cfg.model_type}) are not supported",
+                             field=field, fix="compare decoder-only (GPT-2, Llama) or masked (BERT) models")
+    if family_of_model_type(cfg.model_type) == "masked" or not bridge_supports(cfg):
         # BERT also boots in the bridge, and both adapters give the same numbers on it
         # (tests/test_hooks_adapter.py); the masked-LM family goes through hooks so that a BERT
         # teacher and its DistilBERT student (which the bridge refuses) share the same hook points.
-        return _hooks_adapter(hf_model, tokenizer, info, device, dtype)
+        return _hooks_adapter(hf_model, tokenizer, info, device, dtype, field)
     from .bridge import BridgeAdapter, boot_bridge
 
+    return BridgeAdapter(boot_bridge(hf_model, tokenizer, info["id"], device, dtype), tokenizer, info, device, dtype)
+
+
+def bridge_supports(config: Any) -> bool:
+    """Whether transformer_lens ``TransformerBridge`` has an adapter for this config's architecture
+    (its own lookup, which raises ValueError for an architecture it lacks)."""
+    from transformer_lens.model_bridge.sources._hf_format import determine_architecture_from_hf_config
+
     try:
-        bridge = boot_bridge(hf_model, tokenizer, info["id"], device, dtype)
-    except ValueError as e:
-        if "architecture" in str(e):
-            # the bridge refuses the architecture: plain forward hooks, where a layout exists
-            return _hooks_adapter(hf_model, tokenizer, info, device, dtype)
-        raise
-    return BridgeAdapter(bridge, tokenizer, info, device, dtype)
+        determine_architecture_from_hf_config(config)
+    except ValueError:
+        return False
+    return True
 
 
-def _hooks_adapter(hf_model: Any, tokenizer: Any, info: dict, device: torch.device, dtype: torch.dtype) -> ModelAdapter:
+def _hooks_adapter(hf_model: Any, tokenizer: Any, info: dict, device: torch.device, dtype: torch.dtype,
+                   field: str) -> ModelAdapter:
     from .hooks import HooksAdapter, supports
 
     if not supports(hf_model):
         raise ModelLoadError(
             f"{info['id']}: architecture {info['architecture']} is supported neither by the transformer_lens "
-            "bridge nor by the forward-hook adapter", field="model",
+            "bridge nor by the forward-hook adapter", field=field,
+            fix="use a GPT-2, BERT or DistilBERT checkpoint",
         )
     return HooksAdapter(hf_model, tokenizer, info, device, dtype)
 
 
-def _load_hf(ref: ModelRef) -> tuple[Any, Any, dict]:
+def _load_hf(ref: ModelRef, field: str) -> tuple[Any, Any, dict]:
     kind = ref.kind
     if kind == "zoo":
-        return _load_zoo(ref.id)
+        return _load_zoo(ref.id, field)
     if kind == "local":
-        return _load_local(ref.id)
-    return _load_hub(ref.id, ref.revision)
+        return _load_local(ref.id, field)
+    return _load_hub(ref.id, ref.revision, field)
 
 
-def _load_zoo(model_id: str):
-    from ..zoo import registry
+def _load_zoo(model_id: str, field: str):
     from ..zoo.load import load_zoo
 
     name = model_id.removeprefix("zoo:")
     try:
+        entry = catalogue.zoo_model(name)
+    except KeyError:
+        raise UnknownModelError(f"unknown zoo model {name!r}", field=field,
+                                fix="list the zoo with `circuitdiff models` or GET /v1/models") from None
+    try:
         model, tok = load_zoo(name)
-    except CircuitdiffError:
+    except CircuitdiffError as e:
+        e.field = field
         raise
     except (OSError, FileNotFoundError) as e:
-        raise ModelLoadError(f"{model_id}: the bundled model could not be loaded ({e})", field="model") from None
-    if registry.is_random(name):
-        sha = state_dict_sha256(model)
-    else:
-        sha = weights_sha256(registry.zoo_path(name))
+        raise ModelLoadError(f"{model_id}: the bundled model could not be loaded ({e})", field=field,
+                             fix="retrain the zoo with `make zoo`") from None
+    sha = weights_sha256(entry.path) if entry.trained else state_dict_sha256(model)
     return model, tok, {"id": model_id, "kind": "zoo", "revision": None, "sha256": sha}
 
 
-def _load_local(model_id: str):
+def _load_local(model_id: str, field: str):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
     path = Path(model_id).expanduser()
     if not path.exists():
-        raise ModelLoadError(f"{model_id}: no such directory", field="model")
+        raise ModelLoadError(f"{model_id}: no such directory", field=field)
     if not path.is_dir():
-        raise ModelLoadError(f"{model_id}: not a directory (a model checkpoint is a directory)", field="model")
+        raise ModelLoadError(f"{model_id}: not a directory (a model checkpoint is a directory)", field=field)
     if not (path / "config.json").is_file():
-        raise ModelLoadError(f"{model_id}: not a model checkpoint (no config.json)", field="model")
+        raise ModelLoadError(f"{model_id}: not a model checkpoint (no config.json)", field=field)
     if not any(p.name.endswith(".safetensors") for p in path.iterdir()):
         pickles = [p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt")]
         extra = f" ({', '.join(pickles)} found; pickle weights are never loaded)" if pickles else ""
-        raise ModelLoadError(f"{model_id}: no .safetensors weight files{extra}", field="model",
+        raise ModelLoadError(f"{model_id}: no .safetensors weight files{extra}", field=field,
                              fix="save the model with save_pretrained(..., safe_serialization=True)")
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=False)
-        auto = AutoModelForMaskedLM if config.model_type in MASKED_LM_TYPES else AutoModelForCausalLM
+        auto = AutoModelForMaskedLM if family_of_model_type(config.model_type) == "masked" else AutoModelForCausalLM
         model = auto.from_pretrained(
             path, config=config, use_safetensors=True, trust_remote_code=False, attn_implementation="eager"
         )
     except _CHECKPOINT_ERRORS as e:
-        raise ModelLoadError(f"{model_id}: could not load the checkpoint ({_first_line(e)})", field="model") from None
+        raise ModelLoadError(f"{model_id}: could not load the checkpoint ({_first_line(e)})", field=field) from None
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ModelLoadError(f"{model_id}: no usable tokenizer in the directory ({_first_line(e)})", field="model") from None
+        raise ModelLoadError(f"{model_id}: no usable tokenizer in the directory ({_first_line(e)})", field=field) from None
     sha = weights_sha256(path)
     return model.eval(), tok, {"id": str(path.resolve()), "kind": "local", "revision": None, "sha256": sha}
 
 
-def _load_hub(model_id: str, revision: str | None):
+def _load_hub(model_id: str, revision: str | None, field: str):
     """The real hub path (download, pinned revision). Build machines have no hub access, so here it
     fails with a clear ModelLoadError; on a connected host it records the resolved commit."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
@@ -163,15 +181,15 @@ def _load_hub(model_id: str, revision: str | None):
     except OSError as e:
         msg = _first_line(e)
         if "not a valid model identifier" in msg or "404" in msg or "Repository Not Found" in msg:
-            raise UnknownModelError(f"{model_id}: no such model on the Hugging Face hub", field="model") from None
+            raise UnknownModelError(f"{model_id}: no such model on the Hugging Face hub", field=field) from None
         raise ModelLoadError(
             f"{model_id}: could not fetch from the Hugging Face hub (offline or unreachable); "
             "use zoo:NAME or a local checkpoint directory",
-            field="model",
+            field=field,
         ) from None
     except ValueError as e:
-        raise ModelLoadError(f"{model_id}: unsupported model config ({_first_line(e)})", field="model") from None
-    auto = AutoModelForMaskedLM if config.model_type in MASKED_LM_TYPES else AutoModelForCausalLM
+        raise ModelLoadError(f"{model_id}: unsupported model config ({_first_line(e)})", field=field) from None
+    auto = AutoModelForMaskedLM if family_of_model_type(config.model_type) == "masked" else AutoModelForCausalLM
     try:
         model = auto.from_pretrained(
             model_id, revision=revision, config=config, use_safetensors=True, trust_remote_code=False,
@@ -179,7 +197,7 @@ def _load_hub(model_id: str, revision: str | None):
         )
         tok = AutoTokenizer.from_pretrained(model_id, revision=revision, trust_remote_code=False)
     except _CHECKPOINT_ERRORS as e:
-        raise ModelLoadError(f"{model_id}: could not load weights/tokenizer ({_first_line(e)})", field="model") from None
+        raise ModelLoadError(f"{model_id}: could not load weights/tokenizer ({_first_line(e)})", field=field) from None
     resolved = getattr(config, "_commit_hash", None) or revision
     return model.eval(), tok, {"id": model_id, "kind": "hub", "revision": resolved, "sha256": None}
 

@@ -20,7 +20,8 @@ import matplotlib
 from ..result import ComparisonResult
 from .assets import CSS, JS, content_security_policy
 from .plots import PNG_DPI, Plot
-from .summary import (SIDES, component_drops, component_order, fmt, fmt_ci, fmt_params, interpretation,
+from ..vocabulary import layer_key, parse_component
+from .summary import (SIDES, component_drops, fmt_ci, fmt_params, influence_shares, interpretation,
                       matched_counts, needs_caution)
 
 MAX_REJECTED_SHOWN = 200
@@ -108,7 +109,7 @@ def _summary(r: ComparisonResult) -> str:
         row("parameters", [f"{r.models[x].n_params:,}" for x in SIDES]),
         row("logit difference (mean ± std)", [f"{perf[x].logit_diff:.3f} ± {perf[x].logit_diff_std:.3f}" for x in SIDES]),
         row("accuracy (top-1 = answer)", [f"{perf[x].accuracy:.1%}" for x in SIDES]),
-        row("performs the task", ['yes' if perf[x].performs_task else '<span class="badge bad">no: LD ≤ 0</span>'
+        row("performs the task", ['yes' if perf[x].performs_task else '<span class="badge bad">no: LD not above 0</span>'
                                   for x in SIDES]),
         row("mean drop per component, % [95% CI]", [drop_cell(x, "mean_drop") for x in SIDES]),
         row("median / max drop, %", ["–" if robs[x] is None else f"{robs[x].median_drop:.2f} / {robs[x].max_drop:.2f}"
@@ -160,11 +161,11 @@ def _component_table(r: ComparisonResult, side: str, status: dict[str, str]) -> 
             mine, other = (m.teacher, m.student) if side == "teacher" else (m.student, m.teacher)
             partners.setdefault(mine, []).append(other)
     rows = []
-    for cid in sorted(r.influence[side], key=component_order):
+    for rank, cid in enumerate(sorted(r.influence[side], key=layer_key)):
         c = r.influence[side][cid]
-        kind = "MLP" if cid.endswith("MLP") else "head"
+        kind = "MLP" if parse_component(cid).kind == "mlp" else "head"
         rows.append(
-            f'<tr><td class="mono" data-v="{component_order(cid)[0] * 10**7 + component_order(cid)[1]}">{e(cid)}</td>'
+            f'<tr><td class="mono" data-v="{rank}">{e(cid)}</td>'
             f"<td>{kind}</td>{_num(c.logit_diff)}{_num(c.delta)}{_num(c.influence)}{_num(c.retained_pct, 1)}"
             f"{_num(None if drops is None else drops[cid], 1)}"
             f"<td>{_status_badge(status[cid])}</td><td class=\"mono\">{e(', '.join(partners.get(cid, [])))}</td></tr>"
@@ -177,12 +178,11 @@ def _component_table(r: ComparisonResult, side: str, status: dict[str, str]) -> 
 
 def _matches_table(r: ComparisonResult) -> str:
     """The alignment score's pairs with each pair's term S·(1 − |Î_S − Î_T|) (PAPER.md §Method 5)."""
-    ms = r.matches
-    sum_s = sum(m.student_influence for m in ms) or 1.0
-    sum_t = sum(m.teacher_influence for m in ms) or 1.0
+    shares_s, shares_t = influence_shares(r)
     rows = []
-    for m in sorted(ms, key=lambda m: (m.kind, component_order(m.student))):
-        ns, nt = m.student_influence / sum_s, m.teacher_influence / sum_t
+    order = sorted(range(len(r.matches)), key=lambda i: (r.matches[i].kind, layer_key(r.matches[i].student)))
+    for i in order:
+        m, ns, nt = r.matches[i], shares_s[i], shares_t[i]
         term = m.similarity * (1 - abs(ns - nt))
         status = "matched" if m.matched else "below"
         dup = " (counted twice)" if m.duplicated else ""

@@ -1,4 +1,5 @@
-"""Reading a result for the report: a path, a dict or a ``ComparisonResult``, validated once."""
+"""Reading a result for the report: a path, a dict or a ``ComparisonResult``, validated once; results
+of every earlier schema version are upgraded first (circuitdiff.result.upgrade), so they still render."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ..errors import CircuitdiffError
-from ..result import ComparisonResult
+from ..result import ComparisonResult, upgrade
 
 
 class ResultFileError(CircuitdiffError):
@@ -33,10 +34,11 @@ def load_result(source: str | Path | dict | ComparisonResult) -> ComparisonResul
         data = source
     if not isinstance(data, dict):
         raise ResultFileError("a result must be a JSON object")
-    version = data.get("schema_version")
-    if version != 1:
-        raise ResultFileError(f"result schema_version {version!r} is not supported (this report reads version 1)",
-                              field="schema_version")
+    try:
+        data = upgrade(data)
+    except ValueError as exc:
+        raise ResultFileError(str(exc), field="schema_version",
+                              fix="render it with the circuitdiff version that wrote it") from None
     try:
         return ComparisonResult.model_validate(data)
     except ValidationError as exc:

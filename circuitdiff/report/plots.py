@@ -24,7 +24,8 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from ..result import AttentionView, ComparisonResult
-from .summary import SIDES, component_drops, component_order, parse_component
+from ..vocabulary import N_ATTENTION_VIEWS, layer_key, parse_component
+from .summary import SIDES, component_drops
 
 COLORS = {"teacher": "#3b6ea5", "student": "#d9822b"}
 MATCHED, BELOW = "#2e7d4f", "#c0392b"
@@ -40,7 +41,6 @@ RC = {
     "axes.spines.right": False,
     "svg.fonttype": "path",  # text as outlines: the SVG carries no markup from the result
 }
-MAX_ATTENTION_VIEWS = 4
 PNG_DPI = 130
 ANNOTATE_MAX_CELLS = 160
 
@@ -69,9 +69,9 @@ def _head_grid(r: ComparisonResult, side: str) -> np.ndarray:
     m = r.models[side]
     grid = np.full((m.n_heads, m.n_layers), np.nan)
     for cid, c in r.influence[side].items():
-        layer, head = parse_component(cid)
-        if head is not None:
-            grid[head, layer] = c.influence
+        comp = parse_component(cid)
+        if comp.head is not None:
+            grid[comp.head, comp.layer] = c.influence
     return grid
 
 
@@ -79,9 +79,9 @@ def _mlp_row(r: ComparisonResult, side: str) -> np.ndarray:
     """influence: [layer]"""
     row = np.full(r.models[side].n_layers, np.nan)
     for cid, c in r.influence[side].items():
-        layer, head = parse_component(cid)
-        if head is None:
-            row[layer] = c.influence
+        comp = parse_component(cid)
+        if comp.head is None:
+            row[comp.layer] = c.influence
     return row
 
 
@@ -141,7 +141,7 @@ def influence_figure(r: ComparisonResult) -> Figure:
 
 
 def _nodes(r: ComparisonResult, side: str) -> list[str]:
-    return sorted(r.influence[side], key=component_order)
+    return sorted(r.influence[side], key=layer_key)
 
 
 def matching_figure(r: ComparisonResult) -> Figure:
@@ -175,7 +175,7 @@ def matching_figure(r: ComparisonResult) -> Figure:
         infl = {c: r.influence[side][c].influence for c in nodes[side]}
         total = sum(infl.values()) or 1.0
         for i, cid in enumerate(nodes[side]):
-            _, head = parse_component(cid)
+            head = parse_component(cid).head
             st = status[side][cid]
             face = COLORS[side] if st != "none" else "white"
             edge = {"matched": "black", "below": BELOW, "none": "#888888"}[st]
@@ -245,7 +245,7 @@ def similarity_figure(r: ComparisonResult) -> Figure:
         if k == 0:
             ax.set_ylabel("student", color=COLORS["student"], fontweight="bold")
         for line, ids in ((ax.axvline, mat.cols), (ax.axhline, mat.rows)):
-            layers = [parse_component(c)[0] for c in ids]
+            layers = [parse_component(c).layer for c in ids]
             for i in range(1, len(layers)):
                 if layers[i] != layers[i - 1]:  # layer boundaries
                     line(i - 0.5, color="white", lw=1.2)
@@ -281,7 +281,7 @@ def drops_figure(r: ComparisonResult) -> Figure:
         ax.set_xticks(bins)
         ax.set_xlim(0, 100)
         if d is None:
-            ax.text(50, 0.5, "no drops: clean logit difference ≤ 0\n(the model does not perform the task)",
+            ax.text(50, 0.5, "no drops: clean logit difference not above 0\n(the model does not perform the task)",
                     ha="center", va="center", transform=ax.get_xaxis_transform(), color="#555555")
             ax.set_yticks([])
             continue
@@ -362,7 +362,7 @@ def make_plots(r: ComparisonResult) -> list[Plot]:
             Plot("similarity", "Head similarity", similarity_figure(r)),
             Plot("drops", "Drop histograms", drops_figure(r)),
         ]
-        for i, v in enumerate(r.attention[:MAX_ATTENTION_VIEWS], start=1):
+        for i, v in enumerate(r.attention[:N_ATTENTION_VIEWS], start=1):
             plots.append(Plot(f"attention_{i}", f"Attention {v.teacher} ↔ {v.student}", attention_figure(r, v)))
     return plots
 

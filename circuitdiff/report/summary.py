@@ -6,12 +6,12 @@ from a stored result. Drops follow PAPER.md §Method 6: m = 100 - clamp(retained
 
 from __future__ import annotations
 
-import re
-
+from ..analysis.alignment import normalised_influence
+from ..analysis.robustness import drops_from_retained
 from ..result import ComparisonResult
+from ..vocabulary import ROLES
 
-SIDES = ("teacher", "student")
-_COMPONENT = re.compile(r"^L(\d+)(?:H(\d+)|MLP)$")
+SIDES = ROLES
 
 # Reference points for the sentence (PAPER.md, headline table): distilled pairs score 0.82-0.94,
 # the non-distilled control pair (GPT-2 vs DistilBERT) 0.72.
@@ -19,31 +19,24 @@ PAPER_DISTILLED_MIN = 0.82
 PAPER_CONTROL = 0.725
 
 
-def parse_component(cid: str) -> tuple[int, int | None]:
-    """``L3H7`` -> (3, 7); ``L3MLP`` -> (3, None)."""
-    m = _COMPONENT.match(cid)
-    if not m:
-        raise ValueError(f"not a component id: {cid!r} (expected L<layer>H<head> or L<layer>MLP)")
-    return int(m.group(1)), None if m.group(2) is None else int(m.group(2))
-
-
-def component_order(cid: str) -> tuple[int, int]:
-    """Sort key: by layer, heads in order, the layer's MLP after its heads."""
-    layer, head = parse_component(cid)
-    return layer, 10**6 if head is None else head
-
-
 def component_drops(r: ComparisonResult, side: str) -> dict[str, float] | None:
-    """Percentage drop from full performance per component; None when the model has no baseline
-    (clean LD <= 0: retained % is undefined)."""
+    """Percentage drop from full performance per component (circuitdiff.analysis.robustness); None
+    when the model does not perform the task (its retained % is undefined or noise)."""
     if not r.performance[side].performs_task:
         return None
-    out = {}
-    for cid, c in r.influence[side].items():
-        if c.retained_pct is None:
-            return None
-        out[cid] = 100.0 - min(100.0, max(0.0, c.retained_pct))
-    return out
+    retained = {cid: c.retained_pct for cid, c in r.influence[side].items()}
+    if any(v is None for v in retained.values()):
+        return None
+    return dict(zip(retained, (float(m) for m in drops_from_retained(list(retained.values())))))
+
+
+def influence_shares(r: ComparisonResult) -> tuple[list[float], list[float]]:
+    """Î_S and Î_T of every pair in ``r.matches`` (circuitdiff.analysis.alignment: I / ΣI over the
+    pair list, duplicates included; uniform when a model's influences sum to 0)."""
+    if not r.matches:
+        return [], []
+    return ([float(x) for x in normalised_influence([m.student_influence for m in r.matches])],
+            [float(x) for x in normalised_influence([m.teacher_influence for m in r.matches])])
 
 
 def fmt(x: float | None, digits: int = 3) -> str:
@@ -102,7 +95,7 @@ def interpretation(r: ComparisonResult) -> list[str]:
         who = " and ".join(f"the {side} ({r.models[side].id})" for side in failing)
         verb = "do" if len(failing) > 1 else "does"
         out.append(
-            f"Read with care: {who} {verb} not perform the {task} task (clean logit difference ≤ 0), "
+            f"Read with care: {who} {verb} not perform the {task} task (clean logit difference not above 0 within its 95% interval), "
             f"so its component influences are measured around a failing baseline and the alignment "
             f"score{'' if a.score is None else f' of {a.score:.3f}'} says little about whether the student kept the teacher's circuit."
         )
@@ -171,10 +164,10 @@ def largest_mismatch(r: ComparisonResult):
     """(pair, Î_S, Î_T) of the pair with the largest penalty S·|Î_S − Î_T| (PAPER.md §Method 5), or
     None when no pair differs by 5 points of influence share."""
     ms = r.matches
-    sum_s, sum_t = sum(m.student_influence for m in ms), sum(m.teacher_influence for m in ms)
-    if not ms or sum_s <= 0 or sum_t <= 0:
+    if not ms or sum(m.student_influence for m in ms) <= 0 or sum(m.teacher_influence for m in ms) <= 0:
         return None
+    shares_s, shares_t = influence_shares(r)
     # The pair's penalty in A is S·|Î_S − Î_T|: the largest one is where the score is lost.
-    m = max(ms, key=lambda m: m.similarity * abs(m.student_influence / sum_s - m.teacher_influence / sum_t))
-    ns, nt = m.student_influence / sum_s, m.teacher_influence / sum_t
-    return (m, ns, nt) if abs(ns - nt) >= 0.05 else None
+    i = max(range(len(ms)), key=lambda i: ms[i].similarity * abs(shares_s[i] - shares_t[i]))
+    ns, nt = shares_s[i], shares_t[i]
+    return (ms[i], ns, nt) if abs(ns - nt) >= 0.05 else None

@@ -1,75 +1,155 @@
-"""Custom datasets: JSONL, one ``{"prompt", "answer", "distractor", "corrupted_prompt"?,
-"masked_prompt"?}`` object per line. Torch-free (the service validates uploads with it).
+"""Custom datasets: one validation, one set of limits, for the upload route, the CLI and the engine.
 
-Answers are bare words, like the built-in tasks: the decoder form reads the first token of
-``" " + answer`` after the prompt. A line that is not valid is a :class:`DatasetError` naming the
-line; tokenizer-level problems (multi-token answers, length mismatches) are found later by the
-task layer and reported per prompt.
+A dataset is JSONL, one object per line with non-empty string fields ``prompt``, ``answer``,
+``distractor`` and optionally ``corrupted_prompt``, ``masked_prompt``, ``corrupted_masked_prompt``
+(an optional field is omitted, never empty). Answers are bare words, like the built-in tasks: the
+decoder form reads the first token of ``" " + answer`` after the prompt. Tokenizer-level problems
+(multi-token answers, length mismatches) depend on the models and are found later by the task
+layer, per prompt.
+
+Limits (:data:`MAX_LINES`, :data:`MAX_BYTES`) are what the engine can run: a dataset over them is
+refused as a whole (:class:`DatasetTooLargeError`), at upload as well as when a file is read, so
+no upload is accepted that a worker then cannot use. Within the limits, :func:`validate_lines`
+checks line by line: the upload route stores the valid lines and reports the rejected ones; a file
+given to the CLI or the engine must be valid throughout (:func:`load_items`).
+
+Torch-free: the HTTP service imports this module.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from ..errors import DatasetError
+from ..vocabulary import MAX_PROMPTS
 from .generate import MASK, TextItem
 
 REQUIRED = ("prompt", "answer", "distractor")
 OPTIONAL = ("corrupted_prompt", "masked_prompt", "corrupted_masked_prompt")
-MAX_LINES = 5000
-MAX_BYTES = 10 * 1024 * 1024
+FIELDS = REQUIRED + OPTIONAL
+MAX_LINES = MAX_PROMPTS  # a comparison runs at most MAX_PROMPTS items: more lines could never be used
+MAX_BYTES = 16 * 1024 * 1024
+DATASETS_DIR_ENV = "CIRCUITDIFF_DATASETS_DIR"
+LINE_FIX = 'each line must be a JSON object with non-empty string "prompt", "answer" and "distractor"'
 
 
-def parse_jsonl(text: str) -> list[TextItem]:
-    items: list[TextItem] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+class DatasetTooLargeError(DatasetError):
+    """Over :data:`MAX_LINES` items or :data:`MAX_BYTES`: refused as a whole."""
+
+    code = "dataset_too_large"
+    http_status = 413
+
+
+def validate_lines(data: bytes | str) -> tuple[list[dict], list[dict]]:
+    """``(items, rejected)`` of a JSONL text.
+
+    items: the valid lines as dicts of the known fields, in order. rejected: ``{line, field,
+    reason}`` with 1-based line numbers (``line`` 0: the whole body). Raises
+    :class:`DatasetTooLargeError` above the limits.
+    """
+    size = len(data.encode() if isinstance(data, str) else data)
+    if size > MAX_BYTES:
+        raise DatasetTooLargeError(
+            f"the dataset is {size:,} bytes; at most {MAX_BYTES:,} ({MAX_BYTES // 2**20} MiB) are accepted",
+            field="body", fix=f"split it into files under {MAX_BYTES // 2**20} MiB")
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            return [], [{"line": 0, "field": "body", "reason": f"not UTF-8 text ({e.reason} at byte {e.start})"}]
+    else:
+        text = data
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    if len(lines) > MAX_LINES:
+        raise DatasetTooLargeError(
+            f"the dataset has {len(lines):,} lines; a comparison runs at most {MAX_LINES:,} prompts, "
+            f"so at most {MAX_LINES:,} lines are accepted", field="body",
+            fix=f"keep at most {MAX_LINES:,} lines (split the dataset into several)")
+    items, rejected = [], []
+    for n, line in lines:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            raise DatasetError(f"dataset line {lineno}: not valid JSON ({e.msg})", field="dataset") from None
+            rejected.append({"line": n, "field": "line", "reason": f"not valid JSON ({e.msg} at column {e.colno})"})
+            continue
         if not isinstance(obj, dict):
-            raise DatasetError(f"dataset line {lineno}: expected a JSON object", field="dataset")
-        missing = [k for k in REQUIRED if not isinstance(obj.get(k), str) or not obj.get(k).strip()]
-        if missing:
-            raise DatasetError(f"dataset line {lineno}: missing or empty {', '.join(missing)}", field="dataset")
-        unknown = sorted(set(obj) - set(REQUIRED) - set(OPTIONAL))
-        if unknown:
-            raise DatasetError(f"dataset line {lineno}: unknown keys {', '.join(unknown)}", field="dataset")
-        for k in OPTIONAL:
-            if k in obj and not isinstance(obj[k], str):
-                raise DatasetError(f"dataset line {lineno}: {k} must be a string", field="dataset")
-        prompt, answer, distractor = obj["prompt"], obj["answer"].strip(), obj["distractor"].strip()
-        if answer == distractor:
-            raise DatasetError(f"dataset line {lineno}: answer and distractor are the same", field="dataset")
+            rejected.append({"line": n, "field": "line", "reason": "not a JSON object"})
+            continue
+        problem = _check_item(obj)
+        if problem:
+            rejected.append({"line": n, **problem})
+        else:
+            items.append({k: obj[k] for k in FIELDS if k in obj})
+    return items, rejected
+
+
+def _check_item(obj: dict) -> dict | None:
+    for k in REQUIRED:
+        if k not in obj:
+            return {"field": k, "reason": f"missing required field {k!r}"}
+    for k in FIELDS:
+        if k in obj and (not isinstance(obj[k], str) or not obj[k].strip()):
+            return {"field": k, "reason": f"{k!r} must be a non-empty string"
+                    + (" (omit an optional field instead of leaving it empty)" if k in OPTIONAL else "")}
+    extra = sorted(set(obj) - set(FIELDS))
+    if extra:
+        return {"field": extra[0], "reason": f"unknown field {extra[0]!r} (allowed: {', '.join(FIELDS)})"}
+    if obj["answer"].strip() == obj["distractor"].strip():
+        return {"field": "distractor", "reason": "distractor equals the answer"}
+    return None
+
+
+def to_text_items(items: list[dict]) -> list[TextItem]:
+    """Validated dicts -> :class:`TextItem` (the default cloze form: ``prompt [MASK].``)."""
+    out = []
+    for i, obj in enumerate(items):
         corrupted = obj.get("corrupted_prompt")
-        masked = obj.get("masked_prompt") or f"{prompt} {MASK}."
-        items.append(
-            TextItem(
-                prompt=prompt, answer=answer, distractor=distractor,
-                corrupted_prompt=corrupted if corrupted is not None else "",
-                masked_prompt=masked,
-                corrupted_masked_prompt=obj.get("corrupted_masked_prompt") or "",
-                meta={"line": lineno, "has_corrupted": corrupted is not None},
-            )
-        )
-        if len(items) > MAX_LINES:
-            raise DatasetError(f"dataset has more than {MAX_LINES} lines", field="dataset")
+        out.append(TextItem(
+            prompt=obj["prompt"], answer=obj["answer"].strip(), distractor=obj["distractor"].strip(),
+            corrupted_prompt=corrupted or "",
+            masked_prompt=obj.get("masked_prompt") or f"{obj['prompt']} {MASK}.",
+            corrupted_masked_prompt=obj.get("corrupted_masked_prompt") or "",
+            meta={"line": i + 1, "has_corrupted": corrupted is not None},
+        ))
+    return out
+
+
+def parse_items(data: bytes | str, source: str = "dataset") -> list[TextItem]:
+    """A whole JSONL text as text items; every line must be valid (the first bad lines are named)."""
+    items, rejected = validate_lines(data)
+    if rejected:
+        first = "; ".join(f"line {r['line']}: {r['reason']}" for r in rejected[:3])
+        more = f" (and {len(rejected) - 3} more)" if len(rejected) > 3 else ""
+        raise DatasetError(f"{source}: {len(rejected)} invalid line{'s' if len(rejected) > 1 else ''}: {first}{more}",
+                           field="dataset", fix=LINE_FIX)
     if not items:
-        raise DatasetError("dataset is empty", field="dataset")
-    return items
+        raise DatasetError(f"{source} is empty", field="dataset", fix="give at least one JSONL line")
+    return to_text_items(items)
 
 
-def load_jsonl(path: str | Path) -> list[TextItem]:
+def load_items(path: str | Path) -> list[TextItem]:
+    """A JSONL file as text items (:func:`parse_items`)."""
     p = Path(path).expanduser()
     if not p.is_file():
-        raise DatasetError(f"dataset {path}: no such file", field="dataset")
-    if p.stat().st_size > MAX_BYTES:
-        raise DatasetError(f"dataset {path}: larger than {MAX_BYTES // (1024 * 1024)} MiB", field="dataset")
+        raise DatasetError(f"dataset {path}: no such file", field="dataset", fix="pass the path of a JSONL file")
     try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise DatasetError(f"dataset {path}: not UTF-8 text", field="dataset") from None
-    return parse_jsonl(text)
+        return parse_items(p.read_bytes(), f"dataset {path}")
+    except DatasetTooLargeError as e:
+        raise DatasetTooLargeError(f"dataset {path}: {e.message}", field="dataset", fix=e.fix) from None
+
+
+def resolve_dataset(dataset: str, datasets_dir: str | Path | None = None) -> Path:
+    """A dataset reference is a JSONL path, or an uploaded dataset id stored as ``<dir>/<id>.jsonl``
+    (dir: ``datasets_dir`` or $CIRCUITDIFF_DATASETS_DIR, which the worker sets)."""
+    p = Path(dataset).expanduser()
+    if p.is_file():
+        return p
+    root = datasets_dir or os.environ.get(DATASETS_DIR_ENV)
+    if root and "/" not in dataset and not dataset.startswith("."):
+        candidate = Path(root) / f"{dataset}.jsonl"
+        if candidate.is_file():
+            return candidate
+    raise DatasetError(f"dataset {dataset!r}: no such file or uploaded dataset", field="dataset",
+                       fix="upload it with POST /v1/datasets and pass the id, or give a JSONL path")

@@ -34,17 +34,16 @@ import hashlib
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from ..errors import IncompatibleModelsError, TaskTokenizationError
 from ..models.adapter import Batch
+from ..vocabulary import Bos, Family, TaskForm, TokenAlignment
 from .alignment import MIN_SHARED_WORDS, align
 from .generate import MASK, TextItem
 
-Role = Literal["teacher", "student"]
-Form = Literal["causal", "masked"]
 MIN_PROMPTS = 4  # below this no mean/CI is worth reporting
 
 
@@ -75,13 +74,13 @@ class TokenizedTask:
 class TaskData:
     name: str
     options: dict[str, Any]
-    form: Literal["causal", "masked", "mixed"]
+    form: TaskForm
     bos: bool
     items: list[TextItem]  # accepted items, in order
     rejected: list[dict]  # {index, prompt, reason}
     dataset_sha256: str
     views: dict[str, TokenizedTask]
-    token_alignment: str = "shared_vocabulary"
+    token_alignment: TokenAlignment = "shared_vocabulary"
     warnings: list[str] = field(default_factory=list)
     words: list[list[str]] | None = None  # word-aligned pairs: the shared words of each prompt
 
@@ -135,9 +134,9 @@ def build_task_data(
     *,
     name: str,
     options: dict[str, Any] | None = None,
-    bos: Literal["prepend", "none"] = "prepend",
+    bos: Bos = "prepend",
     device: torch.device | str = "cpu",
-    forms: dict[str, Form] | None = None,
+    forms: dict[str, Family] | None = None,
 ) -> TaskData:
     """Tokenise ``items`` for every model in ``tokenizers`` (role -> tokenizer).
 

@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass
 from typing import Iterator, Literal
 
-from . import vocab
+from . import wordlists
 
 Split = Literal["train", "eval", "all"]
 MASK = "[MASK]"
@@ -53,7 +53,7 @@ def ioi_items(
 ) -> list[TextItem]:
     """IOI prompts; corrupted set = the three name slots replaced by random other names ("ABC")."""
     rng = random.Random(f"ioi:{seed}")
-    pools = {"ABBA": vocab.IOI_TEMPLATES_ABBA, "BABA": vocab.IOI_TEMPLATES_BABA}
+    pools = {"ABBA": wordlists.IOI_TEMPLATES_ABBA, "BABA": wordlists.IOI_TEMPLATES_BABA}
     chosen = (
         [("BABA", t) for t in pools["BABA"]] + [("ABBA", t) for t in pools["ABBA"]]
         if templates == "mixed"
@@ -66,12 +66,12 @@ def ioi_items(
         if guard > 200 * n + 1000:
             raise RuntimeError("could not draw enough IOI prompts for this split")
         order, tpl = rng.choice(chosen)
-        a, b = rng.sample(vocab.NAMES, 2)
-        place, obj = rng.choice(vocab.PLACES), rng.choice(vocab.OBJECTS)
+        a, b = rng.sample(wordlists.NAMES, 2)
+        place, obj = rng.choice(wordlists.PLACES), rng.choice(wordlists.OBJECTS)
         if not in_split(("ioi", a, b), split):
             continue
         prompt = _fill_ioi(tpl, a, b, b, place, obj)
-        c, d, e = rng.sample([x for x in vocab.NAMES if x not in (a, b)], 3)
+        c, d, e = rng.sample([x for x in wordlists.NAMES if x not in (a, b)], 3)
         corrupted = _fill_ioi(tpl, c, e, d, place, obj)
         items.append(
             TextItem(
@@ -103,9 +103,9 @@ def sequence_items(
     random members of the same kind (never the clean sequence's continuation pattern).
     """
     rng = random.Random(f"seq:{members}:{frame}:{seed}")
-    seq = vocab.SEQ_MEMBERS[members]
-    verb = vocab.SEQ_VERBS[frame]
-    words = vocab.NAMES if frame == "names" else vocab.SEQ_NOUNS
+    seq = wordlists.SEQ_MEMBERS[members]
+    verb = wordlists.SEQ_VERBS[frame]
+    words = wordlists.NAMES if frame == "names" else wordlists.SEQ_NOUNS
     items: list[TextItem] = []
     guard = 0
     while len(items) < n:
@@ -156,7 +156,7 @@ def qa_items(
     distractor and corrupting country are drawn. ``n`` larger than the number of facts cycles.
     """
     rng = random.Random(f"qa:{facts}:{seed}:{split}")
-    table = vocab.ZOO_FACTS if facts == "zoo" else vocab.WORLD_FACTS
+    table = wordlists.ZOO_FACTS if facts == "zoo" else wordlists.WORLD_FACTS
     order = list(range(len(table)))
     rng.shuffle(order)
     items: list[TextItem] = []
@@ -179,7 +179,7 @@ def qa_items(
 def iter_all_task_kinds() -> Iterator[tuple[str, dict]]:
     """Every (task, options) combination the evaluation table reports."""
     yield "ioi", {}
-    for members in vocab.SEQ_MEMBERS:
-        for frame in vocab.SEQ_VERBS:
+    for members in wordlists.SEQ_MEMBERS:
+        for frame in wordlists.SEQ_VERBS:
             yield "sequence", {"members": members, "frame": frame}
     yield "qa", {"facts": "zoo"}

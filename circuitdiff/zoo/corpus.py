@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from ..tasks import generate, vocab
+from ..tasks import generate, wordlists
 
 
 @dataclass(frozen=True)
@@ -40,13 +40,13 @@ _WEATHER = ("sunny", "cold", "warm", "rainy", "windy", "quiet")
 
 
 def _filler_sentence(rng: random.Random) -> str:
-    n1, n2 = rng.sample(vocab.NAMES, 2)
-    place, obj = rng.choice(vocab.PLACES), rng.choice(vocab.OBJECTS)
+    n1, n2 = rng.sample(wordlists.NAMES, 2)
+    place, obj = rng.choice(wordlists.PLACES), rng.choice(wordlists.OBJECTS)
     adj, verb = rng.choice(_ADJECTIVES), rng.choice(_VERBS_PAST)
-    month, word = rng.choice(vocab.MONTHS), rng.choice(vocab.NUMBER_WORDS)
-    num = rng.choice(vocab.NUMERALS)
-    noun = rng.choice(vocab.SEQ_NOUNS).lower()
-    country, _ = rng.choice(vocab.ZOO_FACTS)
+    month, word = rng.choice(wordlists.MONTHS), rng.choice(wordlists.NUMBER_WORDS)
+    num = rng.choice(wordlists.NUMERALS)
+    noun = rng.choice(wordlists.SEQ_NOUNS).lower()
+    country, _ = rng.choice(wordlists.ZOO_FACTS)
     forms = (
         f"{n1} {verb} the {adj} {obj} at the {place}.",
         f"The {obj} was in the {place}.",
@@ -59,7 +59,7 @@ def _filler_sentence(rng: random.Random) -> str:
         f"{n1} said that the {place} was {rng.choice(_WEATHER)}.",
         f"{n1} {verb} a {adj} {noun} in {month}.",
         f"We met {n1} at the {place} and {n2} was there too.",
-        f"The number {num} comes after the number {vocab.NUMERALS[int(num) - 2] if num != '1' else '0'}.",
+        f"The number {num} comes after the number {wordlists.NUMERALS[int(num) - 2] if num != '1' else '0'}.",
     )
     return rng.choice(forms)
 
@@ -74,14 +74,14 @@ def build_corpus(seed: int = 0, size: CorpusSize = CorpusSize()) -> list[Doc]:
     """All training documents, in a deterministic order (the trainer shuffles with its own RNG)."""
     docs: list[Doc] = []
     docs += [Doc(_filled(it), True) for it in generate.ioi_items(size.ioi, seed=seed, split="train")]
-    for members in vocab.SEQ_MEMBERS:
-        for frame in vocab.SEQ_VERBS:
+    for members in wordlists.SEQ_MEMBERS:
+        for frame in wordlists.SEQ_VERBS:
             items = generate.sequence_items(
                 size.seq_per_kind, seed=seed, split="train", members=members, frame=frame  # type: ignore[arg-type]
             )
             docs += [Doc(_filled(it), True) for it in items]
     for _ in range(size.qa_repeats):
-        for country, capital in vocab.ZOO_FACTS:
+        for country, capital in wordlists.ZOO_FACTS:
             docs.append(Doc(generate.qa_statement(country, capital), True))
             docs.append(Doc(f"{generate.qa_question(country)} {capital}.", True))
     rng = random.Random(f"filler:{seed}")
@@ -92,9 +92,9 @@ def build_corpus(seed: int = 0, size: CorpusSize = CorpusSize()) -> list[Doc]:
 def single_token_words() -> list[str]:
     """Every word the tasks need as one token (answers, distractors, names, members, facts)."""
     words = (
-        list(vocab.NAMES) + list(vocab.PLACES) + list(vocab.OBJECTS) + list(vocab.SEQ_NOUNS)
-        + list(vocab.NUMERALS) + list(vocab.NUMBER_WORDS) + list(vocab.MONTHS)
-        + list(vocab.QA_COUNTRIES) + list(vocab.QA_CAPITALS)
+        list(wordlists.NAMES) + list(wordlists.PLACES) + list(wordlists.OBJECTS) + list(wordlists.SEQ_NOUNS)
+        + list(wordlists.NUMERALS) + list(wordlists.NUMBER_WORDS) + list(wordlists.MONTHS)
+        + list(wordlists.QA_COUNTRIES) + list(wordlists.QA_CAPITALS)
     )
     return list(dict.fromkeys(words))
 

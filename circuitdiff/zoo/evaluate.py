@@ -17,8 +17,9 @@ from pathlib import Path
 
 import torch
 
+from ..catalogue import TRAINED, ZOO_DIR
 from ..tasks import generate
-from .registry import TRAINED, ZOO_DIR
+from ..vocabulary import Family, family_of_model_type
 from .tokenizer import answer_token
 
 EVAL_SEED = 12345
@@ -31,7 +32,7 @@ def task_items(kind: str, opts: dict, seed: int = EVAL_SEED, n_ioi: int = N_IOI,
         return generate.ioi_items(n_ioi, seed=seed, split="eval")
     if kind == "sequence":
         return generate.sequence_items(n_seq, seed=seed, split="eval", **opts)
-    return generate.qa_items(len(generate.vocab.ZOO_FACTS), seed=seed, split="eval", facts="zoo")
+    return generate.qa_items(len(generate.wordlists.ZOO_FACTS), seed=seed, split="eval", facts="zoo")
 
 
 def task_label(kind: str, opts: dict) -> str:
@@ -48,12 +49,12 @@ def _single_id(tok, text: str) -> int:
 
 
 @torch.no_grad()
-def answer_logits(model, tok, fam: str, items, bos: bool = True, batch: int = 128) -> torch.Tensor:
+def answer_logits(model, tok, fam: Family, items, bos: bool = True, batch: int = 128) -> torch.Tensor:
     """logits at the answer slot for each item: [n_items, vocab]."""
     out = []
     for k in range(0, len(items), batch):
         chunk = items[k : k + batch]
-        if fam == "gpt":
+        if fam == "causal":
             rows = [([tok.bos_token_id] if bos else []) + tok(it.prompt, add_special_tokens=False)["input_ids"]
                     for it in chunk]
         else:
@@ -65,7 +66,7 @@ def answer_logits(model, tok, fam: str, items, bos: bool = True, batch: int = 12
             ids[i, : len(r)] = torch.tensor(r)
             mask[i, : len(r)] = 1
         logits = model(input_ids=ids, attention_mask=mask).logits  # [batch, pos, vocab]
-        if fam == "gpt":
+        if fam == "causal":
             pos = mask.sum(1) - 1
         else:
             pos = (ids == tok.mask_token_id).int().argmax(1)
@@ -73,7 +74,7 @@ def answer_logits(model, tok, fam: str, items, bos: bool = True, batch: int = 12
     return torch.cat(out)
 
 
-def score(model, tok, fam: str, items, bos: bool = True) -> dict:
+def score(model, tok, fam: Family, items, bos: bool = True) -> dict:
     logits = answer_logits(model, tok, fam, items, bos=bos)  # [n, vocab]
     a = torch.tensor([_single_id(tok, answer_token(it.answer, fam)) for it in items])
     d = torch.tensor([_single_id(tok, answer_token(it.distractor, fam)) for it in items])
@@ -83,7 +84,7 @@ def score(model, tok, fam: str, items, bos: bool = True) -> dict:
     return {"n": len(items), "top1": round(top1.mean().item(), 4), "logit_diff": round(ld.mean().item(), 4)}
 
 
-def evaluate_model(model, tok, fam: str, seed: int = EVAL_SEED, bos: bool = True) -> list[dict]:
+def evaluate_model(model, tok, fam: Family, seed: int = EVAL_SEED, bos: bool = True) -> list[dict]:
     rows = []
     for kind, opts in generate.iter_all_task_kinds():
         items = task_items(kind, opts, seed)
@@ -92,7 +93,7 @@ def evaluate_model(model, tok, fam: str, seed: int = EVAL_SEED, bos: bool = True
 
 
 def evaluate_dir(models_dir: Path = ZOO_DIR, names=TRAINED, seed: int = EVAL_SEED) -> dict[str, list[dict]]:
-    from .load import family, load_model_dir
+    from .load import load_model_dir
 
     torch.set_num_threads(2)
     table = {}
@@ -100,9 +101,10 @@ def evaluate_dir(models_dir: Path = ZOO_DIR, names=TRAINED, seed: int = EVAL_SEE
         if not (Path(models_dir) / name / "config.json").exists():
             continue
         model, tok = load_model_dir(Path(models_dir) / name)
-        table[name] = evaluate_model(model, tok, family(model), seed)
-        if family(model) == "gpt":  # how the GPT models do when the engine feeds prompts without BOS
-            table[name + " (no BOS)"] = evaluate_model(model, tok, "gpt", seed, bos=False)
+        fam = family_of_model_type(model.config.model_type)
+        table[name] = evaluate_model(model, tok, fam, seed)
+        if fam == "causal":  # how the GPT models do when the engine feeds prompts without BOS
+            table[name + " (no BOS)"] = evaluate_model(model, tok, fam, seed, bos=False)
     return table
 
 

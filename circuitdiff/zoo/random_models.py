@@ -12,15 +12,15 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from ..errors import UnknownModelError
-from .registry import RANDOM_SHAPES, zoo_path
+from ..catalogue import ZOO, zoo_path
 
 TOKENIZER_FROM = "gpt-teacher"
 
 
 def random_config(name: str, bos_token_id: int = 50256) -> GPT2Config:
-    if name not in RANDOM_SHAPES:
+    if name not in ZOO or ZOO[name].shape is None:
         raise UnknownModelError(f"unknown random zoo model {name!r}", field="model")
-    s = RANDOM_SHAPES[name]
+    s = ZOO[name].shape
     return GPT2Config(
         vocab_size=s["vocab_size"], n_positions=s["n_positions"], n_embd=s["n_embd"], n_layer=s["n_layer"],
         n_head=s["n_head"], bos_token_id=bos_token_id, eos_token_id=bos_token_id,

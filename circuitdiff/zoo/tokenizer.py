@@ -19,6 +19,7 @@ from collections import Counter
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import BertTokenizer, GPT2Tokenizer, PreTrainedTokenizerBase
 
+from ..vocabulary import Family
 from .corpus import single_token_words
 
 EOT = "<|endoftext|>"
@@ -44,7 +45,7 @@ def build_gpt_tokenizer(texts: list[str]) -> GPT2Tokenizer:
         vocab=model["vocab"], merges=merges, unk_token=EOT, bos_token=EOT, eos_token=EOT,
         pad_token=EOT, add_prefix_space=False, add_bos_token=False, model_max_length=128,
     )
-    check_single_tokens(tok, "gpt")
+    check_single_tokens(tok, "causal")
     return tok
 
 
@@ -63,18 +64,18 @@ def build_bert_tokenizer(texts: list[str]) -> BertTokenizer:
     tokens = {w for w, n in counts.items() if n >= 2} | chars | {f"##{c}" for c in chars}
     vocab = {t: i for i, t in enumerate(list(BERT_SPECIALS) + sorted(tokens - set(BERT_SPECIALS)))}
     tok = BertTokenizer(vocab=vocab, do_lower_case=True, model_max_length=128)
-    check_single_tokens(tok, "bert")
+    check_single_tokens(tok, "masked")
     return tok
 
 
-def answer_token(word: str, family: str) -> str:
+def answer_token(word: str, family: Family) -> str:
     """The text whose single token stands for ``word`` as an answer in this model family."""
-    return f" {word}" if family == "gpt" else word.lower()
+    return f" {word}" if family == "causal" else word.lower()
 
 
-def check_single_tokens(tok: PreTrainedTokenizerBase, family: str) -> None:
+def check_single_tokens(tok: PreTrainedTokenizerBase, family: Family) -> None:
     """Raise :class:`TokenizerGuaranteeError` unless every task word is exactly one token."""
-    forms = [" ", ""] if family == "gpt" else [""]
+    forms = [" ", ""] if family == "causal" else [""]
     bad = []
     for w in single_token_words():
         for pre in forms:
@@ -83,7 +84,7 @@ def check_single_tokens(tok: PreTrainedTokenizerBase, family: str) -> None:
                 bad.append((pre + w, tok.convert_ids_to_tokens(ids)))
     if bad:
         raise TokenizerGuaranteeError(f"{family} tokenizer splits task words: {bad[:10]} ({len(bad)} in all)")
-    if family == "bert":
+    if family == "masked":
         enc = tok("to [MASK].")["input_ids"]
         if tok.mask_token_id not in enc or enc[0] != tok.cls_token_id or enc[-1] != tok.sep_token_id:
             raise TokenizerGuaranteeError(f"bert tokenizer does not frame / keep [MASK]: {enc}")

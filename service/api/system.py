@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Response
 from fastapi.concurrency import run_in_threadpool
 
 import circuitdiff
-from circuitdiff.spec import SCHEMA_VERSION
+from circuitdiff.vocabulary import SCHEMA_VERSION
 
 from ..deps import get_settings_dep, get_store
 from ..metrics import CONTENT_TYPE, render

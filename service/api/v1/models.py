@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from circuitdiff.zoo.registry import list_zoo
+from circuitdiff.catalogue import list_zoo
 
 from ...auth import current_owner
 from ...deps import get_settings_dep

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from circuitdiff.spec import TASKS
+from circuitdiff import catalogue
 
 from ...auth import current_owner
 from ...schemas import TaskEntry, TaskList
@@ -14,4 +14,4 @@ router = APIRouter(prefix="/v1/tasks", tags=["tasks"], dependencies=[Depends(cur
 
 @router.get("", response_model=TaskList, summary="Built-in tasks and their options")
 def list_tasks():
-    return TaskList(items=[TaskEntry(name=n, description=t["description"], options=t["options"]) for n, t in TASKS.items()])
+    return TaskList(items=[TaskEntry(**t) for t in catalogue.list_tasks()])

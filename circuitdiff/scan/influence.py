@@ -15,23 +15,22 @@ component c ablated alone (heads at their pre-W_O output ``z``, MLPs at ``mlp_ou
 Per-prompt LDs are kept (``InfluenceScan.ablated_ld``) so that confidence intervals can resample
 prompts.
 
-Scan methods: ``naive`` is the reference, one forward pass per component (per prompt batch).
-Faster methods (issue #6: exact scans that reuse the clean run, attribution patching) register
-themselves with :func:`register_scan_method` and are dispatched by :func:`scan`; they must return
-the same :class:`InfluenceScan`.
+This module holds the result type and ``naive``, the reference: one forward pass per component
+(per prompt batch). The faster methods (:mod:`.exact`, :mod:`.attribution`) return the same
+:class:`InfluenceScan`; :func:`circuitdiff.scan.scan` dispatches between them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Sequence
 
 import torch
 
 from ..errors import Cancelled
 from ..models.adapter import Batch, ModelAdapter
-from .ablation import AblationKind, AblationValues, ablation_values
-from .components import Component
+from ..vocabulary import Ablation, Component
+from .ablation import AblationValues, ablation_values
 
 Progress = Callable[[str, int, int], None]
 
@@ -70,47 +69,6 @@ class InfluenceScan:
         return {cid: v["retained_pct"] for cid, v in self.summary().items()}
 
 
-class ScanMethod(Protocol):
-    def __call__(
-        self, adapter: ModelAdapter, view, ablation: AblationKind, *, components: Sequence[Component],
-        batch_size: int, progress: Progress | None, cancelled: Callable[[], bool] | None, stage: str,
-    ) -> InfluenceScan: ...
-
-
-SCAN_METHODS: dict[str, ScanMethod] = {}
-
-
-def register_scan_method(name: str, fn: ScanMethod) -> None:
-    SCAN_METHODS[name] = fn
-
-
-def scan(
-    adapter: ModelAdapter,
-    view,
-    ablation: AblationKind,
-    *,
-    method: str = "naive",
-    components: Sequence[Component] | None = None,
-    batch_size: int = 32,
-    progress: Progress | None = None,
-    cancelled: Callable[[], bool] | None = None,
-    stage: str = "influence",
-    **options,
-) -> InfluenceScan:
-    """Influence of every component of ``adapter`` on the task ``view`` (a TokenizedTask).
-
-    ``options`` go to the method (attribution: ``check=n`` exact-checks n sampled components)."""
-    if method not in SCAN_METHODS:
-        from . import scan_methods  # noqa: F401  (issue #6: exact / attribution register on import)
-    if method not in SCAN_METHODS:
-        raise ValueError(f"unknown scan method {method!r}; available: {', '.join(SCAN_METHODS)}")
-    comps = list(components) if components is not None else adapter.components()
-    return SCAN_METHODS[method](
-        adapter, view, ablation, components=comps, batch_size=batch_size, progress=progress,
-        cancelled=cancelled, stage=stage, **options,
-    )
-
-
 def logit_diffs(adapter: ModelAdapter, batch: Batch, answer_distractor: torch.Tensor, interventions=()) -> torch.Tensor:
     """[batch] float64: logit[answer] − logit[distractor] at each end position."""
     out = adapter.run(batch, interventions, token_ids=answer_distractor)
@@ -128,7 +86,7 @@ def clean_logit_diffs(adapter: ModelAdapter, view, batch_size: int = 32) -> torc
 
 
 def naive_scan(
-    adapter: ModelAdapter, view, ablation: AblationKind, *, components: Sequence[Component],
+    adapter: ModelAdapter, view, ablation: Ablation, *, components: Sequence[Component],
     batch_size: int = 32, progress: Progress | None = None, cancelled: Callable[[], bool] | None = None,
     stage: str = "influence", values: AblationValues | None = None,
 ) -> InfluenceScan:
@@ -156,5 +114,3 @@ def naive_scan(
         ablation=ablation, method="naive",
     )
 
-
-register_scan_method("naive", naive_scan)

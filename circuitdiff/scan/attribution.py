@@ -13,29 +13,30 @@ compare a sample against the exact scan.
 from __future__ import annotations
 
 import random
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
-from .components import component_ids
-from .fast_scan import AblationKind, Gpt2View, ScanOutput, exact_scan, gpt2_of, replacement, run_clean
+from ..models.functional import LayerStack, UnsupportedArchitectureError
+from ..vocabulary import Ablation, Component, component_ids
+from .exact import ScanOutput, exact_scan, replacement, run_clean, task_tensors
+from .influence import InfluenceScan, Progress, naive_scan
 
 
 def attribution_scan(
-    model: Any,
+    view: LayerStack,
     tokens: torch.Tensor,
     attention_mask: torch.Tensor,
     end_pos: torch.Tensor,
     answer: torch.Tensor,
     distractor: torch.Tensor,
-    ablation: AblationKind,
+    ablation: Ablation,
     corrupted_tokens: torch.Tensor | None = None,
     corrupted_mask: torch.Tensor | None = None,
 ) -> ScanOutput:
     """Estimated LD per prompt with each component ablated alone: ablated_ld [component, prompt]
     in the canonical component order (heads row-major, then MLPs)."""
-    view = Gpt2View(gpt2_of(model))
-    device = view.w_u.device
+    device = view.device
     t = int(end_pos.max()) + 1  # causal: later positions never reach an answer
     tokens, attention_mask = tokens[:, :t].to(device), attention_mask[:, :t].to(device)
     end_pos = end_pos.to(device)
@@ -48,7 +49,7 @@ def attribution_scan(
             corrupt = run_clean(view, corrupted_tokens[:, :t].to(device), c_mask)
 
     with torch.enable_grad():
-        direction = (view.w_u[answer.to(device)] - view.w_u[distractor.to(device)]).detach()
+        direction = (view.unembed(answer.to(device)) - view.unembed(distractor.to(device))).detach()
         clean = run_clean(view, tokens, attention_mask, end_pos, direction)
         acts = clean.z + clean.mlp_out
         # autograd.grad, not backward(): no parameter .grad is touched
@@ -121,7 +122,7 @@ def sample_components(all_ids: Sequence[str], n: int, seed: int) -> list[str]:
 
 
 def check_against_exact(
-    model: Any,
+    view: LayerStack,
     approx: ScanOutput,
     n: int,
     seed: int,
@@ -129,11 +130,38 @@ def check_against_exact(
 ) -> dict[str, Any]:
     """Run the exact scan on ``n`` sampled components and compare influences (|mean delta|)."""
     sample = sample_components(approx.components, n, seed)
-    exact = exact_scan(model, components=sample, **scan_args)
+    exact = exact_scan(view, components=sample, **scan_args)
     infl = lambda out: {  # noqa: E731
         c: abs((out.ablated_ld[i] - out.clean_ld).mean().item()) for i, c in enumerate(out.components)
     }
     return agreement(infl(approx), infl(exact))
 
 
-__all__ = ["attribution_scan", "agreement", "spearman", "sample_components", "check_against_exact"]
+def attribution_method(
+    adapter, view, ablation: Ablation, *, components: Sequence[Component], batch_size: int = 32,
+    progress: Progress | None = None, cancelled: Callable[[], bool] | None = None, stage: str = "influence",
+    check: int | None = None, seed: int = 0,
+) -> InfluenceScan:
+    """``scan(method="attribution")``; ``check=n`` also runs the exact scan on n sampled components and
+    stores the agreement (Spearman, top-k overlap) on the scan. Architectures without a functional
+    view run the naive scan instead (the returned scan then says so)."""
+    try:
+        stack = adapter.functional()
+    except UnsupportedArchitectureError:
+        return naive_scan(adapter, view, ablation, components=components, batch_size=batch_size,
+                          progress=progress, cancelled=cancelled, stage=stage)
+    inputs = task_tensors(view)
+    out = attribution_scan(stack, ablation=ablation, **inputs)
+    wanted = [c.id for c in components]
+    index = {c: i for i, c in enumerate(out.components)}
+    rows = torch.stack([out.ablated_ld[index[c]] for c in wanted])
+    result = InfluenceScan(
+        components=wanted, clean_ld=out.clean_ld.double().cpu(), ablated_ld=rows.double().cpu(),
+        ablation=ablation, method="attribution",
+    )
+    if progress is not None:
+        progress(stage, len(wanted), len(wanted))
+    if check:
+        sub = ScanOutput(wanted, out.clean_ld, rows, 0)
+        result.agreement = check_against_exact(stack, sub, int(check), seed, dict(inputs, ablation=ablation))
+    return result

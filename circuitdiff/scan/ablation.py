@@ -14,14 +14,11 @@ The values come from one pass over the corrupted set with the model unmodified.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 
 from ..models.adapter import Batch, Intervention, ModelAdapter
-from .components import Component
-
-AblationKind = Literal["zero", "mean", "resample"]
+from ..vocabulary import Ablation, Component
 
 
 @dataclass
@@ -32,7 +29,7 @@ class AblationValues:
     resample: z[l]: [n, T, head, d_head], mlp[l]: [n, T, d_model] (row i = corrupted prompt i).
     """
 
-    kind: AblationKind
+    kind: Ablation
     z: list[torch.Tensor] = field(default_factory=list)
     mlp: list[torch.Tensor] = field(default_factory=list)
 
@@ -49,7 +46,7 @@ class AblationValues:
 
 
 def ablation_values(
-    adapter: ModelAdapter, corrupted: Batch, kind: AblationKind, batch_size: int = 32
+    adapter: ModelAdapter, corrupted: Batch, kind: Ablation, batch_size: int = 32
 ) -> AblationValues:
     """One unmodified pass over the corrupted prompts collecting what ``kind`` needs."""
     if kind == "zero":

@@ -1,0 +1,214 @@
+"""A functional view of a model's layers: the block arithmetic as plain functions of tensors.
+
+The exact scan (circuitdiff.scan.exact) and attribution patching (circuitdiff.scan.attribution)
+re-run *parts* of a model: the blocks above an ablated layer, the last block at the answer position
+only, the attention output of one head. They need the model as functions, not as one forward
+pass. A :class:`LayerStack` is that view for one architecture; an adapter hands it out
+(:meth:`circuitdiff.models.adapter.ModelAdapter.functional`), so the scans never reach into module
+internals and a new architecture plugs in here, once.
+
+Every implementation computes exactly what the model's own forward computes (same modules'
+weights, same operations), for pre-LN decoders whose block is
+``x_mid = x + attn_out(attention(x)); x_out = x_mid + mlp(x_mid)``. tests/test_fast_scan.py checks
+the view against the HF forward with hooks.
+
+Shapes: x / residual ``[batch, pos, d_model]``; z ``[batch, pos, head, d_head]`` (the per-head
+attention output before W_O, where a head is ablated); mask ``bool [batch, 1, q_pos, k_pos]``
+(True = attend).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import UnsupportedArchitectureError
+
+
+def unwrap(module: Any) -> Any:
+    """The HF module under transformer_lens bridge wrappers. The bridge replaces HF submodules in
+    place with hooked components that keep the original as ``original_component``; the view reads
+    raw weights so that no hook runs and the arithmetic is the plain HF one."""
+    while getattr(module, "original_component", None) is not None:
+        module = module.original_component
+    return module
+
+
+def attention_mask_4d(attention_mask: torch.Tensor) -> torch.Tensor:
+    """[batch, pos] padding mask -> bool [batch, 1, pos, pos]: causal and key is a real token,
+    the mask HF builds for decoders. A right-padded query row always sees position 0, never empty."""
+    t = attention_mask.shape[1]
+    causal = torch.ones(t, t, dtype=torch.bool, device=attention_mask.device).tril()
+    return causal[None, None] & attention_mask.bool()[:, None, None, :]
+
+
+class LayerStack(ABC):
+    """One causal pre-LN decoder as functions. Subclasses set the sizes and implement the
+    abstract methods; :meth:`block`, :meth:`last_block_at_end` and :meth:`logit_diff` follow."""
+
+    n_layers: int
+    n_heads: int  # query heads: the unit a head ablation addresses
+    d_head: int
+    d_model: int
+    d_mlp: int
+
+    @property
+    @abstractmethod
+    def device(self) -> torch.device: ...
+
+    @property
+    @abstractmethod
+    def dtype(self) -> torch.dtype: ...
+
+    @abstractmethod
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [batch, pos] -> residual stream before layer 0 [batch, pos, d_model]."""
+
+    @abstractmethod
+    def attention(self, layer: int, x: torch.Tensor, mask: torch.Tensor, end: torch.Tensor | None = None
+                  ) -> torch.Tensor:
+        """Pre-LN residual x [batch, pos, d_model] -> z [batch, pos, head, d_head]; with ``end``
+        [batch], queries only at those positions (keys and values everywhere): z [batch, head, d_head]."""
+
+    @abstractmethod
+    def attn_out(self, layer: int, z: torch.Tensor) -> torch.Tensor:
+        """z [..., head, d_head] -> the attention block's output [..., d_model] (W_O, bias included)."""
+
+    @abstractmethod
+    def w_o(self, layer: int) -> torch.Tensor:
+        """W_O per head: [head, d_head, d_model] (``attn_out`` is linear in z with these weights)."""
+
+    @abstractmethod
+    def mlp(self, layer: int, x: torch.Tensor) -> torch.Tensor:
+        """Pre-LN residual x [..., d_model] -> the MLP's output [..., d_model]."""
+
+    @abstractmethod
+    def final_norm(self, x: torch.Tensor) -> torch.Tensor:
+        """The norm before the unembedding, x [..., d_model] -> [..., d_model]."""
+
+    @abstractmethod
+    def unembed(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """Unembedding rows W_U[token_ids]: [..., d_model] (logit of a token = row · final_norm(x))."""
+
+    # ----------------------------------------------------------------------- derived
+    def block(self, layer: int, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """A full block at every position: x [batch, pos, d_model] -> same."""
+        x = x + self.attn_out(layer, self.attention(layer, x, mask))
+        return x + self.mlp(layer, x)
+
+    def last_block_at_end(self, x: torch.Tensor, mask: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+        """The last block where only the end positions are read: x [batch, pos, d_model] -> the
+        final residual at ``end`` [batch, d_model]."""
+        layer = self.n_layers - 1
+        rows = torch.arange(x.shape[0], device=x.device)
+        z = self.attention(layer, x, mask, end)  # [batch, head, d_head]
+        x_end = x[rows, end] + self.attn_out(layer, z)
+        return x_end + self.mlp(layer, x_end)
+
+    def logit_diff(self, x_end: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+        """x_end: [batch, d_model] final residual; direction: [batch, d_model] = W_U[ans] - W_U[dis]."""
+        return (self.final_norm(x_end) * direction).sum(-1)
+
+
+def conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """HF ``Conv1D`` (a linear layer with weight [in, out]), the same addmm it runs."""
+    return torch.addmm(bias, x.reshape(-1, x.shape[-1]), weight).view(*x.shape[:-1], weight.shape[1])
+
+
+class Gpt2Stack(LayerStack):
+    """``GPT2LMHeadModel``: LayerNorm, fused c_attn (Conv1D), learned positions, GELU MLP, tied W_U."""
+
+    def __init__(self, model: Any):
+        from transformers.activations import ACT2FN
+
+        cfg = model.config
+        if getattr(cfg, "add_cross_attention", False) or getattr(cfg, "reorder_and_upcast_attn", False):
+            raise UnsupportedArchitectureError("GPT-2 variants with cross-attention or reordered attention have "
+                                               "no functional view")
+        t = unwrap(model.transformer)
+        self.n_layers = int(cfg.n_layer)
+        self.n_heads = int(cfg.n_head)
+        self.d_model = int(cfg.n_embd)
+        self.d_head = self.d_model // self.n_heads
+        self.d_mlp = int(cfg.n_inner or 4 * self.d_model)
+        self.eps = float(cfg.layer_norm_epsilon)
+        self.act = ACT2FN[cfg.activation_function]
+        wb = lambda m: (unwrap(m).weight, unwrap(m).bias)  # noqa: E731
+        self.layers = []
+        for i in range(self.n_layers):
+            blk = unwrap(t.h[i])
+            attn, mlp = unwrap(blk.attn), unwrap(blk.mlp)
+            scaling = getattr(attn, "scaling", None)
+            if scaling is None:  # older transformers: derive it the way GPT2Attention does
+                scaling = (self.d_head**-0.5 if cfg.scale_attn_weights else 1.0) / (
+                    float(i + 1) if cfg.scale_attn_by_inverse_layer_idx else 1.0
+                )
+            self.layers.append({
+                "ln1": wb(blk.ln_1), "qkv": wb(attn.c_attn), "o": wb(attn.c_proj), "ln2": wb(blk.ln_2),
+                "fc": wb(mlp.c_fc), "proj": wb(mlp.c_proj), "scaling": float(scaling),
+            })
+        self.ln_f = wb(t.ln_f)
+        self.w_te = unwrap(t.wte).weight  # [vocab, d_model]
+        self.w_pe = unwrap(t.wpe).weight  # [n_positions, d_model]
+        self.w_u = unwrap(model.lm_head).weight  # [vocab, d_model] (tied to wte, no bias)
+
+    @property
+    def device(self) -> torch.device:
+        return self.w_u.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.w_u.dtype
+
+    def _ln(self, x: torch.Tensor, wb: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return F.layer_norm(x, (self.d_model,), wb[0], wb[1], self.eps)
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        pos = torch.arange(tokens.shape[1], device=tokens.device)
+        return F.embedding(tokens, self.w_te) + F.embedding(pos, self.w_pe)[None]  # [batch, pos, d_model]
+
+    def attention(self, layer, x, mask, end=None):
+        p = self.layers[layer]
+        q, k, v = conv1d(self._ln(x, p["ln1"]), *p["qkv"]).split(self.d_model, dim=-1)
+        split = lambda t: t.view(*t.shape[:-1], self.n_heads, self.d_head).transpose(1, 2)  # noqa: E731
+        q, k, v = split(q), split(k), split(v)  # [batch, head, pos, d_head]
+        if end is not None:
+            rows = torch.arange(x.shape[0], device=x.device)
+            q = q[rows, :, end].unsqueeze(2)  # [batch, head, 1, d_head]
+            mask = mask[rows, :, end].unsqueeze(2)  # [batch, 1, 1, k_pos]
+        z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=p["scaling"]).transpose(1, 2)
+        return z[:, 0] if end is not None else z  # [batch, head, d_head] | [batch, pos, head, d_head]
+
+    def attn_out(self, layer, z):
+        return conv1d(z.reshape(*z.shape[:-2], self.d_model), *self.layers[layer]["o"])
+
+    def w_o(self, layer):
+        # Conv1D weight is [in, out] with in = the head-major z
+        return self.layers[layer]["o"][0].view(self.n_heads, self.d_head, self.d_model)
+
+    def mlp(self, layer, x):
+        p = self.layers[layer]
+        return conv1d(self.act(conv1d(self._ln(x, p["ln2"]), *p["fc"])), *p["proj"])
+
+    def final_norm(self, x):
+        return self._ln(x, self.ln_f)
+
+    def unembed(self, token_ids):
+        return self.w_u[token_ids]
+
+
+VIEWS = {"gpt2": Gpt2Stack}
+"""``config.model_type`` -> its :class:`LayerStack`; the architectures the exact scan covers."""
+
+
+def functional_view(model: Any) -> LayerStack:
+    """The :class:`LayerStack` of an HF model (raises :class:`UnsupportedArchitectureError`)."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type not in VIEWS:
+        raise UnsupportedArchitectureError(
+            f"no functional view of {type(model).__name__} (model_type {model_type!r}); "
+            f"covered: {', '.join(VIEWS)}")
+    return VIEWS[model_type](model)

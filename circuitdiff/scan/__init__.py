@@ -1,0 +1,57 @@
+"""Everything that runs a model to measure it: the clean pass, ablations and the influence scans.
+
+:func:`scan` is the one door to the influence scans (PAPER.md §Method 1), dispatching on an
+explicit table of methods (:data:`METHODS`):
+
+- ``naive`` (:mod:`.influence`): the reference, one forward pass per component and prompt batch;
+- ``exact`` (:mod:`.exact`): the same numbers from the clean pass and the blocks above the ablated
+  layer (tests/test_fast_scan.py: equal to ``naive`` to 1e-5);
+- ``attribution`` (:mod:`.attribution`): a first-order estimate from one forward and one backward
+  pass, labelled approximate.
+
+Every method returns an :class:`~.influence.InfluenceScan` whose ``method`` says what really ran
+(``exact``/``attribution`` fall back to ``naive`` on architectures without a functional view).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from ..models.adapter import ModelAdapter
+from ..vocabulary import Ablation, Component, ScanMethod
+from .attribution import attribution_method
+from .exact import exact_method
+from .influence import InfluenceScan, Progress, naive_scan
+
+METHODS: dict[str, Callable[..., InfluenceScan]] = {
+    "naive": naive_scan,
+    "exact": exact_method,
+    "attribution": attribution_method,
+}
+
+__all__ = ["METHODS", "InfluenceScan", "scan"]
+
+
+def scan(
+    adapter: ModelAdapter,
+    view,
+    ablation: Ablation,
+    *,
+    method: ScanMethod = "naive",
+    components: Sequence[Component] | None = None,
+    batch_size: int = 32,
+    progress: Progress | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    stage: str = "influence",
+    **options,
+) -> InfluenceScan:
+    """Influence of every component of ``adapter`` (or of ``components``) on the task ``view`` (a
+    TokenizedTask). ``options`` go to the method (attribution: ``check=n`` exact-checks n sampled
+    components, ``seed``)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown scan method {method!r}; choose one of: {', '.join(METHODS)}")
+    comps = list(components) if components is not None else adapter.components()
+    return METHODS[method](
+        adapter, view, ablation, components=comps, batch_size=batch_size, progress=progress,
+        cancelled=cancelled, stage=stage, **options,
+    )

@@ -1,0 +1,276 @@
+"""Exact influence scan for causal pre-LN decoders, without one full forward per component.
+
+The naive scan (PAPER.md §Method 1) ablates each head / MLP alone and reruns the whole model,
+computing logits over the whole vocabulary at every position: 156 passes for GPT-2. Almost all of
+that work is identical between passes, so this module computes exactly the same numbers with less:
+
+1. One clean pass keeps, per layer l, the residual stream before the attention block
+   (``resid_pre[l]``) and after it (``resid_mid[l]``), and the per-head output before W_O
+   (``z[l]``). Nothing before layer l depends on an ablation at layer l.
+2. A head h at layer l changes only its slice of ``z[l]``; the attention output is linear in z
+   (c_proj), so ``resid_mid`` becomes ``resid_mid[l] + (z_abl - z_clean)[:, :, h] @ W_O[h]``.
+   Then the MLP of layer l and the blocks above are rerun. An MLP at layer l replaces
+   ``mlp_out[l]``: ``resid_post = resid_mid[l] + mlp_abl``, then the blocks above.
+3. Causal attention means the answer position never sees a later position, so sequences are cut
+   after the last end position, and the last block computes queries, its MLP and the final
+   LayerNorm only at each prompt's end position (keys and values still at every position).
+4. The logit difference needs two unembedding columns, not the vocabulary:
+   ``LD = ln_f(x_end) · (W_U[answer] - W_U[distractor])``.
+5. All ablations of one layer go through the blocks above it together, stacked along the batch
+   dimension, in micro-batches sized from free memory (halved and retried on out-of-memory).
+
+Each step is an algebraic identity, so results equal the naive scan up to float rounding
+(tests/test_fast_scan.py checks 1e-5 for zero, mean and resample ablation of heads and MLPs).
+Dropout is inactive (eval). The model is read through its adapter's functional view
+(:class:`circuitdiff.models.functional.LayerStack`): the model's own weights and operations, one
+implementation per architecture; architectures without one run the naive scan instead, and the
+scan then says ``method="naive"``, so a result never claims a method that did not run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from ..errors import Cancelled
+from ..models.functional import LayerStack, UnsupportedArchitectureError, attention_mask_4d
+from ..vocabulary import Ablation, Component, component_ids, parse_component
+from .influence import InfluenceScan, Progress, naive_scan
+from .microbatch import rows_per_microbatch, run_microbatched
+
+
+# ----------------------------------------------------------------------------- the clean pass
+@dataclass
+class CleanRun:
+    """Per-layer activations of one pass. resid_pre / resid_mid: [layer][batch, pos, d_model];
+    z: [layer][batch, pos, head, d_head]; mlp_out: [layer][batch, pos, d_model]; ld: [batch]."""
+
+    resid_pre: list[torch.Tensor]
+    resid_mid: list[torch.Tensor]
+    z: list[torch.Tensor]
+    mlp_out: list[torch.Tensor]
+    ld: torch.Tensor | None
+
+
+def run_clean(
+    view: LayerStack,
+    tokens: torch.Tensor,
+    attention_mask: torch.Tensor,
+    end_pos: torch.Tensor | None = None,
+    direction: torch.Tensor | None = None,
+) -> CleanRun:
+    """Full forward keeping the residual stream around every attention block."""
+    mask = attention_mask_4d(attention_mask)
+    x = view.embed(tokens)
+    pre, mid, zs, mlps = [], [], [], []
+    for layer in range(view.n_layers):
+        pre.append(x)
+        z = view.attention(layer, x, mask)  # [batch, pos, head, d_head]
+        x = x + view.attn_out(layer, z)
+        mid.append(x)
+        zs.append(z)
+        m = view.mlp(layer, x)
+        mlps.append(m)
+        x = x + m
+    ld = None
+    if end_pos is not None and direction is not None:
+        rows = torch.arange(x.shape[0], device=x.device)
+        ld = view.logit_diff(x[rows, end_pos], direction)
+    return CleanRun(pre, mid, zs, mlps, ld)
+
+
+# ----------------------------------------------------------------------------- ablation values
+def replacement(
+    clean: torch.Tensor,
+    corrupted: torch.Tensor | None,
+    ablation: Ablation,
+    corrupted_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """What an ablated activation is replaced by, broadcast to ``clean``'s shape [batch, pos, ...]:
+    zero; the per-position mean over the corrupted prompts; or the corrupted prompt's own value.
+
+    The mean at a position is over the corrupted prompts with a real token there
+    (``corrupted_mask`` [batch', pos]), accumulated in float64: the definition of
+    :mod:`circuitdiff.scan.ablation`, so both scans replace with the same numbers.
+    """
+    if ablation == "zero":
+        return torch.zeros_like(clean)
+    if corrupted is None:
+        raise ValueError(f"{ablation} ablation needs the corrupted prompts")
+    if ablation == "mean":
+        t = clean.shape[1]
+        c = corrupted[:, :t].double()
+        m = (torch.ones(c.shape[:2], device=c.device) if corrupted_mask is None else corrupted_mask[:, :t])
+        m = m.to(c.device, torch.float64).view(*c.shape[:2], *([1] * (c.dim() - 2)))
+        mean = (c * m).sum(0) / m.sum(0).clamp(min=1)  # [pos, ...]
+        return mean.to(clean.dtype)[None].expand_as(clean)
+    if ablation == "resample":
+        return corrupted[:, : clean.shape[1]]
+    raise ValueError(f"unknown ablation {ablation!r}")
+
+
+# ----------------------------------------------------------------------------- the scan
+@dataclass
+class ScanOutput:
+    """components: ids in the order asked; ablated_ld: [component, prompt]; clean_ld: [prompt]."""
+
+    components: list[str]
+    clean_ld: torch.Tensor
+    ablated_ld: torch.Tensor
+    microbatch_rows: int
+
+
+@torch.no_grad()
+def exact_scan(
+    view: LayerStack,
+    tokens: torch.Tensor,
+    attention_mask: torch.Tensor,
+    end_pos: torch.Tensor,
+    answer: torch.Tensor,
+    distractor: torch.Tensor,
+    ablation: Ablation,
+    corrupted_tokens: torch.Tensor | None = None,
+    corrupted_mask: torch.Tensor | None = None,
+    components: Sequence[str] | None = None,
+    max_rows: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ScanOutput:
+    """LD per prompt with each component ablated alone, equal to the naive scan.
+
+    view: the model's functional view (``adapter.functional()``, or ``functional_view(hf_model)``).
+    tokens, attention_mask: [batch, pos] right-padded; end_pos, answer, distractor: [batch].
+    corrupted_*: [batch', pos'] for mean (any batch') or resample (batch' = batch) ablation.
+    """
+    device = view.device
+    if components is None:
+        components = component_ids(view.n_layers, view.n_heads)
+    parsed = [parse_component(c) for c in components]
+    for c in parsed:
+        if c.layer >= view.n_layers or (c.head is not None and c.head >= view.n_heads):
+            raise ValueError(f"{c.id} is outside this model ({view.n_layers} layers x {view.n_heads} heads)")
+
+    # causal: nothing after the last end position can reach an answer position
+    t = int(end_pos.max()) + 1
+    tokens, attention_mask = tokens[:, :t].to(device), attention_mask[:, :t].to(device)
+    end_pos = end_pos.to(device)
+    direction = view.unembed(answer.to(device)) - view.unembed(distractor.to(device))  # [batch, d_model]
+    clean = run_clean(view, tokens, attention_mask, end_pos, direction)
+    corrupt = c_mask = None
+    if ablation != "zero":
+        if corrupted_tokens is None or corrupted_mask is None:
+            raise ValueError(f"{ablation} ablation needs the corrupted prompts")
+        ct, c_mask = corrupted_tokens[:, :t].to(device), corrupted_mask[:, :t].to(device)
+        corrupt = run_clean(view, ct, c_mask)
+        if ablation == "resample" and ct.shape[0] != tokens.shape[0]:
+            raise ValueError("resample ablation needs one corrupted prompt per clean prompt")
+        if ct.shape[1] < t:
+            raise ValueError("corrupted prompts are shorter than the clean ones")
+
+    n = tokens.shape[0]
+    mask = attention_mask_4d(attention_mask)  # [batch, 1, t, t]
+    rows = max_rows or rows_per_microbatch(view, t, device, torch.empty((), dtype=view.dtype).element_size())
+    out = torch.empty(len(parsed), n, dtype=clean.ld.dtype, device=device)
+
+    by_layer: dict[int, list[int]] = {}
+    for i, c in enumerate(parsed):
+        by_layer.setdefault(c.layer, []).append(i)
+    done = 0
+    for layer in sorted(by_layer):
+        idx = by_layer[layer]
+        heads = [i for i in idx if parsed[i].head is not None]
+        mlps = [i for i in idx if parsed[i].head is None]
+        if heads:
+            z_rep = replacement(clean.z[layer], corrupt.z[layer] if corrupt else None, ablation, c_mask)
+            dz = z_rep - clean.z[layer]  # [batch, pos, head, d_head]
+            head_of = torch.tensor([parsed[i].head for i in heads], device=device)
+            lds, rows = _scan_heads(view, layer, clean, dz, head_of, mask, end_pos, direction, rows)
+            out[heads] = lds.view(len(heads), n)
+        for i in mlps:
+            m_rep = replacement(clean.mlp_out[layer], corrupt.mlp_out[layer] if corrupt else None, ablation, c_mask)
+            start = clean.resid_mid[layer] + m_rep  # resid_post with the MLP replaced
+            lds, rows = _continue_from(view, layer + 1, start, mask, end_pos, direction, rows)
+            out[i] = lds
+        done += len(idx)
+        if progress is not None:
+            progress(done, len(parsed))
+    return ScanOutput(list(components), clean.ld, out, rows)
+
+
+def _scan_heads(view, layer, clean, dz, head_of, mask, end_pos, direction, rows):
+    """Every requested head of ``layer`` ablated alone; rows are (head-major) head x prompt."""
+    n = dz.shape[0]
+    w_o = view.w_o(layer)  # [head, d_head, d_model]
+    last = layer == view.n_layers - 1
+
+    def run(sl: slice) -> torch.Tensor:
+        r = torch.arange(sl.start, sl.stop, device=dz.device)
+        h, b = head_of[r // n], r % n
+        if last:  # only the end positions are ever read
+            e = end_pos[b]
+            delta = torch.einsum("rk,rkd->rd", dz[b, e, h], w_o[h])  # [rows, d_model]
+            x = clean.resid_mid[layer][b, e] + delta
+            x = x + view.mlp(layer, x)
+            return view.logit_diff(x, direction[b])
+        delta = torch.einsum("rpk,rkd->rpd", dz[b, :, h], w_o[h])  # [rows, pos, d_model]
+        x = clean.resid_mid[layer][b] + delta
+        x = x + view.mlp(layer, x)
+        return _finish(view, layer + 1, x, mask[b], end_pos[b], direction[b])
+
+    return run_microbatched(len(head_of) * n, rows, run)
+
+
+def _continue_from(view, layer, start, mask, end_pos, direction, rows):
+    """start: resid_pre of ``layer`` [batch, pos, d_model] -> LD per prompt."""
+
+    def run(sl: slice) -> torch.Tensor:
+        return _finish(view, layer, start[sl], mask[sl], end_pos[sl], direction[sl])
+
+    return run_microbatched(start.shape[0], rows, run)
+
+
+def _finish(view, layer, x, mask, end, direction) -> torch.Tensor:
+    """Blocks ``layer``.. to the end, then the logit difference. x: [rows, pos, d_model]."""
+    rows = torch.arange(x.shape[0], device=x.device)
+    if layer == view.n_layers:
+        return view.logit_diff(x[rows, end], direction)
+    for l in range(layer, view.n_layers - 1):
+        x = view.block(l, x, mask)
+    return view.logit_diff(view.last_block_at_end(x, mask, end), direction)
+
+
+# ----------------------------------------------------------------------------- the adapter's door
+def task_tensors(view) -> dict:
+    """The tensors of a TokenizedTask the exact scan and attribution patching read, by argument name."""
+    return dict(
+        tokens=view.clean.tokens, attention_mask=view.clean.attention_mask, end_pos=view.clean.end_pos,
+        answer=view.answer_ids, distractor=view.distractor_ids,
+        corrupted_tokens=view.corrupted.tokens, corrupted_mask=view.corrupted.attention_mask,
+    )
+
+
+def exact_method(
+    adapter, view, ablation: Ablation, *, components: Sequence[Component], batch_size: int = 32,
+    progress: Progress | None = None, cancelled: Callable[[], bool] | None = None, stage: str = "influence",
+) -> InfluenceScan:
+    """``scan(method="exact")``: the exact scan through the adapter's functional view; the naive
+    scan where the architecture has none (the returned scan then says so)."""
+    try:
+        stack = adapter.functional()
+    except UnsupportedArchitectureError:
+        return naive_scan(adapter, view, ablation, components=components, batch_size=batch_size,
+                          progress=progress, cancelled=cancelled, stage=stage)
+
+    def on_layer(done: int, total: int) -> None:
+        if progress is not None:
+            progress(stage, done, total)
+        if cancelled is not None and cancelled() and done < total:
+            raise Cancelled(f"cancelled during {stage} after {done} of {total} components")
+
+    out = exact_scan(stack, ablation=ablation, components=[c.id for c in components], progress=on_layer,
+                     **task_tensors(view))
+    return InfluenceScan(
+        components=out.components, clean_ld=out.clean_ld.double().cpu(), ablated_ld=out.ablated_ld.double().cpu(),
+        ablation=ablation, method="exact",
+    )

@@ -1,0 +1,71 @@
+"""Micro-batches sized from free memory, halved and retried on out-of-memory.
+
+The exact scan runs many ablated copies of a batch through the blocks above a layer; how many rows
+go through at once is chosen from the memory the device has free, and on CPU also capped by
+``CIRCUITDIFF_SCAN_CPU_TOKENS`` (tokens per micro-batch, default 8192: beyond it a bigger batch
+brings no speed on CPU, only cache misses). An out-of-memory error halves the size and retries the
+same rows; every other error propagates.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import torch
+
+from ..models.functional import LayerStack
+
+CPU_TOKENS_ENV = "CIRCUITDIFF_SCAN_CPU_TOKENS"
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 * 2**30
+
+
+def rows_per_microbatch(view: LayerStack, seq_len: int, device: torch.device, itemsize: int) -> int:
+    """Rows (sequences) that fit in a quarter of free memory while one block runs. On CPU also
+    capped so a micro-batch stays cache-friendly; bigger brings no speed there."""
+    per_row = itemsize * seq_len * (8 * view.d_model + 2 * view.d_mlp + 2 * view.n_heads * seq_len)
+    rows = max(1, free_memory_bytes(device) // 4 // max(per_row, 1))
+    if device.type != "cuda":
+        rows = min(rows, max(1, int(os.environ.get(CPU_TOKENS_ENV, "8192")) // seq_len))
+    return int(rows)
+
+
+def _is_oom(e: BaseException) -> bool:
+    if isinstance(e, torch.cuda.OutOfMemoryError):
+        return True
+    msg = str(e).lower()
+    return isinstance(e, (RuntimeError, MemoryError)) and (
+        "out of memory" in msg or "can't allocate memory" in msg or isinstance(e, MemoryError)
+    )
+
+
+def run_microbatched(n_rows: int, rows: int, fn: Callable[[slice], torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """Apply ``fn`` to consecutive row slices of at most ``rows``; on out-of-memory halve ``rows``
+    and retry the slice. Returns the concatenated outputs and the size that worked."""
+    outs, start = [], 0
+    while start < n_rows:
+        stop = min(n_rows, start + rows)
+        try:
+            outs.append(fn(slice(start, stop)))
+        except (RuntimeError, MemoryError) as e:
+            if not _is_oom(e) or rows == 1:
+                raise
+            rows = max(1, rows // 2)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            continue
+        start = stop
+    return torch.cat(outs), rows

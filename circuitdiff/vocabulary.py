@@ -1,0 +1,194 @@
+"""The shared vocabulary of circuitdiff: every name, choice and id format the other modules agree on.
+
+Torch-free and dependency-free (stdlib only), so the spec, the result schema, the engine, the
+report, the CLI and the HTTP service all import their literals from here and nowhere else (one
+source for each name; the model for this module is auto-circuit's ``types.py``).
+
+Contents, in order: the result schema version and shared limits; the literal choices of a
+comparison spec; the names of model and task properties; component addresses (DESIGN.md:
+``L{layer}H{head}`` for an attention head, ``L{layer}MLP`` for an MLP) with their parser and the
+two orders components are listed in.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from .errors import ComponentIdError
+
+__all__ = [
+    "SCHEMA_VERSION", "MAX_PROMPTS", "N_ATTENTION_VIEWS", "PAPER_HEAD_THRESHOLD", "PAPER_MLP_THRESHOLD",
+    "Role", "ROLES", "Preset", "Ablation", "Matching", "MlpSimilarity", "ScanMethod", "Bos", "Device", "Dtype",
+    "ModelKind", "Family", "MASKED_LM_MODEL_TYPES", "family_of_model_type", "AdapterName", "TaskForm",
+    "TokenAlignment", "ComponentKind", "choices",
+    "ComponentIdError", "Component", "head_id", "mlp_id", "parse_component", "is_component_id", "head_ids",
+    "mlp_ids", "component_ids", "canonical_key", "layer_key",
+]
+
+# --------------------------------------------------------------------------- versions and limits
+SCHEMA_VERSION = 2
+"""Version of ``result.json``. Bumped with every change of the result's structure; the report still
+reads every older version (``circuitdiff.report.load`` upgrades them)."""
+
+MAX_PROMPTS = 5000
+"""Most prompts one comparison runs (``n_prompts``), and so the most lines a custom dataset may have:
+a dataset the engine cannot run is refused when it is uploaded, not when a worker reads it."""
+
+N_ATTENTION_VIEWS = 4
+"""Matched head pairs whose mean attention patterns a result carries for side-by-side views."""
+
+PAPER_HEAD_THRESHOLD = 0.95
+"""The authors' ``simple_threshold`` for head pairs: similarity >= this counts as matched."""
+
+PAPER_MLP_THRESHOLD = 0.12
+"""The authors' threshold for MLP pairs (applied to rescaled similarities in their seq/QA runs)."""
+
+# --------------------------------------------------------------------------- spec choices
+Role = Literal["teacher", "student"]
+"""The two sides of a comparison."""
+ROLES: tuple[Role, ...] = ("teacher", "student")
+
+Preset = Literal["default", "paper"]
+"""``paper``: the authors' choices, reproduced exactly; ``default``: the same method with their bugs
+fixed and confidence intervals added (circuitdiff.spec)."""
+
+Ablation = Literal["zero", "mean", "resample"]
+"""What an ablated activation is replaced with: 0, its per-position mean over the corrupted prompts,
+or its value on the prompt's own corrupted prompt (circuitdiff.scan.ablation)."""
+
+Matching = Literal["student_to_teacher", "teacher_to_student"]
+"""Direction of argmax matching: one pair per student component (the paper's TL notebooks) or one
+per teacher component (the authors' "biased to teacher" variant)."""
+
+MlpSimilarity = Literal["eigen", "cka"]
+"""MLP similarity: the paper's top-3 eigenvector method, or linear CKA."""
+
+ScanMethod = Literal["exact", "attribution", "naive"]
+"""How influences are computed: ``naive`` reruns the model once per component (the reference),
+``exact`` computes the same numbers reusing the clean pass, ``attribution`` is a first-order
+estimate (approximate)."""
+
+Bos = Literal["prepend", "none"]
+"""BOS policy for causal models, one for every pass of a job (paper-notes §7 pitfall 1)."""
+
+Device = Literal["auto", "cpu", "cuda"]
+Dtype = Literal["float32", "float16", "bfloat16"]
+
+# --------------------------------------------------------------------------- models and tasks
+ModelKind = Literal["zoo", "hub", "local"]
+"""Where a model comes from: ``zoo:NAME`` (bundled), a hub id, or a local checkpoint directory."""
+
+Family = Literal["causal", "masked"]
+"""A model's family: ``causal`` predicts the next token (GPT-2, Llama); ``masked`` fills a
+``[MASK]`` (BERT, DistilBERT). It decides the task form a model reads."""
+
+MASKED_LM_MODEL_TYPES: tuple[str, ...] = ("bert", "distilbert")
+"""``config.model_type`` values of the masked family; every other supported type is causal."""
+
+
+def family_of_model_type(model_type: str) -> Family:
+    """The family of a transformers ``config.model_type``."""
+    return "masked" if model_type in MASKED_LM_MODEL_TYPES else "causal"
+
+
+AdapterName = Literal["bridge", "hooks"]
+"""Which adapter ran a model: transformer_lens ``TransformerBridge`` or plain forward hooks."""
+
+TaskForm = Literal["causal", "masked", "mixed"]
+"""The form of a task's prompts: next-token, ``[MASK]`` cloze, or each model its own (mixed pairs)."""
+
+TokenAlignment = Literal["shared_vocabulary", "word_offsets", "word_pooled", "word_end_row"]
+"""How teacher and student positions correspond: token by token (one tokenisation), or through the
+words both inputs share (circuitdiff.tasks.alignment)."""
+
+ComponentKind = Literal["head", "mlp"]
+
+
+def choices(literal) -> tuple[str, ...]:
+    """The values of a ``Literal`` alias, e.g. ``choices(Ablation) == ("zero", "mean", "resample")``."""
+    return get_args(literal)
+
+
+# --------------------------------------------------------------------------- component addresses
+_HEAD = re.compile(r"^L(\d+)H(\d+)$")
+_MLP = re.compile(r"^L(\d+)MLP$")
+_MLP_AUTHORS = re.compile(r"^MLP(\d+)$")  # the authors' notebooks' spelling, read by the golden tests
+
+
+@dataclass(frozen=True)
+class Component:
+    """A parsed address; ``head`` is None for an MLP."""
+
+    layer: int
+    head: int | None = None
+
+    @property
+    def kind(self) -> ComponentKind:
+        return "mlp" if self.head is None else "head"
+
+    @property
+    def id(self) -> str:
+        return mlp_id(self.layer) if self.head is None else head_id(self.layer, self.head)
+
+    def __str__(self) -> str:
+        return self.id
+
+
+def head_id(layer: int, head: int) -> str:
+    """``head_id(3, 7) == "L3H7"``."""
+    if layer < 0 or head < 0:
+        raise ComponentIdError(f"layer and head must be >= 0, got layer={layer}, head={head}")
+    return f"L{int(layer)}H{int(head)}"
+
+
+def mlp_id(layer: int) -> str:
+    """``mlp_id(3) == "L3MLP"``."""
+    if layer < 0:
+        raise ComponentIdError(f"layer must be >= 0, got {layer}")
+    return f"L{int(layer)}MLP"
+
+
+def parse_component(cid: str) -> Component:
+    """Parse ``L3H7`` / ``L3MLP`` (or the authors' ``MLP3``) into a :class:`Component`."""
+    s = cid.strip()
+    if m := _HEAD.match(s):
+        return Component(int(m[1]), int(m[2]))
+    if m := _MLP.match(s) or _MLP_AUTHORS.match(s):
+        return Component(int(m[1]))
+    raise ComponentIdError(f"not a component id: {cid!r} (expected e.g. 'L3H7' or 'L3MLP')")
+
+
+def is_component_id(cid: str) -> bool:
+    return bool(_HEAD.match(cid) or _MLP.match(cid))
+
+
+def head_ids(n_layers: int, n_heads: int) -> list[str]:
+    """All head ids, row-major: L0H0, L0H1, ..., L{n_layers-1}H{n_heads-1}."""
+    return [head_id(layer, h) for layer in range(n_layers) for h in range(n_heads)]
+
+
+def mlp_ids(n_layers: int) -> list[str]:
+    return [mlp_id(layer) for layer in range(n_layers)]
+
+
+def component_ids(n_layers: int, n_heads: int, *, mlps: bool = True) -> list[str]:
+    """The canonical component order: every head row-major, then every MLP by layer."""
+    return head_ids(n_layers, n_heads) + (mlp_ids(n_layers) if mlps else [])
+
+
+def canonical_key(cid: str) -> tuple[int, int, int]:
+    """Sort key of the **canonical order**: all heads row-major (layer, then head), then the MLPs by
+    layer. Every per-component list of a result is in this order, and the authors' robustness
+    bootstrap depends on it (paper-notes §3.7): resampling with ``rng.choice`` draws indices, so
+    the same numbers in another order give another interval."""
+    c = parse_component(cid)
+    return (0, c.layer, c.head) if c.head is not None else (1, c.layer, 0)
+
+
+def layer_key(cid: str) -> tuple[int, int]:
+    """Sort key of the **layer order** used for display: by layer, the layer's heads in order, then
+    its MLP (the order in which the residual stream meets them)."""
+    c = parse_component(cid)
+    return c.layer, (c.head if c.head is not None else 1 << 30)

@@ -1,0 +1,119 @@
+"""Imports run one way (DESIGN.md "Layout"): read from the source, and checked in a fresh interpreter.
+
+The static check parses every module's imports (``import x``, ``from x import y``, relative ones
+resolved) and fails on an arrow that points the wrong way; the runtime check imports the torch-free
+modules in a new process and looks at ``sys.modules``.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(REPO).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Absolute names of every module ``path`` imports (relative imports resolved)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = _module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            out.add(mod)
+            out.update(f"{mod}.{a.name}" for a in node.names)  # `from pkg import module`
+    return out
+
+
+def modules_under(package: str) -> list[Path]:
+    return sorted((REPO / package.replace(".", "/")).rglob("*.py"))
+
+
+def _violations(package: str, forbidden: tuple[str, ...]) -> list[str]:
+    bad = []
+    for path in modules_under(package):
+        for name in sorted(imports_of(path)):
+            if any(name == f or name.startswith(f + ".") for f in forbidden):
+                bad.append(f"{path.relative_to(REPO)} imports {name}")
+    return bad
+
+
+TORCH = ("torch", "transformers", "transformer_lens", "safetensors")
+
+RULES = [
+    # (package, what it must never import, why)
+    ("circuitdiff.models", ("circuitdiff.analysis", "circuitdiff.scan", "circuitdiff.pipeline"),
+     "models are the bottom layer: analyses use models, never the reverse"),
+    ("circuitdiff.analysis", TORCH + ("circuitdiff.models", "circuitdiff.scan", "circuitdiff.pipeline"),
+     "statistics are numpy-only, so the report and the service may use them"),
+    ("circuitdiff.vocabulary", TORCH + ("pydantic",), "the vocabulary is a stdlib-only leaf"),
+    ("circuitdiff.catalogue", TORCH, "the catalogue is torch-free"),
+    ("circuitdiff.spec", TORCH, "the spec is torch-free"),
+    ("circuitdiff.result", TORCH, "the result schema is torch-free"),
+    ("circuitdiff.errors", TORCH, "errors are torch-free"),
+    ("circuitdiff.tasks.custom", TORCH, "dataset validation is shared with the service"),
+    ("circuitdiff.report", TORCH + ("circuitdiff.models", "circuitdiff.scan", "circuitdiff.pipeline"),
+     "a stored result re-renders anywhere matplotlib is installed"),
+    ("circuitdiff", ("fastapi", "celery", "service", "worker"), "the engine knows nothing of HTTP or Celery"),
+]
+
+
+@pytest.mark.parametrize("package, forbidden, why", RULES, ids=[r[0] for r in RULES])
+def test_imports_run_one_way(package, forbidden, why):
+    target = REPO / package.replace(".", "/")
+    if not target.is_dir():  # a single module
+        paths = [target.with_suffix(".py")]
+        bad = [f"{p.relative_to(REPO)} imports {n}" for p in paths for n in sorted(imports_of(p))
+               if any(n == f or n.startswith(f + ".") for f in forbidden)]
+    else:
+        bad = _violations(package, forbidden)
+    assert not bad, f"{why}:\n" + "\n".join(bad)
+
+
+TORCH_FREE = [
+    "circuitdiff.vocabulary", "circuitdiff.catalogue", "circuitdiff.spec", "circuitdiff.result", "circuitdiff.errors",
+    "circuitdiff.tasks.custom", "circuitdiff.analysis.similarity", "circuitdiff.analysis.matching",
+    "circuitdiff.analysis.alignment", "circuitdiff.analysis.robustness", "circuitdiff.analysis.circuits",
+    "circuitdiff.analysis.performance", "circuitdiff.analysis.authors", "circuitdiff.report",
+    "circuitdiff.report.html", "circuitdiff.report.plots",
+]
+
+
+def test_torch_free_modules_load_no_torch_at_runtime():
+    code = (
+        "import importlib, sys\n"
+        f"for m in {TORCH_FREE!r}: importlib.import_module(m)\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {TORCH!r}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_scan_methods_are_one_explicit_table():
+    from circuitdiff.scan import METHODS, scan
+    from circuitdiff.vocabulary import ScanMethod, choices
+
+    assert set(METHODS) == set(choices(ScanMethod))
+    with pytest.raises(ValueError, match="choose one of: naive, exact, attribution"):
+        scan(None, None, "zero", method="fast")  # type: ignore[arg-type]
