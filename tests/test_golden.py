@@ -1,37 +1,26 @@
-"""Golden tests: the analysis functions reproduce the authors' saved numbers (shared/reference/).
+"""Golden tests: the analysis functions reproduce the authors' saved numbers (tests/golden/).
 
 Each number here was printed by the authors' notebooks or recomputed from their embedded data with
-their stated call pattern (reference/README.md). The reference folder sits beside the repository
-(``<repo>/../shared``, or ``$CIRCUITDIFF_SHARED``); the module skips, saying so, only if it is absent.
+their stated call pattern (tests/golden/README.md names every source repository and commit). The data
+is part of the repository, so these tests run on every clone.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from circuitdiff.analysis.alignment import alignment_score, alignment_score_from_pairs, normalised_influence
-from circuitdiff.analysis.components import parse_component
+from circuitdiff.vocabulary import parse_component
 from circuitdiff.analysis.matching import argmax_indices
-from circuitdiff.analysis.robustness import (
-    drops_from_impact,
-    drops_from_retained,
-    median_with_ci,
-    robustness_stats,
-)
+from circuitdiff.analysis.authors import drops_from_impact, median_with_ci
+from circuitdiff.analysis.robustness import drops_from_retained, robustness_stats
 from circuitdiff.analysis.similarity import rescale_to_distribution
 
-SHARED = Path(os.environ.get("CIRCUITDIFF_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-REFERENCE = SHARED / "reference"
-
-pytestmark = pytest.mark.skipif(
-    not (REFERENCE / "alignment_pairs.json").is_file(),
-    reason=f"authors' reference data not found at {REFERENCE} (set CIRCUITDIFF_SHARED)",
-)
+REFERENCE = Path(__file__).resolve().parent / "golden"
 
 
 def _load(name: str) -> dict:
