@@ -22,7 +22,9 @@ from typing import Any, Callable
 from .errors import DatasetError, UnknownTaskError
 from .tasks import custom, generate
 from .tasks.generate import TextItem
-from .vocabulary import Family
+from .vocabulary import Ablation, Family, MlpSimilarity
+
+AUTHORS_REPO = "Reih02/distilled_circuits@dca9f8a"
 
 # --------------------------------------------------------------------------- tasks
 ItemBuilder = Callable[[dict[str, str], int, int], list[TextItem]]
@@ -39,11 +41,36 @@ class TaskOption:
 
 
 @dataclass(frozen=True)
+class PaperProtocol:
+    """What the authors' notebook for a task did (paper-notes §3, checked against their saved outputs);
+    the ``paper`` preset runs exactly this for the task."""
+
+    notebook: str
+    ablation: Ablation
+    mlp_similarity: MlpSimilarity
+    thresholds: bool  # heads 0.95 / MLPs 0.12 label pairs; without, every pair counts as matched
+    duplicate_heads: bool  # below-threshold head pairs counted twice (MLP pairs never: a set)
+    ties: str  # argmax ties: "first" (the notebook's `>`) or "last" (`>=`)
+
+    def describe(self) -> str:
+        return (f"authors' {self.notebook} ({AUTHORS_REPO}): {self.ablation} ablation, "
+                + {"eigen": "top-3 eigenvector MLP similarity rescaled to the head distribution",
+                   "eigen_raw": "raw top-3 eigenvector MLP similarity", "cka": "linear CKA MLP similarity"}
+                [self.mlp_similarity]
+                + (", thresholds 0.95 (heads) / 0.12 (MLPs)" if self.thresholds else ", no thresholds")
+                + (", below-threshold head pairs counted twice" if self.duplicate_heads else ", no duplicated pairs"))
+
+
+SEQ_QA_RULES = dict(mlp_similarity="eigen", thresholds=True, duplicate_heads=True, ties="last")
+
+
+@dataclass(frozen=True)
 class Task:
     name: str
     description: str
     options: dict[str, TaskOption] = field(default_factory=dict)
     build: ItemBuilder | None = None  # None: the items come from a dataset
+    paper: PaperProtocol = PaperProtocol("qa_alignment_metric.ipynb", "zero", **SEQ_QA_RULES)
 
     @property
     def needs_dataset(self) -> bool:
@@ -65,6 +92,8 @@ TASKS: dict[str, Task] = {
             "ioi", "Indirect object identification: '... John gave a drink to' -> Mary vs John",
             {"templates": TaskOption(("mixed", "ABBA", "BABA"), "mixed")},
             lambda o, n, seed: generate.ioi_items(n, seed=seed, split="eval", templates=o["templates"]),
+            PaperProtocol("IOI_alignment_metric.ipynb", "zero", "eigen_raw", thresholds=False, duplicate_heads=False,
+                          ties="first"),
         ),
         Task(
             "sequence", "Numerical sequence continuation: '... Desk done in 4. Sun done in' -> 5 vs 4",
@@ -72,12 +101,14 @@ TASKS: dict[str, Task] = {
              "frame": TaskOption(("done", "lost", "names"), "done")},
             lambda o, n, seed: generate.sequence_items(n, seed=seed, split="eval", members=o["members"],
                                                        frame=o["frame"]),
+            PaperProtocol("seq_alignment_metric.ipynb", "mean", **SEQ_QA_RULES),
         ),
         Task(
             "qa", "Factual questions: 'Q: What is the capital of Velm? A:' -> Tarro vs another capital",
             {"facts": TaskOption(("zoo", "world"), "zoo")},
             lambda o, n, seed: generate.qa_items(n, seed=seed, split="eval", facts=o["facts"]),
         ),
+        # custom: no notebook of its own; the QA notebook's treatment (the class default)
         Task("custom", "A JSONL dataset of {prompt, answer, distractor, corrupted_prompt?, masked_prompt?}"),
     )
 }

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .report.command import add_report, check_report_path, write_report
+from .vocabulary import Ablation, Bos, Device, Dtype, Matching, MlpSimilarity, Preset, ScanMethod, choices
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL = 1
@@ -31,12 +32,26 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", required=True, help="ioi | sequence | qa | custom (see `circuitdiff tasks`)")
     p.add_argument("--task-option", action="append", default=[], metavar="K=V", help="task option, repeatable")
     p.add_argument("--dataset", default=None, help="custom task: a JSONL file")
-    p.add_argument("--ablation", choices=["zero", "mean", "resample"], default=None)
-    p.add_argument("--preset", choices=["default", "paper"], default="default")
+    p.add_argument("--preset", choices=choices(Preset), default="default",
+                   help="default, or paper: each task as the authors' notebook ran it")
+    p.add_argument("--ablation", choices=choices(Ablation), default=None, help="default: the preset's")
+    p.add_argument("--matching", choices=choices(Matching), default=None,
+                   help="student_to_teacher (default), teacher_to_student, or one_to_one (optimal assignment)")
+    p.add_argument("--mlp-similarity", choices=choices(MlpSimilarity), default=None,
+                   help="cka (default preset), eigen (the authors' rescaled), eigen_raw (their IOI notebook's)")
+    p.add_argument("--head-threshold", type=float, default=None, help="similarity a head pair needs to count as matched")
+    p.add_argument("--mlp-threshold", type=float, default=None, help="likewise for MLP pairs")
+    p.add_argument("--duplicate-unmatched", action=argparse.BooleanOptionalAction, default=None,
+                   help="count below-threshold head pairs twice (the authors' quirk; paper preset)")
     p.add_argument("--prompts", type=int, default=100, help="number of prompts (default 100)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--scan", choices=["exact", "attribution", "naive"], default="exact",
+    p.add_argument("--bos", choices=choices(Bos), default=None, help="causal models: prepend BOS (default) or not")
+    p.add_argument("--bootstrap", type=int, default=None,
+                   help="resamples of every confidence interval and of the match confidences (0 = none)")
+    p.add_argument("--chance-draws", type=int, default=1000, help="permutations of the chance null (>= 1000)")
+    p.add_argument("--device", choices=choices(Device), default="auto")
+    p.add_argument("--dtype", choices=choices(Dtype), default="float32")
+    p.add_argument("--scan", choices=choices(ScanMethod), default="exact",
                    help="influence scan method (naive = one forward per component, the reference)")
     p.add_argument("--attribution-check", type=int, default=None, metavar="N",
                    help="with --scan attribution: exact-scan N sampled components and report the agreement")
@@ -61,8 +76,11 @@ def spec_from_args(args: argparse.Namespace):
     data = {
         "teacher": ref(args.teacher, args.teacher_revision), "student": ref(args.student, args.student_revision),
         "task": args.task, "task_options": options, "dataset": args.dataset, "preset": args.preset,
-        "ablation": args.ablation, "n_prompts": args.prompts, "seed": args.seed, "device": args.device,
-        "scan": args.scan, "attribution_check": args.attribution_check,
+        "ablation": args.ablation, "matching": args.matching, "mlp_similarity": args.mlp_similarity,
+        "head_threshold": args.head_threshold, "mlp_threshold": args.mlp_threshold,
+        "duplicate_unmatched": args.duplicate_unmatched, "n_prompts": args.prompts, "seed": args.seed,
+        "bos": args.bos, "bootstrap": args.bootstrap, "chance_draws": args.chance_draws, "device": args.device,
+        "dtype": args.dtype, "scan": args.scan, "attribution_check": args.attribution_check,
     }
     return ComparisonSpec.model_validate(data)
 
@@ -107,10 +125,17 @@ def summary(r: dict) -> str:
             f"{role:8s} {m[role]['id']}: {m[role]['n_layers']}x{m[role]['n_heads']}, {m[role]['n_params']:,} params; "
             f"logit diff {p['logit_diff']:.3f} ± {p['logit_diff_std']:.3f}, accuracy {p['accuracy']:.0%}{flag}"
         )
+    lines.insert(0, chance_line(r))
     a = r["alignment"]
     ci = f" [95% CI {a['ci95'][0]:.4f}, {a['ci95'][1]:.4f}]" if a.get("ci95") else ""
     lines.append(f"alignment {a['score']:.4f}{ci} over {a['n_pairs']} pairs ({a['direction']}), "
                  f"mean similarity {a['mean_similarity']:.4f}")
+    unstable = [m for m in r.get("matches", []) if m.get("confidence") is not None and m["confidence"] < UNSTABLE
+                and not m.get("duplicated")]
+    if unstable:
+        lines.append(f"{len(unstable)} unstable matches (the same partner in under {UNSTABLE:.0%} of resamples): "
+                     + ", ".join(f"{m['student']}->{m['teacher']} {m['confidence']:.2f}" for m in unstable[:6])
+                     + (" ..." if len(unstable) > 6 else ""))
     rb = r["robustness"]
     for role in ("teacher", "student"):
         x = rb.get(role)
@@ -133,6 +158,24 @@ def summary(r: dict) -> str:
     for w in r.get("warnings", []):
         lines.append(f"warning: {w}")
     return "\n".join(lines)
+
+
+UNSTABLE = 0.5  # a match whose partner changes in half the resamples or more is not to be read as one
+
+
+def chance_line(r: dict) -> str:
+    """The first line of a summary: is the score above chance? (circuitdiff.analysis.chance)"""
+    a = r["alignment"]
+    c = a.get("chance")
+    if a.get("score") is None or not c:
+        return "alignment: not calibrated against chance (a result of an earlier schema)"
+    null = f"chance {c['mean']:.4f} [95% {c['ci95'][0]:.4f}, {c['ci95'][1]:.4f}], p = {c['p_value']:.3g}"
+    if a.get("above_chance"):
+        return f"ALIGNED ABOVE CHANCE: alignment {a['score']:.4f} vs {null}"
+    failing = [x for x in ("teacher", "student") if not r["performance"][x]["performs_task"]]
+    why = (f"the {' and the '.join(failing)} does not perform the task" if failing
+           else "the score is within the chance interval")
+    return f"NOT ABOVE CHANCE ({why}): alignment {a['score']:.4f} vs {null}"
 
 
 class ProgressBar:
@@ -196,8 +239,33 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_items(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("items", help="write the items a result was computed on as a custom dataset (JSONL)")
+    p.add_argument("result", help="a result.json")
+    p.add_argument("--out", required=True, help="the JSONL file to write; re-run with --task custom --dataset FILE")
+    p.set_defaults(func=cmd_items)
+
+
+def cmd_items(args: argparse.Namespace) -> int:
+    """Every accepted item of a result, one JSON object per line, with the fields a custom dataset
+    takes: ``compare --task custom --dataset`` on it recomputes the same numbers."""
+    from .report import load_result
+
+    r = load_result(args.result)
+    if not r.task.items:
+        raise _UsageError(f"{args.result} lists no items (results of schema < 3 do not; re-run the comparison)")
+    out = Path(args.out)
+    if out.parent and not out.parent.exists():
+        raise _UsageError(f"--out {args.out}: directory {out.parent} does not exist")
+    lines = [json.dumps(it.model_dump(exclude_none=True), ensure_ascii=False) for it in r.task.items]
+    out.write_text("\n".join(lines) + "\n")
+    print(f"{len(lines)} items -> {out}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- main
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_compare, add_tasks, add_models, add_report]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_compare, add_tasks, add_models, add_report,
+                                                               add_items]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,9 +10,10 @@ through ``progress(stage, done, total)``):
   clean       one clean pass per model: attention patterns, MLP outputs, top-1 (circuitdiff.scan.clean)
   influence   every head and MLP ablated alone, per model (circuitdiff.scan)
   words       pairs without a shared tokenisation: patterns and MLP rows pooled to shared words
-  similarity  head row-cosine of mean patterns; MLP eigenvector (rescaled) or linear CKA
-  matching    argmax in the spec's direction, thresholds, the paper's duplicated pairs if asked
-  alignment   influence-weighted score, bootstrap CI over prompts
+  similarity  head row-cosine of mean patterns; MLP linear CKA or the paper's eigenvectors
+  matching    argmax either way or one-to-one, thresholds, the paper's duplicated pairs if asked;
+              each match's bootstrap confidence
+  alignment   influence-weighted score, bootstrap CI over prompts, calibrated against chance
   robustness  per-model drop statistics from retained %, compression ratio and slope
 
 ``cancelled()`` is polled between stages and between components; when it turns true the run
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 from . import sections
-from .analysis.matching import match_components
+from .analysis.matching import match_components, unpaired
 from .cache import ActivationCache
 from .cache.engine import PipelineCache, open_cache
 from .catalogue import task_items
@@ -137,21 +138,22 @@ def run_comparison(
         sims = sections.similarities(compared["student"], compared["teacher"], student, teacher, spec,
                                      alignment=task.token_alignment, warnings=warnings)
 
+    ids = {r: (head_ids(adapters[r].n_layers, adapters[r].n_heads), mlp_ids(adapters[r].n_layers)) for r in ROLES}
     with run.stage("matching"):
         pairs = match_components(
-            sims.heads, sims.mlps,
-            head_ids(student.n_layers, student.n_heads), head_ids(teacher.n_layers, teacher.n_heads),
-            mlp_ids(student.n_layers), mlp_ids(teacher.n_layers),
+            sims.heads, sims.mlps, ids["student"][0], ids["teacher"][0], ids["student"][1], ids["teacher"][1],
             direction=spec.matching, head_threshold=spec.head_threshold, mlp_threshold=spec.mlp_threshold,
-            duplicate_below_threshold=spec.duplicate_unmatched,
+            ties=sections.ties(spec), duplicate_below_threshold=spec.duplicate_unmatched,
         )
         infl = {r: scans[r].influences() for r in ROLES}
-
-    with run.stage("alignment"):
-        alignment = sections.alignment_section(pairs, scans, spec)
+        n_confidence = sections.confidence_resamples(spec, task.n_prompts)
+        confidence = sections.match_confidences(pairs, compared, sims, spec, n_confidence)
 
     performance = {r: sections.performance_section(scans[r], clean[r].correct) for r in ROLES}
     warnings += sections.performance_warnings(scans, performance)
+    with run.stage("alignment"):
+        alignment = sections.alignment_section(pairs, scans, performance, spec, n_confidence)
+
     with run.stage("robustness"):
         robustness = sections.robustness_section(scans, performance, teacher.n_params, student.n_params,
                                                  spec.bootstrap)
@@ -166,7 +168,8 @@ def run_comparison(
         performance=performance,
         influence={r: sections.influence_section(scans[r]) for r in ROLES},
         similarity=sims.section(student, teacher),
-        matches=sections.matches_section(pairs, infl),
+        matches=sections.matches_section(pairs, infl, confidence),
+        unpaired=unpaired(pairs, ids["student"][0] + ids["student"][1], ids["teacher"][0] + ids["teacher"][1]),
         alignment=alignment,
         robustness=robustness,
         attention=sections.attention_views(pairs, infl, compared, task),

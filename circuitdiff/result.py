@@ -10,6 +10,10 @@ Schema versions (``schema_version``; the report reads every one, circuitdiff.rep
 1. the first release;
 2. robustness carries every statistic the engine computes (``worst5_mean``, ``gini`` per model,
    ``slope_mean_ci95``), and every interval comes from the spec's ``bootstrap`` resamples.
+3. the score is calibrated against chance (``alignment.chance``, ``alignment.above_chance``); the
+   alignment names the protocol it follows; every match has a bootstrap ``confidence``; components
+   in no pair are listed (``unpaired``); ``task.items`` lists every accepted item, so the numbers can
+   be recomputed from the result alone.
 """
 
 from __future__ import annotations
@@ -43,6 +47,18 @@ class ModelInfo(_Model):
     vocab_size: int
 
 
+class TaskItem(_Model):
+    """One accepted item, as the engine ran it (re-run them with ``--task custom --dataset``)."""
+
+    prompt: str
+    answer: str
+    distractor: str
+    corrupted_prompt: str | None = Field(None, description="null: none given (another prompt of the same "
+                                         "token length stood in for mean/resample ablation)")
+    masked_prompt: str | None = Field(None, description="the cloze form a masked LM read")
+    corrupted_masked_prompt: str | None = None
+
+
 class RejectedPrompt(_Model):
     index: int
     prompt: str
@@ -57,6 +73,7 @@ class TaskInfo(_Model):
     n_rejected: int
     dataset_sha256: str
     rejected: list[RejectedPrompt]
+    items: list[TaskItem] = Field(default_factory=list, description="every accepted item, in order (schema >= 3)")
     example_prompt: str
     token_alignment: TokenAlignment = Field(
         "shared_vocabulary",
@@ -105,6 +122,19 @@ class Match(_Model):
     student_influence: float
     teacher_influence: float
     duplicated: bool = Field(False, description="a below-threshold pair counted a second time (paper preset)")
+    confidence: float | None = Field(
+        None, description="share of bootstrap resamples of the prompts in which this pair's source component "
+        "chose the same partner (schema >= 3; null without resamples)")
+
+
+class ChanceCalibration(_Model):
+    """The score's distribution when the student/teacher correspondence is broken (circuitdiff.analysis.chance)."""
+
+    method: str
+    n: int = Field(description="permutation draws")
+    mean: float
+    ci95: list[float] = Field(min_length=2, max_length=2)
+    p_value: float = Field(description="(1 + #{null >= observed}) / (n + 1)")
 
 
 class Alignment(_Model):
@@ -113,6 +143,12 @@ class Alignment(_Model):
     n_pairs: int
     mean_similarity: float
     direction: Matching
+    chance: ChanceCalibration | None = Field(None, description="the chance null (schema >= 3)")
+    above_chance: bool | None = Field(
+        None, description="score above the null's 95% upper end and both models perform the task (schema >= 3)")
+    protocol: str | None = Field(None, description="which authors' notebook the paper preset follows, or the "
+                                 "default preset's measures (schema >= 3)")
+    confidence_resamples: int | None = Field(None, description="bootstrap resamples behind matches[].confidence")
 
 
 class ModelRobustness(_Model):
@@ -158,7 +194,7 @@ class ScanInfo(_Model):
 
 
 class ComparisonResult(_Model):
-    schema_version: Literal[2] = SCHEMA_VERSION
+    schema_version: Literal[3] = SCHEMA_VERSION
     created_at: str
     spec: dict[str, Any] = Field(description="the fully resolved spec (preset expanded)")
     engine: dict[str, str]
@@ -170,6 +206,7 @@ class ComparisonResult(_Model):
     matches: list[Match]
     alignment: Alignment
     robustness: Robustness
+    unpaired: dict[Role, list[str]] = Field(default_factory=dict, description="components in no pair (schema >= 3)")
     attention: list[AttentionView] = Field(default_factory=list)
     scan: ScanInfo
     timings: dict[str, float]
@@ -190,7 +227,7 @@ def upgrade(data: dict) -> dict:
     if version not in range(1, SCHEMA_VERSION + 1):
         raise ValueError(f"result schema_version {version!r} is not supported (this code reads 1 to {SCHEMA_VERSION})")
     out = dict(data)
-    if version == 1:
-        # 2 added worst5_mean / gini per model and slope_mean_ci95, all optional: nothing to fill
-        out["schema_version"] = 2
+    # 2 added worst5_mean / gini per model and slope_mean_ci95; 3 added the chance calibration, match
+    # confidences, unpaired components and task items. All optional: a missing value reads "not computed".
+    out["schema_version"] = SCHEMA_VERSION
     return out

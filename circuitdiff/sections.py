@@ -7,7 +7,9 @@ pipeline stays a sequence of stages and each rule lives in one analysis module:
 - performance: :mod:`circuitdiff.analysis.performance` (who performs the task);
 - influence: :class:`circuitdiff.scan.influence.InfluenceScan` (LD, delta, influence, retained %);
 - similarity: :mod:`circuitdiff.analysis.similarity` (head row cosine; MLP eigenvectors or CKA);
-- matches and alignment: :mod:`circuitdiff.analysis.matching`, :mod:`circuitdiff.analysis.alignment`;
+- matches and alignment: :mod:`circuitdiff.analysis.matching`, :mod:`circuitdiff.analysis.alignment`,
+  calibrated by :mod:`circuitdiff.analysis.chance`; match confidences by
+  :mod:`circuitdiff.analysis.confidence`;
 - robustness: :mod:`circuitdiff.analysis.robustness`, on the drops of the models that perform the task;
 - attention views: the head pairs that matter most to both models.
 """
@@ -25,10 +27,14 @@ from .analysis import alignment as alignment_mod
 from .analysis import robustness as robustness_mod
 from .analysis import similarity as similarity_mod
 from .analysis._array import to_numpy
+from .analysis.chance import chance_null
+from .analysis.confidence import MAX_RESAMPLES, match_confidence
 from .analysis.matching import Pair
 from .analysis.performance import logit_diff_lower_bound, performance
+from .catalogue import TASKS
 from .result import (
-    Alignment, AttentionView, ComponentInfluence, Match, Matrix, ModelRobustness, Performance, Robustness, Similarity,
+    Alignment, AttentionView, ChanceCalibration, ComponentInfluence, Match, Matrix, ModelRobustness, Performance,
+    Robustness, Similarity,
 )
 from .scan.influence import InfluenceScan
 from .spec import ComparisonSpec
@@ -67,13 +73,15 @@ def influence_section(scan: InfluenceScan) -> dict[str, ComponentInfluence]:
 # --------------------------------------------------------------------------- similarity
 @dataclass
 class Similarities:
-    """Student x teacher similarity matrices (heads [Hs, Ht], MLPs [Ls, Lt]) and how they were made."""
+    """Student x teacher similarity matrices (heads [Hs, Ht], MLPs [Ls, Lt]) and how they were made
+    (``qmask``: the query rows head similarity averages; None = all)."""
 
     heads: np.ndarray
     mlps: np.ndarray
     mlps_raw: np.ndarray | None
     head_method: str
     mlp_method: str
+    qmask: np.ndarray | None = None
 
     def section(self, student: Any, teacher: Any) -> Similarity:
         s_heads, t_heads = head_ids(student.n_layers, student.n_heads), head_ids(teacher.n_layers, teacher.n_heads)
@@ -104,16 +112,32 @@ def similarities(
         head_method = "word_pooled_" + head_method
     heads = similarity_mod.head_similarity(s_pat, t_pat, qmask)
     mlp_similarity = spec.mlp_similarity
-    if mlp_similarity == "eigen" and student.d_model != teacher.d_model:
+    if mlp_similarity != "cka" and student.d_model != teacher.d_model:
         # eigenvectors of different widths live in different spaces; CKA compares the same rows
         mlp_similarity = "cka"
         warnings.append(f"MLP widths differ (student {student.d_model}, teacher {teacher.d_model}): "
                         "MLP similarity is linear CKA instead of eigenvectors")
     if mlp_similarity == "cka":
         return Similarities(heads, similarity_mod.mlp_similarity_cka(s.mlp_rows, t.mlp_rows), None, head_method,
-                            "linear_cka")
+                            "linear_cka", qmask)
     raw = similarity_mod.mlp_similarity_eigen(s.mlp_rows, t.mlp_rows, k=3)
-    return Similarities(heads, similarity_mod.rescale_to_heads(raw, heads), raw, head_method, "eigen_top3_rescaled")
+    if mlp_similarity == "eigen_raw":
+        return Similarities(heads, raw, None, head_method, "eigen_top3_raw", qmask)
+    return Similarities(heads, similarity_mod.clip_similarity(similarity_mod.rescale_to_heads(raw, heads)), raw,
+                        head_method, "eigen_top3_rescaled", qmask)
+
+
+def ties(spec: ComparisonSpec) -> str:
+    """Argmax ties: the paper preset breaks them as the task's notebook did; otherwise the first."""
+    return TASKS[spec.task].paper.ties if spec.preset == "paper" else "first"
+
+
+def protocol(spec: ComparisonSpec) -> str:
+    if spec.preset == "paper":
+        return TASKS[spec.task].paper.describe()
+    return (f"circuitdiff default: {spec.ablation} ablation, head row cosine without row 0, "
+            f"{ {'cka': 'linear CKA', 'eigen': 'rescaled eigenvector', 'eigen_raw': 'raw eigenvector'}[spec.mlp_similarity] }"
+            f" MLP similarity, {spec.matching.replace('_', ' ')} matching, each pair once")
 
 
 def matrix(values: Any, rows: list[str], cols: list[str]) -> Matrix:
@@ -121,16 +145,35 @@ def matrix(values: Any, rows: list[str], cols: list[str]) -> Matrix:
 
 
 # --------------------------------------------------------------------------- matches and alignment
-def matches_section(pairs: Sequence[Pair], infl: dict[str, dict[str, float]]) -> list[Match]:
+def matches_section(pairs: Sequence[Pair], infl: dict[str, dict[str, float]],
+                    confidence: Sequence[float] | None) -> list[Match]:
     return [
         Match(student=p.student, teacher=p.teacher, kind=p.kind, similarity=p.similarity, matched=p.matched,
               student_influence=infl["student"][p.student], teacher_influence=infl["teacher"][p.teacher],
-              duplicated=p.duplicated)
-        for p in pairs
+              duplicated=p.duplicated, confidence=None if confidence is None else confidence[k])
+        for k, p in enumerate(pairs)
     ]
 
 
-def alignment_section(pairs: Sequence[Pair], scans: dict[str, InfluenceScan], spec: ComparisonSpec) -> Alignment:
+def confidence_resamples(spec: ComparisonSpec, n_prompts: int) -> int:
+    """Resamples behind the match confidences: the spec's ``bootstrap``, at most MAX_RESAMPLES; none
+    with one prompt or without a bootstrap."""
+    return min(spec.bootstrap, MAX_RESAMPLES) if n_prompts > 1 else 0
+
+
+def match_confidences(pairs: Sequence[Pair], stats: dict[str, Any], sims: Similarities, spec: ComparisonSpec,
+                      n_resamples: int) -> list[float] | None:
+    """Per pair, the share of bootstrap resamples choosing the same partner (circuitdiff.analysis.confidence)."""
+    if not n_resamples:
+        return None
+    return match_confidence(
+        stats["student"].resample_stats(), stats["teacher"].resample_stats(), pairs, direction=spec.matching,
+        mlp_method=sims.mlp_method, qmask=sims.qmask, n_resamples=n_resamples, seed=spec.seed, ties=ties(spec),
+    )
+
+
+def alignment_section(pairs: Sequence[Pair], scans: dict[str, InfluenceScan], perf: dict[str, Performance],
+                      spec: ComparisonSpec, n_confidence: int) -> Alignment:
     infl = {r: scans[r].influences() for r in ROLES}
     score = alignment_mod.alignment_score_from_pairs(pairs, infl["student"], infl["teacher"])
     ci = None
@@ -143,8 +186,16 @@ def alignment_section(pairs: Sequence[Pair], scans: dict[str, InfluenceScan], sp
             [p.similarity for p in pairs], n_boot=spec.bootstrap, seed=spec.seed,
         )
         ci = [boot.ci95[0], boot.ci95[1]]
-    return Alignment(score=score, ci95=ci, n_pairs=len(pairs),
-                     mean_similarity=float(np.mean([p.similarity for p in pairs])), direction=spec.matching)
+    null = chance_null(pairs, infl["student"], infl["teacher"], score, n_draws=spec.chance_draws, seed=spec.seed)
+    performing = all(perf[r].performs_task for r in ROLES)
+    return Alignment(
+        score=score, ci95=ci, n_pairs=len(pairs), mean_similarity=float(np.mean([p.similarity for p in pairs])),
+        direction=spec.matching,
+        chance=ChanceCalibration(method=null.method, n=null.n, mean=null.mean, ci95=list(null.ci95),
+                                 p_value=null.p_value),
+        above_chance=bool(performing and score > null.ci95[1]), protocol=protocol(spec),
+        confidence_resamples=n_confidence or None,
+    )
 
 
 # --------------------------------------------------------------------------- robustness

@@ -4,13 +4,18 @@ One pydantic model is shared by the library, the CLI and the HTTP API. ``resolve
 preset into explicit values so that every result carries a spec that re-runs it exactly.
 
 Presets (PAPER.md §Method, paper-notes §7):
-- ``paper``: the authors' choices: zero ablation for IOI/QA, per-position mean ablation over the
-  corrupted set for the sequence task, student→teacher argmax matching, eigenvector MLP
-  similarity rescaled to the head-similarity distribution, thresholds 0.95/0.12 with the
-  below-threshold pairs counted twice (needed to reproduce their printed scores); confidence
-  intervals with the authors' 10,000 bootstrap resamples (their robustness analysis).
-- ``default``: the same formula with the bugs fixed: mean ablation for every task, no duplicated
+- ``paper``: per task, what the authors' notebook for it did (circuitdiff.catalogue.PaperProtocol):
+  IOI (``IOI_alignment_metric.ipynb``) zero ablation, raw eigenvector MLP similarity, no thresholds,
+  no duplicated pairs; sequence (``seq_alignment_metric.ipynb``, per-position mean ablation over the
+  corrupted set) and QA (``qa_alignment_metric.ipynb``, zero ablation) eigenvector MLP similarity
+  rescaled to the head-similarity distribution, thresholds 0.95/0.12, below-threshold head pairs
+  counted twice (needed to reproduce their printed scores); student→teacher argmax matching;
+  intervals from the authors' 10,000 bootstrap resamples (their robustness analysis).
+- ``default``: the same alignment formula with measures that mean what they say: mean ablation for
+  every task, linear CKA for MLPs (1 for identical layers, no per-run rescaling), no duplicated
   pairs, 1,000 bootstrap resamples. One BOS policy for every pass of a job in both presets.
+
+Both presets calibrate the score against chance (``chance_draws`` permutations, circuitdiff.analysis.chance).
 
 ``bootstrap`` governs every confidence interval of a result (alignment and robustness).
 
@@ -125,7 +130,7 @@ class ComparisonSpec(BaseModel):
     head_threshold: float | None = Field(default=None, ge=0, le=1)
     mlp_threshold: float | None = Field(default=None, ge=0, le=1)
     duplicate_unmatched: bool | None = Field(
-        default=None, description="count below-threshold pairs twice (the authors' quirk; paper preset)"
+        default=None, description="count below-threshold head pairs twice (the authors' quirk; paper preset)"
     )
     n_prompts: int = Field(default=100, ge=1, le=MAX_PROMPTS)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
@@ -139,7 +144,12 @@ class ComparisonSpec(BaseModel):
     )
     bootstrap: int | None = Field(
         default=None, ge=0, le=100_000,
-        description="bootstrap resamples of every confidence interval (alignment, robustness); 0 = none",
+        description="bootstrap resamples of every confidence interval (alignment, robustness) and of the match "
+        "confidences (at most 1,000 of them); 0 = none",
+    )
+    chance_draws: int = Field(
+        default=1000, ge=1000, le=100_000,
+        description="permutations of the chance null the alignment score is calibrated against",
     )
 
     @field_validator("teacher", "student", mode="before")
@@ -179,22 +189,23 @@ class ComparisonSpec(BaseModel):
 
     def resolve(self) -> "ComparisonSpec":
         """Expand the preset: every field explicit, task options filled with their defaults."""
-        paper = self.preset == "paper"
-        ablation = self.ablation or (
-            ("mean" if self.task == "sequence" else "zero") if paper else "mean"
-        )
+        task = TASKS[self.task]
+        if self.preset == "paper":
+            p = task.paper
+            preset = {"ablation": p.ablation, "mlp_similarity": p.mlp_similarity,
+                      "head_threshold": PAPER_HEAD_THRESHOLD if p.thresholds else 0.0,
+                      "mlp_threshold": PAPER_MLP_THRESHOLD if p.thresholds else 0.0,
+                      "duplicate_unmatched": p.duplicate_heads, "bootstrap": 10_000}
+        else:
+            preset = {"ablation": "mean", "mlp_similarity": "cka", "head_threshold": PAPER_HEAD_THRESHOLD,
+                      "mlp_threshold": PAPER_MLP_THRESHOLD, "duplicate_unmatched": False, "bootstrap": 1000}
+        chosen = {k: getattr(self, k) for k in preset}
         return self.model_copy(
             update={
-                "task_options": {**TASKS[self.task].defaults(), **self.task_options},
-                "ablation": ablation,
+                **{k: preset[k] if v is None else v for k, v in chosen.items()},
+                "task_options": {**task.defaults(), **self.task_options},
                 "matching": self.matching or "student_to_teacher",
-                "mlp_similarity": self.mlp_similarity or "eigen",
-                "head_threshold": PAPER_HEAD_THRESHOLD if self.head_threshold is None else self.head_threshold,
-                "mlp_threshold": PAPER_MLP_THRESHOLD if self.mlp_threshold is None else self.mlp_threshold,
-                "duplicate_unmatched": paper if self.duplicate_unmatched is None else self.duplicate_unmatched,
                 "bos": self.bos or "prepend",
-                # paper: the authors' robustness intervals (10,000 resamples); default: 1,000
-                "bootstrap": (10_000 if paper else 1000) if self.bootstrap is None else self.bootstrap,
             }
         )
 

@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 # --------------------------------------------------------------------------- versions and limits
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of ``result.json``. Bumped with every change of the result's structure; the report still
 reads every older version (``circuitdiff.report.load`` upgrades them)."""
 
@@ -58,12 +58,15 @@ Ablation = Literal["zero", "mean", "resample"]
 """What an ablated activation is replaced with: 0, its per-position mean over the corrupted prompts,
 or its value on the prompt's own corrupted prompt (circuitdiff.scan.ablation)."""
 
-Matching = Literal["student_to_teacher", "teacher_to_student"]
-"""Direction of argmax matching: one pair per student component (the paper's TL notebooks) or one
-per teacher component (the authors' "biased to teacher" variant)."""
+Matching = Literal["student_to_teacher", "teacher_to_student", "one_to_one"]
+"""How components are paired (circuitdiff.analysis.matching): argmax, one pair per student
+component (the paper's TL notebooks) or per teacher component (the authors' "biased to teacher"
+variant); or ``one_to_one``, the optimal assignment (no component paired twice)."""
 
-MlpSimilarity = Literal["eigen", "cka"]
-"""MLP similarity: the paper's top-3 eigenvector method, or linear CKA."""
+MlpSimilarity = Literal["cka", "eigen", "eigen_raw"]
+"""MLP similarity (circuitdiff.analysis.similarity): ``cka`` linear CKA (the default preset);
+``eigen`` the authors' top-3 eigenvector similarity rescaled to the head-similarity distribution
+(their sequence and QA notebooks); ``eigen_raw`` the same without rescaling (their IOI notebook)."""
 
 ScanMethod = Literal["exact", "attribution", "naive"]
 """How influences are computed: ``naive`` reruns the model once per component (the reference),

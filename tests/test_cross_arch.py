@@ -211,7 +211,14 @@ def test_zoo_bert_pair_performs_the_task_through_the_cli(zoo_results, key):
     for role in ("teacher", "student"):
         assert data["performance"][role]["performs_task"], (role, data["performance"][role])
     assert data["robustness"]["teacher"] is not None and data["robustness"]["student"] is not None
-    assert 0 < data["alignment"]["score"] <= 1
+    a = data["alignment"]
+    assert 0 < a["score"] <= 1
+    assert a["above_chance"] == (a["score"] > a["chance"]["ci95"][1])  # both models perform the task
+    if key == "bert_seq":  # the distilled pair on the sequence task keeps its teacher's circuit beyond chance
+        assert a["above_chance"], a["chance"]
+    # On IOI the zoo DistilBERT student leans on its layer-0 head L0H3 (copied from the teacher, where
+    # it carries little), not on the teacher's layer-3 heads: it reorganised the task, and the score
+    # (~0.71) is what the same pair scores with the correspondence broken (issue #12's finding).
 
 
 def test_zoo_control_pair_scores_lower_than_the_distilled_pair(zoo_results):

@@ -201,3 +201,69 @@ def test_compression_notebook_slopes(robustness_ref):
     for name, row in nb.items():
         assert c == pytest.approx(row["C"], abs=1e-15)
         assert (row["student"]["mean"] - row["teacher"]["mean"]) / c == pytest.approx(row["slope"], rel=1e-12), name
+
+
+# ---------------------------------------------------------------- the project's matching on the authors' inputs
+
+
+def _first_copies(run: dict) -> list[dict]:
+    """The saved pair list without the duplicated entries (one pair per student component)."""
+    return [p for p in run["pairs"] if p["group"] != "unmatched_duplicate"]
+
+
+@pytest.mark.parametrize("run_id, n_duplicates", [("gpt2_to_distilgpt2__seq_numwords__tl", 36),
+                                                  ("gpt2_to_distilgpt2__qa_simpleqa__tl", 7)])
+def test_our_duplication_rule_rebuilds_the_authors_pair_list_and_score(run_id, n_duplicates):
+    """From the 78 first copies (72 heads, 6 MLPs) our matching module's duplication and alignment
+    code reproduce the saved list (the same 36 / 7 duplicated pairs, heads only) and the printed score."""
+    from circuitdiff.analysis.matching import Pair, duplicate_unmatched
+
+    run = _run(_load("alignment_pairs.json"), run_id)
+    firsts = _first_copies(run)
+    pairs = [
+        Pair(student=parse_component(p["student"]).id, teacher=parse_component(p["teacher"]).id, similarity=p["S"],
+             matched=p["S"] >= (0.95 if parse_component(p["student"]).kind == "head" else 0.12), student_index=i,
+             teacher_index=0, kind=parse_component(p["student"]).kind)
+        for i, p in enumerate(firsts)
+    ]
+    ours = duplicate_unmatched(pairs)
+    dups = sorted((p.student, p.teacher) for p in ours if p.duplicated)
+    saved = sorted((parse_component(p["student"]).id, parse_component(p["teacher"]).id)
+                   for p in run["pairs"] if p["group"] == "unmatched_duplicate")
+    assert len(dups) == n_duplicates and dups == saved
+    infl_s = {parse_component(p["student"]).id: p["I_S"] for p in firsts}
+    infl_t = {parse_component(p["teacher"]).id: p["I_T"] for p in firsts}
+    score = alignment_score_from_pairs(ours, infl_s, infl_t)
+    assert round(score, 4) == run["printed_score"]
+
+
+def test_our_mlp_matching_on_the_authors_similarity_matrix_gives_their_mlp_pairs():
+    """The seq run's printed raw MLP similarity matrix through our rescaling and our matching (the
+    notebook's student->teacher argmax, ties `>=`): the saved list's six MLP pairs and similarities."""
+    from circuitdiff.analysis.matching import match
+
+    run = _run(_load("alignment_pairs.json"), "gpt2_to_distilgpt2__seq_numwords__tl")
+    mlp = run["mlp_similarity"]
+    sim = rescale_to_distribution(np.array(mlp["raw_abs_eigvec_sim"]), 0.6931097507476807,
+                                  mlp["std_attn_implied_by_printed_values"])
+    s_ids, t_ids = [f"L{i}MLP" for i in range(sim.shape[0])], [f"L{j}MLP" for j in range(sim.shape[1])]
+    ours = {(p.student, p.teacher): p.similarity
+            for p in match(sim, s_ids, t_ids, threshold=0.12, kind="mlp", ties="last")}
+    saved = {(parse_component(p["student"]).id, parse_component(p["teacher"]).id): p["S"]
+             for p in _first_copies(run) if parse_component(p["student"]).kind == "mlp"}
+    assert set(ours) == set(saved)
+    for key, s in saved.items():
+        assert ours[key] == pytest.approx(s, abs=1e-6)
+
+
+def test_the_ioi_notebook_has_no_thresholds_and_no_duplicates():
+    """The paper preset's IOI rule (circuitdiff.catalogue): 78 pairs, each once, score 0.9005."""
+    from circuitdiff.catalogue import TASKS
+    from circuitdiff.spec import ComparisonSpec
+
+    protocol = TASKS["ioi"].paper
+    assert protocol.notebook == "IOI_alignment_metric.ipynb" and protocol.mlp_similarity == "eigen_raw"
+    spec = ComparisonSpec(teacher="zoo:gpt-teacher", student="zoo:gpt-student", task="ioi", preset="paper").resolve()
+    assert spec.duplicate_unmatched is False and spec.head_threshold == spec.mlp_threshold == 0.0
+    run = _run(_load("alignment_pairs.json"), "gpt2_to_distilgpt2__ioi__tl")
+    assert all(p["group"] == "matched" for p in run["pairs"]) and len(run["pairs"]) == 78

@@ -8,6 +8,11 @@ the other side:
   component; several students may share a teacher and some teachers stay unpaired (Ns pairs).
 - ``teacher_to_student`` ("biased to teacher": BERT, HF-GPT-2, Llama, the control): one pair per
   teacher component (Nt pairs).
+- ``one_to_one`` (not in the paper): the optimal assignment, the set of min(Ns, Nt) disjoint pairs
+  with the largest total similarity (Kuhn–Munkres, ``scipy.optimize.linear_sum_assignment``). No
+  component is paired twice, so a student cannot claim one teacher component for several of its
+  own; with unequal counts the surplus components of the larger model stay unpaired
+  (:func:`unpaired`).
 
 Ties: ``ties="first"`` (default) keeps the first maximum in component order (``np.argmax``, the IOI
 notebook's ``>``); ``"last"`` keeps the last (the seq/QA notebooks' ``>=``). Only exact float ties
@@ -16,8 +21,10 @@ differ.
 A pair is *matched* when its similarity reaches the threshold of its type (heads 0.95, MLPs 0.12);
 below-threshold pairs still enter the alignment score. The authors' ``simple_threshold`` returned
 all pairs as "matched" and the below-threshold ones again as "unmatched", so those pairs were counted
-twice (seq: 78 + 36 = 114 pairs). :func:`duplicate_unmatched` reproduces that for the ``paper`` preset;
-it is needed to reproduce the printed scores and nothing else.
+twice. Only head pairs were: the seq/QA notebooks build the MLP list as ``set(filtered_mlp)`` (seq:
+72 + 6 first copies + 36 duplicated head pairs = 114; QA: 78 + 7), and the IOI notebook applies no
+threshold at all. :func:`duplicate_unmatched` reproduces that for the ``paper`` preset; it is needed
+to reproduce the printed scores and nothing else.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..vocabulary import PAPER_HEAD_THRESHOLD, PAPER_MLP_THRESHOLD, ComponentKind, Matching
+from ..vocabulary import PAPER_HEAD_THRESHOLD, PAPER_MLP_THRESHOLD, ComponentKind, Matching, choices
 from ._array import ArrayLike, to_numpy
 
 __all__ = [
@@ -36,6 +43,8 @@ __all__ = [
     "argmax_indices",
     "match",
     "duplicate_unmatched",
+    "one_to_one_indices",
+    "unpaired",
     "match_components",
 ]
 
@@ -81,11 +90,12 @@ def match(
     kind: str = "head",
     ties: Ties = "first",
 ) -> list[Pair]:
-    """Argmax matching of one component type.
+    """Matching of one component type.
 
     sim: [Ns, Nt] similarity, rows = student components (``student_ids``), columns = teacher.
-    Returns Ns pairs (student_to_teacher, in student order) or Nt pairs (teacher_to_student, in
-    teacher order); ``matched`` = similarity >= threshold.
+    Returns Ns pairs (student_to_teacher, in student order), Nt pairs (teacher_to_student, in
+    teacher order) or min(Ns, Nt) pairs (one_to_one, in student order); ``matched`` = similarity
+    >= threshold.
     """
     a = to_numpy(sim)
     if a.ndim != 2 or a.shape != (len(student_ids), len(teacher_ids)):
@@ -99,8 +109,10 @@ def match(
     elif direction == "teacher_to_student":
         best = argmax_indices(a, axis=0, ties=ties)
         idx = [(int(i), j) for j, i in enumerate(best)]
+    elif direction == "one_to_one":
+        idx = one_to_one_indices(a)
     else:
-        raise ValueError(f"direction must be 'student_to_teacher' or 'teacher_to_student', got {direction!r}")
+        raise ValueError(f"matching must be one of {', '.join(choices(Matching))}, got {direction!r}")
     return [
         Pair(
             student=student_ids[i],
@@ -115,10 +127,28 @@ def match(
     ]
 
 
+def one_to_one_indices(sim: np.ndarray) -> list[tuple[int, int]]:
+    """(student, teacher) index pairs of the maximum-similarity assignment, in student order."""
+    if np.isnan(sim).any():
+        raise ValueError("similarity matrix contains NaN")
+    from scipy.optimize import linear_sum_assignment  # scipy only where one_to_one is asked for
+
+    rows, cols = linear_sum_assignment(sim, maximize=True)
+    return [(int(i), int(j)) for i, j in zip(rows, cols)]
+
+
 def duplicate_unmatched(pairs: Sequence[Pair]) -> list[Pair]:
-    """The authors' quirk: every below-threshold pair appended a second time (``duplicated=True``)."""
+    """The authors' quirk: every below-threshold *head* pair appended a second time
+    (``duplicated=True``); MLP pairs never are (their list was a set)."""
     pairs = list(pairs)
-    return pairs + [replace(p, duplicated=True) for p in pairs if not p.matched]
+    return pairs + [replace(p, duplicated=True) for p in pairs if not p.matched and p.kind == "head"]
+
+
+def unpaired(pairs: Sequence[Pair], student_ids: Sequence[str], teacher_ids: Sequence[str]) -> dict[str, list[str]]:
+    """Components of each model that take part in no pair (``{"student": [...], "teacher": [...]}``)."""
+    s_used, t_used = {p.student for p in pairs}, {p.teacher for p in pairs}
+    return {"student": [c for c in student_ids if c not in s_used],
+            "teacher": [c for c in teacher_ids if c not in t_used]}
 
 
 def match_components(

@@ -26,11 +26,24 @@ Eigenvectors have arbitrary signs, so the signed mean depends on what the eigens
 positive) so the score is reproducible and does not change when the activations are negated. The raw
 values (≈0.02–0.2) are then put on the head-similarity scale by :func:`rescale_to_heads`, the
 authors' normalisation: z-score the positive values (population std), map them to the head
-similarities' mean and unbiased std, set non-positive values to 0, divide by the maximum.
+similarities' mean and unbiased std, divide by the maximum. The method has three flaws the default
+preset avoids: two identical layers score 1/3 raw (the mean of a 3×3 matrix of identical
+eigenvectors is not 1), eigenvector signs can change which layer wins, and the rescaling forces the
+best pair of every run to exactly 1.0 whatever it is.
 
-A better-founded alternative (DESIGN: defaults may add them; the paper's one stays available):
-:func:`mlp_similarity_cka` (linear CKA, Kornblith et al. 2019: centred, invariant to orthogonal
-transforms and isotropic scaling, in [0, 1], needs no rescaling).
+The default: linear CKA
+-----------------------
+:func:`mlp_similarity_cka` (linear CKA, Kornblith et al. 2019) compares the two layers' outputs on
+the same token rows: CKA = ||Ycᵀ Xc||²_F / (||Xcᵀ Xc||_F ||Ycᵀ Yc||_F) with column-centred X, Y.
+Chosen over a principal-angle subspace similarity because it is 1 for identical layers and
+invariant to every orthogonal transform (so to eigenvector signs and to rotations inside a
+subspace) and to isotropic scaling, is in [0, 1] without any per-run rescaling, uses the whole
+spectrum rather than three directions, and compares layers of different widths (student d_model ≠
+teacher d_model) where subspaces of different spaces cannot be compared. Its one requirement, the
+same rows for both models, holds by construction: both models read the same prompts, token by token
+or (pairs without a shared tokenisation) word by word. tests/test_analysis.py checks the identity
+and the invariances.
+
 
 All functions accept numpy arrays or torch tensors and return float64 numpy arrays.
 """
@@ -49,6 +62,7 @@ __all__ = [
     "top_eigenvectors",
     "mlp_similarity_eigen",
     "rescale_to_heads",
+    "clip_similarity",
     "rescale_to_distribution",
     "linear_cka",
     "mlp_similarity_cka",
@@ -116,7 +130,7 @@ def head_similarity(
     n_rows = s.shape[1]
     # cos(A_s[q], A_t[q]) summed over q == Σ_{q,k} Â_s[q,k] Â_t[q,k] with unit-norm rows.
     s_hat, t_hat = _unit_rows(s), _unit_rows(t)  # [H, Q, T]
-    return np.einsum("iqk,jqk->ij", s_hat, t_hat, optimize=True) / n_rows
+    return clip_similarity(np.einsum("iqk,jqk->ij", s_hat, t_hat, optimize=True) / n_rows)
 
 
 def _as_rows(acts: ArrayLike) -> np.ndarray:
@@ -176,14 +190,17 @@ def mlp_similarity_eigen(
             if us.shape[1] != ut.shape[1]:
                 raise ValueError(f"MLP output widths differ: student {us.shape[1]} vs teacher {ut.shape[1]}")
             sim[i, j] = abs(float(np.mean(us @ ut.T)))  # eigenvectors are unit: dot = cosine
-    return sim
+    return clip_similarity(sim)
 
 
-def rescale_to_distribution(raw: ArrayLike, mean: float, std: float) -> np.ndarray:
+def rescale_to_distribution(raw: ArrayLike, mean: float, std: float, *, zero_negative: bool = False) -> np.ndarray:
     """The authors' MLP normalisation onto a target distribution (paper-notes §3.4).
 
     v' = (v − mean(v⁺)) / std_pop(v⁺) · std + mean, with v⁺ the positive entries of ``raw``;
-    entries ≤ 0 after the map become 0; everything is divided by max(v') so the best pair is 1.0.
+    everything is then divided by max(v') so the best pair is 1.0. The authors' rescaling cell
+    leaves negative v' as they are (``zero_negative=False``, what the paper preset runs); with
+    ``zero_negative`` entries ≤ 0 become 0 first. Every MLP pair of the authors' saved runs was
+    positive, so both reproduce their printed values.
     """
     v = to_numpy(raw)
     pos = v[v > 0]
@@ -192,13 +209,14 @@ def rescale_to_distribution(raw: ArrayLike, mean: float, std: float) -> np.ndarr
     spread = pos.std()  # population std (ddof=0), as the authors
     z = (v - pos.mean()) / spread if spread > 0 else np.zeros_like(v)
     out = z * std + mean
-    out[out <= 0] = 0.0
+    if zero_negative:
+        out[out <= 0] = 0.0
     top = out.max()
     return out / top if top > 0 else out
 
 
 def rescale_to_heads(raw: ArrayLike, head_sims: ArrayLike) -> np.ndarray:
-    """Rescale raw eigenvector MLP similarities to the head-similarity distribution.
+    """Rescale raw eigenvector MLP similarities to the head-similarity distribution (the authors').
 
     head_sims: the full student×teacher head similarity matrix; its mean and *unbiased* std (torch
     ``std()`` default, as in the notebooks) are the targets. See :func:`rescale_to_distribution`.
@@ -206,6 +224,16 @@ def rescale_to_heads(raw: ArrayLike, head_sims: ArrayLike) -> np.ndarray:
     h = to_numpy(head_sims).ravel()
     std = float(h.std(ddof=1)) if h.size > 1 else 0.0
     return rescale_to_distribution(raw, float(h.mean()), std)
+
+
+SIM_DECIMALS = 12
+
+
+def clip_similarity(sim: ArrayLike) -> np.ndarray:
+    """Similarities clipped to [-1, 1] and rounded to 12 decimals: float rounding gives self-cosines
+    of 1.0000000000000009 and 0.9999999999999998, and a component compared with itself must score
+    exactly 1 (so a model compared with itself aligns exactly 1.0)."""
+    return np.round(np.clip(to_numpy(sim), -1.0, 1.0), SIM_DECIMALS)
 
 
 def linear_cka(x: ArrayLike, y: ArrayLike) -> float:
@@ -250,4 +278,4 @@ def mlp_similarity_cka(
             else:
                 num = float(np.sum(cross * cross))
             sim[i, j] = num / (ns * nt)
-    return np.clip(sim, 0.0, 1.0)
+    return clip_similarity(np.clip(sim, 0.0, 1.0))

@@ -9,7 +9,7 @@ Keys (:func:`circuitdiff.cache.cache_key`):
   identity is never cached;
 - dataset: sha256 of the exact tensors the model runs (clean + corrupted tokens, masks, end
   positions, answer / distractor ids), so BOS policy, prompt count, seed and rejections are in it;
-- hooks: what the entry holds (``clean:pattern,mlp_out,correct`` or ``influence:<method>:<ablation>``);
+- hooks: what the entry holds (``clean:pattern,mlp_out,correct,blocks`` or ``influence:<method>:<ablation>``);
 - dtype, device type and engine version, where the engine version includes a digest of the source
   of every module that computes a cached value: editing that code invalidates old entries instead
   of serving stale numbers.
@@ -116,20 +116,22 @@ class PipelineCache:
         return value
 
     def clean(self, role: str, adapter: Any, view: Any, compute: Callable[[], Any], build: Callable[..., Any]) -> Any:
-        """Clean-pass statistics (patterns [layer][head, T, T], mlp_rows [layer][tokens, d_model],
-        correct [n]); ``build(patterns, mlp_rows, correct)`` rebuilds the pipeline's object."""
-        key = self._key(adapter, view, ["clean:pattern,mlp_out,correct"])
+        """Clean-pass statistics (circuitdiff.scan.clean.CleanStats); ``build(**fields)`` rebuilds it."""
+        key = self._key(adapter, view, ["clean:pattern,mlp_out,correct,blocks"])
 
         def load(entry) -> Any:
             t, n = entry.tensors, entry.meta["n_layers"]
-            return build([t["patterns"][str(i)] for i in range(n)], [t["mlp_rows"][str(i)] for i in range(n)],
-                         t["misc"]["correct"])
+            return build(patterns=[t["patterns"][str(i)] for i in range(n)],
+                         mlp_rows=[t["mlp_rows"][str(i)] for i in range(n)], correct=t["misc"]["correct"],
+                         block_patterns=[t["block_patterns"][str(i)] for i in range(n)],
+                         block_counts=t["misc"]["block_counts"], row_block=t["misc"]["row_block"])
 
         def store(stats) -> tuple[dict, dict]:
             tensors = {
                 "patterns": {str(i): p for i, p in enumerate(stats.patterns)},
                 "mlp_rows": {str(i): r for i, r in enumerate(stats.mlp_rows)},
-                "misc": {"correct": stats.correct},
+                "block_patterns": {str(i): p for i, p in enumerate(stats.block_patterns)},
+                "misc": {"correct": stats.correct, "block_counts": stats.block_counts, "row_block": stats.row_block},
             }
             return tensors, {"n_layers": len(stats.patterns), "role_when_written": role}
 

@@ -34,6 +34,8 @@ h3 { font-size: 1rem; margin-bottom: .4rem; }
 .card .value { font-size: 1.9rem; font-weight: 600; font-variant-numeric: tabular-nums; }
 .card .detail { font-size: .85rem; color: var(--muted); }
 .card.score .value { font-size: 2.6rem; }
+.card.score.ok { border-left: 4px solid var(--ok); }
+.card.score.bad { border-left: 4px solid var(--bad); }
 .verdict { font-size: 1.02rem; max-width: 62rem; }
 .verdict p:first-child { font-weight: 500; }
 .flag { border-left: 4px solid var(--bad); background: #fdf3f2; padding: .5rem .9rem; }

@@ -21,8 +21,8 @@ from ..result import ComparisonResult
 from .assets import CSS, JS, content_security_policy
 from .plots import PNG_DPI, Plot
 from ..vocabulary import layer_key, parse_component
-from .summary import (SIDES, component_drops, fmt_ci, fmt_params, influence_shares, interpretation,
-                      matched_counts, needs_caution)
+from .summary import (SIDES, UNSTABLE_CONFIDENCE, component_drops, fmt_ci, fmt_params, influence_shares,
+                      interpretation, matched_counts, needs_caution, unstable_matches)
 
 MAX_REJECTED_SHOWN = 200
 
@@ -70,6 +70,12 @@ def _summary(r: ComparisonResult) -> str:
     t, s = r.models["teacher"], r.models["student"]
     score = "–" if a.score is None else f"{a.score:.3f}"
     ci = f"95% CI {a.ci95[0]:.3f}–{a.ci95[1]:.3f}" if a.ci95 else "no confidence interval"
+    if a.chance is None:
+        chance, verdict_cls = "not calibrated against chance (older result)", ""
+    else:
+        chance = (f"{'above' if a.above_chance else 'NOT above'} chance: null {a.chance.mean:.3f} "
+                  f"[{a.chance.ci95[0]:.3f}, {a.chance.ci95[1]:.3f}], p = {a.chance.p_value:.3g}")
+        verdict_cls = " ok" if a.above_chance else " bad"
     hm, hn = matched_counts(r, "head")
     mm, mn = matched_counts(r, "mlp")
     sentences = interpretation(r)
@@ -77,8 +83,8 @@ def _summary(r: ComparisonResult) -> str:
     verdict = "".join(f"<p>{e(x)}</p>" for x in sentences)
     cards = f"""
 <div class="cards">
-  <div class="card score" id="alignment-score"><div class="label">alignment score</div>
-    <div class="value">{score}</div><div class="detail">{e(ci)}<br>{a.n_pairs} pairs · mean similarity {a.mean_similarity:.3f}</div></div>
+  <div class="card score{verdict_cls}" id="alignment-score"><div class="label">alignment score</div>
+    <div class="value">{score}</div><div class="detail"><b id="chance">{e(chance)}</b><br>{e(ci)}<br>{a.n_pairs} pairs · mean similarity {a.mean_similarity:.3f}</div></div>
   <div class="card"><div class="label">matched heads</div><div class="value">{hm}/{hn}</div>
     <div class="detail">similarity ≥ {e(r.spec.get('head_threshold', '?'))}</div></div>
   <div class="card"><div class="label">matched MLPs</div><div class="value">{mm}/{mn}</div>
@@ -119,6 +125,18 @@ def _summary(r: ComparisonResult) -> str:
     models_table = ('<table id="summary-table"><thead><tr><th></th><th class="num teacher">teacher</th>'
                     '<th class="num student">student</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>")
     extra = [f"compression ratio (P<sub>T</sub> − P<sub>S</sub>)/P<sub>T</sub> = {rob.compression_ratio:.3f}"]
+    if a.protocol:
+        extra.append(f"protocol: {e(a.protocol)}")
+    if a.chance is not None:
+        extra.append(f"chance null: {e(a.chance.method)}; {a.chance.n} draws")
+    unstable = unstable_matches(r)
+    if unstable:
+        extra.append(f"{len(unstable)} unstable matches (same partner in fewer than {UNSTABLE_CONFIDENCE:.0%} of "
+                     f"{a.confidence_resamples} bootstrap resamples): "
+                     + e(", ".join(f"{m.student}→{m.teacher}" for m in unstable[:8])) + (" …" if len(unstable) > 8 else ""))
+    for side in SIDES:
+        if r.unpaired.get(side):
+            extra.append(f"{side} components in no pair: {e(', '.join(r.unpaired[side]))}")
     if rob.delta_mean_drop is not None:
         extra.append(f"Δ mean drop (student − teacher) = {rob.delta_mean_drop:.2f} pp {e(fmt_ci(rob.delta_mean_drop_ci95, 2))}")
     if rob.slope_mean is not None:
@@ -186,13 +204,15 @@ def _matches_table(r: ComparisonResult) -> str:
         term = m.similarity * (1 - abs(ns - nt))
         status = "matched" if m.matched else "below"
         dup = " (counted twice)" if m.duplicated else ""
+        unstable = m.confidence is not None and m.confidence < UNSTABLE_CONFIDENCE and not m.duplicated
+        flag = ' <span class="badge bad">unstable</span>' if unstable else ""
         rows.append(
             f'<tr class="{"" if m.matched else "below"}"><td class="mono">{e(m.student)}</td><td class="mono">{e(m.teacher)}</td>'
-            f"<td>{e(m.kind)}</td>{_num(m.similarity)}<td>{_status_badge(status)}{dup}</td>"
+            f"<td>{e(m.kind)}</td>{_num(m.similarity)}<td>{_status_badge(status)}{dup}{flag}</td>{_num(m.confidence, 2)}"
             f"{_num(m.student_influence)}{_num(m.teacher_influence)}{_num(ns)}{_num(nt)}{_num(term, 4)}</tr>"
         )
     return ('<table class="sortable" id="matches-table"><thead><tr><th>student</th><th>teacher</th><th>type</th>'
-            '<th class="num">similarity</th><th>status</th><th class="num">I<sub>S</sub></th>'
+            '<th class="num">similarity</th><th>status</th><th class="num">confidence</th><th class="num">I<sub>S</sub></th>'
             '<th class="num">I<sub>T</sub></th><th class="num">Î<sub>S</sub></th><th class="num">Î<sub>T</sub></th>'
             '<th class="num">S·(1−|Î<sub>S</sub>−Î<sub>T</sub>|)</th></tr></thead><tbody>' + "".join(rows) +
             "</tbody></table>")

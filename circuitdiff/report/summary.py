@@ -75,8 +75,19 @@ def weak_performance(r: ComparisonResult, side: str) -> list[str]:
 
 
 def needs_caution(r: ComparisonResult) -> bool:
-    """Either model fails or only weakly performs the task: the score should not be read at face value."""
-    return any(not r.performance[s].performs_task or weak_performance(r, s) for s in SIDES)
+    """Either model fails or only weakly performs the task, or the score is not above chance: the score
+    should not be read at face value."""
+    not_above = r.alignment.chance is not None and not r.alignment.above_chance
+    return not_above or any(not r.performance[s].performs_task or weak_performance(r, s) for s in SIDES)
+
+
+UNSTABLE_CONFIDENCE = 0.5  # the partner changes in half the resamples or more
+
+
+def unstable_matches(r: ComparisonResult) -> list:
+    """Matches whose partner is chosen in fewer than half of the bootstrap resamples."""
+    return [m for m in r.matches
+            if not m.duplicated and m.confidence is not None and m.confidence < UNSTABLE_CONFIDENCE]
 
 
 def interpretation(r: ComparisonResult) -> list[str]:
@@ -84,7 +95,8 @@ def interpretation(r: ComparisonResult) -> list[str]:
 
     The first sentence is the verdict; it refuses to read an alignment score as evidence of shared
     circuitry when either model fails the task, because influences around a failing baseline
-    measure noise (DESIGN.md, "does not perform the task").
+    measure noise (DESIGN.md, "does not perform the task"), or when the score is no higher than the
+    same two models score with their correspondence broken (circuitdiff.analysis.chance).
     """
     t, s = r.models["teacher"].id, r.models["student"].id
     task = r.task.name
@@ -101,6 +113,13 @@ def interpretation(r: ComparisonResult) -> list[str]:
         )
     elif a.score is None:
         out.append(f"No alignment score was computed for {s} against {t} on {task}.")
+    elif a.chance is not None and not a.above_chance:
+        out.append(
+            f"Not aligned beyond chance: the alignment score {a.score:.3f} is within what {s} and {t} score when "
+            f"the correspondence between their components is broken (chance mean {a.chance.mean:.3f}, 95% up to "
+            f"{a.chance.ci95[1]:.3f}, p = {a.chance.p_value:.3g}), so it is no evidence that the student kept the "
+            f"teacher's computation on {task}: components that all look alike score high whatever they do."
+        )
     else:
         if a.score >= 0.9:
             level = "closely follows"
@@ -111,10 +130,13 @@ def interpretation(r: ComparisonResult) -> list[str]:
         else:
             level = "does not follow"
         ci = f" (95% CI {a.ci95[0]:.3f}–{a.ci95[1]:.3f})" if a.ci95 else ""
+        chance = ("" if a.chance is None else
+                  f", above chance (the same models with their correspondence broken score {a.chance.mean:.3f}, "
+                  f"95% up to {a.chance.ci95[1]:.3f}; p = {a.chance.p_value:.3g})")
         out.append(
             f"The student {s} {level} the teacher {t}'s internal computation on {task}: alignment "
-            f"{a.score:.3f}{ci}, where 1 means every student component has a teacher counterpart with the same "
-            f"attention and the same share of influence. For scale, the paper's distilled pairs score "
+            f"{a.score:.3f}{ci}{chance}, where 1 means every student component has a teacher counterpart with the "
+            f"same attention and the same share of influence. For scale, the paper's distilled pairs score "
             f"{PAPER_DISTILLED_MIN:.2f}–0.94 and its non-distilled control pair {PAPER_CONTROL:.2f}."
         )
     for side in SIDES:

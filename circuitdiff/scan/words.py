@@ -28,13 +28,27 @@ from dataclasses import dataclass
 
 import torch
 
+from ..analysis.confidence import ResampleStats
 from ..models.adapter import ModelAdapter
+from .clean import prompt_blocks
 
 
 @dataclass
 class WordStats:
-    patterns: list[torch.Tensor]  # per layer [head, W_max + 1, W_max + 1]; the END key column is 0
-    mlp_rows: list[torch.Tensor]  # per layer [rows, d_model]; rows = sum over prompts of (W_i + 1)
+    """patterns: per layer [head, W_max + 1, W_max + 1] (the END key column is 0); mlp_rows: per
+    layer [rows, d_model], rows = sum over prompts of (W_i + 1); block_patterns / block_counts /
+    row_block: the same per prompt block, as circuitdiff.scan.clean.CleanStats keeps them."""
+
+    patterns: list[torch.Tensor]
+    mlp_rows: list[torch.Tensor]
+    block_patterns: list[torch.Tensor]
+    block_counts: torch.Tensor
+    row_block: torch.Tensor
+
+    def resample_stats(self) -> ResampleStats:
+        pats = torch.stack(self.block_patterns, dim=1)  # [B, L, H, R, R]
+        return ResampleStats(pats.flatten(1, 2).double().numpy(), self.block_counts.double().numpy(),
+                             [r.double().numpy() for r in self.mlp_rows], self.row_block.numpy())
 
 
 def pooling(groups: torch.Tensor, w_max: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,23 +87,29 @@ def word_pass(adapter: ModelAdapter, view, w_max: int, batch_size: int = 32) -> 
     """One clean pass of ``view`` (a word-aligned TokenizedTask) pooled to words."""
     n = view.n
     R = w_max + 1
-    total = [torch.zeros(adapter.n_heads, R, w_max, dtype=torch.float64) for _ in range(adapter.n_layers)]
-    row_count = torch.zeros(R, dtype=torch.float64)
+    blocks = prompt_blocks(n)
+    n_blocks = int(blocks.max()) + 1
+    block_sum = [torch.zeros(n_blocks, adapter.n_heads, R, w_max, dtype=torch.float64) for _ in range(adapter.n_layers)]
+    block_count = torch.zeros(n_blocks, R, dtype=torch.float64)
     mlp_rows: list[list[torch.Tensor]] = [[] for _ in range(adapter.n_layers)]
+    row_block = []
     for s in range(0, n, batch_size):
         b = view.clean.slice(s, s + batch_size)
+        bb = blocks[s : s + batch_size]
         groups = view.word_groups[s : s + batch_size].to(adapter.device)
         nw = view.n_words[s : s + batch_size].to(adapter.device)
         end = b.end_pos.to(adapter.device)
         out = adapter.run(b, token_ids=b.tokens[:, :1], capture=("pattern", "mlp_out"))
         has_row = torch.cat([torch.arange(w_max, device=nw.device)[None, :] < nw[:, None],
                              torch.ones(len(nw), 1, dtype=torch.bool, device=nw.device)], dim=1)  # [b, R]
-        row_count += has_row.double().sum(0).cpu()
+        block_count.index_add_(0, bb, has_row.double().cpu())
+        row_block.append(torch.repeat_interleave(bb, (nw + 1).cpu()))
         for layer in range(adapter.n_layers):
-            total[layer] += pool_patterns(out.captures["pattern"][layer], groups, end, w_max).sum(0).cpu()
+            block_sum[layer].index_add_(0, bb, pool_patterns(out.captures["pattern"][layer], groups, end, w_max).cpu())
             mlp_rows[layer].append(pool_rows(out.captures["mlp_out"][layer], groups, end, nw).float().cpu())
-    denom = row_count.clamp(min=1)[None, :, None]
+    denom = block_count.sum(0).clamp(min=1)[None, :, None]
     # A zero key column for END makes the matrices square ([head, R, R]) like token patterns;
     # it adds nothing to any row norm or dot product, so row cosines are unchanged.
-    pats = [torch.nn.functional.pad(t / denom, (0, 1)).float() for t in total]
-    return WordStats(pats, [torch.cat(r) for r in mlp_rows])
+    square = lambda t: torch.nn.functional.pad(t, (0, 1)).float()  # noqa: E731
+    return WordStats([square(t.sum(0) / denom) for t in block_sum], [torch.cat(r) for r in mlp_rows],
+                     [square(t) for t in block_sum], block_count.float(), torch.cat(row_block))

@@ -104,7 +104,16 @@ class TaskData:
             "example_prompt": (self.items[0].masked_prompt if self.form == "masked" else self.items[0].prompt)
             if self.items else "",
             "token_alignment": self.token_alignment,
+            "items": [self._item(it) for it in self.items],
         }
+
+    def _item(self, it: TextItem) -> dict[str, Any]:
+        """An accepted item as the engine ran it: what a custom dataset line needs to re-run it."""
+        out = {"prompt": it.prompt, "answer": it.answer, "distractor": it.distractor,
+               "corrupted_prompt": it.corrupted_prompt or None}
+        if self.form != "causal":  # a masked LM read the cloze forms
+            out.update(masked_prompt=it.masked_prompt, corrupted_masked_prompt=it.corrupted_masked_prompt or None)
+        return out
 
 
 def same_vocabulary(tokenizers: dict[str, Any]) -> bool:
