@@ -20,8 +20,9 @@ import httpx
 import pytest
 import redis
 
-from service.children import spawn
-from service.redis_server import RedisServer, free_port
+from jobs.children import spawn
+from jobs.commands import api_argv, worker_argv
+from jobs.redis_server import RedisServer, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -100,7 +101,7 @@ def wait_for(pred, timeout: float, what: str, proc: Proc | None = None, interval
 def start_api(env: dict, log_dir: Path, port: int | None = None) -> tuple[Proc, str]:
     port = port or free_port()
     env = dict(env, CIRCUITDIFF_HOST="127.0.0.1", CIRCUITDIFF_PORT=str(port))
-    proc = Proc([PY, "-m", "service"], env, log_dir / f"api-{port}.log")
+    proc = Proc(api_argv(), env, log_dir / f"api-{port}.log")
     base = f"http://127.0.0.1:{port}"
 
     def up():
@@ -114,10 +115,7 @@ def start_api(env: dict, log_dir: Path, port: int | None = None) -> tuple[Proc, 
 
 
 def start_worker(env: dict, log_dir: Path, name: str) -> Proc:
-    args = [PY, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", "gpu", "-P", "solo",
-            "--prefetch-multiplier", "1", "-c", "1", "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
-            "--loglevel", "INFO"]
-    proc = Proc(args, env, log_dir / f"worker-{name}.log")
+    proc = Proc(worker_argv(name), env, log_dir / f"worker-{name}.log")
     r = redis.Redis.from_url(env["REDIS_URL"], decode_responses=True)
     wait_for(lambda: any(w.endswith(f":{proc.pid}") for w in r.zrange("cd:workers", 0, -1)), 60,
              "worker heartbeat", proc)

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from circuitdiff.vocabulary import SCHEMA_VERSION
-from service.redis_server import RedisServer
+from jobs.redis_server import RedisServer
 from tests.service_fixtures import (ALICE_KEY, poll_until, service_env, start_api, start_worker, wait_for)
 
 

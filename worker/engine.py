@@ -13,7 +13,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
-from service.settings import get_settings
+from jobs.settings import get_settings
 
 
 class ModelLRU:

@@ -15,11 +15,12 @@ import time
 
 from circuitdiff.errors import Cancelled, CircuitdiffError
 from circuitdiff.spec import ComparisonSpec
-from service.settings import get_settings
-from service.store import JobStore
+from jobs.queue import TASK_NAME, send_job
+from jobs.settings import get_settings
+from jobs.store import JobStore
 
 from . import artifacts, engine
-from .celery_app import QUEUE, TASK_NAME, app
+from .celery_app import app
 from .liveness import WORKER_NAME, job_store
 
 log = logging.getLogger("circuitdiff.worker")
@@ -72,7 +73,7 @@ def run_job(job_id: str) -> None:
         # job). Acking this message outright would lose the job if that holder died later, so ask
         # again once its heartbeat has had time to go stale.
         log.info("job %s held by live worker %s; re-queued for %ss", job_id, info, settings.worker_stale_seconds)
-        app.send_task(TASK_NAME, args=[job_id], queue=QUEUE, countdown=settings.worker_stale_seconds)
+        send_job(app, job_id, countdown=settings.worker_stale_seconds)
         return
     if kind != "run":
         log.info("job %s not run: %s %s", job_id, kind, info)

@@ -5,18 +5,18 @@ from __future__ import annotations
 import os
 import uuid
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 
 import circuitdiff
 from circuitdiff.vocabulary import SCHEMA_VERSION
+from jobs.settings import Settings
+from jobs.store import JobStore
 
-from ..deps import get_settings_dep, get_store
+from ..deps import SettingsDep, StoreDep
 from ..metrics import CONTENT_TYPE, render
 from ..problems import Problem, ProblemDetail
 from ..schemas import Health, Ready, Version
-from ..settings import Settings
-from ..store import JobStore
 
 router = APIRouter(tags=["system"])
 
@@ -55,7 +55,7 @@ def _checks(settings: Settings, store: JobStore) -> dict[str, str]:
     responses={503: {"model": ProblemDetail, "content": {"application/problem+json": {}}}},
     summary="Redis reachable, data dir writable, a worker alive",
 )
-async def ready(settings: Settings = Depends(get_settings_dep), store: JobStore = Depends(get_store)):
+async def ready(settings: SettingsDep, store: StoreDep):
     checks = await run_in_threadpool(_checks, settings, store)
     failing = {k: v for k, v in checks.items() if not v.startswith("ok")}
     if failing:
@@ -72,5 +72,5 @@ def version():
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE: {}}}},
             summary="Prometheus metrics")
-def metrics(settings: Settings = Depends(get_settings_dep), store: JobStore = Depends(get_store)):
+def metrics(settings: SettingsDep, store: StoreDep):
     return Response(render(store, settings.worker_stale_seconds), media_type=CONTENT_TYPE)
