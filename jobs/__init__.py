@@ -4,6 +4,7 @@
 - :mod:`jobs.store`: job records in Redis and the Lua scripts that move them (:mod:`jobs.store_scripts`);
 - :mod:`jobs.queue`: queue and task names, the Celery configuration, and :func:`~jobs.queue.send_job`,
   the producer, which knows only the task's name;
+- :mod:`jobs.errors`: the sanitized error a failed job records;
 - :mod:`jobs.commands`: the API and worker command lines, the one source for ``make run``, the
   tests and the Dockerfile;
 - :mod:`jobs.stack` (``make run``) with :mod:`jobs.redis_server` and :mod:`jobs.children`: the

@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from . import store_scripts
+from . import errors, store_scripts
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
@@ -164,17 +164,10 @@ class JobStore:
     def claim(self, job_id: str, worker: str, *, max_attempts: int, stale_seconds: float) -> tuple[str, str]:
         """What to do with a delivered message: ("run", attempt), ("skip", status), ("busy", holder),
         ("failed", attempts) once a job has stopped its worker ``max_attempts`` times, or ("missing", "")."""
-        err = json.dumps(
-            {
-                "code": "worker_lost",
-                "detail": f"the job stopped its worker {max_attempts} times (out of memory or a crash); not retried",
-                "field": None,
-                "fix": "try fewer prompts, a smaller dtype, or a machine with more memory",
-            }
-        )
         kind, info = self._claim(
             keys=[job_key(job_id), COUNTS, QUEUED, WORKERS, RUNNING],
-            args=[job_id, worker, repr(time.time()), max_attempts, stale_seconds, err],
+            args=[job_id, worker, repr(time.time()), max_attempts, stale_seconds,
+                  json.dumps(errors.worker_lost(max_attempts))],
         )
         return kind, info
 

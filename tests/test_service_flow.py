@@ -227,6 +227,7 @@ def test_engine_failure_is_sanitized_and_resubmittable(alice, svc_worker, svc_da
     assert done["status"] == "failed", done
     err = done["error"]
     assert err["code"] == "model_load_failed" and err["field"] == "student.id", err
+    assert err["fix"], err  # what to do about it, even where the engine's error named nothing
     assert "Traceback" not in err["detail"] and 'File "' not in err["detail"]
     res = alice.get(f"/v1/comparisons/{job['id']}/result")
     assert res.status_code == 409 and res.json()["code"] == "job_failed"

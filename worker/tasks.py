@@ -15,6 +15,7 @@ import time
 
 from circuitdiff.errors import Cancelled, CircuitdiffError
 from circuitdiff.spec import ComparisonSpec
+from jobs import errors
 from jobs.queue import TASK_NAME, send_job
 from jobs.settings import get_settings
 from jobs.store import JobStore
@@ -121,15 +122,10 @@ def run_job(job_id: str) -> None:
     except Cancelled:
         finish("cancelled")
     except CircuitdiffError as e:
-        finish("failed", error=e.to_dict())
+        finish("failed", error=errors.engine_error(e))
     except Exception as e:  # noqa: BLE001 - users get a sanitized error, the log gets the traceback
         log.exception("job %s failed", job_id)
-        finish("failed", error={
-            "code": "internal_error",
-            "detail": f"the engine failed unexpectedly ({type(e).__name__}); the worker log has details",
-            "field": None,
-            "fix": None,
-        })
+        finish("failed", error=errors.internal_error(e))
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)  # gone already when published; partial files otherwise
         store.observe_duration(time.monotonic() - t0)
