@@ -105,6 +105,3 @@ def load_meta(datasets_dir: Path, did: str) -> dict | None:
     p = datasets_dir / f"{did}.json"
     return json.loads(p.read_text()) if p.is_file() else None
 
-
-def path_of(datasets_dir: Path, did: str) -> Path:
-    return datasets_dir / f"{did}.jsonl"

@@ -78,17 +78,6 @@ def _stamp(rid: str) -> tuple:
     return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in path.iterdir() if p.suffix == ".safetensors"))
 
 
-def progress_args(args: tuple, kwargs: dict) -> tuple[str, int, int]:
-    """Normalise the engine's progress call: ``(stage, done, total)`` positional or keyword, or a dict."""
-    if args and isinstance(args[0], dict):
-        kwargs = {**args[0], **kwargs}
-        args = ()
-    names = ("stage", "done", "total")
-    vals = dict(zip(names, args))
-    vals.update({k: kwargs[k] for k in names if k in kwargs})
-    return str(vals.get("stage", "")), int(vals.get("done", 0) or 0), int(vals.get("total", 0) or 0)
-
-
 def run(spec, *, progress, cancelled, datasets_dir: Path, cache_dir: Path):
     """``run_comparison`` with the worker's hooks: uploaded datasets resolve under ``datasets_dir``
     (the spec keeps the dataset id), models come from the LRU, activations are cached under the

@@ -2,8 +2,8 @@
 
 1. claim the job in its record (attempt counter, skip if cancelled/finished/held by a live worker);
 2. run the engine with a throttled progress writer and a cancel flag read from the record;
-3. write result.json (+ report and plots when ``circuitdiff.report`` is available) into a temp
-   directory, then rename it to ``results/<job>/`` in one step;
+3. write result.json, the report and its plots into a temp directory, then rename it to
+   ``results/<job>/`` in one step;
 4. record the result pointer last, so a client that sees ``succeeded`` always finds the files.
 """
 
@@ -39,8 +39,8 @@ class ThrottledProgress:
         self.last = 0.0
         self.latest: tuple[str, int, int] | None = None
 
-    def __call__(self, *args, **kwargs) -> None:
-        self.latest = engine.progress_args(args, kwargs)
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        self.latest = (stage, done, total)
         now = time.monotonic()
         if now - self.last >= self.interval:
             self.last = now
