@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from circuitdiff.tasks.custom import LINE_FIX, validate_lines
+
 from ... import datasets
 from ...deps import SettingsDep, current_owner
 from ...problems import Problem, ProblemDetail
@@ -41,14 +43,13 @@ def _info(meta: dict) -> DatasetInfo:
 )
 async def upload(request: Request, response: Response, settings: SettingsDep):
     """Validated line by line; valid lines are stored content-addressed (an identical upload gets
-    the same id) and rejected lines are listed with the reason. No valid line: 422, nothing stored."""
+    the same id) and rejected lines are listed with the reason. No valid line: 422; more lines or
+    bytes than a comparison can use: 413 naming the limit; either way nothing is stored."""
     body = await request.body()
-    items, rejected = datasets.validate_lines(body)
+    items, rejected = validate_lines(body)  # DatasetTooLargeError: 413 problem (problems.from_engine_error)
     if not items:
         errors = [
-            {"field": _field(r), "message": r["reason"],
-             "fix": 'each line must be a JSON object with string "prompt", "answer" and "distractor"',
-             "code": "invalid_dataset_line"}
+            {"field": _field(r), "message": r["reason"], "fix": LINE_FIX, "code": "invalid_dataset_line"}
             for r in rejected[:MAX_LISTED]
         ] or [{"field": "body", "message": "the upload has no lines", "fix": "send JSONL, one item per line",
                "code": "empty_dataset"}]
