@@ -22,6 +22,7 @@ import redis
 
 from jobs.children import spawn
 from jobs.commands import api_argv, worker_argv
+from jobs.queue import QUEUE
 from jobs.redis_server import RedisServer, free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -131,6 +132,22 @@ def poll_until(client: httpx.Client, job_id: str, statuses: set[str], timeout: f
         if body.get("status") in statuses:
             return body
     raise AssertionError(f"job {job_id} never reached {statuses}; last: {body}")
+
+
+def broker_settled(url: str, since: float = 0.0) -> bool:
+    """The broker holds no message for a worker to act on: the queue is empty and every delivery made
+    after ``since`` (a unix time) has been acknowledged.
+
+    kombu's Redis transport keeps a delivered, unacknowledged message in the ``unacked`` hash and
+    its delivery time in the ``unacked_index`` sorted set until the worker acks it, which with
+    ``acks_late`` happens after the task returned: settled means every message that was queued
+    has been taken and handled. ``since`` leaves out the deliveries of a worker killed before it
+    (they stay unacknowledged until the visibility timeout)."""
+    r = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        return r.llen(QUEUE) == 0 and r.zcount("unacked_index", since, "+inf") == 0
+    finally:
+        r.close()
 
 
 def redis_snapshot(url: str) -> set[str]:
