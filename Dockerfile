@@ -3,6 +3,8 @@
 #   docker build --target api    -t circuitdiff-api .     # FastAPI, no torch, small
 #   docker build --target worker -t circuitdiff-worker .  # Celery GPU worker on a CUDA PyTorch base
 # docker-compose.yml builds both and adds Redis (AOF, noeviction) and a shared data volume.
+# Each image holds only its side: the api never imports worker/, the worker never imports service/;
+# both share jobs/ (settings, job store, queue, command lines) and the engine's torch-free leaves.
 
 # ---------------------------------------------------------------------------------------- api
 FROM python:3.11-slim AS api
@@ -11,8 +13,8 @@ ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY circuitdiff ./circuitdiff
+COPY jobs ./jobs
 COPY service ./service
-COPY worker ./worker
 # The service never imports torch: install our package without its engine dependencies, then only
 # what the API process needs.
 RUN pip install --no-deps . \
@@ -34,12 +36,12 @@ ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 CIRCUITDIFF_DATA_DIR=/data HF_HOME=/da
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY circuitdiff ./circuitdiff
-COPY service ./service
+COPY jobs ./jobs
 COPY worker ./worker
 RUN pip install . && python -c "import torch, circuitdiff.pipeline; print('torch', torch.__version__)"
 RUN useradd --uid 10001 --no-create-home app && mkdir -p /data && chown app /data
 USER app
 HEALTHCHECK --interval=30s --timeout=10s --retries=3 CMD ["python", "-m", "worker.healthcheck"]
-# One job per GPU: solo pool, prefetch 1, queue "gpu" (all other Celery settings: worker/celery_app.py).
-CMD ["celery", "-A", "worker.celery_app", "worker", "-Q", "gpu", "-P", "solo", "--prefetch-multiplier", "1", \
-     "-c", "1", "--without-gossip", "--without-mingle", "--loglevel", "INFO"]
+# One job per GPU: solo pool, prefetch 1, queue "gpu". `python -m worker` execs the command line in
+# jobs/commands.py (the one `make run` and the tests use); Celery settings are in jobs/queue.py.
+CMD ["python", "-m", "worker"]

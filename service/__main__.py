@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import uvicorn
 
+from jobs.settings import get_settings
+
 from .main import create_app
-from .settings import get_settings
 
 
 def main() -> None:

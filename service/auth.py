@@ -2,17 +2,16 @@
 
 Settings keep only sha256 hashes of the keys. With no keys configured (the local default) the API
 is open and every caller is the owner ``local``; settings refuse that combination on a
-non-loopback bind address.
+non-loopback bind address. The dependency that applies this to a request is ``deps.OwnerDep``.
 """
 
 from __future__ import annotations
 
 import hmac
 
-from fastapi import Request
+from jobs.settings import hash_key
 
 from .problems import Problem
-from .settings import hash_key
 
 LOCAL_OWNER = "local"
 
@@ -21,19 +20,17 @@ def owner_of(key_hash: str) -> str:
     return "k" + key_hash[:16]
 
 
-def current_owner(request: Request) -> str:
-    """FastAPI dependency: the caller's owner id, or 401 problem+json."""
-    hashes: list[str] = request.app.state.settings.api_keys
-    if not hashes:
+def owner_for(authorization: str, key_hashes: list[str]) -> str:
+    """The caller's owner id from its ``Authorization`` header, or 401 problem+json."""
+    if not key_hashes:
         return LOCAL_OWNER
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
+    scheme, _, key = authorization.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise Problem.field(
             401, "unauthorized", "Authorization", "missing API key", "send `Authorization: Bearer <your key>`"
         ).with_headers({"WWW-Authenticate": "Bearer"})
     given = hash_key(key.strip())
-    for h in hashes:  # constant-time per comparison; the set of keys is small
+    for h in key_hashes:  # constant-time per comparison; the set of keys is small
         if hmac.compare_digest(given, h):
             return owner_of(h)
     raise Problem.field(

@@ -1,16 +1,25 @@
-"""FastAPI dependencies: the store, the settings, the Celery producer, the caller's job."""
+"""FastAPI dependencies, as ``Annotated`` aliases a handler names in its signature.
+
+The app's lifespan opens the job store and the Celery producer and keeps them, with the settings,
+on ``app.state``; only this module reads ``app.state``. Handlers write ``store: StoreDep``,
+``settings: SettingsDep``, ``owner: OwnerDep``, ``producer: ProducerDep`` or ``job: OwnedJobDep``.
+"""
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from celery import Celery
 from fastapi import Depends, Path, Request
 
-from .auth import current_owner
+from jobs.settings import Settings
+from jobs.store import JobStore
+
+from .auth import owner_for
 from .problems import Problem
-from .settings import Settings
-from .store import JobStore
 
 
-def get_settings_dep(request: Request) -> Settings:
+def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -18,17 +27,29 @@ def get_store(request: Request) -> JobStore:
     return request.app.state.store
 
 
-def get_celery(request: Request):
-    return request.app.state.celery
+def get_producer(request: Request) -> Celery:
+    return request.app.state.producer
 
 
-def owned_job(
-    job_id: str = Path(max_length=64),
-    owner: str = Depends(current_owner),
-    store: JobStore = Depends(get_store),
-) -> dict:
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[JobStore, Depends(get_store)]
+ProducerDep = Annotated[Celery, Depends(get_producer)]
+
+
+def current_owner(request: Request, settings: SettingsDep) -> str:
+    """The caller's owner id (the hash of its API key, or ``local`` on an open API); 401 otherwise."""
+    return owner_for(request.headers.get("authorization", ""), settings.api_keys)
+
+
+OwnerDep = Annotated[str, Depends(current_owner)]
+
+
+def owned_job(job_id: Annotated[str, Path(max_length=64)], owner: OwnerDep, store: StoreDep) -> dict:
     """The job record if the caller owns it; another key's job answers 404 just like a missing one."""
     job = store.get(job_id) if job_id.isalnum() else None
     if job is None or job.get("owner") != owner:
         raise Problem.field(404, "job_not_found", "job_id", f"no comparison {job_id!r}", "list yours with GET /v1/comparisons")
     return job
+
+
+OwnedJobDep = Annotated[dict, Depends(owned_job)]

@@ -1,7 +1,7 @@
 """The FastAPI app: ``create_app(settings)`` builds it; the lifespan opens Redis and the Celery producer.
 
-The service never imports torch: it validates specs with the torch-free ``circuitdiff.spec`` and
-hands work to the GPU worker through Redis.
+The service never imports torch, nor the worker: it validates specs with the torch-free
+``circuitdiff.spec`` and hands work to the GPU worker through Redis by task name (``jobs.queue``).
 """
 
 from __future__ import annotations
@@ -14,13 +14,15 @@ from fastapi import FastAPI, Request
 
 import circuitdiff
 
+from jobs.queue import make_celery
+from jobs.settings import Settings, get_settings
+from jobs.store import JobStore
+
 from . import problems
 from .api import system
 from .api.v1 import routers
 from .bodylimit import BodyLimit
 from .problems import FieldError, Problem, ProblemDetail, problem_response
-from .settings import Settings, get_settings
-from .store import JobStore
 
 log = logging.getLogger("circuitdiff.service")
 
@@ -34,12 +36,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        from worker.celery_app import make_celery
-
         for d in (settings.data_dir, settings.results_dir, settings.datasets_dir):
             d.mkdir(parents=True, exist_ok=True)
         app.state.store = JobStore.from_url(settings.require_redis_url())
-        app.state.celery = make_celery(settings)
+        app.state.producer = make_celery(settings)
         yield
         app.state.store.r.close()
 

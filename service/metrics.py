@@ -4,7 +4,7 @@ replica reports the same numbers."""
 
 from __future__ import annotations
 
-from .store import DURATION_BUCKETS, STATUSES, JobStore
+from jobs.store import DURATION_BUCKETS, STATUSES, JobStore
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

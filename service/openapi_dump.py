@@ -9,8 +9,9 @@ import json
 import sys
 from pathlib import Path
 
+from jobs.settings import Settings
+
 from .main import create_app
-from .settings import Settings
 
 
 def openapi_text() -> str:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from circuitdiff.errors import CircuitdiffError
+from jobs.errors import fix_for
 
 log = logging.getLogger("circuitdiff.service")
 MEDIA_TYPE = "application/problem+json"
@@ -151,7 +152,8 @@ def validation_problem(errors: list[dict], *, strip_body: bool = True) -> Proble
 
 
 def from_engine_error(e: CircuitdiffError) -> Problem:
-    errors = [_item(e.field, e.message, e.fix or "see the message", e.code)] if e.field else None
+    """The error's class gives the code and status; its field and fix, the ``errors`` item."""
+    errors = [_item(e.field, e.message, fix_for(e), e.code)] if e.field else None
     return Problem(e.http_status, e.code, e.message, errors=errors)
 
 

@@ -19,11 +19,11 @@ from circuitdiff import ENGINE_VERSION
 from circuitdiff.fingerprint import WEIGHT_SUFFIXES, file_sha256, weights_sha256
 from circuitdiff.spec import ComparisonSpec, ModelRef
 from circuitdiff.catalogue import RANDOM, zoo_path
+from jobs.settings import Settings
 
 from . import datasets
 from .modelroots import check_checkpoint, resolve_under_roots
 from .problems import Problem
-from .settings import Settings
 
 _FP_CACHE: OrderedDict[tuple, str] = OrderedDict()
 _FP_LOCK = threading.Lock()

@@ -20,8 +20,10 @@ import httpx
 import pytest
 import redis
 
-from service.children import spawn
-from service.redis_server import RedisServer, free_port
+from jobs.children import spawn
+from jobs.commands import api_argv, worker_argv
+from jobs.queue import QUEUE
+from jobs.redis_server import RedisServer, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -100,7 +102,7 @@ def wait_for(pred, timeout: float, what: str, proc: Proc | None = None, interval
 def start_api(env: dict, log_dir: Path, port: int | None = None) -> tuple[Proc, str]:
     port = port or free_port()
     env = dict(env, CIRCUITDIFF_HOST="127.0.0.1", CIRCUITDIFF_PORT=str(port))
-    proc = Proc([PY, "-m", "service"], env, log_dir / f"api-{port}.log")
+    proc = Proc(api_argv(), env, log_dir / f"api-{port}.log")
     base = f"http://127.0.0.1:{port}"
 
     def up():
@@ -114,10 +116,7 @@ def start_api(env: dict, log_dir: Path, port: int | None = None) -> tuple[Proc, 
 
 
 def start_worker(env: dict, log_dir: Path, name: str) -> Proc:
-    args = [PY, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", "gpu", "-P", "solo",
-            "--prefetch-multiplier", "1", "-c", "1", "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
-            "--loglevel", "INFO"]
-    proc = Proc(args, env, log_dir / f"worker-{name}.log")
+    proc = Proc(worker_argv(name), env, log_dir / f"worker-{name}.log")
     r = redis.Redis.from_url(env["REDIS_URL"], decode_responses=True)
     wait_for(lambda: any(w.endswith(f":{proc.pid}") for w in r.zrange("cd:workers", 0, -1)), 60,
              "worker heartbeat", proc)
@@ -133,6 +132,22 @@ def poll_until(client: httpx.Client, job_id: str, statuses: set[str], timeout: f
         if body.get("status") in statuses:
             return body
     raise AssertionError(f"job {job_id} never reached {statuses}; last: {body}")
+
+
+def broker_settled(url: str, since: float = 0.0) -> bool:
+    """The broker holds no message for a worker to act on: the queue is empty and every delivery made
+    after ``since`` (a unix time) has been acknowledged.
+
+    kombu's Redis transport keeps a delivered, unacknowledged message in the ``unacked`` hash and
+    its delivery time in the ``unacked_index`` sorted set until the worker acks it, which with
+    ``acks_late`` happens after the task returned: settled means every message that was queued
+    has been taken and handled. ``since`` leaves out the deliveries of a worker killed before it
+    (they stay unacknowledged until the visibility timeout)."""
+    r = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        return r.llen(QUEUE) == 0 and r.zcount("unacked_index", since, "+inf") == 0
+    finally:
+        r.close()
 
 
 def redis_snapshot(url: str) -> set[str]:

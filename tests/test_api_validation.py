@@ -3,10 +3,12 @@ problem+json naming the field, and none leaves a job record or a file behind."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
 
+from circuitdiff.tasks.custom import MAX_LINES
 from tests.service_fixtures import SMALL_SPEC, data_snapshot, redis_snapshot
 
 PROBLEM = "application/problem+json"
@@ -136,6 +138,28 @@ def test_malformed_dataset_upload(alice, nothing_left_behind):
     assert {"lines[2]", "lines[3]", "lines[4].distractor"} <= fields
     assert_problem(alice.post("/v1/datasets", content=b""), 422, "body", "empty_dataset")
     assert_problem(alice.get("/v1/datasets/ds_nothere"), 404, "dataset_id", "dataset_not_found")
+
+
+def _dataset(n_lines: int) -> bytes:
+    item = {"prompt": "When Mary and John went to the store, John gave a drink to", "answer": "Mary",
+            "distractor": "John"}
+    return "".join(json.dumps({**item, "prompt": f"{item['prompt']} ({i})"}) + "\n" for i in range(n_lines)).encode()
+
+
+def test_dataset_the_engine_cannot_run_is_refused_at_upload(alice, nothing_left_behind):
+    """6,000 valid lines: more than a comparison can use (n_prompts <= 5,000), so the upload is refused
+    whole, with the limit named, instead of being stored and failing later in the worker."""
+    body = _dataset(6000)
+    r = alice.post("/v1/datasets", content=body, headers={"content-type": "application/x-ndjson"})
+    problem = assert_problem(r, 413, "body", "dataset_too_large")
+    assert problem["code"] == "dataset_too_large"
+    assert f"{MAX_LINES:,} lines" in problem["detail"] and "6,000" in problem["detail"]
+
+
+def test_dataset_at_the_limit_is_accepted(alice):
+    r = alice.post("/v1/datasets", content=_dataset(MAX_LINES), headers={"content-type": "application/x-ndjson"})
+    assert r.status_code == 201, r.text
+    assert r.json()["n_items"] == MAX_LINES and r.json()["n_rejected"] == 0
 
 
 def test_bad_query_and_header_parameters(alice, nothing_left_behind):

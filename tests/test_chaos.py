@@ -15,8 +15,9 @@ import httpx
 import pytest
 
 from circuitdiff.vocabulary import SCHEMA_VERSION
-from service.redis_server import RedisServer
-from tests.service_fixtures import (ALICE_KEY, poll_until, service_env, start_api, start_worker, wait_for)
+from jobs.redis_server import RedisServer
+from tests.service_fixtures import (ALICE_KEY, broker_settled, poll_until, service_env, start_api, start_worker,
+                                    wait_for)
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +82,7 @@ def test_kill9_worker_mid_job_then_new_worker_completes_once(chaos, recovery):
         wait_for(lambda: (c.get(f"/v1/comparisons/{job['id']}").json().get("progress") or {}).get("stage"),
                  120, "job progress", first)
         first.kill9()
+        killed_at = time.time()
         mid = c.get(f"/v1/comparisons/{job['id']}").json()
         assert mid["status"] == "running" and mid["attempts"] == 1
         assert not (data / "results" / job["id"]).exists()
@@ -89,7 +91,9 @@ def test_kill9_worker_mid_job_then_new_worker_completes_once(chaos, recovery):
         done = poll_until(c, job["id"], {"succeeded", "failed", "cancelled"}, timeout=300)
         assert done["status"] == "succeeded", done
         assert done["attempts"] == 2
-        time.sleep(3)  # any stray redelivery would be claimed by now
+        # a stray redelivery would be queued or held by the rescuer; wait until none is left (the
+        # killed worker's own delivery stays unacknowledged: it predates the kill)
+        wait_for(lambda: broker_settled(chaos["server"].url, since=killed_at), 60, "no message left to handle")
         final = c.get(f"/v1/comparisons/{job['id']}").json()
         assert final["attempts"] == 2 and final["status"] == "succeeded"
         assert _engine_runs(c) == runs0 + 2  # the killed attempt and the completed one, nothing more

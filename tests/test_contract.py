@@ -4,6 +4,7 @@ response, and a service process that never loads torch."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from tests.service_fixtures import PY, REPO
 
 TORCH_FREE_MODULES = [
     "circuitdiff.spec", "circuitdiff.errors", "circuitdiff.fingerprint", "circuitdiff.catalogue", "circuitdiff.vocabulary",
-    "circuitdiff.result", "service.main", "service.stack", "worker.celery_app",
+    "circuitdiff.result", "circuitdiff.tasks.custom", "service.main", "service.__main__", "service.openapi_dump",
+    "jobs.settings", "jobs.store", "jobs.queue", "jobs.errors", "jobs.commands", "jobs.stack",
 ]
 
 
@@ -51,8 +53,8 @@ def test_service_modules_are_torch_free():
         "import sys, importlib\n"
         f"for m in {TORCH_FREE_MODULES!r}: importlib.import_module(m)\n"
         "from service.main import create_app\n"
-        "from service.settings import Settings\n"
-        "from worker.celery_app import make_celery\n"
+        "from jobs.settings import Settings\n"
+        "from jobs.queue import make_celery\n"
         "create_app(Settings(redis_url='redis://127.0.0.1:1/0')).openapi()\n"
         "make_celery(Settings(redis_url='redis://127.0.0.1:1/0'))\n"
         "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'transformers', 'transformer_lens'))))\n"
@@ -74,12 +76,17 @@ def test_running_api_never_loaded_torch(svc_api_proc, alice, local_spec):
 
 
 def test_readme_documents_every_setting_and_endpoint():
-    from service.settings import Settings
+    from jobs.settings import Settings
 
     readme = (REPO / "README.md").read_text()
     for name in Settings.model_fields:
         env = "REDIS_URL" if name == "redis_url" else f"CIRCUITDIFF_{name.upper()}"
-        assert f"`{env}`" in readme, f"README configuration table misses {env}"
+        assert f"| `{env}` |" in readme, f"README configuration table misses {env}"
+    # the variables the engine reads itself (cache, datasets, scan batching, CLI debugging)
+    engine_env = {v for p in (REPO / "circuitdiff").rglob("*.py") for v in re.findall(r"CIRCUITDIFF_[A-Z_]*[A-Z]", p.read_text())}
+    assert {"CIRCUITDIFF_DATASETS_DIR", "CIRCUITDIFF_SCAN_CPU_TOKENS", "CIRCUITDIFF_CACHE_DIR"} <= engine_env
+    for env in sorted(engine_env):
+        assert f"| `{env}` |" in readme, f"README configuration tables miss {env}, which the engine reads"
     doc = json.loads((REPO / "openapi" / "openapi.json").read_text())
     for path in doc["paths"]:
         stem = path.split("{")[0].rstrip("/")

@@ -1,6 +1,6 @@
 """No Docker engine runs here, so the Dockerfile and docker-compose.yml are checked statically: they
 parse, and every module, command, port, target and path they name exists in this repo and agrees
-with the settings the code reads."""
+with the settings and command lines the code uses (jobs/settings.py, jobs/commands.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service.settings import Settings
+from jobs.commands import api_argv, worker_argv
+from jobs.queue import QUEUE
+from jobs.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -54,18 +56,13 @@ def _module_exists(mod: str) -> bool:
 
 def _check_command(cmd: list[str]) -> None:
     """A python -m / celery -A command must name modules that exist here."""
-    if cmd[:2] == ["python", "-m"]:
+    if cmd[:2] == ["python", "-c"]:
+        compile(cmd[2], "<healthcheck>", "exec")
+    elif cmd[:2] == ["python", "-m"]:
         mod = cmd[2]
         assert _module_exists(mod), cmd
-        if mod in ("service",):
-            assert (REPO / "service" / "__main__.py").is_file()
-    elif cmd[0] == "celery":
-        app = cmd[cmd.index("-A") + 1]
-        assert _module_exists(app), cmd
-        assert cmd[cmd.index("-Q") + 1] == "gpu" and cmd[cmd.index("-P") + 1] == "solo"
-        assert cmd[cmd.index("--prefetch-multiplier") + 1] == "1"
-    elif cmd[:2] == ["python", "-c"]:
-        compile(cmd[2], "<healthcheck>", "exec")
+        if mod in ("service", "worker"):
+            assert (REPO / mod / "__main__.py").is_file()
     elif cmd[0] in ("redis-server", "redis-cli"):
         pass
     else:
@@ -91,6 +88,11 @@ def test_dockerfile_targets_commands_and_ports():
             if line.startswith("COPY "):
                 for src in line.split()[1:-1]:
                     assert (REPO / src).exists(), f"Dockerfile copies missing {src}"
+    # each image holds its own side and the shared package, never the other side
+    copied = {line.split()[1] for stage in (api, worker) for line in stage if line.startswith("COPY ")}
+    assert {"circuitdiff", "jobs", "service", "worker"} <= copied
+    assert not any(line.startswith("COPY worker") for line in api), "the api image must not hold the worker"
+    assert not any(line.startswith("COPY service") for line in worker), "the worker image must not hold the API"
     expose = next(x for x in api if x.startswith("EXPOSE")).split()[1]
     env = " ".join(x for x in api if x.startswith("ENV"))
     assert f"CIRCUITDIFF_PORT={expose}" in env and "CIRCUITDIFF_HOST=0.0.0.0" in env
@@ -139,3 +141,18 @@ def test_non_loopback_bind_requires_keys():
         Settings(host="0.0.0.0", api_keys=[], redis_url="redis://x")
     s = Settings(host="0.0.0.0", api_keys=["k1", "sha256:" + "a" * 64], redis_url="redis://x")
     assert "k1" not in s.api_keys and "a" * 64 in s.api_keys  # stored hashed
+
+
+def test_both_images_run_the_command_lines_of_jobs_commands():
+    """One source for the process command lines: the api runs what ``api_argv`` says, the worker
+    runs ``python -m worker``, which executes ``worker_argv`` (as ``make run`` and the tests do)."""
+    import worker.__main__ as worker_main
+
+    stages = _stages()
+    assert _cmd(stages["api"]) == ["python", *api_argv()[1:]]
+    assert _cmd(stages["worker"]) == ["python", "-m", "worker"]
+    assert worker_main.worker_argv is worker_argv
+    argv = worker_argv()
+    assert argv[1:4] == ["-m", "celery", "-A"] and _module_exists(argv[4])
+    assert argv[argv.index("-Q") + 1] == QUEUE == "gpu" and argv[argv.index("-P") + 1] == "solo"
+    assert argv[argv.index("--prefetch-multiplier") + 1] == "1" and argv[argv.index("-c") + 1] == "1"

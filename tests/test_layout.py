@@ -1,13 +1,15 @@
 """Imports run one way (DESIGN.md "Layout"): read from the source, and checked in a fresh interpreter.
 
 The static check parses every module's imports (``import x``, ``from x import y``, relative ones
-resolved) and fails on an arrow that points the wrong way; the runtime check imports the torch-free
-modules in a new process and looks at ``sys.modules``.
+resolved) and fails on an arrow that points the wrong way; the runtime checks import modules in a
+new process and look at ``sys.modules``: the torch-free engine leaves, and every module of the
+service, the jobs package and the worker, each without the package it must never reach.
 """
 
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +62,9 @@ def _violations(package: str, forbidden: tuple[str, ...]) -> list[str]:
 
 
 TORCH = ("torch", "transformers", "transformer_lens", "safetensors")
+# engine modules that load torch: the service and the jobs package use only the torch-free leaves
+ENGINE_WITH_TORCH = ("circuitdiff.models", "circuitdiff.scan", "circuitdiff.pipeline", "circuitdiff.cache",
+                     "circuitdiff.sections", "circuitdiff.tasks.dataset", "circuitdiff.cli")
 
 RULES = [
     # (package, what it must never import, why)
@@ -75,7 +80,12 @@ RULES = [
     ("circuitdiff.tasks.custom", TORCH, "dataset validation is shared with the service"),
     ("circuitdiff.report", TORCH + ("circuitdiff.models", "circuitdiff.scan", "circuitdiff.pipeline"),
      "a stored result re-renders anywhere matplotlib is installed"),
-    ("circuitdiff", ("fastapi", "celery", "service", "worker"), "the engine knows nothing of HTTP or Celery"),
+    ("circuitdiff", ("fastapi", "celery", "jobs", "service", "worker"), "the engine knows nothing of HTTP or Celery"),
+    ("jobs", ("service", "worker", "fastapi") + TORCH + ENGINE_WITH_TORCH,
+     "the jobs package is what the API and the workers share: it depends on neither, and never on torch"),
+    ("service", ("worker",) + TORCH + ENGINE_WITH_TORCH,
+     "the API sends work by task name (jobs.queue) and never loads torch"),
+    ("worker", ("service", "fastapi"), "the worker shares only the jobs package with the API"),
 ]
 
 
@@ -108,6 +118,39 @@ def test_torch_free_modules_load_no_torch_at_runtime():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def _modules(package: str) -> list[str]:
+    return [_module_name(p) for p in modules_under(package)]
+
+
+# package -> top-level names that must not be in sys.modules after importing all its modules
+RUNTIME_RULES = {
+    "jobs": ("service", "worker", "fastapi") + TORCH,
+    "service": ("worker",) + TORCH,
+    "worker": ("service", "fastapi"),
+}
+
+
+@pytest.mark.parametrize("package", sorted(RUNTIME_RULES))
+def test_packages_load_without_what_they_must_not_reach(package):
+    """Import every module of ``package`` in a fresh interpreter; transitive imports count too."""
+    code = (
+        "import importlib, sys\n"
+        f"for m in {_modules(package)!r}: importlib.import_module(m)\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(RUNTIME_RULES[package])!r}))\n"
+    )
+    env = dict(os.environ, REDIS_URL="redis://127.0.0.1:1/0")  # the worker's app is built at import; nothing connects
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "[]", f"{package} loaded {out.stdout.strip()}"
+
+
+def test_route_handlers_get_state_through_dependencies():
+    """Handlers name ``StoreDep``/``SettingsDep``/``OwnerDep``/``ProducerDep``; only service/deps.py
+    reads ``app.state`` (the FastAPI full-stack template's deps.py)."""
+    bad = [str(p.relative_to(REPO)) for p in modules_under("service.api") if "app.state" in p.read_text()]
+    assert not bad, bad
 
 
 def test_scan_methods_are_one_explicit_table():

@@ -16,7 +16,7 @@ from pathlib import Path
 from circuitdiff.result import ComparisonResult
 from circuitdiff.vocabulary import SCHEMA_VERSION
 from tests.conftest import require_zoo
-from tests.service_fixtures import PY, REPO, poll_until, wait_for
+from tests.service_fixtures import PY, REPO, broker_settled, poll_until, wait_for
 
 CLI = str(Path(PY).parent / "circuitdiff")
 
@@ -106,7 +106,7 @@ def test_submit_poll_result_dedup_artifacts_ownership(alice, bob, svc_worker, lo
     assert _metric(alice, "circuitdiff_job_duration_seconds_count") >= 1
 
 
-def test_cancel_queued_and_running(alice, svc_worker, svc_data, local_spec):
+def test_cancel_queued_and_running(alice, svc_worker, svc_redis, svc_data, local_spec):
     a = alice.post("/v1/comparisons", json={**local_spec, "seed": 11, "n_prompts": 24}).json()
     b = alice.post("/v1/comparisons", json={**local_spec, "seed": 12}).json()
     wait_for(lambda: alice.get(f"/v1/comparisons/{a['id']}").json()["status"] == "running", 120, "job a running")
@@ -121,8 +121,9 @@ def test_cancel_queued_and_running(alice, svc_worker, svc_data, local_spec):
     ended = poll_until(alice, a["id"], {"cancelled", "succeeded", "failed"}, timeout=120)
     assert ended["status"] == "cancelled", ended
 
-    # the queued job was delivered to the worker afterwards and skipped: it never started
-    time.sleep(2)
+    # the queued job's message still reaches the worker, which must skip it: once the broker holds
+    # no queued and no unacknowledged message, that delivery has been handled
+    wait_for(lambda: broker_settled(svc_redis.url), 60, "the broker to hand out and see acked every message")
     b_final = alice.get(f"/v1/comparisons/{b['id']}").json()
     assert b_final["status"] == "cancelled" and b_final["attempts"] == 0 and b_final["started_at"] is None
     assert not (svc_data / "results" / a["id"]).exists()
@@ -227,6 +228,7 @@ def test_engine_failure_is_sanitized_and_resubmittable(alice, svc_worker, svc_da
     assert done["status"] == "failed", done
     err = done["error"]
     assert err["code"] == "model_load_failed" and err["field"] == "student.id", err
+    assert err["fix"], err  # what to do about it, even where the engine's error named nothing
     assert "Traceback" not in err["detail"] and 'File "' not in err["detail"]
     res = alice.get(f"/v1/comparisons/{job['id']}/result")
     assert res.status_code == 409 and res.json()["code"] == "job_failed"

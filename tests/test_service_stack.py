@@ -1,4 +1,4 @@
-"""`make run` (python -m service.stack) as a user runs it: a subprocess on free ports that starts its
+"""`make run` (python -m jobs.stack) as a user runs it: a subprocess on free ports that starts its
 own Redis, a worker and the API, serves a real comparison over HTTP, and leaves no child behind
 after SIGTERM."""
 
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 
-from service.children import spawn
-from service.redis_server import free_port
+from jobs.children import spawn
+from jobs.redis_server import free_port
 from tests.service_fixtures import PY, REPO, wait_for
 
 
@@ -40,6 +40,13 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _make_run_argv() -> list[str]:
+    """What `make run` runs, read from the Makefile, so the test and the Makefile cannot drift apart."""
+    recipe = re.search(r"^run:.*\n\t(.+)$", (REPO / "Makefile").read_text(), re.M).group(1).split()
+    assert recipe[0] == "$(PY)", recipe
+    return [PY, *recipe[1:]]
+
+
 def test_make_run_stack_serves_a_comparison_and_stops_cleanly(tmp_path, tiny_gpt_dir, tiny_gpt_dir_b):
     from circuitdiff.catalogue import ZOO_DIR
 
@@ -57,7 +64,7 @@ def test_make_run_stack_serves_a_comparison_and_stops_cleanly(tmp_path, tiny_gpt
     log = tmp_path / "stack.log"
     kids: set[int] = set()
     with open(log, "wb") as fh:
-        stack = spawn([PY, "-m", "service.stack"], env=env, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
+        stack = spawn(_make_run_argv(), env=env, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: "Press Ctrl-C to stop." in log.read_text(), 90, "the stack banner")

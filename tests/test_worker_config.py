@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import redis
 
-from service.redis_server import RedisServer
-from service.settings import Settings
+from jobs.queue import QUEUE, TASK_NAME, make_celery
+from jobs.redis_server import RedisServer
+from jobs.settings import Settings
 from tests.service_fixtures import ALICE_KEY, service_env, start_api
-from worker.celery_app import QUEUE, TASK_NAME, make_celery
 
 
 def test_celery_configuration():

@@ -14,30 +14,21 @@ import shutil
 from pathlib import Path
 
 from circuitdiff.fingerprint import file_sha256
+from circuitdiff.report import render_report
+from circuitdiff.result import ComparisonResult
 
 log = logging.getLogger("circuitdiff.worker")
 
 
-def _as_dict(result) -> dict:
-    return result.model_dump(mode="json") if hasattr(result, "model_dump") else dict(result)
-
-
-def write(result, out_dir: Path) -> list[str]:
-    """result.json, then the HTML report and plots if the report package is installed.
+def write(result: ComparisonResult, out_dir: Path) -> list[str]:
+    """result.json, then the HTML report and its plots.
 
     Returns warnings: a report that fails to render must not lose a finished comparison.
     """
-    data = _as_dict(result)
+    data = result.model_dump(mode="json")
     (out_dir / "result.json").write_text(json.dumps(data, indent=2, sort_keys=True))
     try:
-        from circuitdiff import report
-    except ImportError:
-        return []
-    render = getattr(report, "render_report", None)
-    if render is None:
-        return []
-    try:
-        render(data, out_dir)
+        render_report(data, out_dir)
     except Exception as e:  # noqa: BLE001 - recorded as a warning on the job, traceback in the log
         log.exception("report rendering failed")
         return [f"report not rendered: {type(e).__name__}: {e}"]

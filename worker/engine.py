@@ -13,7 +13,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
-from service.settings import get_settings
+from jobs.settings import get_settings
 
 
 class ModelLRU:
@@ -76,17 +76,6 @@ def _stamp(rid: str) -> tuple:
     if path is None or not path.is_dir():
         return ()
     return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in path.iterdir() if p.suffix == ".safetensors"))
-
-
-def progress_args(args: tuple, kwargs: dict) -> tuple[str, int, int]:
-    """Normalise the engine's progress call: ``(stage, done, total)`` positional or keyword, or a dict."""
-    if args and isinstance(args[0], dict):
-        kwargs = {**args[0], **kwargs}
-        args = ()
-    names = ("stage", "done", "total")
-    vals = dict(zip(names, args))
-    vals.update({k: kwargs[k] for k in names if k in kwargs})
-    return str(vals.get("stage", "")), int(vals.get("done", 0) or 0), int(vals.get("total", 0) or 0)
 
 
 def run(spec, *, progress, cancelled, datasets_dir: Path, cache_dir: Path):

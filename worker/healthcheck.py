@@ -9,8 +9,8 @@ from __future__ import annotations
 import socket
 import sys
 
-from service.settings import get_settings
-from service.store import JobStore
+from jobs.settings import get_settings
+from jobs.store import JobStore
 
 
 def main() -> int:

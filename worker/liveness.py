@@ -22,8 +22,9 @@ from functools import lru_cache
 
 from celery import signals
 
-from service.settings import get_settings
-from service.store import JobStore
+from jobs.queue import send_job
+from jobs.settings import get_settings
+from jobs.store import JobStore
 
 log = logging.getLogger("circuitdiff.worker")
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
@@ -36,14 +37,14 @@ def job_store() -> JobStore:
 
 
 def sweep_orphans() -> list[str]:
-    from .celery_app import QUEUE, TASK_NAME, app
+    from .celery_app import app
 
     settings = get_settings()
     resent = []
     for job_id, attempts in job_store().orphans(settings.worker_stale_seconds):
         if job_store().mark_resent(job_id, attempts, ttl=settings.visibility_timeout):
             log.warning("job %s: its worker stopped beating; re-queued (attempt %d was lost)", job_id, attempts)
-            app.send_task(TASK_NAME, args=[job_id], queue=QUEUE)
+            send_job(app, job_id)
             resent.append(job_id)
     return resent
 

@@ -2,8 +2,8 @@
 
 1. claim the job in its record (attempt counter, skip if cancelled/finished/held by a live worker);
 2. run the engine with a throttled progress writer and a cancel flag read from the record;
-3. write result.json (+ report and plots when ``circuitdiff.report`` is available) into a temp
-   directory, then rename it to ``results/<job>/`` in one step;
+3. write result.json, the report and its plots into a temp directory, then rename it to
+   ``results/<job>/`` in one step;
 4. record the result pointer last, so a client that sees ``succeeded`` always finds the files.
 """
 
@@ -15,11 +15,13 @@ import time
 
 from circuitdiff.errors import Cancelled, CircuitdiffError
 from circuitdiff.spec import ComparisonSpec
-from service.settings import get_settings
-from service.store import JobStore
+from jobs import errors
+from jobs.queue import TASK_NAME, send_job
+from jobs.settings import get_settings
+from jobs.store import JobStore
 
 from . import artifacts, engine
-from .celery_app import QUEUE, TASK_NAME, app
+from .celery_app import app
 from .liveness import WORKER_NAME, job_store
 
 log = logging.getLogger("circuitdiff.worker")
@@ -37,8 +39,8 @@ class ThrottledProgress:
         self.last = 0.0
         self.latest: tuple[str, int, int] | None = None
 
-    def __call__(self, *args, **kwargs) -> None:
-        self.latest = engine.progress_args(args, kwargs)
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        self.latest = (stage, done, total)
         now = time.monotonic()
         if now - self.last >= self.interval:
             self.last = now
@@ -72,7 +74,7 @@ def run_job(job_id: str) -> None:
         # job). Acking this message outright would lose the job if that holder died later, so ask
         # again once its heartbeat has had time to go stale.
         log.info("job %s held by live worker %s; re-queued for %ss", job_id, info, settings.worker_stale_seconds)
-        app.send_task(TASK_NAME, args=[job_id], queue=QUEUE, countdown=settings.worker_stale_seconds)
+        send_job(app, job_id, countdown=settings.worker_stale_seconds)
         return
     if kind != "run":
         log.info("job %s not run: %s %s", job_id, kind, info)
@@ -120,15 +122,10 @@ def run_job(job_id: str) -> None:
     except Cancelled:
         finish("cancelled")
     except CircuitdiffError as e:
-        finish("failed", error=e.to_dict())
+        finish("failed", error=errors.engine_error(e))
     except Exception as e:  # noqa: BLE001 - users get a sanitized error, the log gets the traceback
         log.exception("job %s failed", job_id)
-        finish("failed", error={
-            "code": "internal_error",
-            "detail": f"the engine failed unexpectedly ({type(e).__name__}); the worker log has details",
-            "field": None,
-            "fix": None,
-        })
+        finish("failed", error=errors.internal_error(e))
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)  # gone already when published; partial files otherwise
         store.observe_duration(time.monotonic() - t0)

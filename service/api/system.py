@@ -5,18 +5,18 @@ from __future__ import annotations
 import os
 import uuid
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 
 import circuitdiff
 from circuitdiff.vocabulary import SCHEMA_VERSION
+from jobs.settings import Settings
+from jobs.store import JobStore
 
-from ..deps import get_settings_dep, get_store
+from ..deps import SettingsDep, StoreDep
 from ..metrics import CONTENT_TYPE, render
 from ..problems import Problem, ProblemDetail
 from ..schemas import Health, Ready, Version
-from ..settings import Settings
-from ..store import JobStore
 
 router = APIRouter(tags=["system"])
 
@@ -26,26 +26,27 @@ def health():
     return Health(status="ok")
 
 
-def _checks(settings: Settings, store: JobStore) -> dict[str, str]:
-    checks: dict[str, str] = {}
+def _checks(settings: Settings, store: JobStore) -> dict[str, tuple[bool, str]]:
+    """Each check's outcome: (passed, what to show)."""
+    checks: dict[str, tuple[bool, str]] = {}
     try:
         store.r.ping()
-        checks["redis"] = "ok"
+        checks["redis"] = (True, "ok")
     except Exception as e:  # noqa: BLE001 - any failure means "not ready", with the reason
-        checks["redis"] = f"unreachable: {type(e).__name__}: {e}"
+        checks["redis"] = (False, f"unreachable: {type(e).__name__}: {e}")
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         probe = settings.data_dir / f".ready-{uuid.uuid4().hex}"
         probe.write_bytes(b"ok")
         os.unlink(probe)
-        checks["data_dir"] = "ok"
+        checks["data_dir"] = (True, "ok")
     except OSError as e:
-        checks["data_dir"] = f"not writable: {e}"
-    if checks["redis"] == "ok":
+        checks["data_dir"] = (False, f"not writable: {e}")
+    if checks["redis"][0]:
         alive = store.workers_alive(settings.worker_stale_seconds)
-        checks["worker"] = f"ok ({len(alive)} alive)" if alive else "no worker heartbeat"
+        checks["worker"] = (True, f"ok ({len(alive)} alive)") if alive else (False, "no worker heartbeat")
     else:
-        checks["worker"] = "unknown (redis unreachable)"
+        checks["worker"] = (False, "unknown (redis unreachable)")
     return checks
 
 
@@ -55,9 +56,10 @@ def _checks(settings: Settings, store: JobStore) -> dict[str, str]:
     responses={503: {"model": ProblemDetail, "content": {"application/problem+json": {}}}},
     summary="Redis reachable, data dir writable, a worker alive",
 )
-async def ready(settings: Settings = Depends(get_settings_dep), store: JobStore = Depends(get_store)):
-    checks = await run_in_threadpool(_checks, settings, store)
-    failing = {k: v for k, v in checks.items() if not v.startswith("ok")}
+async def ready(settings: SettingsDep, store: StoreDep):
+    outcomes = await run_in_threadpool(_checks, settings, store)
+    checks = {k: shown for k, (_, shown) in outcomes.items()}
+    failing = {k: shown for k, (passed, shown) in outcomes.items() if not passed}
     if failing:
         detail = "; ".join(f"{k}: {v}" for k, v in failing.items())
         raise Problem(503, "not_ready", detail, extra={"checks": checks}, headers={"Retry-After": "5"})
@@ -72,5 +74,5 @@ def version():
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE: {}}}},
             summary="Prometheus metrics")
-def metrics(settings: Settings = Depends(get_settings_dep), store: JobStore = Depends(get_store)):
+def metrics(settings: SettingsDep, store: StoreDep):
     return Response(render(store, settings.worker_stale_seconds), media_type=CONTENT_TYPE)

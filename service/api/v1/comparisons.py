@@ -5,19 +5,18 @@ from __future__ import annotations
 import asyncio
 import time
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
 from circuitdiff.spec import ComparisonSpec
-from worker.celery_app import send_job
+from jobs.queue import send_job
+from jobs.settings import Settings
+from jobs.store import TERMINAL, JobStore
 
-from ...auth import current_owner
-from ...deps import get_celery, get_settings_dep, get_store, owned_job
+from ...deps import OwnedJobDep, OwnerDep, ProducerDep, SettingsDep, StoreDep, owned_job
 from ...problems import Problem, ProblemDetail
 from ...schemas import Artifact, ArtifactList, JobList, JobStatus, ts
-from ...settings import Settings
-from ...store import TERMINAL, JobStore
 from ...submission import prepare
 
 router = APIRouter(prefix="/v1/comparisons", tags=["comparisons"])
@@ -65,11 +64,11 @@ def _status_headers(response: Response, status: str) -> None:
 def submit(
     spec: ComparisonSpec,
     response: Response,
-    owner: str = Depends(current_owner),
+    owner: OwnerDep,
+    settings: SettingsDep,
+    store: StoreDep,
+    producer: ProducerDep,
     idempotency_key: str | None = Header(None, max_length=200, pattern=r"^[\x21-\x7e]+$"),
-    settings: Settings = Depends(get_settings_dep),
-    store: JobStore = Depends(get_store),
-    celery=Depends(get_celery),
 ):
     """Validates everything checkable without weights, then queues the job. An identical comparison
     (same content key) already queued, running or done returns that job with 200 instead."""
@@ -89,7 +88,7 @@ def submit(
         )
     if outcome.kind == "new":
         try:
-            send_job(celery, outcome.job_id)
+            send_job(producer, outcome.job_id)
         except Exception as e:  # broker unreachable: leave nothing behind, let the client retry
             store.discard(outcome.job_id, owner, prepared.content_key, idempotency_key)
             raise Problem(503, "queue_unavailable", f"could not queue the job ({type(e).__name__})",
@@ -104,11 +103,11 @@ def submit(
 
 @router.get("", response_model=JobList, responses={401: PROBLEM, 422: PROBLEM}, summary="List your comparisons")
 def list_jobs(
+    owner: OwnerDep,
+    store: StoreDep,
     status: str | None = Query(None, pattern="^(queued|running|succeeded|failed|cancelled)$"),
     limit: int = Query(20, ge=1, le=100),
     cursor: str | None = Query(None, max_length=64, pattern="^[0-9a-z]+$"),
-    owner: str = Depends(current_owner),
-    store: JobStore = Depends(get_store),
 ):
     """Newest first. ``next_cursor`` pages on to older jobs."""
     items: list[JobStatus] = []
@@ -134,15 +133,15 @@ def list_jobs(
 
 @router.get("/{job_id}", response_model=JobStatus, responses={401: PROBLEM, 404: PROBLEM}, summary="Job status")
 async def get_job(
-    request: Request,
     response: Response,
     job_id: str,
+    owner: OwnerDep,
+    store: StoreDep,
+    settings: SettingsDep,
     wait: float = Query(0, ge=0, description="long-poll: wait up to this many seconds for a change"),
-    owner: str = Depends(current_owner),
-    store: JobStore = Depends(get_store),
 ):
     job = await run_in_threadpool(owned_job, job_id, owner, store)
-    wait = min(wait, request.app.state.settings.max_wait_seconds)
+    wait = min(wait, settings.max_wait_seconds)
     if wait > 0 and job["status"] not in TERMINAL:
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
@@ -161,7 +160,7 @@ async def get_job(
     responses={200: {"model": JobStatus, "description": "cancelled (it was queued)"}, 404: PROBLEM, 409: PROBLEM},
     summary="Cancel a comparison",
 )
-def cancel(response: Response, job: dict = Depends(owned_job), store: JobStore = Depends(get_store)):
+def cancel(response: Response, job: OwnedJobDep, store: StoreDep):
     """A queued job never starts (200, cancelled). A running job stops at the next component boundary
     (202, ``cancel_requested``; poll until ``cancelled``); its partial files are removed."""
     outcome = store.cancel(job["id"])  # "cancelled" (now or before), "requested", or the final status
@@ -212,7 +211,7 @@ FILE = {"content": {"application/json": {}, "application/octet-stream": {}},
 
 
 @router.get("/{job_id}/result", responses={200: FILE, 404: PROBLEM, 409: PROBLEM}, summary="The result JSON")
-def get_result(request: Request, job: dict = Depends(owned_job), settings: Settings = Depends(get_settings_dep)):
+def get_result(request: Request, job: OwnedJobDep, settings: SettingsDep):
     """``result.json`` (schema v1); 409 problem+json with the status while not succeeded."""
     _require_succeeded(job)
     return _file_response(request, settings, job, _entry(job, "result.json"))
@@ -220,14 +219,14 @@ def get_result(request: Request, job: dict = Depends(owned_job), settings: Setti
 
 @router.get("/{job_id}/report", responses={200: {"content": {"text/html": {}}}, 404: PROBLEM, 409: PROBLEM},
             summary="The HTML report")
-def get_report(request: Request, job: dict = Depends(owned_job), settings: Settings = Depends(get_settings_dep)):
+def get_report(request: Request, job: OwnedJobDep, settings: SettingsDep):
     _require_succeeded(job)
     return _file_response(request, settings, job, _entry(job, "report.html"))
 
 
 @router.get("/{job_id}/artifacts", response_model=ArtifactList, responses={404: PROBLEM, 409: PROBLEM},
             summary="Files the job wrote")
-def list_artifacts(job: dict = Depends(owned_job)):
+def list_artifacts(job: OwnedJobDep):
     _require_succeeded(job)
     base = f"/v1/comparisons/{job['id']}/artifacts/"
     return ArtifactList(items=[Artifact(**e, href=base + e["name"]) for e in job.get("artifacts") or []])
@@ -235,8 +234,7 @@ def list_artifacts(job: dict = Depends(owned_job)):
 
 @router.get("/{job_id}/artifacts/{name:path}", responses={200: FILE, 304: {"description": "ETag matched"},
             404: PROBLEM, 409: PROBLEM}, summary="One file the job wrote")
-def get_artifact(name: str, request: Request, job: dict = Depends(owned_job),
-                 settings: Settings = Depends(get_settings_dep)):
+def get_artifact(name: str, request: Request, job: OwnedJobDep, settings: SettingsDep):
     _require_succeeded(job)
     return _file_response(request, settings, job, _entry(job, name))
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from circuitdiff.tasks.custom import LINE_FIX, validate_lines
+
 from ... import datasets
-from ...auth import current_owner
-from ...deps import get_settings_dep
+from ...deps import SettingsDep, current_owner
 from ...problems import Problem, ProblemDetail
 from ...schemas import DatasetInfo, ts
-from ...settings import Settings
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], dependencies=[Depends(current_owner)])
 PROBLEM = {"model": ProblemDetail, "content": {"application/problem+json": {}}}
@@ -41,16 +41,15 @@ def _info(meta: dict) -> DatasetInfo:
     },
     summary="Upload a custom dataset",
 )
-async def upload(request: Request, response: Response, settings: Settings = Depends(get_settings_dep)):
+async def upload(request: Request, response: Response, settings: SettingsDep):
     """Validated line by line; valid lines are stored content-addressed (an identical upload gets
-    the same id) and rejected lines are listed with the reason. No valid line: 422, nothing stored."""
+    the same id) and rejected lines are listed with the reason. No valid line: 422; more lines or
+    bytes than a comparison can use: 413 naming the limit; either way nothing is stored."""
     body = await request.body()
-    items, rejected = datasets.validate_lines(body)
+    items, rejected = validate_lines(body)  # DatasetTooLargeError: 413 problem (problems.from_engine_error)
     if not items:
         errors = [
-            {"field": _field(r), "message": r["reason"],
-             "fix": 'each line must be a JSON object with string "prompt", "answer" and "distractor"',
-             "code": "invalid_dataset_line"}
+            {"field": _field(r), "message": r["reason"], "fix": LINE_FIX, "code": "invalid_dataset_line"}
             for r in rejected[:MAX_LISTED]
         ] or [{"field": "body", "message": "the upload has no lines", "fix": "send JSONL, one item per line",
                "code": "empty_dataset"}]
@@ -61,7 +60,7 @@ async def upload(request: Request, response: Response, settings: Settings = Depe
 
 
 @router.get("/{dataset_id}", response_model=DatasetInfo, responses={404: PROBLEM}, summary="A stored dataset")
-def get_dataset(dataset_id: str, settings: Settings = Depends(get_settings_dep)):
+def get_dataset(dataset_id: str, settings: SettingsDep):
     meta = datasets.load_meta(settings.datasets_dir, dataset_id)
     if meta is None:
         raise Problem.field(404, "dataset_not_found", "dataset_id", f"no dataset {dataset_id!r}",

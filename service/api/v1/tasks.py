@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 
 from circuitdiff import catalogue
 
-from ...auth import current_owner
+from ...deps import current_owner
 from ...schemas import TaskEntry, TaskList
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"], dependencies=[Depends(current_owner)])

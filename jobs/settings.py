@@ -15,6 +15,8 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from circuitdiff.tasks.custom import MAX_BYTES
+
 LOOPBACK_HOSTS = {"localhost"}
 
 
@@ -51,7 +53,10 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="API bind address (non-loopback requires API keys)")
     port: int = Field(default=8000, ge=0, le=65535)
     max_body_bytes: int = Field(default=64 * 1024, description="request body limit (413 above it)")
-    max_upload_bytes: int = Field(default=16 * 1024 * 1024, description="dataset upload limit (413 above it)")
+    max_upload_bytes: int = Field(
+        default=MAX_BYTES, ge=1, le=MAX_BYTES,
+        description="dataset upload limit (413 above it); at most the engine's own dataset limit",
+    )
     max_wait_seconds: float = Field(default=60.0, description="cap on ?wait= long polls")
     max_attempts: int = Field(default=3, ge=1, description="deliveries of one job before it is marked failed")
     visibility_timeout: int = Field(

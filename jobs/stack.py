@@ -1,8 +1,9 @@
-"""``make run`` (``python -m service.stack``): the whole stack on one machine, no Docker.
+"""``make run`` (``python -m jobs.stack``): the whole stack on one machine, no Docker.
 
 Starts, in order: a private Redis server (only when ``REDIS_URL`` is unset; its AOF lives in
 ``<data_dir>/redis`` so job records survive a restart), one Celery worker (solo pool, queue
-``gpu``) and the API under uvicorn on 127.0.0.1:8000 (``CIRCUITDIFF_HOST`` / ``CIRCUITDIFF_PORT``).
+``gpu``) and the API under uvicorn on 127.0.0.1:8000 (``CIRCUITDIFF_HOST`` / ``CIRCUITDIFF_PORT``),
+each with the command line :mod:`jobs.commands` gives (:func:`processes`).
 Ctrl-C or SIGTERM stops them in reverse order; if one dies, the others are stopped too. Children
 also get SIGTERM from the kernel if this launcher is killed outright (PR_SET_PDEATHSIG), so
 nothing is left running.
@@ -16,26 +17,47 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 
 import httpx
 
 from .children import spawn
+from .commands import api_argv, worker_argv
 from .redis_server import RedisServer
 from .settings import Settings
 
 STOP_TIMEOUT = 15.0
 
 
-def _stop(proc: subprocess.Popen, name: str) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        print(f"{name} did not stop in {STOP_TIMEOUT:.0f}s; killing it", file=sys.stderr)
-        proc.kill()
-        proc.wait()
+@dataclass
+class Child:
+    """One process of the stack: its name, its command line, and the running process once started."""
+
+    name: str
+    argv: list[str]
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    def start(self, env: dict[str, str]) -> None:
+        self.proc = spawn(self.argv, env=env)
+
+    def exited(self) -> bool:
+        return self.proc is not None and self.proc.poll() is not None
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            print(f"{self.name} did not stop in {STOP_TIMEOUT:.0f}s; killing it", file=sys.stderr)
+            self.proc.kill()
+            self.proc.wait()
+
+
+def processes() -> list[Child]:
+    """What ``make run`` starts after Redis, in order (stopped in reverse)."""
+    return [Child("worker", worker_argv("worker")), Child("api", api_argv())]
 
 
 def banner(base: str, keyed: bool) -> str:
@@ -59,7 +81,7 @@ Press Ctrl-C to stop.
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m service.stack", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m jobs.stack", description=__doc__.splitlines()[0])
     ap.add_argument("--port", type=int, help="API port (default: CIRCUITDIFF_PORT or 8000)")
     args = ap.parse_args(argv)
     settings = Settings(**({"port": args.port} if args.port is not None else {}))
@@ -77,17 +99,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
 
     redis_server = None
-    children: list[tuple[str, subprocess.Popen]] = []
+    started: list[Child] = []
     try:
         if not settings.redis_url:
             redis_server = RedisServer(settings.data_dir / "redis").start()
             env["REDIS_URL"] = redis_server.url
             print(f"started Redis at {redis_server.url} (data in {redis_server.workdir})", flush=True)
-        children.append(("worker", spawn(
-            [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", "gpu", "-P", "solo",
-             "--prefetch-multiplier", "1", "-c", "1", "-n", "worker@%h", "--without-gossip", "--without-mingle",
-             "--loglevel", "INFO"], env=env)))
-        children.append(("api", spawn([sys.executable, "-m", "service"], env=env)))
+        for child in processes():
+            child.start(env)
+            started.append(child)
         base = f"http://{settings.host}:{settings.port}"
         deadline = time.monotonic() + 60
         while not stopping:
@@ -96,23 +116,23 @@ def main(argv: list[str] | None = None) -> int:
                     break
             except httpx.TransportError:
                 pass
-            if time.monotonic() > deadline or any(p.poll() is not None for _, p in children):
+            if time.monotonic() > deadline or any(c.exited() for c in started):
                 print("the API did not come up; stopping", file=sys.stderr)
                 return 1
             time.sleep(0.2)
         if not stopping:
             print(banner(base, bool(settings.api_keys)), flush=True)
         while not stopping:
-            dead = [(n, p) for n, p in children if p.poll() is not None]
-            if dead:
-                print(f"{dead[0][0]} exited with status {dead[0][1].returncode}; stopping", file=sys.stderr)
+            dead = next((c for c in started if c.exited()), None)
+            if dead is not None:
+                print(f"{dead.name} exited with status {dead.proc.returncode}; stopping", file=sys.stderr)
                 return 1
             time.sleep(0.5)
         return 0
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not abort the cleanup
-        for name, proc in reversed(children):
-            _stop(proc, name)
+        for child in reversed(started):
+            child.stop()
         if redis_server is not None:
             redis_server.stop()
         print("stopped", flush=True)

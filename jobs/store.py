@@ -1,9 +1,9 @@
 """Job records in Redis: ours, not Celery's result backend (DESIGN.md §Decisions).
 
 One hash per job (``cd:job:<id>``) holds status, progress, attempts, timestamps, sanitized error,
-owner and the result pointer. Every status change is one Lua script, so a transition, the
-per-status counters and the queue index move together even with the API and several workers
-writing at once. Job ids sort by creation time, which makes the per-owner index a lexicographic
+owner and the result pointer. Every status change is one Lua script (:mod:`jobs.store_scripts`), so
+a transition, the per-status counters and the queue index move together even with the API and
+several workers writing at once. Job ids sort by creation time, which makes the per-owner index a lexicographic
 sorted set that pages newest-first with the last id as the cursor.
 
 Used by the API (create, read, cancel, list) and the worker (claim, progress, finish).
@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+
+from . import errors, store_scripts
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
@@ -46,107 +48,6 @@ def new_job_id() -> str:
     return f"j{time.time_ns() // 1_000_000:012x}{secrets.token_hex(5)}"
 
 
-# KEYS: job, owner index, dedup, queued, counts, idem ("" when none)
-# ARGV: id, now, idem value, idem ttl, field, value, ...
-_CREATE = """
-if KEYS[6] ~= '' then
-  local v = redis.call('GET', KEYS[6])
-  if v then return {'idem', v} end
-end
-local existing = redis.call('GET', KEYS[3])
-if existing then
-  local st = redis.call('HGET', 'cd:job:' .. existing, 'status')
-  if st == 'queued' or st == 'running' or st == 'succeeded' then
-    if KEYS[6] ~= '' then redis.call('SET', KEYS[6], ARGV[3] .. existing, 'EX', ARGV[4]) end
-    return {'dup', existing}
-  end
-end
-local id = ARGV[1]
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('ZADD', KEYS[2], 0, id)
-redis.call('SET', KEYS[3], id)
-redis.call('ZADD', KEYS[4], ARGV[2], id)
-redis.call('HINCRBY', KEYS[5], 'queued', 1)
-if KEYS[6] ~= '' then redis.call('SET', KEYS[6], ARGV[3] .. id, 'EX', ARGV[4]) end
-return {'new', id}
-"""
-
-# KEYS: job, counts, queued, running.
-# ARGV: id, allowed from (comma list), to, expected worker ('' = any), field, value, ...
-_TRANSITION = """
-local st = redis.call('HGET', KEYS[1], 'status')
-if not st then return 'missing' end
-if not string.find(',' .. ARGV[2] .. ',', ',' .. st .. ',', 1, true) then return st end
-if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'worker') ~= ARGV[4] then return 'not_owner' end
-redis.call('HSET', KEYS[1], 'status', ARGV[3])
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('HINCRBY', KEYS[1], 'rev', 1)
-redis.call('HINCRBY', KEYS[2], st, -1)
-redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
-if ARGV[3] ~= 'queued' then redis.call('ZREM', KEYS[3], ARGV[1]) end
-if ARGV[3] ~= 'running' then redis.call('ZREM', KEYS[4], ARGV[1]) end
-return 'ok'
-"""
-
-# The worker's claim on a delivered message. KEYS: job, counts, queued, workers, running.
-# ARGV: id, worker, now, max attempts, stale seconds, error json for "worker lost too often".
-_CLAIM = """
-local st = redis.call('HGET', KEYS[1], 'status')
-if not st then return {'missing', ''} end
-if st == 'succeeded' or st == 'failed' or st == 'cancelled' then return {'skip', st} end
-local function move(to)
-  redis.call('HSET', KEYS[1], 'status', to)
-  redis.call('HINCRBY', KEYS[1], 'rev', 1)
-  redis.call('HINCRBY', KEYS[2], st, -1)
-  redis.call('HINCRBY', KEYS[2], to, 1)
-  redis.call('ZREM', KEYS[3], ARGV[1])
-  if to == 'running' then redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1]) else redis.call('ZREM', KEYS[5], ARGV[1]) end
-end
-if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then
-  redis.call('HSET', KEYS[1], 'finished_at', ARGV[3])
-  move('cancelled')
-  return {'skip', 'cancelled'}
-end
-if st == 'running' then
-  -- a redelivery while the worker that holds the job still beats: not ours to run
-  local w = redis.call('HGET', KEYS[1], 'worker')
-  local seen = w and redis.call('ZSCORE', KEYS[4], w)
-  if w ~= ARGV[2] and seen and tonumber(seen) > tonumber(ARGV[3]) - tonumber(ARGV[5]) then
-    return {'busy', w}
-  end
-end
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-if attempts > tonumber(ARGV[4]) then
-  redis.call('HSET', KEYS[1], 'finished_at', ARGV[3], 'error', ARGV[6])
-  move('failed')
-  return {'failed', tostring(attempts)}
-end
-redis.call('HSET', KEYS[1], 'worker', ARGV[2], 'started_at', ARGV[3], 'progress', '{}')
-move('running')
-return {'run', tostring(attempts)}
-"""
-
-# KEYS: job, counts, queued.  ARGV: id, now.
-_CANCEL = """
-local st = redis.call('HGET', KEYS[1], 'status')
-if not st then return 'missing' end
-if st == 'queued' then
-  redis.call('HSET', KEYS[1], 'status', 'cancelled', 'cancel_requested', '1', 'finished_at', ARGV[2])
-  redis.call('HINCRBY', KEYS[1], 'rev', 1)
-  redis.call('HINCRBY', KEYS[2], 'queued', -1)
-  redis.call('HINCRBY', KEYS[2], 'cancelled', 1)
-  redis.call('ZREM', KEYS[3], ARGV[1])
-  return 'cancelled'
-end
-if st == 'running' then
-  redis.call('HSET', KEYS[1], 'cancel_requested', '1')
-  redis.call('HINCRBY', KEYS[1], 'rev', 1)
-  return 'requested'
-end
-return st
-"""
-
-
 @dataclass(frozen=True)
 class CreateOutcome:
     kind: str  # "new" | "dup" (same content key) | "idem" (same Idempotency-Key)
@@ -157,10 +58,10 @@ class CreateOutcome:
 class JobStore:
     def __init__(self, client: redis.Redis):
         self.r = client
-        self._create = client.register_script(_CREATE)
-        self._transition = client.register_script(_TRANSITION)
-        self._claim = client.register_script(_CLAIM)
-        self._cancel = client.register_script(_CANCEL)
+        self._create = client.register_script(store_scripts.CREATE)
+        self._transition = client.register_script(store_scripts.TRANSITION)
+        self._claim = client.register_script(store_scripts.CLAIM)
+        self._cancel = client.register_script(store_scripts.CANCEL)
 
     @classmethod
     def from_url(cls, url: str) -> "JobStore":
@@ -261,17 +162,12 @@ class JobStore:
 
     # ------------------------------------------------------------------ worker side
     def claim(self, job_id: str, worker: str, *, max_attempts: int, stale_seconds: float) -> tuple[str, str]:
-        err = json.dumps(
-            {
-                "code": "worker_lost",
-                "detail": f"the job stopped its worker {max_attempts} times (out of memory or a crash); not retried",
-                "field": None,
-                "fix": "try fewer prompts, a smaller dtype, or a machine with more memory",
-            }
-        )
+        """What to do with a delivered message: ("run", attempt), ("skip", status), ("busy", holder),
+        ("failed", attempts) once a job has stopped its worker ``max_attempts`` times, or ("missing", "")."""
         kind, info = self._claim(
             keys=[job_key(job_id), COUNTS, QUEUED, WORKERS, RUNNING],
-            args=[job_id, worker, repr(time.time()), max_attempts, stale_seconds, err],
+            args=[job_id, worker, repr(time.time()), max_attempts, stale_seconds,
+                  json.dumps(errors.worker_lost(max_attempts))],
         )
         return kind, info
 

@@ -1,0 +1,28 @@
+"""The command lines of the two processes, as argv lists: the one source for ``make run``
+(:mod:`jobs.stack`), the tests (``tests/service_fixtures.py``) and the Dockerfile (whose worker
+runs ``python -m worker``, which executes :func:`worker_argv`).
+
+The worker: one job per GPU (solo pool, prefetch 1) on queue ``gpu``; all other Celery settings are
+in :mod:`jobs.queue`. Gossip and mingle are off: workers share nothing but the broker and the job
+records, and liveness is our own heartbeat (worker/liveness.py).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .queue import QUEUE
+
+
+def worker_argv(name: str = "worker", *extra: str) -> list[str]:
+    """``python -m celery ... worker`` named ``<name>@<host>``; ``extra`` goes to Celery as is."""
+    return [
+        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", QUEUE, "-P", "solo",
+        "--prefetch-multiplier", "1", "-c", "1", "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
+        "--loglevel", "INFO", *extra,
+    ]
+
+
+def api_argv() -> list[str]:
+    """The API under uvicorn, bound as the settings say (service/__main__.py)."""
+    return [sys.executable, "-m", "service"]

@@ -1,0 +1,67 @@
+"""The queue between the API and the workers: its names, all Celery configuration, and the producer.
+
+Celery is transport only: job state lives in our records (:mod:`jobs.store`).
+
+- Redis broker; no result backend (the job record and result.json are the result).
+- JSON serializer only, and a message carries only the job id: nothing a client sent is ever
+  deserialised by the worker from the broker.
+- ``task_acks_late`` + ``task_reject_on_worker_lost``: a worker killed mid-job (OOM, kill -9)
+  leaves the message unacknowledged and it is redelivered after ``visibility_timeout``; the job
+  record's own attempt counter stops a job that keeps killing workers (``max_attempts``).
+- ``visibility_timeout`` must exceed the longest job, or a running job is handed to a second worker.
+- Queue ``gpu``, solo pool, prefetch 1: one job per GPU at a time, none held back by a busy worker.
+
+The producer (:func:`send_job`) knows only the task's name, so the API never imports the worker;
+the worker builds its app here with ``include=["worker.tasks"]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from celery import Celery
+
+from .settings import Settings
+
+QUEUE = "gpu"  # also the Redis list that holds the waiting messages
+TASK_NAME = "circuitdiff.run_job"
+
+
+def make_celery(settings: Settings, *, include: Sequence[str] = ()) -> Celery:
+    """A Celery app on the settings' Redis; building it connects nowhere."""
+    app = Celery("circuitdiff", broker=settings.require_redis_url(), include=list(include))
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_default_queue=QUEUE,
+        task_routes={TASK_NAME: {"queue": QUEUE}},
+        worker_prefetch_multiplier=1,
+        worker_pool="solo",
+        worker_concurrency=1,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        # A job interrupted by a lost broker connection is redelivered (acks_late), so do not
+        # let it also run on: one job, one run.
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            "unacked_restore_interval": settings.restore_interval,
+            "unacked_restore_throttle": 1,
+            "socket_timeout": 30,
+            "socket_connect_timeout": 5,
+            "health_check_interval": 10,
+        },
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
+    )
+    return app
+
+
+def send_job(app: Celery, job_id: str, *, countdown: float | None = None) -> None:
+    """Queue ``job_id`` for a worker (after ``countdown`` seconds when given), by task name only."""
+    app.send_task(TASK_NAME, args=[job_id], queue=QUEUE, countdown=countdown)
