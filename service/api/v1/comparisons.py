@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
+from circuitdiff.result import ComparisonResult
 from circuitdiff.spec import ComparisonSpec
 from jobs.queue import send_job
 from jobs.settings import Settings
@@ -210,9 +211,14 @@ FILE = {"content": {"application/json": {}, "application/octet-stream": {}},
         "description": "the file, with ETag (sha256) and Content-Length"}
 
 
-@router.get("/{job_id}/result", responses={200: FILE, 404: PROBLEM, 409: PROBLEM}, summary="The result JSON")
+RESULT = {"model": ComparisonResult, "description": "result.json (circuitdiff.result.ComparisonResult), with ETag "
+          "(sha256) and Content-Length"}
+
+
+@router.get("/{job_id}/result", responses={200: RESULT, 404: PROBLEM, 409: PROBLEM}, summary="The result JSON")
 def get_result(request: Request, job: OwnedJobDep, settings: SettingsDep):
-    """``result.json`` (schema v1); 409 problem+json with the status while not succeeded."""
+    """``result.json`` (the current result schema, ``schema_version``); 409 problem+json with the
+    status while not succeeded."""
     _require_succeeded(job)
     return _file_response(request, settings, job, _entry(job, "result.json"))
 
