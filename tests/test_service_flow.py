@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 from circuitdiff.result import ComparisonResult
@@ -196,6 +197,51 @@ def test_dataset_upload(alice, svc_data):
     again = alice.post("/v1/datasets", content=b"\n\n" + body.replace(b": ", b":")).json()
     assert again["id"] == info["id"]
     assert alice.get(f"/v1/datasets/{info['id']}").json()["n_items"] == 2
+
+
+def _ioi_lines(names: list[tuple[str, str]]) -> list[dict]:
+    return [{"prompt": f"When {a} and {b} went to the store, {b} gave a drink to", "answer": a, "distractor": b}
+            for a, b in names]
+
+
+def _ndjson(lines: list) -> bytes:
+    return "\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines).encode()
+
+
+def test_dataset_reupload_describes_each_request(alice):
+    """Issue 11 #1: the same items uploaded again, with and without bad lines: every answer reports
+    the rejections of the request it answers (and its own time), not the first upload's."""
+    good = _ioi_lines([("Mary", "John"), ("Tom", "Anna"), ("Anna", "Tom"), ("John", "Mary")])
+    bad = ["not json", {"prompt": "x"}, {"answer": "a"}, "[1, 2]", {"prompt": "p", "answer": "a"}]
+    first = alice.post("/v1/datasets", content=_ndjson(good))
+    assert first.status_code == 201 and first.json()["n_rejected"] == 0
+    second = alice.post("/v1/datasets", content=_ndjson(good + bad))
+    assert second.status_code == 201
+    s = second.json()
+    assert s["id"] == first.json()["id"] and s["n_items"] == 4
+    assert s["n_rejected"] == 5 and [r["line"] for r in s["rejected"]] == [5, 6, 7, 8, 9]
+    assert datetime.fromisoformat(s["created_at"]) > datetime.fromisoformat(first.json()["created_at"])
+    assert alice.get(f"/v1/datasets/{s['id']}").json()["n_rejected"] == 5  # the latest upload
+    third = alice.post("/v1/datasets", content=_ndjson(good)).json()
+    assert third["n_rejected"] == 0 and third["rejected"] == []  # none of the previous upload's lines
+    assert alice.get(f"/v1/datasets/{s['id']}").json()["n_rejected"] == 0
+
+
+def test_datasets_belong_to_the_key_that_uploaded_them(alice, bob, local_pair):
+    """Issue 11 #2: another key neither reads a dataset nor names it in a comparison (404/422 as
+    for a missing one); uploading the same items makes it its own."""
+    lines = _ioi_lines([("Kate", "Paul"), ("Paul", "Kate")])
+    ds = alice.post("/v1/datasets", content=_ndjson(lines)).json()
+    assert alice.get(f"/v1/datasets/{ds['id']}").status_code == 200
+    theirs = bob.get(f"/v1/datasets/{ds['id']}")
+    assert theirs.status_code == 404 and theirs.json()["code"] == "dataset_not_found"
+    spec = {"teacher": local_pair[0], "student": local_pair[1], "task": "custom", "dataset": ds["id"], "n_prompts": 2}
+    named = bob.post("/v1/comparisons", json=spec)
+    assert named.status_code == 422 and named.json()["code"] == "dataset_not_found", named.text
+    assert named.json()["errors"][0]["field"] == "dataset"
+    own = bob.post("/v1/datasets", content=_ndjson(lines + ["junk"])).json()
+    assert own["id"] == ds["id"] and own["n_rejected"] == 1
+    assert alice.get(f"/v1/datasets/{ds['id']}").json()["n_rejected"] == 0  # alice's record untouched
 
 
 def test_custom_dataset_comparison(alice, svc_worker, local_pair):

@@ -73,7 +73,7 @@ def submit(
 ):
     """Validates everything checkable without weights, then queues the job. An identical comparison
     (same content key) already queued, running or done returns that job with 200 instead."""
-    prepared = prepare(spec, settings)
+    prepared = prepare(spec, settings, owner)
     outcome = store.create(
         owner=owner,
         spec=prepared.spec.model_dump(mode="json"),
