@@ -167,6 +167,33 @@ def test_listing_pagination_and_long_poll(alice, local_spec):
     assert time.monotonic() - t0 < 2
 
 
+def test_filtered_listing_offers_a_cursor_only_to_a_page_with_items(carol, svc_worker, svc_data, local_pair):
+    """Issue 11 #5: carol's jobs are, oldest first, one failed and one cancelled. The filtered list
+    of cancelled jobs has one item and no cursor (an older job exists, but not a cancelled one)."""
+    broken = svc_data / "models" / "broken-listing"
+    shutil.copytree(local_pair[1], broken, dirs_exist_ok=True)
+    (broken / "config.json").write_text("{ not JSON")
+    failed = carol.post("/v1/comparisons", json={"teacher": local_pair[0], "student": str(broken), "task": "ioi",
+                                                 "n_prompts": 8, "seed": 41}).json()
+    assert poll_until(carol, failed["id"], {"succeeded", "failed"}, timeout=300)["status"] == "failed"
+    cancelled = carol.post("/v1/comparisons", json={"teacher": local_pair[0], "student": local_pair[1],
+                                                    "task": "ioi", "n_prompts": 8, "seed": 42}).json()
+    carol.delete(f"/v1/comparisons/{cancelled['id']}")
+    assert poll_until(carol, cancelled["id"], {"cancelled", "succeeded", "failed"})["status"] == "cancelled"
+
+    only = carol.get("/v1/comparisons", params={"status": "cancelled", "limit": 1}).json()
+    assert [j["id"] for j in only["items"]] == [cancelled["id"]] and only["next_cursor"] is None
+    only = carol.get("/v1/comparisons", params={"status": "failed", "limit": 1}).json()
+    assert [j["id"] for j in only["items"]] == [failed["id"]] and only["next_cursor"] is None
+    # unfiltered: a cursor to the older job, and none after it
+    page1 = carol.get("/v1/comparisons", params={"limit": 1}).json()
+    assert [j["id"] for j in page1["items"]] == [cancelled["id"]] and page1["next_cursor"]
+    page2 = carol.get("/v1/comparisons", params={"limit": 1, "cursor": page1["next_cursor"]}).json()
+    assert [j["id"] for j in page2["items"]] == [failed["id"]] and page2["next_cursor"] is None
+    whole = carol.get("/v1/comparisons", params={"limit": 2}).json()
+    assert len(whole["items"]) == 2 and whole["next_cursor"] is None
+
+
 def test_catalogue_endpoints(alice, local_pair):
     models = alice.get("/v1/models").json()
     ids = {m["id"] for m in models["items"]}

@@ -110,26 +110,24 @@ def list_jobs(
     limit: int = Query(20, ge=1, le=100),
     cursor: str | None = Query(None, max_length=64, pattern="^[0-9a-z]+$"),
 ):
-    """Newest first. ``next_cursor`` pages on to older jobs."""
-    items: list[JobStatus] = []
+    """Newest first. ``next_cursor`` pages on to older jobs; it is given only when another job (with
+    ``status``, when filtered) exists after this page, so following it never yields an empty page."""
+    jobs: list[dict] = []
     before = cursor
-    while len(items) < limit:
+    while len(jobs) <= limit:  # one past the page: is there a next one?
         ids = store.list_ids(owner, before=before, limit=100)
-        if not ids:
-            before = None
-            break
         for jid in ids:
             before = jid
             job = store.get(jid)
             if job and (status is None or job["status"] == status):
-                items.append(status_body(job, store))
-                if len(items) == limit:
+                jobs.append(job)
+                if len(jobs) > limit:
                     break
-        if len(ids) < 100 and len(items) < limit:
-            before = None
+        if len(ids) < 100:
             break
-    more = before is not None and bool(store.list_ids(owner, before=before, limit=1))
-    return JobList(items=items, next_cursor=before if more else None)
+    page = jobs[:limit]
+    more = len(jobs) > limit
+    return JobList(items=[status_body(j, store) for j in page], next_cursor=page[-1]["id"] if more else None)
 
 
 @router.get("/{job_id}", response_model=JobStatus, responses={401: PROBLEM, 404: PROBLEM}, summary="Job status")
