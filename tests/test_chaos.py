@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from datetime import datetime
 
 import httpx
 import pytest
@@ -91,6 +92,9 @@ def test_kill9_worker_mid_job_then_new_worker_completes_once(chaos, recovery):
         done = poll_until(c, job["id"], {"succeeded", "failed", "cancelled"}, timeout=300)
         assert done["status"] == "succeeded", done
         assert done["attempts"] == 2
+        # issue 11 #9: the first start is kept; the retry's start is the attempt's own
+        assert done["started_at"] == mid["started_at"] and (datetime.fromisoformat(done["attempt_started_at"])
+                                                       > datetime.fromisoformat(mid["attempt_started_at"]))
         # a stray redelivery would be queued or held by the rescuer; wait until none is left (the
         # killed worker's own delivery stays unacknowledged: it predates the kill)
         wait_for(lambda: broker_settled(chaos["server"].url, since=killed_at), 60, "no message left to handle")

@@ -38,6 +38,7 @@ def status_body(job: dict, store: JobStore) -> JobStatus:
         cancel_requested=job["cancel_requested"],
         created_at=ts(job["created_at"]),
         started_at=ts(job.get("started_at")),
+        attempt_started_at=ts(job.get("attempt_started_at")),
         finished_at=ts(job.get("finished_at")),
         error=job.get("error") or None,
         warnings=job.get("warnings") or [],
