@@ -73,6 +73,18 @@ def test_submit_poll_result_dedup_artifacts_ownership(alice, bob, svc_worker, lo
         assert int(f.headers["content-length"]) == a["size"] == len(f.content)
     cached = alice.get(arts[0]["href"], headers={"If-None-Match": f'"{arts[0]["sha256"]}"'})
     assert cached.status_code == 304
+    # issue 11 #7: If-None-Match compares weakly and `*` matches; HEAD gives the headers only;
+    # every media type served is one the committed schema documents
+    for inm in (f'W/"{arts[0]["sha256"]}"', "*", f'"other", W/"{arts[0]["sha256"]}"'):
+        assert alice.get(arts[0]["href"], headers={"If-None-Match": inm}).status_code == 304, inm
+    assert alice.get(arts[0]["href"], headers={"If-None-Match": '"other"'}).status_code == 200
+    for a in arts:
+        head = alice.head(a["href"])
+        assert head.status_code == 200 and head.content == b"", a
+        assert int(head.headers["content-length"]) == a["size"] and head.headers["etag"] == f'"{a["sha256"]}"'
+    doc = json.loads((REPO / "openapi" / "openapi.json").read_text())
+    documented = doc["paths"]["/v1/comparisons/{job_id}/artifacts/{name}"]["get"]["responses"]["200"]["content"]
+    assert {a["media_type"] for a in arts} <= set(documented), {a["media_type"] for a in arts}
     assert alice.get(f"/v1/comparisons/{job['id']}/artifacts/../../etc/passwd").status_code == 404
 
     # report (issue #7): served as HTML when the report package rendered it

@@ -60,7 +60,7 @@ def _status_headers(response: Response, status: str) -> None:
     status_code=202,
     response_model=JobStatus,
     responses={200: {"model": JobStatus, "description": "an identical comparison exists: that job"},
-               400: PROBLEM, 401: PROBLEM, 413: PROBLEM, 422: PROBLEM, 503: PROBLEM},
+               400: PROBLEM, 401: PROBLEM, 413: PROBLEM, 415: PROBLEM, 422: PROBLEM, 503: PROBLEM},
     summary="Submit a comparison",
 )
 def submit(
@@ -186,7 +186,7 @@ def _require_succeeded(job: dict) -> None:
 
 def _file_response(request: Request, settings: Settings, job: dict, entry: dict) -> Response:
     etag = f'"{entry["sha256"]}"'
-    if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+    if _etag_matches(request.headers.get("if-none-match", ""), etag):
         return Response(status_code=304, headers={"ETag": etag})
     path = settings.results_dir / job["id"] / entry["name"]
     if not path.is_file():
@@ -198,6 +198,13 @@ def _file_response(request: Request, settings: Settings, job: dict, entry: dict)
     )
 
 
+def _etag_matches(if_none_match: str, etag: str) -> bool:
+    """RFC 9110 §13.1.2: ``*`` matches any file; ``If-None-Match`` compares weakly, so ``W/"x"``
+    matches ``"x"``."""
+    tags = [t.strip() for t in if_none_match.split(",") if t.strip()]
+    return "*" in tags or etag in (t.removeprefix("W/") for t in tags)
+
+
 def _entry(job: dict, name: str) -> dict:
     for e in job.get("artifacts") or []:
         if e["name"] == name:
@@ -206,8 +213,12 @@ def _entry(job: dict, name: str) -> dict:
                         "list its files with GET /v1/comparisons/{id}/artifacts")
 
 
-FILE = {"content": {"application/json": {}, "application/octet-stream": {}},
-        "description": "the file, with ETag (sha256) and Content-Length"}
+# What a job writes (worker/artifacts.py): result.json, report.html, plots as SVG and PNG; any other
+# file is served as octet-stream. The artifact list gives each file's media type.
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+FILE = {"content": {"application/json": {}, "text/html": BINARY, "image/svg+xml": BINARY, "image/png": BINARY,
+                    "application/octet-stream": BINARY},
+        "description": "the file, with ETag (sha256), Content-Length and its media type; HEAD gives the headers only"}
 
 
 RESULT = {"model": ComparisonResult, "description": "result.json (circuitdiff.result.ComparisonResult), with ETag "
