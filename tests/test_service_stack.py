@@ -48,8 +48,12 @@ def _make_run_argv() -> list[str]:
     return [PY, *recipe[1:]]
 
 
-def _wait_children(pid: int, n: int, what: str) -> set[int]:
-    return wait_for(lambda: (k := {c for c in _children(pid) if _alive(c)}) if len(k) == n else None, 60, what)
+def _wait_children(pid: int, n: int, what: str, gone: int | None = None) -> set[int]:
+    def alive_children():
+        kids = {c for c in _children(pid) if _alive(c)}
+        return kids if len(kids) == n and gone not in kids else None
+
+    return wait_for(alive_children, 60, what)
 
 
 def test_make_run_stack_serves_supervises_and_stops_cleanly(tmp_path, tiny_gpt_dir, tiny_gpt_dir_b):
@@ -91,8 +95,7 @@ def test_make_run_stack_serves_supervises_and_stops_cleanly(tmp_path, tiny_gpt_d
             assert holder in kids
             os.kill(holder, signal.SIGKILL)
             assert c.get("/health").status_code == 200  # the API stays up
-            kids = _wait_children(stack.pid, 4, "the killed worker replaced")
-            assert holder not in kids
+            kids = _wait_children(stack.pid, 4, "the killed worker replaced", gone=holder)
             deadline = time.monotonic() + 300
             while (st := c.get(f"/v1/comparisons/{jid}", params={"wait": 10}).json())["status"] not in (
                     "succeeded", "failed"):
@@ -103,8 +106,7 @@ def test_make_run_stack_serves_supervises_and_stops_cleanly(tmp_path, tiny_gpt_d
 
             redis_pid = next(k for k in kids if "redis-server" in Path(f"/proc/{k}/cmdline").read_text())
             os.kill(redis_pid, signal.SIGKILL)
-            wait_for(lambda: (k := _children(stack.pid)) and redis_pid not in k and len(k) == 4, 60,
-                     "Redis restarted")
+            _wait_children(stack.pid, 4, "Redis restarted", gone=redis_pid)
             wait_for(lambda: c.get("/ready").status_code == 200, 60, "/ready after the Redis restart")
             assert c.get(f"/v1/comparisons/{jid}").json()["status"] == "succeeded"  # the AOF kept the record
         r.close()
