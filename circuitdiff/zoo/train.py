@@ -7,10 +7,14 @@ Knowledge distillation (Hinton et al. 2015; Sanh et al. 2019): loss = w_kd * T^2
 p_T^student) + w_lm * CE(labels), with p_T = softmax(logits / T). The T^2 factor keeps the soft-target
 gradients on the scale of the hard-label ones.
 
-Determinism: everything runs on CPU with a fixed thread count, one seeded ``torch.Generator`` draws
-the data order, the BOS choice and the masks, and dropout is off; two runs with the same seed give
-bitwise-identical weights on the same machine and torch build. The GPT and BERT families are
-independent (own seed, own process, one thread each) and train side by side on the two cores.
+Determinism: everything runs on CPU, one seeded ``torch.Generator`` draws the data order, the BOS
+choice and the masks, and dropout is off. Each family trains in a fresh child process started in the
+reproducibility mode (:mod:`circuitdiff.zoo.reproducible`: generic SSE2 kernels for ATen, MKL and
+libm, no oneDNN, one thread, deterministic algorithms), so the same seed gives the same bytes on any
+x86-64 machine with the same torch build, whatever its vector units or thread settings.
+``--no-reproducible`` trains with the machine's fastest kernels (``--threads`` per family): then
+bytes repeat only on the same machine. The GPT and BERT families are independent (own seed, own
+process) and train side by side on the two cores.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import multiprocessing as mp
+import os
+import subprocess
+import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,7 +37,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from . import corpus
+from . import corpus, reproducible
 from .init_student import STUDENT_LAYERS, init_distilbert_student, init_gpt_student
 from .tokenizer import build_bert_tokenizer, build_gpt_tokenizer
 
@@ -276,15 +282,27 @@ def _save(model, tok, out: Path, name: str, recipe: dict) -> None:
     (d / "training.json").write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n")
 
 
-def train_family(family: str, out: Path, seed: int, r: Recipe) -> dict[str, float]:
+def recipe_from_dict(d: dict) -> Recipe:
+    d = dict(d)
+    d["student_layers"] = tuple(d["student_layers"])
+    d["corpus"] = corpus.CorpusSize(**d["corpus"])
+    return Recipe(**d)
+
+
+def train_family(family: str, out: Path, seed: int, r: Recipe, *, reproducible_mode: bool = True,
+                 threads: int = THREADS_PER_FAMILY) -> dict[str, float]:
     """Tokenizer, teacher and student of one family ('gpt' or 'bert'), in this process.
 
-    One thread: each family is deterministic on its own, and the two families run side by side on
-    the two cores (one thread each also degrades gracefully when the cores are shared, where
-    two OpenMP threads per process oversubscribe them).
+    In the reproducibility mode this process must have been started with
+    :func:`reproducible.environment` (``train_all`` does that); otherwise ``threads`` threads with
+    the machine's own kernels (one thread per family by default: two OpenMP threads per process
+    oversubscribe shared cores).
     """
-    torch.set_num_threads(THREADS_PER_FAMILY)
-    torch.use_deterministic_algorithms(True)
+    if reproducible_mode:
+        reproducible.apply()
+    else:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(True)
     fam_seed = seed if family == "gpt" else seed + 1
     torch.manual_seed(fam_seed)
     gen = torch.Generator().manual_seed(fam_seed)
@@ -292,47 +310,67 @@ def train_family(family: str, out: Path, seed: int, r: Recipe) -> dict[str, floa
     t_start, cpu_start = time.time(), time.process_time()
     docs = corpus.build_corpus(seed, r.corpus)
     texts = corpus.tokenizer_texts(docs)
-    base = {"seed": seed, "recipe": asdict(r), "n_docs": len(docs)}
+    base = {"seed": seed, "recipe": asdict(r), "n_docs": len(docs),
+            "reproducible": reproducible_mode, "kernels": reproducible.settings()}
     student_meta = {"role": "student", "init_from_teacher_layers": list(r.student_layers),
                     "temperature": r.temperature, "w_kd": r.w_kd, "w_lm": r.w_lm}
     if family == "gpt":
         tok = build_gpt_tokenizer(texts)
         rows = gpt_rows(docs, tok, r, gen)
-        t0 = time.time()
+        t0, c0 = time.time(), time.process_time()
         teacher = train_gpt_teacher(rows, tok, r, gen)
-        timings["gpt-teacher"] = time.time() - t0
+        timings["gpt-teacher"], timings["gpt-teacher-cpu"] = time.time() - t0, time.process_time() - c0
         _save(teacher, tok, out, "gpt-teacher", {**base, "role": "teacher", "steps": r.teacher_steps})
-        t0 = time.time()
+        t0, c0 = time.time(), time.process_time()
         student = distil_gpt_student(teacher, rows, tok, r, gen)
-        timings["gpt-student"] = time.time() - t0
+        timings["gpt-student"], timings["gpt-student-cpu"] = time.time() - t0, time.process_time() - c0
         _save(student, tok, out, "gpt-student", {**base, **student_meta, "steps": r.student_steps})
     else:
         tok = build_bert_tokenizer(texts)
         rows, answer_pos = bert_rows(docs, tok)
-        t0 = time.time()
+        t0, c0 = time.time(), time.process_time()
         teacher = train_bert_teacher(rows, answer_pos, tok, r, gen)
-        timings["bert-teacher"] = time.time() - t0
+        timings["bert-teacher"], timings["bert-teacher-cpu"] = time.time() - t0, time.process_time() - c0
         _save(teacher, tok, out, "bert-teacher", {**base, "role": "teacher", "steps": r.bert_teacher_steps})
-        t0 = time.time()
+        t0, c0 = time.time(), time.process_time()
         student = distil_bert_student(teacher, rows, answer_pos, tok, r, gen)
-        timings["distilbert-student"] = time.time() - t0
+        timings["distilbert-student"], timings["distilbert-student-cpu"] = time.time() - t0, time.process_time() - c0
         _save(student, tok, out, "distilbert-student", {**base, **student_meta, "steps": r.bert_student_steps})
     timings[f"{family}-total"] = time.time() - t_start
     timings[f"{family}-cpu"] = time.process_time() - cpu_start  # CPU seconds, unaffected by sharing
     return timings
 
 
-def train_all(out: Path, seed: int = 0, r: Recipe | None = None, only: str = "all") -> dict[str, float]:
+def _run_child(family: str, out: Path, seed: int, r: Recipe, reproducible_mode: bool, threads: int,
+               env: dict[str, str] | None) -> dict[str, float]:
+    """One family in a fresh interpreter: the mode's environment must be there before torch starts."""
+    out.mkdir(parents=True, exist_ok=True)
+    result = out / f".timings-{family}.json"
+    cmd = [sys.executable, "-m", "circuitdiff.zoo.train", "--out", str(out), "--seed", str(seed),
+           "--child", family, "--recipe-json", json.dumps(asdict(r)), "--threads", str(threads),
+           "--timings-file", str(result)]
+    if not reproducible_mode:
+        cmd.append("--no-reproducible")
+    base = dict(os.environ if env is None else env)
+    proc = subprocess.run(cmd, env=reproducible.environment(base) if reproducible_mode else base)
+    if proc.returncode:
+        raise RuntimeError(f"training the {family} family failed (exit {proc.returncode})")
+    timings = json.loads(result.read_text())
+    result.unlink()
+    return timings
+
+
+def train_all(out: Path, seed: int = 0, r: Recipe | None = None, only: str = "all", *,
+              reproducible_mode: bool = True, threads: int = THREADS_PER_FAMILY,
+              env: dict[str, str] | None = None) -> dict[str, float]:
+    """Train the families (in parallel, one child process each). ``env``: the environment the children
+    start from (default: this process's); the reproducibility mode overrides what it must."""
     r = r or Recipe()
     families = ["gpt", "bert"] if only == "all" else [only]
     t_start = time.time()
-    if len(families) == 1:
-        timings = train_family(families[0], out, seed, r)
-    else:
-        # spawn: a fresh interpreter per family, so nothing (threads, RNG state) leaks between them
-        with ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn")) as pool:
-            futures = [pool.submit(train_family, f, out, seed, r) for f in families]
-            timings = {k: v for fut in futures for k, v in fut.result().items()}
+    with ThreadPoolExecutor(max_workers=len(families)) as pool:
+        futures = [pool.submit(_run_child, f, out, seed, r, reproducible_mode, threads, env) for f in families]
+        timings = {k: v for fut in futures for k, v in fut.result().items()}
     timings["total"] = time.time() - t_start
     print("wall time (s): " + json.dumps({k: round(v, 1) for k, v in timings.items()}), flush=True)
     return timings
@@ -345,14 +383,30 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", choices=["all", "gpt", "bert"], default="all")
     ap.add_argument("--teacher-steps", type=int, default=None)
     ap.add_argument("--student-steps", type=int, default=None)
+    ap.add_argument("--no-reproducible", dest="reproducible", action="store_false",
+                    help="the machine's fastest kernels: same bytes only on the same machine")
+    ap.add_argument("--threads", type=int, default=THREADS_PER_FAMILY,
+                    help="threads per family with --no-reproducible (the mode always uses one)")
     ap.add_argument("--no-eval", action="store_true", help="skip the evaluation table at the end")
+    ap.add_argument("--child", choices=["gpt", "bert"], help=argparse.SUPPRESS)  # internal: one family
+    ap.add_argument("--recipe-json", help=argparse.SUPPRESS)
+    ap.add_argument("--timings-file", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.reproducible and args.threads != 1:
+        ap.error("the reproducible mode trains on one thread per family; add --no-reproducible for --threads")
+    if args.child:
+        r = recipe_from_dict(json.loads(args.recipe_json))
+        timings = train_family(args.child, args.out, args.seed, r, reproducible_mode=args.reproducible,
+                               threads=args.threads)
+        args.timings_file.write_text(json.dumps(timings))
+        return
     r = Recipe()
     if args.teacher_steps:
         r.teacher_steps = args.teacher_steps
     if args.student_steps:
         r.student_steps = args.student_steps
-    timings = train_all(args.out, args.seed, r, args.only)
+    timings = train_all(args.out, args.seed, r, args.only, reproducible_mode=args.reproducible,
+                        threads=args.threads)
     (args.out / "timings.json").write_text(json.dumps({k: round(v, 1) for k, v in timings.items()}) + "\n")
     if not args.no_eval:
         from .evaluate import evaluate_dir, markdown_table
