@@ -21,9 +21,11 @@ import torch
 from circuitdiff import catalogue
 from circuitdiff.zoo import reproducible
 from circuitdiff.zoo.corpus import CorpusSize
+from circuitdiff.zoo.init_student import llama_layers_to_keep
 from circuitdiff.zoo.train import Recipe, train_all
 
-TINY = Recipe(teacher_steps=4, student_steps=3, bert_teacher_steps=4, bert_student_steps=3, warmup=2,
+TINY = Recipe(teacher_steps=4, student_steps=3, bert_teacher_steps=4, bert_student_steps=3, llama_teacher_steps=4,
+              llama_student_steps=3, warmup=2,
               bert_warmup=2, batch=8, corpus=CorpusSize(ioi=60, seq_per_kind=8, qa_repeats=1, filler=30))
 # What this machine picks by itself vs what an AVX2-only, two-thread, no-FMA machine would pick
 MACHINE_A = {"OMP_NUM_THREADS": "1"}
@@ -67,8 +69,15 @@ def test_training_is_bit_identical_across_machine_settings_only_in_the_mode(tmp_
     for setting, outside in (("A", MACHINE_A), ("B", MACHINE_B)):
         train_all(tmp_path / f"mode-{setting}", 0, TINY, env=_outside(outside))
     a, b = _digests(tmp_path / "mode-A"), _digests(tmp_path / "mode-B")
-    assert {p.split("/")[0] for p in a} == set(catalogue.TRAINED)
+    assert {p.split("/")[0] for p in a} == set(catalogue.TRAINED) | {"llama-teacher", "llama-student"}
     assert a == b  # every weight file, tokenizer, config and training.json
+    # the Llama family shares the GPT tokenizer, and its student keeps the teacher layers that cost most
+    assert a["llama-teacher/tokenizer.json"] == a["gpt-teacher/tokenizer.json"]
+    meta = json.loads((tmp_path / "mode-A" / "llama-student" / "training.json").read_text())
+    costs = meta["depth_pruning"]["removal_cost_per_layer"]
+    assert len(costs) == TINY.teacher_layers and meta["init_from_teacher_layers"] == list(
+        llama_layers_to_keep(costs, len(TINY.student_layers)))
+    assert meta["kernels"]["cpu_capability"] == "DEFAULT" and meta["reproducible"] is True
 
     if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
         pytest.skip("this machine has no AVX2: settings A and B pick the same kernels without the mode")
@@ -78,3 +87,8 @@ def test_training_is_bit_identical_across_machine_settings_only_in_the_mode(tmp_
     off_a, off_b = _digests(tmp_path / "off-A"), _digests(tmp_path / "off-B")
     assert off_a[weights] != off_b[weights]  # the settings do change the kernels: the check can fail
     assert off_a["gpt-teacher/tokenizer.json"] == a["gpt-teacher/tokenizer.json"]
+
+
+def test_depth_pruning_keeps_the_layers_whose_removal_costs_most():
+    assert llama_layers_to_keep([0.1, 0.5, 0.05, 0.3], 2) == (1, 3)
+    assert llama_layers_to_keep([0.2, 0.2, 0.2, 0.1], 2) == (0, 1)  # ties: the lower layer
