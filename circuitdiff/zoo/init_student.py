@@ -78,7 +78,7 @@ def llama_layer_removal_costs(teacher: LlamaForCausalLM, ids: torch.Tensor, mask
         teacher.model.layers = torch.nn.ModuleList([layers[j] for j in keep])
         teacher.config.num_hidden_layers = len(keep)
         try:
-            return teacher(input_ids=ids, attention_mask=mask, labels=labels).loss.item()
+            return teacher(input_ids=ids, attention_mask=mask, labels=labels, use_cache=False).loss.item()
         finally:
             teacher.model.layers, teacher.config.num_hidden_layers = layers, n
 
