@@ -18,7 +18,7 @@ from circuitdiff.vocabulary import SCHEMA_VERSION
 from tests.report_synthetic import synthetic_result
 from tests.report_zoo import ZOO_SPEC, zoo_ioi_result
 
-FIGURES = ("influence", "matching", "similarity", "drops", "attention_1")
+FIGURES = ("influence", "matching", "similarity", "drops", "circuit_transfer", "attention_1")
 
 
 class Page(HTMLParser):
@@ -205,6 +205,7 @@ def test_a_result_of_schema_version_1_still_renders(tmp_path):
     files = render_report(data, tmp_path)
     page = files["report.html"].read_text()
     assert f"{data['alignment']['score']:.3f}" in page and "zoo:gpt-teacher" in page
+    assert r.circuits is None and 'id="circuits"' not in page and "circuit_transfer" not in str(files)
 
 
 @pytest.mark.parametrize("content, message", [
