@@ -66,6 +66,19 @@ def _png_checks(path: Path) -> tuple[int, int]:
     return w, h
 
 
+def test_zoo_result_carries_the_circuits_and_their_sweep(zoo_report):
+    """The shared zoo comparison asks for circuits with a sweep (tests/report_zoo.py): the sweep's
+    baseline row is the circuit itself, the others overlap it by Jaccard."""
+    c = zoo_report[0]["circuits"]
+    for side in ("teacher", "student"):
+        rows = c["sweep"][side]
+        assert [r["threshold"] for r in rows] == [10.0, 20.0, 30.0]
+        base = next(r for r in rows if r["threshold"] == c["threshold"])
+        assert base["jaccard"] == 1.0 and base["components"] == c[side]["components"]
+        assert all(0.0 <= r["jaccard"] <= 1.0 for r in rows)
+    assert c["diff"]["transfer"]["nulls"].keys() == {"random", "depth"}
+
+
 def test_zoo_report_writes_html_and_every_plot_as_png_and_svg(zoo_report):
     result, files = zoo_report
     assert files["report.html"].stat().st_size > 50_000

@@ -160,25 +160,32 @@ class CircuitEvaluator:
 
     def _forward_from(self, l0: int, hm: torch.Tensor, mm: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Rows (set, prompt b) from the clean residual before layer l0 to the LD.
-        hm: [rows, layer, head], mm: [rows, layer] (True = ablated)."""
+        hm: [rows, layer, head], mm: [rows, layer] (True = ablated). A circuit keeps few components,
+        so most rows replace a layer's whole attention or MLP output: those rows skip computing it."""
         st, c, L = self.stack, self.clean, self.n_layers
         rows = torch.arange(len(b), device=b.device)
         e = self.end[b]
         x = c.resid_pre[l0][b]  # [rows, t, d_model]
         mask = self.mask4[b]
         for l in range(l0, L):
-            if l < L - 1:
-                z = c.z[l][b] if l == l0 else st.attention(l, x, mask)  # [rows, t, head, d_head]
-                z = torch.where(hm[:, l, None, :, None], self.z_rep[l][b], z)
-                x = x + st.attn_out(l, z)
-                m = st.mlp(l, x)
-                x = x + torch.where(mm[:, l, None, None], self.m_rep[l][b], m)
-            else:  # only the end positions are read
-                z = c.z[l][b, e] if l == l0 else st.attention(l, x, mask, e)  # [rows, head, d_head]
-                z = torch.where(hm[:, l, :, None], self.z_rep[l][b, e], z)
-                x_end = x[rows, e] + st.attn_out(l, z)
-                m = st.mlp(l, x_end)
-                x = x_end + torch.where(mm[:, l, None], self.m_rep[l][b, e], m)
+            last = l == L - 1
+            z_rep = self.z_rep[l][b, e] if last else self.z_rep[l][b]  # [rows, (t,) head, d_head]
+            h_mask = hm[:, l, :, None] if last else hm[:, l, None, :, None]
+            if l == l0:
+                z = torch.where(h_mask, z_rep, c.z[l][b, e] if last else c.z[l][b])
+            else:
+                run = _rows_needing(hm[:, l].all(1))
+                z = z_rep.clone()
+                if run is not None:
+                    zr = st.attention(l, x[run], mask[run], e[run]) if last else st.attention(l, x[run], mask[run])
+                    z[run] = torch.where(h_mask[run], z_rep[run], zr)
+            x = (x[rows, e] if last else x) + st.attn_out(l, z)  # [rows, (t,) d_model]
+            m = self.m_rep[l][b, e] if last else self.m_rep[l][b]
+            run = _rows_needing(mm[:, l])
+            if run is not None:
+                m = m.clone()
+                m[run] = st.mlp(l, x[run])
+            x = x + m
         return st.logit_diff(x, self.direction[b])
 
     # ------------------------------------------------------------------ naive reference
@@ -217,6 +224,15 @@ class CircuitEvaluator:
                 lg = res.logits.double().cpu()
                 out[k0:k0 + k, s0:s1] = (lg[:, 0] - lg[:, 1]).view(k, b)
         return out
+
+
+def _rows_needing(replaced: torch.Tensor) -> torch.Tensor | slice | None:
+    """Rows whose output must be computed (not wholly replaced): None, every row, or their index."""
+    if bool(replaced.all()):
+        return None
+    if not bool(replaced.any()):
+        return slice(None)
+    return (~replaced).nonzero().squeeze(1)
 
 
 # --------------------------------------------------------------------------- the search and the diff
