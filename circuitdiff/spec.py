@@ -35,8 +35,8 @@ from pydantic_core import PydanticCustomError
 
 from .catalogue import TASKS, ZOO
 from .vocabulary import (
-    MAX_PROMPTS, PAPER_HEAD_THRESHOLD, PAPER_MLP_THRESHOLD, Ablation, Bos, Device, Dtype, Matching, MlpSimilarity,
-    ModelKind, Preset, ScanMethod,
+    MAX_PROMPTS, PAPER_HEAD_THRESHOLD, PAPER_MLP_THRESHOLD, Ablation, Bos, Device, Dtype, Matching, Metric,
+    MlpSimilarity, ModelKind, Preset, ScanMethod,
 )
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
@@ -124,6 +124,12 @@ class ComparisonSpec(BaseModel):
         default=None, description="custom task: dataset id (from POST /v1/datasets) or a local JSONL path"
     )
     preset: Preset = "default"
+    metric: Metric = Field(
+        default="logit_diff",
+        description="what influence is measured on (circuitdiff.metrics): logit_diff (the paper's), answer_prob, "
+        "answer_logprob, kl (from the clean next-token distribution) or loss (next-token cross-entropy of the "
+        "text; causal models). kl and loss need no answer, so they also run plain-text datasets",
+    )
     ablation: Ablation | None = None
     matching: Matching | None = None
     mlp_similarity: MlpSimilarity | None = None
