@@ -188,6 +188,13 @@ class ComparisonSpec(BaseModel):
             raise spec_error("invalid_dataset", f"the {self.task} task needs a dataset",
                              "upload the JSONL with POST /v1/datasets and pass the returned id as `dataset`",
                              field="dataset")
+        if self.metric == "loss":  # zoo models' families are known now; others are checked once loaded
+            masked = [r for r in ("teacher", "student") if getattr(self, r).kind == "zoo"
+                      and ZOO[getattr(self, r).id[4:]].family == "masked"]
+            if masked:
+                raise spec_error("invalid_metric", f"metric loss is the causal next-token loss, and the "
+                                 f"{' and '.join(masked)} is a masked LM",
+                                 "use metric kl or an answer metric, or two causal models", field="metric")
         if not task.needs_dataset and self.dataset:
             raise spec_error("invalid_dataset", "only the custom task takes a dataset",
                              "remove `dataset`, or use \"task\": \"custom\"", field="dataset")

@@ -17,6 +17,8 @@ import re
 import time
 from pathlib import Path
 
+from circuitdiff.tasks.custom import dataset_kind, validate_lines
+
 ID_RE = re.compile(r"^ds_[0-9a-f]{24}$")
 
 
@@ -38,6 +40,7 @@ def store(datasets_dir: Path, items: list[dict], rejected: list[dict], original_
         "bytes": len(body),
         "uploaded_bytes": original_bytes,
         "created_at": time.time(),
+        "kind": dataset_kind(items),
     }
     datasets_dir.mkdir(parents=True, exist_ok=True)
     path, meta_path = datasets_dir / f"{did}.jsonl", datasets_dir / f"{did}.json"
@@ -51,6 +54,14 @@ def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def kind_of(datasets_dir: Path, meta: dict) -> str:
+    """``answers`` or ``text``; uploads stored before the field existed are read once to tell."""
+    if "kind" in meta:
+        return meta["kind"]
+    items, _ = validate_lines((datasets_dir / f"{meta['id']}.jsonl").read_bytes())
+    return dataset_kind(items)
 
 
 def load_meta(datasets_dir: Path, did: str) -> dict | None:
