@@ -41,7 +41,7 @@ def teacher():
     return load_model("zoo:gpt-teacher")
 
 
-def ioi_view(adapter, n=8):
+def ioi_view(adapter, n=6):
     tok = adapter.tokenizer
     return build_task_data(task_items("ioi", {}, n, seed=0), {"teacher": tok, "student": tok}, name="ioi").view("teacher")
 
@@ -151,7 +151,7 @@ def test_naive_equals_plain_transformers_on_the_zoo_teacher(teacher, metric):
 
 
 def test_the_same_components_dominate_ioi_under_logit_diff_answer_prob_and_kl(teacher):
-    view = ioi_view(teacher, 16)
+    view = ioi_view(teacher, 12)
     top = {}
     for metric in ("logit_diff", "answer_prob", "kl"):
         infl = scan(teacher, view, "mean", method="exact", metric=metric).influences()
