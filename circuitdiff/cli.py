@@ -133,7 +133,8 @@ def summary(r: dict) -> str:
               else "")
         lines.append(
             f"{role:8s} {m[role]['id']}: {m[role]['n_layers']}x{m[role]['n_heads']}, {m[role]['n_params']:,} params; "
-            f"{metric.label} {p['value']:.4g} ± {p['value_std']:.3g}{ld}{acc}{flag}"
+            f"{metric.label} {p.get('value', p.get('logit_diff')):.4g} ± {p.get('value_std', p.get('logit_diff_std')):.3g}"
+            f"{ld}{acc}{flag}"
         )
     lines.insert(0, chance_line(r))
     a = r["alignment"]

@@ -69,7 +69,7 @@ def test_loss_on_plain_text_through_the_cli_with_a_report_in_a_browser(tmp_path,
         b.open(report.as_uri())
         assert b.console_errors() == []
         text = b.eval("document.body.innerText")
-        assert "metric: next-token loss (nats per token)" in text
+        assert "next-token loss (nats per token): clean mean" in text
         heads = b.eval("[...document.querySelectorAll('#components-teacher th')].map(e => e.innerText).join('|')")
         assert "loss ablated" in heads and "Δ loss" in heads and "LD" not in heads, heads
 

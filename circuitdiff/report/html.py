@@ -114,8 +114,8 @@ def _summary(r: ComparisonResult) -> str:
         row("architecture", [e(r.models[x].architecture) for x in SIDES], num=False),
         row("layers × heads", [f"{r.models[x].n_layers} × {r.models[x].n_heads}" for x in SIDES]),
         row("parameters", [f"{r.models[x].n_params:,}" for x in SIDES]),
-        row(f"metric: {e(metric.label)} ({e(metric.units)}), clean mean ± std [95% CI]",
-            [f"{perf[x].value:.4g} ± {perf[x].value_std:.3g}" + (f" {e(fmt_ci(perf[x].value_ci95, 4))}"
+        row(f"{e(metric.label)} ({e(metric.units)}): clean mean ± std [95% CI]",
+            [f"{perf[x].value:.3f} ± {perf[x].value_std:.3f}" + (f" {e(fmt_ci(perf[x].value_ci95, 3))}"
                                                                   if perf[x].value_ci95 else "") for x in SIDES]),
         *([row("logit difference (mean ± std)", [f"{perf[x].logit_diff:.3f} ± {perf[x].logit_diff_std:.3f}"
                                                  for x in SIDES])]
