@@ -62,6 +62,9 @@ def view_digest(view: Any) -> str:
         view.corrupted.tokens, view.corrupted.attention_mask, view.corrupted.end_pos,
         view.answer_ids, view.distractor_ids,
     ):
+        if t is None:  # plain texts have no answer / distractor ids
+            h.update(b"none")
+            continue
         t = t.detach().to("cpu", torch.int64).contiguous()
         h.update(str(tuple(t.shape)).encode())
         h.update(t.numpy().tobytes())
