@@ -188,7 +188,9 @@ def exact_scan(
     mask = attention_mask_4d(attention_mask)  # [batch, 1, t, t]
     rows = max_rows or rows_per_microbatch(view, t, device, torch.empty((), dtype=view.dtype).element_size(),
                                            readout.bytes_per_row(t, view.w_u.shape[0]))
-    out = torch.empty(len(parsed), n, dtype=torch.float64, device=device)
+    # In the model's dtype, as the logit difference always was; metrics computed in float64 are cast
+    # back (InfluenceScan holds float64 again; the 1e-5 comparisons are far above float32 rounding).
+    out = torch.empty(len(parsed), n, dtype=view.dtype, device=device)
 
     by_layer: dict[int, list[int]] = {}
     for i, c in enumerate(parsed):
@@ -203,16 +205,16 @@ def exact_scan(
             dz = z_rep - clean.z[layer]  # [batch, pos, head, d_head]
             head_of = torch.tensor([parsed[i].head for i in heads], device=device)
             lds, rows = _scan_heads(view, layer, clean, dz, head_of, mask, end_pos, readout, rows)
-            out[heads] = lds.view(len(heads), n)
+            out[heads] = lds.view(len(heads), n).to(out.dtype)
         for i in mlps:
             m_rep = replacement(clean.mlp_out[layer], corrupt.mlp_out[layer] if corrupt else None, ablation, c_mask)
             start = clean.resid_mid[layer] + m_rep  # resid_post with the MLP replaced
             lds, rows = _continue_from(view, layer + 1, start, mask, end_pos, readout, rows)
-            out[i] = lds
+            out[i] = lds.to(out.dtype)
         done += len(idx)
         if progress is not None:
             progress(done, len(parsed))
-    return ScanOutput(list(components), clean_values, out, rows)
+    return ScanOutput(list(components), clean_values.to(view.dtype), out, rows)
 
 
 def _scan_heads(view, layer, clean, dz, head_of, mask, end_pos, readout, rows):
