@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 # --------------------------------------------------------------------------- versions and limits
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Version of ``result.json``. Bumped with every change of the result's structure; the report still
 reads every older version (``circuitdiff.report.load`` upgrades them)."""
 
@@ -54,9 +54,11 @@ Preset = Literal["default", "paper"]
 """``paper``: the authors' choices, reproduced exactly; ``default``: the same method with their bugs
 fixed and confidence intervals added (circuitdiff.spec)."""
 
-Ablation = Literal["zero", "mean", "resample"]
+Ablation = Literal["zero", "mean", "resample", "token_mean"]
 """What an ablated activation is replaced with: 0, its per-position mean over the corrupted prompts,
-or its value on the prompt's own corrupted prompt (circuitdiff.scan.ablation)."""
+its value on the prompt's own corrupted prompt, or ``token_mean``: one mean vector per head / MLP
+over every real token of the corrupted set, at every position (the authors' ``llama_influence.ipynb``,
+paper-notes §3.1 D) (circuitdiff.scan.ablation)."""
 
 Matching = Literal["student_to_teacher", "teacher_to_student", "one_to_one"]
 """How components are paired (circuitdiff.analysis.matching): argmax, one pair per student
