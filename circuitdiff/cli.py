@@ -50,7 +50,8 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
                    help="resamples of every confidence interval and of the match confidences (0 = none)")
     p.add_argument("--chance-draws", type=int, default=1000, help="permutations of the chance null (>= 1000)")
     p.add_argument("--device", choices=choices(Device), default="auto")
-    p.add_argument("--dtype", choices=choices(Dtype), default="float32")
+    p.add_argument("--dtype", choices=choices(Dtype), default="auto",
+                   help="weights' dtype (auto: float32 up to 1e9 parameters, bfloat16 above)")
     p.add_argument("--scan", choices=choices(ScanMethod), default="exact",
                    help="influence scan method (naive = one forward per component, the reference)")
     p.add_argument("--attribution-check", type=int, default=None, metavar="N",

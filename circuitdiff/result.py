@@ -45,6 +45,10 @@ class ModelInfo(_Model):
     d_model: int
     n_params: int
     vocab_size: int
+    dtype: str | None = Field(None, description="the weights' dtype as loaded (spec dtype auto resolved); schema >= 4")
+    placement: dict[str, Any] | None = Field(
+        None, description="the memory plan made before loading: dtype, n_params, weight_bytes, activation_bytes, "
+        "needed_bytes, available_bytes per device, devices the weights went to, layers_per_device (schema >= 4)")
 
 
 class TaskItem(_Model):
@@ -191,10 +195,16 @@ class ScanInfo(_Model):
     approximate: bool
     agreement: dict[str, Any] | None = None
     cache: dict[str, str] = Field(default_factory=dict, description="per model: hit | miss | disabled")
+    microbatch_rows: dict[str, int] = Field(
+        default_factory=dict, description="per model: the exact scan's micro-batch size (sequences through the "
+        "blocks above an ablated layer at once) that ran, sized from free memory and halved on out-of-memory "
+        "(schema >= 4)")
+    ablation_protocol: str | None = Field(
+        None, description="what the ablation replaced activations with, and whose protocol it follows (schema >= 4)")
 
 
 class ComparisonResult(_Model):
-    schema_version: Literal[3] = SCHEMA_VERSION
+    schema_version: Literal[4] = SCHEMA_VERSION
     created_at: str
     spec: dict[str, Any] = Field(description="the fully resolved spec (preset expanded)")
     engine: dict[str, str]
@@ -228,6 +238,7 @@ def upgrade(data: dict) -> dict:
         raise ValueError(f"result schema_version {version!r} is not supported (this code reads 1 to {SCHEMA_VERSION})")
     out = dict(data)
     # 2 added worst5_mean / gini per model and slope_mean_ci95; 3 added the chance calibration, match
-    # confidences, unpaired components and task items. All optional: a missing value reads "not computed".
+    # confidences, unpaired components and task items. 4 added per-model dtype and memory placement, the
+    # scan's micro-batch sizes and ablation protocol. All optional: a missing value reads "not computed".
     out["schema_version"] = SCHEMA_VERSION
     return out

@@ -20,8 +20,8 @@ from .errors import ComponentIdError
 
 __all__ = [
     "SCHEMA_VERSION", "MAX_PROMPTS", "N_ATTENTION_VIEWS", "PAPER_HEAD_THRESHOLD", "PAPER_MLP_THRESHOLD",
-    "Role", "ROLES", "Preset", "Ablation", "Matching", "MlpSimilarity", "ScanMethod", "Bos", "Device", "Dtype",
-    "ModelKind", "Family", "MASKED_LM_MODEL_TYPES", "family_of_model_type", "AdapterName", "TaskForm",
+    "Role", "ROLES", "Preset", "Ablation", "Matching", "MlpSimilarity", "ScanMethod", "Bos", "Device", "Dtype", "BF16_ABOVE_PARAMS", "MEMORY_BUDGET_ENV",
+    "ModelKind", "Family", "MASKED_LM_MODEL_TYPES", "LLAMA_MODEL_TYPES", "family_of_model_type", "AdapterName", "TaskForm",
     "TokenAlignment", "ComponentKind", "choices",
     "ComponentIdError", "Component", "head_id", "mlp_id", "parse_component", "is_component_id", "head_ids",
     "mlp_ids", "component_ids", "canonical_key", "layer_key",
@@ -79,7 +79,16 @@ Bos = Literal["prepend", "none"]
 """BOS policy for causal models, one for every pass of a job (paper-notes §7 pitfall 1)."""
 
 Device = Literal["auto", "cpu", "cuda"]
-Dtype = Literal["float32", "float16", "bfloat16"]
+Dtype = Literal["auto", "float32", "float16", "bfloat16"]
+"""Weights' dtype; ``auto``: float32 up to :data:`BF16_ABOVE_PARAMS` parameters, bfloat16 above
+(per model, decided from its config before loading: circuitdiff.models.placement)."""
+
+BF16_ABOVE_PARAMS = 1_000_000_000
+"""``dtype: "auto"`` loads models with more parameters than this in bfloat16 (1B: every pair the
+paper ran in float32 is below, its Llama-3.1-8B -> Minitron-4B pair, run in bf16, is above)."""
+
+MEMORY_BUDGET_ENV = "CIRCUITDIFF_MEMORY_BUDGET"
+"""Setting: most bytes per device a job may plan to use (``24GiB``); unset = what the device has free."""
 
 # --------------------------------------------------------------------------- models and tasks
 ModelKind = Literal["zoo", "hub", "local"]
@@ -91,6 +100,11 @@ Family = Literal["causal", "masked"]
 
 MASKED_LM_MODEL_TYPES: tuple[str, ...] = ("bert", "distilbert")
 """``config.model_type`` values of the masked family; every other supported type is causal."""
+
+
+LLAMA_MODEL_TYPES: tuple[str, ...] = ("llama", "mistral", "qwen2")
+"""``config.model_type`` values of the Llama layout (GQA, RoPE, RMSNorm, SwiGLU): the paper's v2 pair and
+the layout most distillation uses today; the ``paper`` preset follows the authors' Llama notebook for them."""
 
 
 def family_of_model_type(model_type: str) -> Family:

@@ -281,5 +281,5 @@ def exact_method(
                      **task_tensors(view))
     return InfluenceScan(
         components=out.components, clean_ld=out.clean_ld.double().cpu(), ablated_ld=out.ablated_ld.double().cpu(),
-        ablation=ablation, method="exact",
+        ablation=ablation, method="exact", microbatch_rows=out.microbatch_rows,
     )
