@@ -40,6 +40,20 @@ class TaskOption:
         return {"type": "enum", "values": list(self.values), "default": self.default}
 
 
+HUB_SHAPES: dict[str, dict[str, Any]] = {
+    "meta-llama/Llama-3.1-8B": dict(
+        model_type="llama", vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+        num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=131072, rope_theta=500000.0,
+        rms_norm_eps=1e-5, tie_word_embeddings=False),
+    "nvidia/Llama-3.1-Minitron-4B-Depth-Base": dict(
+        model_type="llama", vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=16,
+        num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=131072, rope_theta=500000.0,
+        rms_norm_eps=1e-5, tie_word_embeddings=False),
+}
+"""The config shapes of the paper's v2 pair (their hub config.json files, sizes only): the memory plan's
+tests and benchmarks/llama_scale.py build random-weight models at these shapes (hubs are unreachable
+on the build machines)."""
+
 LLAMA_PAPER_ABLATION: Ablation = "token_mean"
 LLAMA_PAPER_PROTOCOL = (
     f"authors' Llama_experiments/llama_influence.ipynb ({AUTHORS_REPO}): mean ablation with one mean vector per head "

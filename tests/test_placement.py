@@ -23,19 +23,22 @@ GIB = 2**30
 
 
 def llama_8b():
-    """meta-llama/Llama-3.1-8B's shape (config.json of the hub model)."""
+    """meta-llama/Llama-3.1-8B's shape."""
     from transformers import LlamaConfig
 
-    return LlamaConfig(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-                       num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=131072,
-                       rope_theta=500000.0, tie_word_embeddings=False)
+    from circuitdiff.catalogue import HUB_SHAPES
+
+    return LlamaConfig(**{k: v for k, v in HUB_SHAPES["meta-llama/Llama-3.1-8B"].items() if k != "model_type"})
 
 
 def minitron_4b():
     """nvidia/Llama-3.1-Minitron-4B-Depth-Base: the 8B depth-pruned to 16 layers."""
-    cfg = llama_8b()
-    cfg.num_hidden_layers = 16
-    return cfg
+    from transformers import LlamaConfig
+
+    from circuitdiff.catalogue import HUB_SHAPES
+
+    shape = HUB_SHAPES["nvidia/Llama-3.1-Minitron-4B-Depth-Base"]
+    return LlamaConfig(**{k: v for k, v in shape.items() if k != "model_type"})
 
 
 def test_the_real_pair_loads_in_bfloat16_and_fits_one_large_gpu():
