@@ -20,14 +20,16 @@ from circuitdiff.models.functional import LlamaStack, functional_view
 from circuitdiff.scan.exact import exact_scan
 from circuitdiff.vocabulary import Component, component_ids, parse_component
 
-from .conftest import LLAMA_RATIOS, build_tiny_llama, build_word_tokenizer, causal_batch
+from .conftest import LLAMA_RATIOS, build_tiny_llama, causal_batch
 
 TOL = 1e-5
 
 
 @pytest.fixture(scope="module")
-def word_tok():
-    return build_word_tokenizer()
+def word_tok(tiny_llama_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_llama_dir)  # the task-word tokenizer, trained once per session
 
 
 @pytest.fixture(scope="module")
