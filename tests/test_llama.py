@@ -245,3 +245,29 @@ def test_cross_family_pairs_use_the_word_aligned_path(direction, tiny_gpt_dir, t
     assert archs == {"GPT2LMHeadModel", "LlamaForCausalLM"}
     assert res.similarity.heads is not None and 0 < res.alignment.score <= 1
     assert any("do not share a tokenisation" in w for w in res.warnings)
+
+
+def test_attribution_covers_llama_and_checks_itself_against_the_exact_scan(tiny_llama_dir, word_tok):
+    """Attribution patching through LlamaStack's autograd: first order, so close to the exact scan on
+    a model at its initial scale (corr > 0.99); through the adapter it runs its own exact check."""
+    from circuitdiff.models.loading import load_model
+    from circuitdiff.scan import scan
+    from circuitdiff.scan.attribution import attribution_scan
+
+    model = build_tiny_llama(word_tok, n_layer=3, loud=1.0)
+    vocab = model.config.vocab_size
+    tokens, mask, end = right_padded(6, [9, 7, 5], vocab, seed=1)
+    c_tokens, c_mask, _ = right_padded(6, [9, 7, 5], vocab, seed=2)
+    ans, dis = torch.arange(3, 9), torch.arange(10, 16)
+    view = functional_view(model)
+    for ablation in ("zero", "token_mean"):
+        ex = exact_scan(view, tokens, mask, end, ans, dis, ablation, c_tokens, c_mask)
+        at = attribution_scan(view, tokens, mask, end, ans, dis, ablation, c_tokens, c_mask)
+        d_ex, d_at = (ex.ablated_ld - ex.clean_ld).mean(1), (at.ablated_ld - at.clean_ld).mean(1)
+        corr = torch.corrcoef(torch.stack([d_ex, d_at]))[0, 1].item()
+        print(f"llama attribution vs exact, {ablation}: corr {corr:.4f}")
+        assert corr > 0.99
+
+    adapter = load_model(str(tiny_llama_dir))
+    est = scan(adapter, _view(adapter, "ioi", 6), "token_mean", method="attribution", check=6, seed=0)
+    assert est.method == "attribution" and est.agreement["n_checked"] == 6
