@@ -41,7 +41,7 @@ TEXTS = [
 
 
 def top3(influence: dict) -> str:
-    return ", ".join(f"{c} {v['influence']:.3g}" for c, v in sorted(influence.items(), key=lambda kv: -kv[1]["influence"])[:3])
+    return ", ".join(f"{c} {v.influence:.3g}" for c, v in sorted(influence.items(), key=lambda kv: -kv[1].influence)[:3])
 
 
 def main() -> None:

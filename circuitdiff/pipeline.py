@@ -101,6 +101,9 @@ def run_comparison(
         )
         warnings += task.warnings
         check_metric(spec.metric, task, {r: adapters[r].family for r in ROLES})
+        if spec.circuits is not None and task.kind == "text":  # circuit search reads the logit difference
+            raise MetricError("circuits are found on the logit difference, and this dataset is plain text (no answers)",
+                              field="circuits", fix="drop `circuits`, or use a dataset of prompts with answers")
         for role in ROLES:  # the real token length now known: do the scan's activations still fit?
             a, v = adapters[role], task.view(role)
             check_activations(a.hf_model.config, a.dtype, Workload(v.n, v.clean.tokens.shape[1], BATCH_SIZE),
