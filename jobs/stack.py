@@ -2,7 +2,7 @@
 
 Starts, in order: a private Redis server (only when ``REDIS_URL`` is unset; its AOF lives in
 ``<data_dir>/redis`` so job records survive a restart), one Celery worker (solo pool, queue
-``gpu``) and the API under uvicorn on 127.0.0.1:8000 (``CIRCUITDIFF_HOST`` / ``CIRCUITDIFF_PORT``),
+``gpu``), the watch worker (queue ``watches``) and Celery beat, which schedule watch checks, and the API under uvicorn on 127.0.0.1:8000 (``CIRCUITDIFF_HOST`` / ``CIRCUITDIFF_PORT``),
 each with the command line :mod:`jobs.commands` gives (:func:`processes`).
 Ctrl-C or SIGTERM stops them in reverse order; if one dies, the others are stopped too. Children
 also get SIGTERM from the kernel if this launcher is killed outright (PR_SET_PDEATHSIG), so
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from .children import spawn
-from .commands import api_argv, worker_argv
+from .commands import api_argv, beat_argv, watcher_argv, worker_argv
 from .redis_server import RedisServer
 from .settings import Settings
 
@@ -55,9 +55,11 @@ class Child:
             self.proc.wait()
 
 
-def processes() -> list[Child]:
-    """What ``make run`` starts after Redis, in order (stopped in reverse)."""
-    return [Child("worker", worker_argv("worker")), Child("api", api_argv())]
+def processes(settings: Settings) -> list[Child]:
+    """What ``make run`` starts after Redis, in order (stopped in reverse): the GPU worker, the watch
+    worker and beat (watches, issue 16), the API."""
+    return [Child("worker", worker_argv("worker")), Child("watcher", watcher_argv("watcher")),
+            Child("beat", beat_argv(settings.data_dir / "celerybeat-schedule")), Child("api", api_argv())]
 
 
 def banner(base: str, keyed: bool) -> str:
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             redis_server = RedisServer(settings.data_dir / "redis").start()
             env["REDIS_URL"] = redis_server.url
             print(f"started Redis at {redis_server.url} (data in {redis_server.workdir})", flush=True)
-        for child in processes():
+        for child in processes(settings):
             child.start(env)
             started.append(child)
         base = f"http://{settings.host}:{settings.port}"
