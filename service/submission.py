@@ -21,6 +21,15 @@ from . import datasets
 from .modelroots import check_checkpoint, resolve_under_roots
 from .problems import Problem
 
+
+@dataclass(frozen=True)
+class Prepared:
+    spec: ComparisonSpec  # local paths made absolute and real
+    fingerprints: dict[str, str]
+    dataset_digest: str
+    content_key: str
+
+
 def _model(ref: ModelRef, role: str, settings: Settings) -> tuple[ModelRef, str]:
     field = f"{role}.id"
     if ref.kind == "zoo":
