@@ -4,7 +4,7 @@ revisions, each with the fingerprint that identifies its weights.
 A directory checkpoint is a subdirectory of the watch's directory whose name matches the pattern
 and which holds ``config.json`` and ``.safetensors`` weights (the same test as a local model path).
 It counts as settled once nothing in it (the directory itself included) has changed for
-``settle_seconds``: a checkpoint still being written is reported as ``settling`` and never hashed
+``settle_seconds`` (:func:`last_change`): a checkpoint still being written is reported as ``settling`` and never hashed
 or compared. Symlinks are resolved, and a checkpoint whose real path leaves the allowed model
 roots is skipped, as a local model path would be refused.
 """
@@ -43,14 +43,19 @@ def _inside(real: Path, roots: list[Path]) -> bool:
     return any(real == r.resolve() or real.is_relative_to(r.resolve()) for r in roots)
 
 
-def _newest_mtime(d: Path) -> float:
-    newest = d.stat().st_mtime
+def last_change(d: Path) -> float:
+    """The latest change to anything in ``d``: max of mtime and ctime over the directory and every
+    entry below it. ctime counts because copies that keep timestamps (``cp -a``, ``rsync -t``,
+    ``shutil.copytree``) set old mtimes, while every write, rename or chmod moves the ctime."""
+    st = d.stat()
+    newest = max(st.st_mtime, st.st_ctime)
     for base, dirs, files in os.walk(d):
         for n in dirs + files:
             try:
-                newest = max(newest, os.lstat(os.path.join(base, n)).st_mtime)
+                st = os.lstat(os.path.join(base, n))
             except FileNotFoundError:  # removed while we looked: it is changing, so not settled
                 return time.time()
+            newest = max(newest, st.st_mtime, st.st_ctime)
     return newest
 
 
@@ -64,7 +69,7 @@ def scan_directory(directory: Path, pattern: str, settle_seconds: float, roots: 
         if not _inside(real, roots):
             out.append(Checkpoint(c.name, "outside_roots"))
             continue
-        newest = _newest_mtime(real)
+        newest = last_change(real)
         if now - newest < settle_seconds:
             out.append(Checkpoint(c.name, "settling", str(real), settles_at=newest + settle_seconds))
             continue

@@ -24,7 +24,7 @@ import pytest
 import redis
 
 from circuitdiff.catalogue import zoo_path
-from jobs.checkpoints import natural_key
+from jobs.checkpoints import last_change, natural_key
 from jobs.commands import beat_argv, watcher_argv
 from jobs.redis_server import RedisServer, free_port
 from jobs.regressions import judge
@@ -231,13 +231,13 @@ def test_watch_compares_each_checkpoint_once_and_flags_the_damaged_one(stack, tm
     w = r.json()
     wid = w["id"]
     assert r.headers["location"] == f"/v1/watches/{wid}"
-    assert "secret" not in json.dumps(w) and w["alerts"]["webhook"] == {"url": receiver.url, "has_secret": True}
+    assert SECRET not in json.dumps(w) and w["alerts"]["webhook"] == {"url": receiver.url, "has_secret": True}
     assert bob.get(f"/v1/watches/{wid}").status_code == 404
     assert wid not in [x["id"] for x in bob.get("/v1/watches").json()["items"]]
 
     # step-1000: the zoo student itself. Checks hammered while it settles and after.
     _copy_student(run / "step-1000")
-    settled_at = (run / "step-1000").stat().st_mtime + SETTLE
+    settled_at = last_change(run / "step-1000") + SETTLE  # copytree keeps old mtimes; the rename is the change
     for _ in range(5):
         assert alice.post(f"/v1/watches/{wid}/check").status_code == 202
     first = wait_for(lambda: _judged(alice, wid, "step-1000"), 300, "step-1000 judged", stack["procs"][1])
@@ -282,7 +282,7 @@ def test_watch_compares_each_checkpoint_once_and_flags_the_damaged_one(stack, tm
     assert _history(alice, wid) == before and alice.get(f"/v1/watches/{wid}").json()["status"] == "active"
 
     weights.write_bytes(damaged_bytes)  # the writer finishes
-    settled_2000 = weights.stat().st_mtime + SETTLE
+    settled_2000 = last_change(half) + SETTLE
     for _ in range(3):
         alice.post(f"/v1/watches/{wid}/check")
     second = wait_for(lambda: _judged(alice, wid, "step-2000"), 300, "step-2000 judged", stack["procs"][1])
