@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from .report.command import add_report, check_report_path, write_report
 from .vocabulary import Ablation, Bos, Device, Dtype, Matching, MlpSimilarity, Preset, ScanMethod, choices
+from .watch_cli import add_watch
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL = 1
@@ -265,7 +266,7 @@ def cmd_items(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- main
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_compare, add_tasks, add_models, add_report,
-                                                               add_items]
+                                                               add_items, add_watch]
 
 
 def build_parser() -> argparse.ArgumentParser:
