@@ -355,3 +355,39 @@ def _browser_checks(html: str, tmp_path: Path, names: list[str]) -> None:
         assert b.eval("document.querySelectorAll('table.history tr.regression').length") == 1
         width = b.eval("document.querySelector('svg.alignment').getBoundingClientRect().width")
         assert width > 300
+
+
+def test_a_check_that_died_after_creating_its_job_is_finished_by_the_next_one(stack):
+    """A restart mid-check: the job-create script linked the pair to a job, then the check died before
+    recording the history entry and sending the job. The next check must adopt that job (not make
+    a second one) and send it, so it runs."""
+    from jobs.content import weights_fingerprint
+    from jobs.settings import hash_key
+    from jobs.store import JobStore
+    from jobs.watches import entry_key
+    from service.auth import owner_of
+
+    alice = stack["alice"]
+    (stack["data"] / "models" / "runs" / "crash").mkdir()
+    body = watch_spec(stack["receiver"].url, name="crash-run", interval_seconds=3600,
+                      checkpoints={"directory": "runs/crash", "pattern": "step-*", "settle_seconds": SETTLE})
+    wid = alice.post("/v1/watches", json=body).json()["id"]
+    wait_for(lambda: alice.get(f"/v1/watches/{wid}").json()["last_checked_at"], 30, "first (empty) check")
+
+    fp = "sha256:" + weights_fingerprint(zoo_path("gpt-student"))
+    r = redis.Redis.from_url(stack["server"].url, decode_responses=True)
+    spec = {"teacher": {"id": "zoo:gpt-teacher"}, "student": {"id": str(zoo_path("gpt-student"))}, **COMPARISON}
+    orphan = JobStore(r).create(owner=owner_of(hash_key(ALICE_KEY)), spec=spec, content_key="died-mid-check",
+                                fingerprints={}, link=(f"cd:watch:{wid}:jobs", entry_key("step-1", fp)),
+                                extra={"watch_id": wid, "checkpoint": "step-1"})
+    assert orphan.kind == "new"  # recorded and linked, but no message was ever sent
+    r.close()
+
+    _copy_student(stack["data"] / "models" / "runs" / "crash" / "step-1")
+    time.sleep(SETTLE + 0.5)
+    alice.post(f"/v1/watches/{wid}/check")
+    entry = wait_for(lambda: _judged(alice, wid, "step-1"), 300, "adopted job judged", stack["procs"][1])
+    assert entry["job_id"] == orphan.job_id and entry["status"] == "succeeded"
+    mine = [j for j in alice.get("/v1/comparisons", params={"limit": 100}).json()["items"] if j.get("watch_id") == wid]
+    assert [j["id"] for j in mine] == [orphan.job_id]
+    alice.delete(f"/v1/watches/{wid}")
