@@ -19,6 +19,7 @@ Redis layout (one hash per watch, like jobs):
   has not been judged yet; ``:events`` which webhook events were emitted (once each).
 - ``cd:watch:<id>:seen``: checkpoint name -> what the last check saw of a not-yet-compared one
   (settling, incomplete).
+- ``cd:watches:pending``: the watches that have entries to judge (each beat tick visits them).
 - ``cd:watch:<id>:deliveries``: webhook delivery attempts, newest first (bounded).
 """
 
@@ -37,6 +38,7 @@ from circuitdiff.spec import ModelRef
 
 P = "cd:"
 DUE = P + "watches:due"
+WITH_PENDING = P + "watches:pending"  # set of watch ids with entries still to judge
 MAX_DELIVERIES = 200
 WatchStatus = Literal["active", "paused", "deleted"]
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -184,7 +186,12 @@ class WatchStore:
         return self.r.zrangebyscore(DUE, "-inf", now)
 
     def with_pending(self) -> list[str]:
-        return [k.split(":")[2] for k in self.r.scan_iter(match=f"{P}watch:*:pending", count=500)]
+        return list(self.r.smembers(WITH_PENDING))
+
+    def settle_pending(self, wid: str) -> None:
+        """Drop the watch from the judging round once nothing of it waits (called under its lock)."""
+        if not self.r.scard(f"{watch_key(wid)}:pending"):
+            self.r.srem(WITH_PENDING, wid)
 
     def schedule(self, wid: str, at: float) -> None:
         self.r.zadd(DUE, {wid: at}, xx=True)  # xx: a paused or deleted watch stays out
@@ -215,7 +222,8 @@ class WatchStore:
         pipe = self.r.pipeline(transaction=True)
         pipe.hsetnx(f"{watch_key(wid)}:history", key, json.dumps(entry, sort_keys=True))
         pipe.sadd(f"{watch_key(wid)}:pending", key)
-        added, _ = pipe.execute()  # an existing, judged pair put back in pending is dropped by the next pass
+        pipe.sadd(WITH_PENDING, wid)
+        added, _, _ = pipe.execute()  # an existing, judged pair put back in pending is dropped by the next pass
         return bool(added)
 
     def save_entry(self, wid: str, key: str, entry: dict, *, judged: bool) -> None:

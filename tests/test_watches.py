@@ -391,3 +391,39 @@ def test_a_check_that_died_after_creating_its_job_is_finished_by_the_next_one(st
     mine = [j for j in alice.get("/v1/comparisons", params={"limit": 100}).json()["items"] if j.get("watch_id") == wid]
     assert [j["id"] for j in mine] == [orphan.job_id]
     alice.delete(f"/v1/watches/{wid}")
+
+
+def test_delivery_to_a_private_address_is_refused_at_delivery_time(stack, monkeypatch):
+    """The watch worker checks the target again when it delivers (a name may resolve elsewhere by
+    then): with private targets not allowed, nothing is sent, the attempt is logged as refused and
+    not retried."""
+    from jobs.queue import make_celery
+    from jobs.settings import get_settings
+    from jobs.watches import WatchStore
+    from worker import watching
+
+    alice, receiver = stack["alice"], stack["receiver"]
+    (stack["data"] / "models" / "runs" / "refused").mkdir()
+    body = watch_spec(receiver.url, name="refused-run", interval_seconds=3600,
+                      checkpoints={"directory": "runs/refused", "pattern": "step-*"})
+    wid = alice.post("/v1/watches", json=body).json()["id"]  # this API allows private targets (tests)
+
+    monkeypatch.setenv("REDIS_URL", stack["server"].url)
+    monkeypatch.setenv("CIRCUITDIFF_WEBHOOK_ALLOW_PRIVATE", "false")
+    monkeypatch.setenv("CIRCUITDIFF_DATA_DIR", str(stack["data"]))
+    get_settings.cache_clear()
+    watching.stores.cache_clear()
+    try:
+        ws = watching.stores()[1]
+        ws.save_delivery_body("dtest0001", wid, "checkpoint.compared", b'{"event": "checkpoint.compared"}')
+        before = len(receiver.got)
+        watching.deliver(make_celery(get_settings()), "dtest0001", 1)
+    finally:
+        get_settings.cache_clear()
+        watching.stores.cache_clear()
+    assert len(receiver.got) == before
+    d = alice.get(f"/v1/watches/{wid}/deliveries").json()["items"]
+    assert len(d) == 1 and d[0]["attempt"] == 1 and d[0]["status_code"] is None and d[0]["ok"] is False
+    assert d[0]["error"].startswith("refused:") and "127.0.0.1" in d[0]["error"] and d[0]["next_attempt_at"] is None
+    assert isinstance(ws, WatchStore)
+    alice.delete(f"/v1/watches/{wid}")

@@ -174,6 +174,7 @@ def judge_pending(app: Celery, wid: str) -> None:
     w = ws.get(wid)
     pending = ws.pending(wid)
     if w is None or not pending:
+        ws.settle_pending(wid)
         return
     history = ws.history(wid)
     items = ordered(history)
@@ -213,6 +214,7 @@ def judge_pending(app: Celery, wid: str) -> None:
         e["judged"] = True
         ws.save_entry(wid, key, e, judged=True)
         _emit(app, ws, w, key, e, ["checkpoint.compared"] + (["regression.detected"] if e["regression"] else []))
+    ws.settle_pending(wid)
 
 
 def _emit(app: Celery, ws: WatchStore, w: dict, key: str, entry: dict, events: list[str]) -> None:
