@@ -32,9 +32,9 @@ import time
 from typing import Any, Literal
 
 import redis
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from circuitdiff.spec import ModelRef
+from circuitdiff.spec import ModelRef, spec_error
 
 P = "cd:"
 DUE = P + "watches:due"
@@ -48,23 +48,52 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class DirectorySource(_Strict):
-    directory: str = Field(max_length=1000, examples=["runs/42"],
-                           description="under an allowed model root, like a local model path")
+class CheckpointSource(_Strict):
+    """Either a directory (``directory``, ``pattern``, ``settle_seconds``) or a hub repo (``hub``,
+    ``revisions``): exactly one of ``directory`` and ``hub``."""
+
+    directory: str | None = Field(None, min_length=1, max_length=1000, examples=["runs/42"],
+                                  description="under an allowed model root, like a local model path")
     pattern: str = Field("step-*", min_length=1, max_length=200, description="glob matched against subdirectory names")
     settle_seconds: float = Field(30, ge=0, le=86400, description="a checkpoint is compared once unchanged this long")
+    hub: str | None = Field(None, max_length=200, examples=["org/name"],
+                            description="instead of a directory: a hub model repo, polled with huggingface_hub")
+    revisions: Literal["branches", "tags", "commits"] = Field("branches", description="with hub: what a checkpoint is")
 
+    @field_validator("directory")
+    @classmethod
+    def _no_nul(cls, v: str | None) -> str | None:
+        if v is not None and "\0" in v:
+            raise ValueError("a path cannot contain a NUL character")
+        return v
 
-class HubSource(_Strict):
-    hub: str = Field(max_length=200, examples=["org/name"])
-    revisions: Literal["branches", "tags", "commits"] = "branches"
+    @field_validator("pattern")
+    @classmethod
+    def _one_level(cls, v: str) -> str:
+        if "/" in v or "\0" in v or v in (".", ".."):
+            raise ValueError("give a glob for one directory level, like 'step-*'")
+        return v
 
     @field_validator("hub")
     @classmethod
-    def _hub_id(cls, v: str) -> str:
-        if not _HUB_ID.match(v):
+    def _hub_id(cls, v: str | None) -> str | None:
+        if v is not None and not _HUB_ID.match(v):
             raise ValueError("give a hub repo id like 'org/name'")
         return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "CheckpointSource":
+        if (self.directory is None) == (self.hub is None):
+            raise spec_error("invalid_checkpoint_source", "give either a directory or a hub repo, not both or neither",
+                             'use {"directory": "runs/42", "pattern": "step-*"} or {"hub": "org/name"}',
+                             field="directory")
+        return self
+
+    def public(self) -> dict[str, Any]:
+        """The fields that apply to this kind of source."""
+        if self.hub is not None:
+            return {"hub": self.hub, "revisions": self.revisions}
+        return {"directory": self.directory, "pattern": self.pattern, "settle_seconds": self.settle_seconds}
 
 
 class Webhook(_Strict):
@@ -85,7 +114,7 @@ class WatchSpec(_Strict):
 
     name: str = Field(min_length=1, max_length=200, examples=["distil-run-42"])
     teacher: ModelRef
-    checkpoints: DirectorySource | HubSource
+    checkpoints: CheckpointSource
     comparison: dict[str, Any] = Field(default_factory=dict, examples=[{"task": "ioi", "n_prompts": 100}])
     interval_seconds: int = Field(300, ge=10, le=30 * 86400)
     baseline: str = Field("first", min_length=1, max_length=200,
@@ -130,6 +159,7 @@ class WatchStore:
         wid = new_watch_id()
         now = time.time()
         public = spec.model_dump(mode="json")
+        public["checkpoints"] = spec.checkpoints.public()
         secret = ""
         if public["alerts"].get("webhook"):
             secret = public["alerts"]["webhook"].pop("secret")

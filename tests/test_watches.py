@@ -154,6 +154,11 @@ def test_bad_watches_are_problems_naming_the_field(stack):
         (watch_spec(url, comparison={**COMPARISON, "n_prompts": 0}), "comparison.n_prompts"),
         (watch_spec(url, comparison={"task": "nope"}), "comparison.task"),
         (watch_spec("ftp://example.com/x"), "alerts.webhook.url"),
+        (watch_spec(url, checkpoints={"directory": "runs/42", "hub": "org/name"}), "checkpoints.directory"),
+        (watch_spec(url, checkpoints={"pattern": "step-*"}), "checkpoints.directory"),
+        (watch_spec(url, checkpoints={"directory": "runs/42", "pattern": "../step-*"}), "checkpoints.pattern"),
+        (watch_spec(url, checkpoints={"hub": "not a repo"}), "checkpoints.hub"),
+        (watch_spec(url, checkpoints={"directory": "runs/42", "settle_seconds": -1}), "checkpoints.settle_seconds"),
     ]
     for body, field in cases:
         r = alice.post("/v1/watches", json=body)

@@ -77,7 +77,7 @@ def check(app: Celery, wid: str) -> None:
 
 def _scan(w: dict) -> list[Checkpoint]:
     src, settings = w["spec"]["checkpoints"], get_settings()
-    if "hub" in src:
+    if src.get("hub"):
         return scan_hub(src["hub"], src["revisions"])
     directory = Path(w["resolved"]["directory"])
     if not directory.is_dir():

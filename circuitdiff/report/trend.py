@@ -165,7 +165,7 @@ def render_trend(watch: dict, entries: list[dict]) -> str:
         f'<td>{_reasons(x.get("reasons") or [])}</td><td><code>{e(x["job_id"])}</code></td></tr>'
         for x in entries)
     src = spec["checkpoints"]
-    source = f'{e(src.get("directory", src.get("hub")))} ({e(src.get("pattern", src.get("revisions")))})'
+    source = f'{e(src.get("directory") or src.get("hub"))} ({e(src.get("pattern") or src.get("revisions"))})'
     return f"""<!doctype html>
 <html lang="en"><head>
 <meta charset="utf-8">

@@ -17,7 +17,7 @@ from circuitdiff.report.trend import render_trend
 from circuitdiff.spec import ComparisonSpec
 from jobs.queue import send_watch_check
 from jobs.checkpoints import natural_key
-from jobs.watches import Alerts, DirectorySource, WatchSpec, WatchStore
+from jobs.watches import Alerts, WatchSpec, WatchStore
 from jobs.webhooks import TargetRefused, check_target
 
 from ...deps import OwnerDep, ProducerDep, SettingsDep, StoreDep
@@ -200,7 +200,7 @@ def create_watch(spec: WatchSpec, response: Response, owner: OwnerDep, settings:
         errors = [{**err, "loc": ("comparison", *err["loc"])} for err in e.errors()]
         raise validation_problem(errors, strip_body=False) from None
     resolved: dict[str, Any] = {}
-    if isinstance(spec.checkpoints, DirectorySource):
+    if spec.checkpoints.directory is not None:
         real = resolve_under_roots(spec.checkpoints.directory, settings.model_roots, "checkpoints.directory",
                                    want_dir=True)
         resolved["directory"] = str(real)
