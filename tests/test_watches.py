@@ -365,7 +365,8 @@ def _browser_checks(html: str, tmp_path: Path, names: list[str]) -> None:
 def test_a_check_that_died_after_creating_its_job_is_finished_by_the_next_one(stack):
     """A restart mid-check: the job-create script linked the pair to a job, then the check died before
     recording the history entry and sending the job. The next check must adopt that job (not make
-    a second one) and send it, so it runs."""
+    a second one) and send it, so it runs. Then the checkpoint is rewritten (a new entry), and both
+    jobs are cancelled: recorded, announced as ``checkpoint.failed``, never regressions."""
     from jobs.content import weights_fingerprint
     from jobs.settings import hash_key
     from jobs.store import JobStore
@@ -399,6 +400,28 @@ def test_a_check_that_died_after_creating_its_job_is_finished_by_the_next_one(st
              "adopted job taken by a worker", stack["procs"][1])
     mine = [j for j in alice.get("/v1/comparisons", params={"limit": 100}).json()["items"] if j.get("watch_id") == wid]
     assert [j["id"] for j in mine] == [orphan.job_id]
+
+    # a rewritten checkpoint (same name, other weights) is a new entry with its own job
+    ckpt = stack["data"] / "models" / "runs" / "crash" / "step-1"
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(zoo_path("gpt-teacher") / name, ckpt / f".{name}.tmp")
+        (ckpt / f".{name}.tmp").rename(ckpt / name)
+    time.sleep(SETTLE + 0.5)
+    alice.post(f"/v1/watches/{wid}/check")
+    both = wait_for(lambda: len(h := [x for x in _history(alice, wid) if x["checkpoint"] == "step-1"]) == 2 and h, 60,
+                    "the rewritten step-1 as a second entry")
+    assert both[0]["fingerprint"] != both[1]["fingerprint"] and both[0]["job_id"] != both[1]["job_id"]
+    assert both[1]["fingerprint"] == "sha256:" + weights_fingerprint(zoo_path("gpt-teacher"))
+
+    # cancelled jobs are recorded and announced as checkpoint.failed, never judged as regressions
+    for x in both:
+        assert alice.delete(f"/v1/comparisons/{x['job_id']}").status_code in (200, 202)
+    wait_for(lambda: all(x["status"] == "cancelled" for x in _history(alice, wid)), 120, "both entries cancelled")
+    assert all(x["regression"] is None and x["reasons"] == [] for x in _history(alice, wid))
+    mine = lambda name: [g for g in stack["receiver"].events(name) if json.loads(g["body"])["watch_id"] == wid]
+    wait_for(lambda: len(mine("checkpoint.failed")) == 2, 60, "two checkpoint.failed deliveries")
+    assert mine("regression.detected") == [] and mine("checkpoint.compared") == []
+    assert alice.get(f"/v1/watches/{wid}").json()["counts"]["failed"] == 2
     alice.delete(f"/v1/watches/{wid}")
 
 
