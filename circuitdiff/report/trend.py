@@ -17,9 +17,10 @@ the page works offline, from a mail attachment, and nothing a checkpoint name sm
 from __future__ import annotations
 
 import html
+import re
 from typing import Any
 
-W, H, PAD_L, PAD_R, PAD_T, PAD_B = 760, 230, 56, 16, 14, 58
+W, H, PAD_L, PAD_R, PAD_T, PAD_B = 760, 250, 56, 60, 14, 78
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
@@ -85,8 +86,14 @@ def _heat_colour(v: float, vmax: float) -> str:
     return f"rgb({r},{g},{b})"
 
 
+def _component_order(c: str) -> tuple:
+    """L2H1 < L2H10 < L2MLP < L10H0: by layer, heads before the MLP, heads by number."""
+    m = re.match(r"L(\d+)(?:H(\d+)|MLP)$", c)
+    return (int(m[1]), 1 if m[2] is None else 0, int(m[2] or 0), c) if m else (1 << 30, 0, 0, c)
+
+
 def _heatmap(names: list[str], shares: list[dict[str, float] | None]) -> str:
-    comps = sorted({c for s in shares if s for c in s}, key=lambda c: (c.split("H")[0].split("M")[0], c))
+    comps = sorted({c for s in shares if s for c in s}, key=_component_order)
     if not comps:
         return '<p class="empty">No compared checkpoint yet.</p>'
     vmax = max(v for s in shares if s for v in s.values()) or 1.0
