@@ -12,6 +12,7 @@ roots is skipped, as a local model path would be refused.
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import re
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from circuitdiff.fingerprint import WEIGHT_SUFFIXES
 
-from .content import weights_fingerprint
+from .content import weights_fingerprint, weights_stamp
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,11 @@ def last_change(d: Path) -> float:
 
 
 def scan_directory(directory: Path, pattern: str, settle_seconds: float, roots: list[Path],
-                   now: float | None = None) -> list[Checkpoint]:
+                   now: float | None = None, known: dict[str, dict] | None = None) -> list[Checkpoint]:
+    """``known``: checkpoint name -> ``{"stamp", "fingerprint"}`` from earlier scans; a checkpoint whose
+    weight files kept their names, sizes and mtimes is not hashed again (updated in place)."""
     now = time.time() if now is None else now
+    known = {} if known is None else known
     out = []
     for c in sorted((p for p in directory.iterdir() if p.is_dir() and fnmatch.fnmatchcase(p.name, pattern)),
                     key=lambda p: natural_key(p.name)):
@@ -76,7 +80,10 @@ def scan_directory(directory: Path, pattern: str, settle_seconds: float, roots: 
         if not (real / "config.json").is_file() or not any(p.name.endswith(WEIGHT_SUFFIXES) for p in real.iterdir()):
             out.append(Checkpoint(c.name, "incomplete", str(real)))
             continue
-        out.append(Checkpoint(c.name, "settled", str(real), fingerprint="sha256:" + weights_fingerprint(real)))
+        stamp = json.dumps(weights_stamp(real))
+        if known.get(c.name, {}).get("stamp") != stamp:
+            known[c.name] = {"stamp": stamp, "fingerprint": "sha256:" + weights_fingerprint(real)}
+        out.append(Checkpoint(c.name, "settled", str(real), fingerprint=known[c.name]["fingerprint"]))
     return out
 
 

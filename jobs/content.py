@@ -3,8 +3,8 @@
 content key = sha256(canonical resolved spec + model fingerprints + dataset digest + engine
 version): two requests with the same key compute the same result, so the second gets the first's
 job. Weight fingerprints are ``weights_sha256`` of a checkpoint's safetensors files, cached per
-(path, name/size/mtime of each weight file) so a resubmission or a watch tick does not re-read
-megabytes; a file rewritten in place changes its mtime and is hashed again.
+(path, name/size/mtime/ctime of each weight file) so a resubmission or a watch tick does not re-read
+megabytes; a file rewritten in place changes its ctime and is hashed again.
 """
 
 from __future__ import annotations
@@ -25,14 +25,19 @@ _FP_LOCK = threading.Lock()
 _FP_CACHE_SIZE = 256
 
 
-def weights_fingerprint(model_dir: Path) -> str:
-    """``weights_sha256`` cached by (path, name/size/mtime of each weight file)."""
-    stamp = tuple(
-        (p.name, st.st_size, st.st_mtime_ns)
+def weights_stamp(model_dir: Path) -> tuple:
+    """(name, size, mtime, ctime) of each weight file: what must change for the weights to change
+    (ctime too: a copy that keeps the old mtime still moves it)."""
+    return tuple(
+        (p.name, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         for p in sorted(model_dir.iterdir())
         if p.name.endswith(WEIGHT_SUFFIXES) and (st := p.stat())
     )
-    key = (str(model_dir), stamp)
+
+
+def weights_fingerprint(model_dir: Path) -> str:
+    """``weights_sha256`` cached by (path, :func:`weights_stamp`)."""
+    key = (str(model_dir), weights_stamp(model_dir))
     with _FP_LOCK:
         if key in _FP_CACHE:
             _FP_CACHE.move_to_end(key)

@@ -19,6 +19,8 @@ Redis layout (one hash per watch, like jobs):
   has not been judged yet; ``:events`` which webhook events were emitted (once each).
 - ``cd:watch:<id>:seen``: checkpoint name -> what the last check saw of a not-yet-compared one
   (settling, incomplete).
+- ``cd:watch:<id>:fingerprints``: checkpoint name -> weight-file stamp and sha256, so a large
+  checkpoint is hashed once, not at every check.
 - ``cd:watches:pending``: the watches that have entries to judge (each beat tick visits them).
 - ``cd:watch:<id>:deliveries``: webhook delivery attempts, newest first (bounded).
 """
@@ -274,6 +276,17 @@ class WatchStore:
         pipe.delete(f"{watch_key(wid)}:seen")
         if seen:
             pipe.hset(f"{watch_key(wid)}:seen", mapping={k: json.dumps(v) for k, v in seen.items()})
+        pipe.execute()
+
+    def fingerprints(self, wid: str) -> dict[str, dict]:
+        """Checkpoint name -> {stamp, fingerprint}: hashes kept across checks and restarts."""
+        return {k: json.loads(v) for k, v in self.r.hgetall(f"{watch_key(wid)}:fingerprints").items()}
+
+    def save_fingerprints(self, wid: str, known: dict[str, dict]) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(f"{watch_key(wid)}:fingerprints")
+        if known:
+            pipe.hset(f"{watch_key(wid)}:fingerprints", mapping={k: json.dumps(v) for k, v in known.items()})
         pipe.execute()
 
     def seen(self, wid: str) -> dict[str, dict]:

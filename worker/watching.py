@@ -75,21 +75,25 @@ def check(app: Celery, wid: str) -> None:
         ws.unlock(wid, token)
 
 
-def _scan(w: dict) -> list[Checkpoint]:
+def _scan(ws: WatchStore, w: dict) -> list[Checkpoint]:
     src, settings = w["spec"]["checkpoints"], get_settings()
     if src.get("hub"):
         return scan_hub(src["hub"], src["revisions"])
     directory = Path(w["resolved"]["directory"])
     if not directory.is_dir():
         raise FileNotFoundError(f"the checkpoint directory {directory} is gone")
-    return scan_directory(directory, src["pattern"], src["settle_seconds"], settings.model_roots)
+    known = ws.fingerprints(w["id"])
+    found = scan_directory(directory, src["pattern"], src["settle_seconds"], settings.model_roots, known=known)
+    present = {c.name for c in found}
+    ws.save_fingerprints(w["id"], {k: v for k, v in known.items() if k in present})
+    return found
 
 
 def _check(app: Celery, ws: WatchStore, w: dict) -> None:
     wid, now = w["id"], time.time()
     next_at = now + w["spec"]["interval_seconds"]
     try:
-        found = _scan(w)
+        found = _scan(ws, w)
     except Exception as e:  # noqa: BLE001 - an unreadable source (hub down, directory gone) is recorded, not raised
         log.warning("watch %s: could not list checkpoints: %s", wid, e)
         ws.checked(wid, error=f"could not list checkpoints: {type(e).__name__}: {e}"[:1000])
