@@ -23,6 +23,10 @@ Redis layout (one hash per watch, like jobs):
   checkpoint is hashed once, not at every check.
 - ``cd:watches:pending``: the watches that have entries to judge (each beat tick visits them).
 - ``cd:watch:<id>:deliveries``: webhook delivery attempts, newest first (bounded).
+- ``cd:delivery:<id>`` (event body) and ``cd:webhooks:outbox``: an event is recorded (once per
+  entry and event) in the same script that puts it in the outbox, so a check that dies before
+  sending it leaves it there for the next tick: events are delivered at least once, and a
+  receiver dedups by the ``X-Circuitdiff-Delivery`` header.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from circuitdiff.spec import ModelRef, spec_error
 P = "cd:"
 DUE = P + "watches:due"
 WITH_PENDING = P + "watches:pending"  # set of watch ids with entries still to judge
+OUTBOX = P + "webhooks:outbox"  # zset delivery id -> emit time, until its first send succeeded
 MAX_DELIVERIES = 200
 WatchStatus = Literal["active", "paused", "deleted"]
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -145,6 +150,14 @@ def new_watch_id() -> str:
     return f"w{time.time_ns() // 1_000_000:012x}{secrets.token_hex(5)}"
 
 
+# KEYS: events hash, delivery hash, outbox.  ARGV: event field, delivery id, watch id, event, body, now.
+_EMIT = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], 'watch_id', ARGV[3], 'event', ARGV[4], 'body', ARGV[5])
+redis.call('ZADD', KEYS[3], ARGV[6], ARGV[2])
+return 1
+"""
+
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -155,6 +168,7 @@ class WatchStore:
     def __init__(self, client: redis.Redis):
         self.r = client
         self._unlock = client.register_script(_UNLOCK)
+        self._emit = client.register_script(_EMIT)
 
     # ------------------------------------------------------------------ records
     def create(self, owner: str, spec: WatchSpec, resolved: dict) -> str:
@@ -293,9 +307,17 @@ class WatchStore:
         return {k: json.loads(v) for k, v in self.r.hgetall(f"{watch_key(wid)}:seen").items()}
 
     # ------------------------------------------------------------------ events and deliveries
-    def claim_event(self, wid: str, key: str, event: str) -> bool:
-        """True once per (pair, event): the caller is the one that emits it."""
-        return bool(self.r.hsetnx(f"{watch_key(wid)}:events", f"{key}|{event}", repr(time.time())))
+    def emit(self, wid: str, key: str, event: str, delivery_id: str, body: bytes) -> bool:
+        """Record event ``event`` of entry ``key`` once, with its delivery, in the outbox; False if it
+        was emitted before. The caller sends it, then :meth:`sent`; the tick re-sends what stays."""
+        return bool(self._emit(keys=[f"{watch_key(wid)}:events", f"{P}delivery:{delivery_id}", OUTBOX],
+                               args=[f"{key}|{event}", delivery_id, wid, event, body, repr(time.time())]))
+
+    def sent(self, delivery_id: str) -> None:
+        self.r.zrem(OUTBOX, delivery_id)
+
+    def unsent(self, older_than: float) -> list[str]:
+        return self.r.zrangebyscore(OUTBOX, "-inf", time.time() - older_than)
 
     def save_delivery_body(self, delivery_id: str, wid: str, event: str, body: bytes) -> None:
         self.r.hset(f"{P}delivery:{delivery_id}", mapping={"watch_id": wid, "event": event, "body": body})

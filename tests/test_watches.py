@@ -459,3 +459,27 @@ def test_delivery_to_a_private_address_is_refused_at_delivery_time(stack, monkey
     assert d[0]["error"].startswith("refused:") and "127.0.0.1" in d[0]["error"] and d[0]["next_attempt_at"] is None
     assert isinstance(ws, WatchStore)
     alice.delete(f"/v1/watches/{wid}")
+
+
+def test_an_event_whose_emitter_died_before_sending_is_sent_by_a_later_tick(stack):
+    """The event is recorded in the outbox in the same script that marks it emitted; an emitter that
+    dies before queueing the delivery leaves it there, and beat's tick sends it."""
+    from jobs.watches import OUTBOX, WatchStore
+
+    alice, receiver = stack["alice"], stack["receiver"]
+    (stack["data"] / "models" / "runs" / "outbox").mkdir()
+    body = watch_spec(receiver.url, name="outbox-run", interval_seconds=3600,
+                      checkpoints={"directory": "runs/outbox", "pattern": "step-*"})
+    wid = alice.post("/v1/watches", json=body).json()["id"]
+    r = redis.Redis.from_url(stack["server"].url, decode_responses=True)
+    ws = WatchStore(r)
+    payload = json.dumps({"event": "checkpoint.failed", "watch_id": wid}).encode()
+    assert ws.emit(wid, "step-9@sha256:x", "checkpoint.failed", "doutbox0001", payload)
+    assert not ws.emit(wid, "step-9@sha256:x", "checkpoint.failed", "doutbox0002", payload)  # once per event
+    r.zadd(OUTBOX, {"doutbox0001": time.time() - 3600})  # its emitter died long ago
+    got = wait_for(lambda: [g for g in receiver.events("checkpoint.failed") if g["body"] == payload], 30,
+                   "the orphaned event delivered")
+    assert len(got) == 1 and got[0]["headers"]["X-Circuitdiff-Delivery"] == "doutbox0001"
+    assert r.zscore(OUTBOX, "doutbox0001") is None
+    r.close()
+    alice.delete(f"/v1/watches/{wid}")

@@ -48,6 +48,8 @@ def stores() -> tuple[JobStore, WatchStore]:
 
 def tick(app: Celery) -> None:
     _, ws = stores()
+    for did in ws.unsent(older_than=OUTBOX_GRACE):  # events whose emitter died before sending them
+        _send(app, ws, did)
     for wid in ws.due(time.time()):
         check(app, wid)
     for wid in ws.with_pending():
@@ -222,12 +224,24 @@ def judge_pending(app: Celery, wid: str) -> None:
 
 
 def _emit(app: Celery, ws: WatchStore, w: dict, key: str, entry: dict, events: list[str]) -> None:
+    if not w["spec"]["alerts"].get("webhook"):
+        return
     for event in events:
-        if not ws.claim_event(w["id"], key, event) or not w["spec"]["alerts"].get("webhook"):
-            continue
         did = "d" + secrets.token_hex(8)
-        ws.save_delivery_body(did, w["id"], event, webhooks.event_body(event, w, entry))
-        app.send_task(WEBHOOK_DELIVER, args=[did, 1], queue=WATCH_QUEUE)
+        if ws.emit(w["id"], key, event, did, webhooks.event_body(event, w, entry)):
+            _send(app, ws, did)
+
+
+def _send(app: Celery, ws: WatchStore, delivery_id: str) -> None:
+    try:
+        app.send_task(WEBHOOK_DELIVER, args=[delivery_id, 1], queue=WATCH_QUEUE)
+    except Exception as e:  # noqa: BLE001 - stays in the outbox; the next tick sends it
+        log.warning("delivery %s not queued (%s); the next tick retries", delivery_id, e)
+        return
+    ws.sent(delivery_id)
+
+
+OUTBOX_GRACE = 30.0  # seconds an emitter has between recording an event and sending it
 
 
 def deliver(app: Celery, delivery_id: str, attempt: int) -> None:
