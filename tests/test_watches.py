@@ -228,6 +228,16 @@ def _judged(alice, wid, name):
                  or h["checkpoint"] == name and h["status"] in ("failed", "cancelled")), None)
 
 
+def _split(alice, job_id: str, settled_at: float, judged_at: float) -> str:
+    """Where the time went: settle -> job created (the watch), queued, engine, finished -> judged seen."""
+    from datetime import datetime
+
+    j = alice.get(f"/v1/comparisons/{job_id}").json()
+    t = {k: datetime.fromisoformat(j[k]).timestamp() for k in ("created_at", "started_at", "finished_at")}
+    return (f"to job {t['created_at'] - settled_at:.1f} s, queued {t['started_at'] - t['created_at']:.1f} s, "
+            f"comparison {t['finished_at'] - t['started_at']:.1f} s, to judged entry <= {judged_at - t['finished_at']:.1f} s")
+
+
 def test_watch_compares_each_checkpoint_once_and_flags_the_damaged_one(stack, tmp_path):
     alice, bob, receiver = stack["alice"], stack["bob"], stack["receiver"]
     run = stack["data"] / "models" / "runs" / "42"
@@ -247,7 +257,9 @@ def test_watch_compares_each_checkpoint_once_and_flags_the_damaged_one(stack, tm
         assert alice.post(f"/v1/watches/{wid}/check").status_code == 202
     first = wait_for(lambda: _judged(alice, wid, "step-1000"), 300, "step-1000 judged", stack["procs"][1])
     seconds_to_history = time.time() - settled_at
-    print(f"\nstep-1000: settled -> judged history entry in {seconds_to_history:.1f} s")
+    judged_at = time.time()
+    print(f"\nstep-1000: settled -> judged history entry in {seconds_to_history:.1f} s "
+          f"({_split(alice, first['job_id'], settled_at, judged_at)})")
     assert first["status"] == "succeeded" and first["regression"] is False and first["reasons"] == []
     assert first["alignment"] is not None and len(first["alignment_ci95"]) == 2 and first["student_performs_task"]
     assert first["fingerprint"].startswith("sha256:") and first["baseline"] is None
@@ -291,7 +303,9 @@ def test_watch_compares_each_checkpoint_once_and_flags_the_damaged_one(stack, tm
     for _ in range(3):
         alice.post(f"/v1/watches/{wid}/check")
     second = wait_for(lambda: _judged(alice, wid, "step-2000"), 300, "step-2000 judged", stack["procs"][1])
-    print(f"step-2000: settled -> judged history entry in {time.time() - settled_2000:.1f} s; damaged heads {top}")
+    judged_at = time.time()
+    print(f"step-2000: settled -> judged history entry in {judged_at - settled_2000:.1f} s "
+          f"({_split(alice, second['job_id'], settled_2000, judged_at)}); damaged heads {top}")
     assert second["status"] == "succeeded" and second["regression"] is True, second
     assert second["baseline"] == "step-1000" and second["reasons"], second
     rules = {x["rule"] for x in second["reasons"]}
