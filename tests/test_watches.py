@@ -497,3 +497,32 @@ def test_an_event_whose_emitter_died_before_sending_is_sent_by_a_later_tick(stac
     assert r.zscore(OUTBOX, "doutbox0001") is None
     r.close()
     alice.delete(f"/v1/watches/{wid}")
+
+
+def test_cli_watch_commands_through_the_client(stack, cli, tmp_path):
+    """``circuitdiff watch create|list|history|check|report --server URL`` against the real stack."""
+    (stack["data"] / "models" / "runs" / "cli").mkdir()
+    server = ["--server", stack["base"], "--api-key", ALICE_KEY]
+    made = cli("watch", "create", *server, "--name", "cli-run", "--teacher", "zoo:gpt-teacher", "--directory",
+               "runs/cli", "--task", "ioi", "--n-prompts", "8", "--interval-seconds", "3600", "--json")
+    assert made.returncode == 0, made.stderr
+    w = json.loads(made.stdout)
+    assert w["name"] == "cli-run" and w["checkpoints"]["directory"] == "runs/cli" and w["comparison"]["n_prompts"] == 8
+    listed = cli("watch", "list", *server)
+    assert listed.returncode == 0 and any(line.startswith(w["id"]) and "cli-run" in line for line in listed.stdout.splitlines())
+    checked = cli("watch", "check", *server, w["id"])
+    assert checked.returncode == 0 and w["id"] in checked.stdout
+    hist = cli("watch", "history", *server, w["id"])
+    assert hist.returncode == 0 and hist.stdout.splitlines()[0].split()[:2] == ["checkpoint", "status"]
+    out = tmp_path / "trend.html"
+    rep = cli("watch", "report", *server, w["id"], "--out", str(out))
+    assert rep.returncode == 0 and out.read_text().lstrip().lower().startswith("<!doctype html>")
+
+    bad = cli("watch", "create", *server, "--name", "x", "--teacher", "zoo:gpt-teacher", "--directory", "runs/cli",
+              "--interval-seconds", "5")
+    assert bad.returncode == 2 and "interval_seconds" in bad.stderr and bad.stderr.count("\n") == 1
+    gone = cli("watch", "history", "--server", stack["base"], "--api-key", BOB_KEY, w["id"])
+    assert gone.returncode == 2 and "404 watch_not_found" in gone.stderr
+    down = cli("watch", "list", "--server", f"http://127.0.0.1:{free_port()}")
+    assert down.returncode == 2 and "cannot reach" in down.stderr
+    stack["alice"].delete(f"/v1/watches/{w['id']}")
