@@ -204,7 +204,7 @@ def create_watch(spec: WatchSpec, response: Response, owner: OwnerDep, settings:
         real = resolve_under_roots(spec.checkpoints.directory, settings.model_roots, "checkpoints.directory",
                                    want_dir=True)
         resolved["directory"] = str(real)
-    prepared = prepare(template, settings)
+    prepared = prepare(template, settings, owner)
     resolved["dataset"] = prepared.spec.dataset
     resolved["dataset_digest"] = prepared.dataset_digest
     _check_webhook(spec.alerts, settings.webhook_allow_private)
