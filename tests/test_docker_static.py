@@ -180,4 +180,4 @@ def test_compose_runs_beat_and_the_watch_worker_with_the_command_lines_of_jobs_c
     assert argv_for("beat")[:-2] == beat_argv(settings.data_dir / "celerybeat-schedule")[:-2]
     w = watcher_argv()
     assert w[w.index("-Q") + 1] == WATCH_QUEUE and _module_exists(w[w.index("-A") + 1])
-    assert {c.name for c in processes(settings)} >= {"worker", "watcher", "beat", "api"}  # make run starts beat
+    assert {c.name for c in processes(settings)} >= {"worker1", "watcher", "beat", "api"}  # make run starts beat
