@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .report.command import add_report, check_report_path, write_report
-from .vocabulary import Ablation, Bos, Device, Dtype, Matching, MlpSimilarity, Preset, ScanMethod, choices
+from .vocabulary import (
+    CIRCUIT_THRESHOLD, Ablation, Bos, Device, Dtype, Matching, MlpSimilarity, Preset, ScanMethod, choices,
+)
 from .watch_cli import add_watch
 
 EXIT_USER_ERROR = 2
@@ -56,6 +58,14 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
                    help="influence scan method (naive = one forward per component, the reference)")
     p.add_argument("--attribution-check", type=int, default=None, metavar="N",
                    help="with --scan attribution: exact-scan N sampled components and report the agreement")
+    p.add_argument("--circuits", action="store_true",
+                   help="find both models' circuits by iterative node pruning and diff them through the matching")
+    p.add_argument("--circuit-threshold", type=float, default=None, metavar="T",
+                   help=f"with --circuits: prune while performance stays within T points (default {CIRCUIT_THRESHOLD:g})")
+    p.add_argument("--circuit-sweep", default=None, metavar="T1,T2,...",
+                   help="with --circuits: also search these thresholds, e.g. 10,15,20,25,30")
+    p.add_argument("--circuit-null-draws", type=int, default=None, metavar="N",
+                   help="with --circuits: circuits per null control of the transfer (default 200)")
     p.add_argument("--no-cache", action="store_true",
                    help="do not read or write the activation cache ($CIRCUITDIFF_CACHE_DIR)")
     p.add_argument("--server", default=None, metavar="URL",
@@ -79,6 +89,23 @@ def spec_from_args(args: argparse.Namespace):
         k, v = kv.split("=", 1)
         options[k.strip()] = v.strip()
     ref = lambda mid, rev: {"id": mid, "revision": rev} if rev else mid  # noqa: E731
+    circuits = None
+    given = [f for f, v in (("--circuit-threshold", args.circuit_threshold), ("--circuit-sweep", args.circuit_sweep),
+                            ("--circuit-null-draws", args.circuit_null_draws)) if v is not None]
+    if given and not args.circuits:
+        raise _UsageError(f"{', '.join(given)} need --circuits")
+    if args.circuits:
+        circuits = {}
+        if args.circuit_threshold is not None:
+            circuits["threshold"] = args.circuit_threshold
+        if args.circuit_null_draws is not None:
+            circuits["null_draws"] = args.circuit_null_draws
+        if args.circuit_sweep is not None:
+            try:
+                circuits["sweep"] = [float(x) for x in args.circuit_sweep.split(",") if x.strip()]
+            except ValueError:
+                raise _UsageError(f"--circuit-sweep {args.circuit_sweep!r}: expected numbers separated by commas, "
+                                  "e.g. 10,15,20,25,30") from None
     data = {
         "teacher": ref(args.teacher, args.teacher_revision), "student": ref(args.student, args.student_revision),
         "task": args.task, "task_options": options, "dataset": args.dataset, "preset": args.preset,
@@ -86,7 +113,7 @@ def spec_from_args(args: argparse.Namespace):
         "head_threshold": args.head_threshold, "mlp_threshold": args.mlp_threshold,
         "duplicate_unmatched": args.duplicate_unmatched, "n_prompts": args.prompts, "seed": args.seed,
         "bos": args.bos, "bootstrap": args.bootstrap, "chance_draws": args.chance_draws, "device": args.device,
-        "dtype": args.dtype, "scan": args.scan, "attribution_check": args.attribution_check,
+        "dtype": args.dtype, "scan": args.scan, "attribution_check": args.attribution_check, "circuits": circuits,
     }
     return ComparisonSpec.model_validate(data)
 
@@ -208,9 +235,33 @@ def summary(r: dict) -> str:
         top = sorted(r["influence"][role].items(), key=lambda kv: -kv[1]["influence"])[:5]
         parts = [f"{cid} {v['delta']:+.3f}" for cid, v in top]
         lines.append(f"top {role} components (Δ logit diff): " + ", ".join(parts))
+    lines += circuit_lines(r.get("circuits"))
     for w in r.get("warnings", []):
         lines.append(f"warning: {w}")
     return "\n".join(lines)
+
+
+def circuit_lines(c: dict | None) -> list[str]:
+    """The circuits section in a few lines (none when circuits were not asked for)."""
+    if not c:
+        return []
+    out = []
+    for role in ("teacher", "student"):
+        m = c.get(role)
+        if m:
+            out.append(f"{role:8s} circuit (T={m['threshold']:g}): {m['n_heads']} heads + {m['n_mlps']} MLPs, "
+                       f"kept {m['kept_pct']:.1f}%, removed {m['removed_pct']:.1f}% "
+                       f"({m['n_evaluations']} evaluations, {c['search_s'].get(role, 0):.2f}s)")
+    d = c.get("diff")
+    if d:
+        tr = d["transfer"]
+        nulls = ", ".join(f"{k} {v['mean']:.1f}% [{v['ci95'][0]:.1f}, {v['ci95'][1]:.1f}] p={v['p_value']:.3g}"
+                          for k, v in tr["nulls"].items())
+        out.append(f"circuit diff: jaccard {d['jaccard']:.3f}; kept {len(d['kept'])}, discarded {len(d['discarded'])}, "
+                   f"new {len(d['new'])}; teacher circuit on the student keeps {tr['kept_pct']:.1f}% (nulls: {nulls})")
+    if c.get("note"):
+        out.append(f"note: {c['note']}")
+    return out
 
 
 UNSTABLE = 0.5  # a match whose partner changes in half the resamples or more is not to be read as one

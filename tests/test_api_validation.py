@@ -56,6 +56,9 @@ def test_wrong_option_type(alice, nothing_left_behind):
     assert "numerals" in body["errors"][0]["fix"]
     assert_problem(alice.post("/v1/comparisons", json=_spec(task_options={"colour": "red"})), 422, "task_options.colour")
     assert_problem(alice.post("/v1/comparisons", json=_spec(preset="fast")), 422, "preset")
+    assert_problem(alice.post("/v1/comparisons", json=_spec(circuits={"sweep": [0, 20]})), 422, "circuits.sweep",
+                   "invalid_circuits")
+    assert_problem(alice.post("/v1/comparisons", json=_spec(circuits={"threshold": 120})), 422, "circuits.threshold")
     assert_problem(alice.post("/v1/comparisons", json=_spec(bogus=1)), 422, "bogus", "unknown_field")
     assert_problem(alice.post("/v1/comparisons", json=_spec(teacher="zoo:nope")), 422, "teacher.id", "unknown_model")
     assert_problem(alice.post("/v1/comparisons", json=_spec(student={"id": "zoo:gpt-student", "revision": "v1"})),
