@@ -8,6 +8,8 @@
   while the baseline did (or there is no baseline).
 
 Each fired rule is one ``reasons`` item with the numbers behind it. A failed job is never judged.
+A comparison on a plain-text dataset has no logit difference and no "performs" verdict (null): the
+rules that need them do not fire.
 """
 
 from __future__ import annotations
@@ -38,14 +40,15 @@ def judge(current: dict[str, Any], baseline: dict[str, Any] | None, alerts: dict
             reasons.append({"rule": "alignment_drop", "baseline": baseline["alignment"], "value": current["alignment"],
                             "drop": round(drop, 6), "threshold": th})
     th = alerts.get("logit_diff_drop_pct")
-    if th is not None and baseline and baseline["student_logit_diff"] > 0:
+    if (th is not None and baseline and baseline["student_logit_diff"] is not None
+            and current["student_logit_diff"] is not None and baseline["student_logit_diff"] > 0):
         base, now = baseline["student_logit_diff"], current["student_logit_diff"]
         pct = 100.0 * (base - now) / base
         if pct >= th:
             reasons.append({"rule": "logit_diff_drop_pct", "baseline": base, "value": now,
                             "drop_pct": round(pct, 3), "threshold": th})
-    if alerts.get("stops_performing", True) and not current["student_performs_task"]:
-        if baseline is None or baseline["student_performs_task"]:
+    if alerts.get("stops_performing", True) and current["student_performs_task"] is False:
+        if baseline is None or baseline["student_performs_task"] is not False:
             reasons.append({"rule": "stops_performing", "baseline": None if baseline is None else True,
                             "value": False, "student_logit_diff": current["student_logit_diff"]})
     return reasons

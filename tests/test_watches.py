@@ -50,6 +50,9 @@ def test_regression_rules_fire_with_their_numbers():
     # a baseline that never performed: "no longer performs" cannot fire, nor a % of a non-positive LD
     dead = {"alignment": 0.5, "student_logit_diff": -1.0, "student_performs_task": False}
     assert judge({"alignment": 0.5, "student_logit_diff": -2.0, "student_performs_task": False}, dead, alerts) == []
+    # plain-text datasets (schema 5): no logit difference, no verdict -> only the alignment rule applies
+    text = {"alignment": 0.6, "student_logit_diff": None, "student_performs_task": None}
+    assert [r["rule"] for r in judge(text, {**text, "alignment": 0.8}, alerts)] == ["alignment_drop"]
 
 
 def test_natural_order_and_signature():
