@@ -49,6 +49,7 @@ class InfluenceScan:
     method: str
     agreement: dict | None = None  # attribution with a check: Spearman / top-k vs the exact scan
     metric: str = DEFAULT_METRIC
+    microbatch_rows: int | None = None  # exact scan: the micro-batch size that ran (sized from free memory)
 
     @property
     def ld_clean(self) -> float:
