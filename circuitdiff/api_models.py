@@ -58,6 +58,8 @@ class JobStatus(BaseModel):
     content_key: str = Field(description="sha256 of spec + model fingerprints + dataset digest + engine version")
     fingerprints: dict[str, str]
     spec: dict[str, Any] = Field(description="the resolved spec (preset expanded)")
+    watch_id: str | None = Field(None, description="the watch that created this job (GET /v1/watches/{id})")
+    checkpoint: str | None = Field(None, description="the watched checkpoint this job compares")
     links: Links
 
 

@@ -20,6 +20,7 @@ from .metrics import METRICS
 from .vocabulary import (
     CIRCUIT_THRESHOLD, Ablation, Bos, Device, Dtype, Matching, Metric, MlpSimilarity, Preset, ScanMethod, choices,
 )
+from .watch_cli import add_watch
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL = 1
@@ -381,7 +382,7 @@ def cmd_items(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- main
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_compare, add_tasks, add_models, add_report,
-                                                               add_items]
+                                                               add_items, add_watch]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,6 +27,7 @@ import httpx
 
 from .api_models import Artifact, ArtifactList, DatasetInfo, JobList, JobStatus
 from .result import ComparisonResult
+from .watch_client import WatchMethods
 
 Job = JobStatus  # what the service answers about a comparison job
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -92,7 +93,7 @@ class WaitTimeout(TimeoutError):
         self.job = job
 
 
-class Client:
+class Client(WatchMethods):
     """``Client(base_url, api_key=None, timeout=30.0)``; use as a context manager or call :meth:`close`."""
 
     POLL_SECONDS = 30  # per long poll; the server caps it (CIRCUITDIFF_MAX_WAIT_SECONDS)

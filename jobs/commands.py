@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import sys
 
-from .queue import QUEUE
+from pathlib import Path
+
+from .queue import QUEUE, WATCH_QUEUE
 
 
 def worker_argv(name: str = "worker", *extra: str) -> list[str]:
@@ -21,6 +23,21 @@ def worker_argv(name: str = "worker", *extra: str) -> list[str]:
         "--prefetch-multiplier", "1", "-c", "1", "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
         "--loglevel", "INFO", *extra,
     ]
+
+
+def watcher_argv(name: str = "watcher", *extra: str) -> list[str]:
+    """The light worker for watch checks and webhook deliveries (queue ``watches``, no GPU work)."""
+    return [
+        sys.executable, "-m", "celery", "-A", "worker.watch_app", "worker", "-Q", WATCH_QUEUE, "-P", "solo",
+        "--prefetch-multiplier", "1", "-c", "1", "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
+        "--loglevel", "INFO", *extra,
+    ]
+
+
+def beat_argv(schedule: Path) -> list[str]:
+    """Celery beat, which sends the watch tick (worker/watch_app.py); ``schedule``: its state file."""
+    return [sys.executable, "-m", "celery", "-A", "worker.watch_app", "beat", "--schedule", str(schedule),
+            "--loglevel", "INFO"]
 
 
 def api_argv() -> list[str]:

@@ -25,6 +25,12 @@ from .settings import Settings
 
 QUEUE = "gpu"  # also the Redis list that holds the waiting messages
 TASK_NAME = "circuitdiff.run_job"
+# Watches (jobs.watches): checks and webhook deliveries run on their own light queue and worker, so a
+# long comparison on the gpu queue never holds back a check or an alert.
+WATCH_QUEUE = "watches"
+WATCH_TICK = "circuitdiff.watch_tick"  # beat: check due watches, judge finished watch jobs
+WATCH_CHECK = "circuitdiff.watch_check"  # POST /v1/watches/{id}/check
+WEBHOOK_DELIVER = "circuitdiff.deliver_webhook"
 
 
 def make_celery(settings: Settings, *, include: Sequence[str] = ()) -> Celery:
@@ -39,7 +45,8 @@ def make_celery(settings: Settings, *, include: Sequence[str] = ()) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_default_queue=QUEUE,
-        task_routes={TASK_NAME: {"queue": QUEUE}},
+        task_routes={TASK_NAME: {"queue": QUEUE}, WATCH_TICK: {"queue": WATCH_QUEUE},
+                     WATCH_CHECK: {"queue": WATCH_QUEUE}, WEBHOOK_DELIVER: {"queue": WATCH_QUEUE}},
         worker_prefetch_multiplier=1,
         worker_pool="solo",
         worker_concurrency=1,
@@ -67,3 +74,8 @@ def make_celery(settings: Settings, *, include: Sequence[str] = ()) -> Celery:
 def send_job(app: Celery, job_id: str, *, countdown: float | None = None) -> None:
     """Queue ``job_id`` for a worker (after ``countdown`` seconds when given), by task name only."""
     app.send_task(TASK_NAME, args=[job_id], queue=QUEUE, countdown=countdown)
+
+
+def send_watch_check(app: Celery, watch_id: str) -> None:
+    """Ask the watch worker to check ``watch_id`` now (by task name only)."""
+    app.send_task(WATCH_CHECK, args=[watch_id], queue=WATCH_QUEUE)

@@ -71,6 +71,17 @@ class Settings(BaseSettings):
     orphan_sweep: bool = Field(
         default=True, description="workers re-queue running jobs of workers gone silent (else only visibility_timeout)"
     )
+    watch_tick_seconds: float = Field(
+        default=5.0, gt=0, description="how often beat looks for due watches and finished watch jobs"
+    )
+    webhook_allow_private: bool = Field(
+        default=False, description="allow webhooks to loopback/private/link-local addresses (tests, single-user `make run`)"
+    )
+    webhook_max_attempts: int = Field(default=6, ge=1, le=20, description="deliveries of one webhook event before giving up")
+    webhook_backoff_seconds: float = Field(
+        default=2.0, gt=0, description="first retry delay; doubles each attempt (2, 4, 8, ... s)"
+    )
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, description="per-attempt HTTP timeout")
 
     @field_validator("model_roots", mode="before")
     @classmethod

@@ -2,7 +2,8 @@
 
 Starts, in order: a private Redis server (only when ``REDIS_URL`` is unset; its AOF lives in
 ``<data_dir>/redis`` so job records survive a restart), ``CIRCUITDIFF_WORKERS`` Celery workers
-(solo pool, queue ``gpu``) and the API under uvicorn on 127.0.0.1:8000 (``CIRCUITDIFF_HOST`` /
+(solo pool, queue ``gpu``), the watch worker (queue ``watches``) and Celery beat, which schedule
+watch checks (issue 16), and the API under uvicorn on 127.0.0.1:8000 (``CIRCUITDIFF_HOST`` /
 ``CIRCUITDIFF_PORT``), each with the command line :mod:`jobs.commands` gives (:func:`processes`).
 
 A child that dies (a worker killed by the OOM killer, a crashed Redis) is restarted after a
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from .children import spawn
-from .commands import api_argv, worker_argv
+from .commands import api_argv, beat_argv, watcher_argv, worker_argv
 from .redis_server import RedisServer
 from .settings import Settings
 
@@ -105,9 +106,11 @@ class RedisChild(Child):
 
 
 def processes(settings: Settings) -> list[Child]:
-    """What ``make run`` starts after Redis, in order (stopped in reverse)."""
+    """What ``make run`` starts after Redis, in order (stopped in reverse): the GPU workers, the watch
+    worker and beat (watches, issue 16), the API."""
     workers = [Child(f"worker{i}", worker_argv(f"worker{i}")) for i in range(1, settings.workers + 1)]
-    return [*workers, Child("api", api_argv())]
+    return [*workers, Child("watcher", watcher_argv("watcher")),
+            Child("beat", beat_argv(settings.data_dir / "celerybeat-schedule")), Child("api", api_argv())]
 
 
 def supervise(children: list[Child], env: dict[str, str], now: float | None = None) -> None:

@@ -50,7 +50,7 @@ def new_job_id() -> str:
 
 @dataclass(frozen=True)
 class CreateOutcome:
-    kind: str  # "new" | "dup" (same content key) | "idem" (same Idempotency-Key)
+    kind: str  # "new" | "dup" (same content key) | "idem" (same Idempotency-Key) | "linked" (watch pair had one)
     job_id: str
     idem_body_hash: str | None = None
 
@@ -82,7 +82,11 @@ class JobStore:
         fingerprints: dict,
         idempotency_key: str | None = None,
         body_hash: str = "",
+        link: tuple[str, str] | None = None,
+        extra: dict[str, str] | None = None,
     ) -> CreateOutcome:
+        """``link`` = (hash key, field): a watch's one-job-per-checkpoint link (jobs.watches), checked
+        and set in the same script; ``extra`` = more record fields (``watch_id``, ``checkpoint``)."""
         job_id = new_job_id()
         now = time.time()
         fields = {
@@ -97,12 +101,14 @@ class JobStore:
             "rev": "0",
             "progress": "{}",
             "cancel_requested": "0",
+            **(extra or {}),
         }
         idem = f"{P}idem:{owner}:{idempotency_key}" if idempotency_key else ""
         flat = [x for kv in fields.items() for x in kv]
         kind, value = self._create(
-            keys=[job_key(job_id), owner_key(owner), f"{P}dedup:{owner}:{content_key}", QUEUED, COUNTS, idem],
-            args=[job_id, repr(now), body_hash + ":", IDEMPOTENCY_TTL, *flat],
+            keys=[job_key(job_id), owner_key(owner), f"{P}dedup:{owner}:{content_key}", QUEUED, COUNTS, idem,
+                  link[0] if link else ""],
+            args=[job_id, repr(now), body_hash + ":", IDEMPOTENCY_TTL, link[1] if link else "", *flat],
         )
         if kind == "idem":
             stored_hash, _, existing = value.partition(":")

@@ -6,9 +6,16 @@ Key names are passed in ``KEYS`` (the store builds them); the one exception is t
 prefix CREATE uses to read an existing duplicate's status.
 """
 
-# KEYS: job, owner index, dedup, queued, counts, idem ("" when none)
-# ARGV: id, now, idem value, idem ttl, field, value, ...
+# KEYS: job, owner index, dedup, queued, counts, idem ("" when none), link ("" when none)
+# ARGV: id, now, idem value, idem ttl, link field, field, value, ...
+# The link is a watch's (checkpoint, fingerprint) -> job hash: a pair already linked returns that
+# job, and whatever job this call returns is linked in the same step, so a pair gets one job however
+# many checks race (jobs.watches).
 CREATE = """
+if KEYS[7] ~= '' then
+  local linked = redis.call('HGET', KEYS[7], ARGV[5])
+  if linked then return {'linked', linked} end
+end
 if KEYS[6] ~= '' then
   local v = redis.call('GET', KEYS[6])
   if v then return {'idem', v} end
@@ -18,16 +25,18 @@ if existing then
   local st = redis.call('HGET', 'cd:job:' .. existing, 'status')
   if st == 'queued' or st == 'running' or st == 'succeeded' then
     if KEYS[6] ~= '' then redis.call('SET', KEYS[6], ARGV[3] .. existing, 'EX', ARGV[4]) end
+    if KEYS[7] ~= '' then redis.call('HSET', KEYS[7], ARGV[5], existing) end
     return {'dup', existing}
   end
 end
 local id = ARGV[1]
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('ZADD', KEYS[2], 0, id)
 redis.call('SET', KEYS[3], id)
 redis.call('ZADD', KEYS[4], ARGV[2], id)
 redis.call('HINCRBY', KEYS[5], 'queued', 1)
 if KEYS[6] ~= '' then redis.call('SET', KEYS[6], ARGV[3] .. id, 'EX', ARGV[4]) end
+if KEYS[7] ~= '' then redis.call('HSET', KEYS[7], ARGV[5], id) end
 return {'new', id}
 """
 

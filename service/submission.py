@@ -8,28 +8,20 @@ are rewritten to their real absolute path so the worker loads exactly what was c
 
 from __future__ import annotations
 
-import hashlib
-import json
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 
 from circuitdiff import ENGINE_VERSION
-from circuitdiff.fingerprint import WEIGHT_SUFFIXES, file_sha256, weights_sha256
+from circuitdiff.fingerprint import file_sha256
 from circuitdiff.metrics import METRIC_FIX, METRICS
 from circuitdiff.spec import ComparisonSpec, ModelRef
 from circuitdiff.tasks.custom import dataset_kind, validate_lines
 from circuitdiff.catalogue import RANDOM, zoo_path
+from jobs.content import content_key, weights_fingerprint
 from jobs.settings import Settings
 
 from . import datasets
 from .modelroots import check_checkpoint, resolve_under_roots
 from .problems import Problem
-
-_FP_CACHE: OrderedDict[tuple, str] = OrderedDict()
-_FP_LOCK = threading.Lock()
-_FP_CACHE_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -38,26 +30,6 @@ class Prepared:
     fingerprints: dict[str, str]
     dataset_digest: str
     content_key: str
-
-
-def weights_fingerprint(model_dir: Path) -> str:
-    """``weights_sha256`` cached by (path, name/size/mtime of each weight file)."""
-    stamp = tuple(
-        (p.name, st.st_size, st.st_mtime_ns)
-        for p in sorted(model_dir.iterdir())
-        if p.name.endswith(WEIGHT_SUFFIXES) and (st := p.stat())
-    )
-    key = (str(model_dir), stamp)
-    with _FP_LOCK:
-        if key in _FP_CACHE:
-            _FP_CACHE.move_to_end(key)
-            return _FP_CACHE[key]
-    sha = weights_sha256(model_dir)
-    with _FP_LOCK:
-        _FP_CACHE[key] = sha
-        while len(_FP_CACHE) > _FP_CACHE_SIZE:
-            _FP_CACHE.popitem(last=False)
-    return sha
 
 
 def _model(ref: ModelRef, role: str, settings: Settings) -> tuple[ModelRef, str]:
@@ -124,8 +96,4 @@ def prepare(spec: ComparisonSpec, settings: Settings, owner: str) -> Prepared:
         raise Problem(first.status, first.code, "; ".join(p.detail for p in problems), errors=errors)
     spec = spec.model_copy(update={"teacher": teacher, "student": student, "dataset": dataset})
     fingerprints = {"teacher": fp_t, "student": fp_s}
-    h = hashlib.sha256()
-    for part in (spec.canonical_json(), json.dumps(fingerprints, sort_keys=True), digest, ENGINE_VERSION):
-        h.update(part.encode())
-        h.update(b"\0")
-    return Prepared(spec, fingerprints, digest, h.hexdigest())
+    return Prepared(spec, fingerprints, digest, content_key(spec, fingerprints, digest))

@@ -156,3 +156,28 @@ def test_both_images_run_the_command_lines_of_jobs_commands():
     assert argv[1:4] == ["-m", "celery", "-A"] and _module_exists(argv[4])
     assert argv[argv.index("-Q") + 1] == QUEUE == "gpu" and argv[argv.index("-P") + 1] == "solo"
     assert argv[argv.index("--prefetch-multiplier") + 1] == "1" and argv[argv.index("-c") + 1] == "1"
+
+
+def test_compose_runs_beat_and_the_watch_worker_with_the_command_lines_of_jobs_commands():
+    """Watches (issue 16): a ``beat`` and a ``watcher`` service, each running ``python -m
+    worker.watch_main ROLE``, which executes ``beat_argv`` / ``watcher_argv`` (as ``make run`` does)."""
+    from jobs.commands import beat_argv, watcher_argv
+    from jobs.queue import WATCH_QUEUE
+    from jobs.stack import processes
+    from worker.watch_main import argv_for
+
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    known_env = {f"CIRCUITDIFF_{name.upper()}" for name in Settings.model_fields} | {"REDIS_URL", "HF_HOME"}
+    for role in ("beat", "watcher"):
+        svc = services[role]
+        assert svc["command"] == ["python", "-m", "worker.watch_main", role]
+        assert svc["build"]["target"] in _stages()
+        assert set(svc["environment"]) <= known_env and svc["environment"]["REDIS_URL"].startswith("redis://redis:")
+        assert svc["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert any(v.startswith("circuitdiff-data:") for v in svc["volumes"])
+    settings = Settings(redis_url="redis://x")
+    assert argv_for("watcher") == watcher_argv("watcher")
+    assert argv_for("beat")[:-2] == beat_argv(settings.data_dir / "celerybeat-schedule")[:-2]
+    w = watcher_argv()
+    assert w[w.index("-Q") + 1] == WATCH_QUEUE and _module_exists(w[w.index("-A") + 1])
+    assert {c.name for c in processes(settings)} >= {"worker1", "watcher", "beat", "api"}  # make run starts beat

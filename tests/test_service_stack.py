@@ -81,7 +81,10 @@ def test_make_run_stack_serves_supervises_and_stops_cleanly(tmp_path, tiny_gpt_d
         assert base in banner and "zoo:gpt-teacher" in banner and "zoo:gpt-student" in banner
         redis_url = re.search(r"started Redis at (redis://127\.0\.0\.1:(\d+)/0)", banner)
         assert redis_url.group(2) != "6379"
-        kids = _wait_children(stack.pid, 4, "redis, two workers and the api")
+        kids = _wait_children(stack.pid, 6, "redis, two workers, the watch worker, beat and the api")
+        cmdlines = [Path(f"/proc/{k}/cmdline").read_text().replace("\0", " ") for k in kids]
+        assert sum("worker.watch_app beat" in c for c in cmdlines) == 1  # make run starts beat (issue 16)
+        assert sum("worker.watch_app worker" in c and "-Q watches" in c for c in cmdlines) == 1
         r = redis.Redis.from_url(redis_url.group(1), decode_responses=True)
 
         with httpx.Client(base_url=base, timeout=30) as c:
@@ -95,7 +98,7 @@ def test_make_run_stack_serves_supervises_and_stops_cleanly(tmp_path, tiny_gpt_d
             assert holder in kids
             os.kill(holder, signal.SIGKILL)
             assert c.get("/health").status_code == 200  # the API stays up
-            kids = _wait_children(stack.pid, 4, "the killed worker replaced", gone=holder)
+            kids = _wait_children(stack.pid, 6, "the killed worker replaced", gone=holder)
             deadline = time.monotonic() + 300
             while (st := c.get(f"/v1/comparisons/{jid}", params={"wait": 10}).json())["status"] not in (
                     "succeeded", "failed"):
@@ -106,7 +109,7 @@ def test_make_run_stack_serves_supervises_and_stops_cleanly(tmp_path, tiny_gpt_d
 
             redis_pid = next(k for k in kids if "redis-server" in Path(f"/proc/{k}/cmdline").read_text())
             os.kill(redis_pid, signal.SIGKILL)
-            _wait_children(stack.pid, 4, "Redis restarted", gone=redis_pid)
+            _wait_children(stack.pid, 6, "Redis restarted", gone=redis_pid)
             wait_for(lambda: c.get("/ready").status_code == 200, 60, "/ready after the Redis restart")
             assert c.get(f"/v1/comparisons/{jid}").json()["status"] == "succeeded"  # the AOF kept the record
         r.close()

@@ -1,5 +1,5 @@
 """Version 1 of the HTTP API: one router per resource."""
 
-from . import comparisons, datasets, models, tasks
+from . import comparisons, datasets, models, tasks, watches
 
-routers = [comparisons.router, models.router, tasks.router, datasets.router]
+routers = [comparisons.router, models.router, tasks.router, datasets.router, watches.router]

@@ -46,6 +46,8 @@ def status_body(job: dict, store: JobStore) -> JobStatus:
         content_key=job["content_key"],
         fingerprints=job.get("fingerprints") or {},
         spec=spec,
+        watch_id=job.get("watch_id"),
+        checkpoint=job.get("checkpoint"),
         links={"self": base, "result": base + "/result", "artifacts": base + "/artifacts", "report": base + "/report"},
     )
 

@@ -1,0 +1,336 @@
+"""Watches: compare every new checkpoint of a distillation run against its teacher (issue 16).
+
+A watch names a teacher, a checkpoint source (a directory under a model root, or a hub repo's
+revisions), a comparison template, a schedule, a baseline and alert rules. This module holds the
+request model and the Redis store; the worker checks watches (worker/watching.py), the API serves
+them (service/api/v1/watches.py).
+
+Redis layout (one hash per watch, like jobs):
+
+- ``cd:watch:<id>``: id, owner, name, spec (JSON, webhook secret removed), secret, status
+  (``active | paused | deleted``), created_at, last_checked_at, last_error, next_check_at,
+  resolved (JSON: the real directory, the dataset and its digest, fixed at creation).
+- ``cd:watches:due``: zset id -> next check time; only active watches are in it.
+- ``cd:watches:<owner>``: lexicographic zset of the owner's watch ids (pages like jobs).
+- ``cd:watch:<id>:jobs``: (checkpoint, fingerprint) -> job id. Set by the job-create script itself
+  (jobs.store_scripts.CREATE), which is what makes a pair get exactly one job however many beat
+  processes, ``check`` calls or restarted checks race for it.
+- ``cd:watch:<id>:history``: the same pair -> history entry (JSON); ``:pending`` the pairs whose job
+  has not been judged yet; ``:events`` which webhook events were emitted (once each).
+- ``cd:watch:<id>:seen``: checkpoint name -> what the last check saw of a not-yet-compared one
+  (settling, incomplete).
+- ``cd:watch:<id>:fingerprints``: checkpoint name -> weight-file stamp and sha256, so a large
+  checkpoint is hashed once, not at every check.
+- ``cd:watches:pending``: the watches that have entries to judge (each beat tick visits them).
+- ``cd:watch:<id>:deliveries``: webhook delivery attempts, newest first (bounded).
+- ``cd:delivery:<id>`` (event body) and ``cd:webhooks:outbox``: an event is recorded (once per
+  entry and event) in the same script that puts it in the outbox, so a check that dies before
+  sending it leaves it there for the next tick: events are delivered at least once, and a
+  receiver dedups by the ``X-Circuitdiff-Delivery`` header.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from typing import Any, Literal
+
+import redis
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from circuitdiff.spec import ModelRef, spec_error
+
+P = "cd:"
+DUE = P + "watches:due"
+WITH_PENDING = P + "watches:pending"  # set of watch ids with entries still to judge
+OUTBOX = P + "webhooks:outbox"  # zset delivery id -> emit time, until its first send succeeded
+MAX_DELIVERIES = 200
+WatchStatus = Literal["active", "paused", "deleted"]
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CheckpointSource(_Strict):
+    """Either a directory (``directory``, ``pattern``, ``settle_seconds``) or a hub repo (``hub``,
+    ``revisions``): exactly one of ``directory`` and ``hub``."""
+
+    directory: str | None = Field(None, min_length=1, max_length=1000, examples=["runs/42"],
+                                  description="under an allowed model root, like a local model path")
+    pattern: str = Field("step-*", min_length=1, max_length=200, description="glob matched against subdirectory names")
+    settle_seconds: float = Field(30, ge=0, le=86400, description="a checkpoint is compared once unchanged this long")
+    hub: str | None = Field(None, max_length=200, examples=["org/name"],
+                            description="instead of a directory: a hub model repo, polled with huggingface_hub")
+    revisions: Literal["branches", "tags", "commits"] = Field("branches", description="with hub: what a checkpoint is")
+
+    @field_validator("directory")
+    @classmethod
+    def _no_nul(cls, v: str | None) -> str | None:
+        if v is not None and "\0" in v:
+            raise ValueError("a path cannot contain a NUL character")
+        return v
+
+    @field_validator("pattern")
+    @classmethod
+    def _one_level(cls, v: str) -> str:
+        if "/" in v or "\0" in v or v in (".", ".."):
+            raise ValueError("give a glob for one directory level, like 'step-*'")
+        return v
+
+    @field_validator("hub")
+    @classmethod
+    def _hub_id(cls, v: str | None) -> str | None:
+        if v is not None and not _HUB_ID.match(v):
+            raise ValueError("give a hub repo id like 'org/name'")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "CheckpointSource":
+        if (self.directory is None) == (self.hub is None):
+            raise spec_error("invalid_checkpoint_source", "give either a directory or a hub repo, not both or neither",
+                             'use {"directory": "runs/42", "pattern": "step-*"} or {"hub": "org/name"}',
+                             field="directory")
+        return self
+
+    def public(self) -> dict[str, Any]:
+        """The fields that apply to this kind of source."""
+        if self.hub is not None:
+            return {"hub": self.hub, "revisions": self.revisions}
+        return {"directory": self.directory, "pattern": self.pattern, "settle_seconds": self.settle_seconds}
+
+
+class Webhook(_Strict):
+    url: str = Field(max_length=2000, examples=["https://hooks.example/cd"])
+    secret: str = Field(min_length=8, max_length=256, description="HMAC-SHA256 key; never returned by the API")
+
+
+class Alerts(_Strict):
+    alignment_drop: float | None = Field(None, ge=0, description="alert when baseline score - this score >= it")
+    logit_diff_drop_pct: float | None = Field(
+        None, ge=0, description="alert when the student's clean logit difference fell by this % of the baseline's")
+    stops_performing: bool = Field(True, description="alert when the student no longer performs the task")
+    webhook: Webhook | None = None
+
+
+class WatchSpec(_Strict):
+    """``POST /v1/watches``. ``comparison`` takes every ComparisonSpec field except teacher/student."""
+
+    name: str = Field(min_length=1, max_length=200, examples=["distil-run-42"])
+    teacher: ModelRef
+    checkpoints: CheckpointSource
+    comparison: dict[str, Any] = Field(default_factory=dict, examples=[{"task": "ioi", "n_prompts": 100}])
+    interval_seconds: int = Field(300, ge=10, le=30 * 86400)
+    baseline: str = Field("first", min_length=1, max_length=200,
+                          description='"first", "previous", or a checkpoint name')
+    alerts: Alerts = Field(default_factory=Alerts)
+
+    @field_validator("teacher", mode="before")
+    @classmethod
+    def _str_to_ref(cls, v: Any) -> Any:
+        return {"id": v} if isinstance(v, str) else v
+
+
+def watch_key(wid: str) -> str:
+    return f"{P}watch:{wid}"
+
+
+def owner_key(owner: str) -> str:
+    return f"{P}watches:{owner}"
+
+
+def entry_key(checkpoint: str, fingerprint: str) -> str:
+    return f"{checkpoint}@{fingerprint}"
+
+
+def new_watch_id() -> str:
+    return f"w{time.time_ns() // 1_000_000:012x}{secrets.token_hex(5)}"
+
+
+# KEYS: events hash, delivery hash, outbox.  ARGV: event field, delivery id, watch id, event, body, now.
+_EMIT = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], 'watch_id', ARGV[3], 'event', ARGV[4], 'body', ARGV[5])
+redis.call('ZADD', KEYS[3], ARGV[6], ARGV[2])
+return 1
+"""
+
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class WatchStore:
+    def __init__(self, client: redis.Redis):
+        self.r = client
+        self._unlock = client.register_script(_UNLOCK)
+        self._emit = client.register_script(_EMIT)
+
+    # ------------------------------------------------------------------ records
+    def create(self, owner: str, spec: WatchSpec, resolved: dict) -> str:
+        wid = new_watch_id()
+        now = time.time()
+        public = spec.model_dump(mode="json")
+        public["checkpoints"] = spec.checkpoints.public()
+        secret = ""
+        if public["alerts"].get("webhook"):
+            secret = public["alerts"]["webhook"].pop("secret")
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(watch_key(wid), mapping={
+            "id": wid, "owner": owner, "name": spec.name, "spec": json.dumps(public, sort_keys=True),
+            "secret": secret, "status": "active", "created_at": repr(now), "last_checked_at": "",
+            "last_error": "", "next_check_at": repr(now), "resolved": json.dumps(resolved, sort_keys=True),
+        })
+        pipe.zadd(owner_key(owner), {wid: 0})
+        pipe.zadd(DUE, {wid: now})  # first check at once
+        pipe.execute()
+        return wid
+
+    def get(self, wid: str) -> dict | None:
+        raw = self.r.hgetall(watch_key(wid))
+        if not raw:
+            return None
+        out: dict[str, Any] = dict(raw)
+        out["spec"] = json.loads(out["spec"])
+        out["resolved"] = json.loads(out.get("resolved") or "{}")
+        for k in ("created_at", "last_checked_at", "next_check_at"):
+            out[k] = float(out[k]) if out.get(k) else None
+        return out
+
+    def list_ids(self, owner: str, *, before: str | None, limit: int) -> list[str]:
+        hi = f"({before}" if before else "+"
+        return self.r.zrevrangebylex(owner_key(owner), hi, "-", start=0, num=limit)
+
+    def update(self, wid: str, *, spec: dict | None = None, secret: str | None = None,
+               status: WatchStatus | None = None, interval: int | None = None) -> None:
+        fields: dict[str, str] = {}
+        if spec is not None:
+            fields["spec"] = json.dumps(spec, sort_keys=True)
+        if secret is not None:
+            fields["secret"] = secret
+        if status is not None:
+            fields["status"] = status
+        pipe = self.r.pipeline(transaction=True)
+        if fields:
+            pipe.hset(watch_key(wid), mapping=fields)
+        if status in ("paused", "deleted"):
+            pipe.zrem(DUE, wid)
+        elif status == "active" or interval is not None:
+            pipe.zadd(DUE, {wid: time.time() if status == "active" else time.time() + interval})
+        pipe.execute()
+
+    def request_check(self, wid: str) -> None:
+        """Due now: the next tick checks it even if the check task sent with it were lost."""
+        self.r.zadd(DUE, {wid: 0}, xx=True)
+
+    # ------------------------------------------------------------------ scheduling
+    def due(self, now: float) -> list[str]:
+        return self.r.zrangebyscore(DUE, "-inf", now)
+
+    def with_pending(self) -> list[str]:
+        return list(self.r.smembers(WITH_PENDING))
+
+    def settle_pending(self, wid: str) -> None:
+        """Drop the watch from the judging round once nothing of it waits (called under its lock)."""
+        if not self.r.scard(f"{watch_key(wid)}:pending"):
+            self.r.srem(WITH_PENDING, wid)
+
+    def schedule(self, wid: str, at: float) -> None:
+        self.r.zadd(DUE, {wid: at}, xx=True)  # xx: a paused or deleted watch stays out
+
+    def checked(self, wid: str, error: str = "") -> None:
+        self.r.hset(watch_key(wid), mapping={"last_checked_at": repr(time.time()), "last_error": error})
+
+    def set_next(self, wid: str, at: float) -> None:
+        self.r.hset(watch_key(wid), "next_check_at", repr(at))
+
+    def lock(self, wid: str, ttl: int = 300) -> str | None:
+        """One check or judging pass per watch at a time (a token to unlock with), or None."""
+        token = secrets.token_hex(8)
+        return token if self.r.set(f"{watch_key(wid)}:lock", token, nx=True, ex=ttl) else None
+
+    def unlock(self, wid: str, token: str) -> None:
+        self._unlock(keys=[f"{watch_key(wid)}:lock"], args=[token])
+
+    # ------------------------------------------------------------------ checkpoints and history
+    def link_key(self, wid: str) -> str:
+        return f"{watch_key(wid)}:jobs"
+
+    def has_entry(self, wid: str, key: str) -> bool:
+        return bool(self.r.hexists(f"{watch_key(wid)}:history", key))
+
+    def add_entry(self, wid: str, key: str, entry: dict) -> bool:
+        """Record a new (checkpoint, fingerprint) pair once; it waits in ``pending`` to be judged."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hsetnx(f"{watch_key(wid)}:history", key, json.dumps(entry, sort_keys=True))
+        pipe.sadd(f"{watch_key(wid)}:pending", key)
+        pipe.sadd(WITH_PENDING, wid)
+        added, _, _ = pipe.execute()  # an existing, judged pair put back in pending is dropped by the next pass
+        return bool(added)
+
+    def save_entry(self, wid: str, key: str, entry: dict, *, judged: bool) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(f"{watch_key(wid)}:history", key, json.dumps(entry, sort_keys=True))
+        if judged:
+            pipe.srem(f"{watch_key(wid)}:pending", key)
+        pipe.execute()
+
+    def history(self, wid: str) -> dict[str, dict]:
+        return {k: json.loads(v) for k, v in self.r.hgetall(f"{watch_key(wid)}:history").items()}
+
+    def pending(self, wid: str) -> set[str]:
+        return self.r.smembers(f"{watch_key(wid)}:pending")
+
+    def set_seen(self, wid: str, seen: dict[str, dict]) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(f"{watch_key(wid)}:seen")
+        if seen:
+            pipe.hset(f"{watch_key(wid)}:seen", mapping={k: json.dumps(v) for k, v in seen.items()})
+        pipe.execute()
+
+    def fingerprints(self, wid: str) -> dict[str, dict]:
+        """Checkpoint name -> {stamp, fingerprint}: hashes kept across checks and restarts."""
+        return {k: json.loads(v) for k, v in self.r.hgetall(f"{watch_key(wid)}:fingerprints").items()}
+
+    def save_fingerprints(self, wid: str, known: dict[str, dict]) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(f"{watch_key(wid)}:fingerprints")
+        if known:
+            pipe.hset(f"{watch_key(wid)}:fingerprints", mapping={k: json.dumps(v) for k, v in known.items()})
+        pipe.execute()
+
+    def seen(self, wid: str) -> dict[str, dict]:
+        return {k: json.loads(v) for k, v in self.r.hgetall(f"{watch_key(wid)}:seen").items()}
+
+    # ------------------------------------------------------------------ events and deliveries
+    def emit(self, wid: str, key: str, event: str, delivery_id: str, body: bytes) -> bool:
+        """Record event ``event`` of entry ``key`` once, with its delivery, in the outbox; False if it
+        was emitted before. The caller sends it, then :meth:`sent`; the tick re-sends what stays."""
+        return bool(self._emit(keys=[f"{watch_key(wid)}:events", f"{P}delivery:{delivery_id}", OUTBOX],
+                               args=[f"{key}|{event}", delivery_id, wid, event, body, repr(time.time())]))
+
+    def sent(self, delivery_id: str) -> None:
+        self.r.zrem(OUTBOX, delivery_id)
+
+    def unsent(self, older_than: float) -> list[str]:
+        return self.r.zrangebyscore(OUTBOX, "-inf", time.time() - older_than)
+
+    def save_delivery_body(self, delivery_id: str, wid: str, event: str, body: bytes) -> None:
+        self.r.hset(f"{P}delivery:{delivery_id}", mapping={"watch_id": wid, "event": event, "body": body})
+
+    def delivery_body(self, delivery_id: str) -> dict | None:
+        raw = self.r.hgetall(f"{P}delivery:{delivery_id}")
+        return raw or None
+
+    def record_delivery(self, wid: str, item: dict) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.lpush(f"{watch_key(wid)}:deliveries", json.dumps(item, sort_keys=True))
+        pipe.ltrim(f"{watch_key(wid)}:deliveries", 0, MAX_DELIVERIES - 1)
+        pipe.execute()
+
+    def deliveries(self, wid: str, limit: int = MAX_DELIVERIES) -> list[dict]:
+        return [json.loads(x) for x in self.r.lrange(f"{watch_key(wid)}:deliveries", 0, limit - 1)]
