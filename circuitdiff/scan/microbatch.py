@@ -20,11 +20,13 @@ from ..models.placement import budget_cap, bytes_per_row, free_memory_bytes  # n
 CPU_TOKENS_ENV = "CIRCUITDIFF_SCAN_CPU_TOKENS"
 
 
-def rows_per_microbatch(view: LayerStack, seq_len: int, device: torch.device, itemsize: int) -> int:
-    """Rows (sequences) that fit in a quarter of free memory while one block runs, free memory read
-    now (capped by the ``CIRCUITDIFF_MEMORY_BUDGET`` setting). On CPU also capped so a micro-batch
-    stays cache-friendly; bigger brings no speed there. The scan records the size that ran."""
-    per_row = bytes_per_row(view.d_model, view.d_mlp, view.n_heads, seq_len, itemsize)
+def rows_per_microbatch(view: LayerStack, seq_len: int, device: torch.device, itemsize: int,
+                        readout_bytes: int = 0) -> int:
+    """Rows (sequences) that fit in a quarter of free memory while one block runs (plus
+    ``readout_bytes`` per row for a metric that reads whole distributions), free memory read now
+    (capped by the ``CIRCUITDIFF_MEMORY_BUDGET`` setting). On CPU also capped so a micro-batch stays
+    cache-friendly; bigger brings no speed there. The scan records the size that ran."""
+    per_row = bytes_per_row(view.d_model, view.d_mlp, view.n_heads, seq_len, itemsize) + readout_bytes
     free = free_memory_bytes(device)
     cap = budget_cap()
     if cap is not None:
