@@ -100,11 +100,11 @@ def run_comparison(
             bos=spec.bos, device=device, forms={r: adapters[r].family for r in ROLES},
         )
         warnings += task.warnings
+        check_metric(spec.metric, task, {r: adapters[r].family for r in ROLES})
         for role in ROLES:  # the real token length now known: do the scan's activations still fit?
             a, v = adapters[role], task.view(role)
             check_activations(a.hf_model.config, a.dtype, Workload(v.n, v.clean.tokens.shape[1], BATCH_SIZE),
                               a.device, field=f"{role}.id", model_id=a.info["id"])
-        check_metric(spec.metric, task, {r: adapters[r].family for r in ROLES})
         if task.word_aligned:
             # issue #4: no shared tokenisation; attention is compared on shared words. The paper
             # compared only the end-query row for its GPT-2 vs DistilBERT control (pitfall 8).
@@ -233,16 +233,6 @@ def run_comparison(
     return result
 
 
-def _ablation_protocol(spec: ComparisonSpec, asked: str | None, adapters: dict[str, ModelAdapter]):
-    """The ablation the scans run and what it follows. The ``paper`` preset on two Llama-layout models
-    follows the authors' Llama notebook (catalogue.LLAMA_PAPER_PROTOCOL) unless the spec names an
-    ablation; the resolved spec in the result then says ``token_mean``, so it re-runs the same."""
-    llama = all(a.hf_model.config.model_type in LLAMA_MODEL_TYPES for a in adapters.values())
-    if spec.preset == "paper" and asked is None and llama:
-        return spec.model_copy(update={"ablation": LLAMA_PAPER_ABLATION}), LLAMA_PAPER_PROTOCOL
-    if spec.preset == "paper" and asked is None:
-        return spec, TASKS[spec.task].paper.describe()
-    return spec, f"{spec.ablation} ablation" + (" (asked in the spec)" if asked else f" ({spec.preset} preset)")
 def check_metric(metric: str, task: TaskData, families: dict[str, str]) -> None:
     """The metric must be computable on this task and pair: answer metrics need answers; ``loss`` (and
     plain texts at all) need causal models (a masked LM has no next-token distribution over a text)."""
@@ -256,6 +246,18 @@ def check_metric(metric: str, task: TaskData, families: dict[str, str]) -> None:
     if masked and task.kind == "text":
         raise MetricError(f"plain-text datasets need causal models; the {' and '.join(masked)} is a masked LM",
                           field="dataset", fix="give masked models a dataset of prompts with answers and [MASK] forms")
+
+
+def _ablation_protocol(spec: ComparisonSpec, asked: str | None, adapters: dict[str, ModelAdapter]):
+    """The ablation the scans run and what it follows. The ``paper`` preset on two Llama-layout models
+    follows the authors' Llama notebook (catalogue.LLAMA_PAPER_PROTOCOL) unless the spec names an
+    ablation; the resolved spec in the result then says ``token_mean``, so it re-runs the same."""
+    llama = all(a.hf_model.config.model_type in LLAMA_MODEL_TYPES for a in adapters.values())
+    if spec.preset == "paper" and asked is None and llama:
+        return spec.model_copy(update={"ablation": LLAMA_PAPER_ABLATION}), LLAMA_PAPER_PROTOCOL
+    if spec.preset == "paper" and asked is None:
+        return spec, TASKS[spec.task].paper.describe()
+    return spec, f"{spec.ablation} ablation" + (" (asked in the spec)" if asked else f" ({spec.preset} preset)")
 
 
 class _Run:

@@ -15,7 +15,8 @@ Schema versions (``schema_version``; the report reads every one, circuitdiff.rep
    alignment names the protocol it follows; every match has a bootstrap ``confidence``; components
    in no pair are listed (``unpaired``); ``task.items`` lists every accepted item, so the numbers can
    be recomputed from the result alone.
-4. the job's metric (``spec.metric``; ``metric`` carries its definition, units and reduction):
+4. both models' circuits and the circuit diff (``circuits``).
+5. the job's metric (``spec.metric``; ``metric`` carries its definition, units and reduction):
    ``performance`` reports the clean metric (``metric``, ``value``, ``value_std``, ``value_ci95``;
    ``logit_diff`` only where the task has answers, ``accuracy`` and ``performs_task`` null for a
    plain-text dataset or a metric without one); each influence entry has ``value``; ``task`` says

@@ -20,7 +20,8 @@ from .errors import ComponentIdError
 
 __all__ = [
     "SCHEMA_VERSION", "MAX_PROMPTS", "N_ATTENTION_VIEWS", "CIRCUIT_THRESHOLD", "CIRCUIT_SWEEP", "PAPER_HEAD_THRESHOLD", "PAPER_MLP_THRESHOLD",
-    "Role", "ROLES", "Preset", "Ablation", "Metric", "ANSWER_METRICS", "MAX_TEXT_TOKENS", "Matching", "MlpSimilarity", "ScanMethod", "Bos", "Device", "Dtype", "BF16_ABOVE_PARAMS", "MEMORY_BUDGET_ENV",
+    "Role", "ROLES", "Preset", "Ablation", "Metric", "ANSWER_METRICS", "MAX_TEXT_TOKENS", "Matching", "MlpSimilarity", "ScanMethod", "Bos", "Device", "Dtype",
+    "BF16_ABOVE_PARAMS", "MEMORY_BUDGET_ENV",
     "ModelKind", "Family", "MASKED_LM_MODEL_TYPES", "LLAMA_MODEL_TYPES", "family_of_model_type", "AdapterName", "TaskForm",
     "TokenAlignment", "ComponentKind", "choices",
     "ComponentIdError", "Component", "head_id", "mlp_id", "parse_component", "is_component_id", "head_ids",

@@ -48,8 +48,8 @@ class InfluenceScan:
     ablation: str
     method: str
     agreement: dict | None = None  # attribution with a check: Spearman / top-k vs the exact scan
-    microbatch_rows: int | None = None  # exact scan: the micro-batch size that ran (sized from free memory)
     metric: str = DEFAULT_METRIC
+    microbatch_rows: int | None = None  # exact scan: the micro-batch size that ran (sized from free memory)
 
     @property
     def ld_clean(self) -> float:
