@@ -10,7 +10,8 @@ other on a decoder.
 Where each capture is read and where each ablation acts (per layer, one site each):
 
 - ``z`` [batch, pos, head, d_head]: the *input* of the attention output linear (DistilBERT
-  ``attention.out_lin``, BERT ``attention.output.dense``, GPT-2 ``attn.c_proj``), split into heads.
+  ``attention.out_lin``, BERT ``attention.output.dense``, GPT-2 ``attn.c_proj``, Llama / Mistral /
+  Qwen2 ``self_attn.o_proj``), split into heads (for grouped-query attention: *query* heads).
   That input is the per-head context vectors concatenated head-major, so head h is the slice
   ``[h*d_head, (h+1)*d_head)``. A head is ablated by a forward-*pre*-hook that replaces its slice
   before W_O is applied (DESIGN.md; paper-notes §7 pitfall 4: the authors' HF code zeroed a
