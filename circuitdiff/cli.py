@@ -67,6 +67,11 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
                    help="with --circuits: circuits per null control of the transfer (default 200)")
     p.add_argument("--no-cache", action="store_true",
                    help="do not read or write the activation cache ($CIRCUITDIFF_CACHE_DIR)")
+    p.add_argument("--server", default=None, metavar="URL",
+                   help="run on a circuitdiff service (e.g. http://127.0.0.1:8000) instead of locally; "
+                        "model paths and --dataset files are read there (a --dataset file is uploaded)")
+    p.add_argument("--api-key", default=os.environ.get("CIRCUITDIFF_KEY"), metavar="KEY",
+                   help="with --server: the API key (default: $CIRCUITDIFF_KEY)")
     p.add_argument("--out", required=True, help="where to write result.json")
     p.add_argument("--report", default=None, metavar="REPORT.html",
                    help="also write a self-contained HTML report there (plots in plots/ beside it)")
@@ -119,15 +124,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise _UsageError(f"--out {args.out}: directory {out.parent} does not exist")
     if args.report:
         check_report_path(args.report)  # before the run, not after it
-    _quiet_libraries()
-    from .pipeline import run_comparison
+    if args.server:
+        data = compare_on_server(spec, args.server, args.api_key)
+    else:
+        _quiet_libraries()
+        from .pipeline import run_comparison
 
-    bar = ProgressBar(sys.stderr)
-    try:
-        result = run_comparison(spec, progress=bar, cache=False if args.no_cache else None)
-    finally:
-        bar.close()
-    data = result.model_dump(mode="json")
+        bar = ProgressBar(sys.stderr)
+        try:
+            result = run_comparison(spec, progress=bar, cache=False if args.no_cache else None)
+        finally:
+            bar.close()
+        data = result.model_dump(mode="json")
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     tmp.replace(out)
@@ -136,6 +144,50 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.report:
         print(f"report: {write_report(data, args.report)[Path(args.report).name]}")
     return 0
+
+
+def compare_on_server(spec, server: str, api_key: str | None) -> dict:
+    """Submit ``spec`` to a service, draw the job's progress, and return its result as a local run
+    would (the same ComparisonResult JSON). A ``dataset`` naming a local file is uploaded first."""
+    import httpx
+
+    from .client import ApiError, Client, JobCancelled, JobFailed
+
+    bar = ProgressBar(sys.stderr)
+
+    def show(job) -> None:
+        if job.progress and job.progress.stage:
+            bar(job.progress.stage, job.progress.done, job.progress.total)
+        elif job.status == "queued" and job.queue_position:
+            bar(f"queued (#{job.queue_position})", 0, 1)
+
+    try:
+        with Client(server, api_key=api_key) as client:
+            if spec.dataset and Path(spec.dataset).is_file():
+                uploaded = client.upload_dataset(spec.dataset)
+                spec = spec.model_copy(update={"dataset": uploaded.id})
+            job = client.submit(spec)
+            sys.stderr.write(f"job {job.id} on {server}\n")
+            try:
+                client.wait(job.id, on_update=show)
+            except KeyboardInterrupt:
+                client.cancel(job.id)
+                sys.stderr.write(f"\ncancelled job {job.id}\n")
+                raise
+            return client.result(job.id).model_dump(mode="json")
+    except ApiError as e:
+        first = e.errors[0] if e.errors else {}
+        where = f"{first['field']}: " if first.get("field") else ""
+        raise _UsageError(f"the server refused it ({e.code}): {where}{first.get('message') or e.detail}"
+                          + (f" ({e.fix})" if e.fix else "")) from None
+    except JobFailed as e:
+        raise _UsageError(f"job {e.job.id} failed ({e.code}): {e.detail}" + (f" ({e.fix})" if e.fix else "")) from None
+    except JobCancelled as e:
+        raise _UsageError(str(e)) from None
+    except httpx.TransportError as e:
+        raise _UsageError(f"cannot reach {server}: {type(e).__name__}: {e}") from None
+    finally:
+        bar.close()
 
 
 def summary(r: dict) -> str:

@@ -143,7 +143,8 @@ class ComparisonSpec(BaseModel):
 
     teacher: ModelRef
     student: ModelRef
-    task: str = Field(examples=["ioi"])
+    task: str = Field(examples=["ioi"], json_schema_extra={"enum": list(TASKS)},
+                      description="a built-in task (GET /v1/tasks)")
     task_options: dict[str, Any] = Field(default_factory=dict)
     dataset: str | None = Field(
         default=None, description="custom task: dataset id (from POST /v1/datasets) or a local JSONL path"
