@@ -37,18 +37,20 @@ from . import sections
 from .analysis.matching import match_components, unpaired
 from .cache import ActivationCache
 from .cache.engine import PipelineCache, open_cache
-from .catalogue import task_items
-from .errors import Cancelled
+from .catalogue import LLAMA_PAPER_ABLATION, LLAMA_PAPER_PROTOCOL, TASKS, task_items
+from .errors import Cancelled, MetricError
+from .metrics import METRIC_FIX, METRICS, metric_info
 from .models import ModelAdapter, load_model, resolve_device
+from .models.placement import Workload, check_activations
 from .result import ComparisonResult, ScanInfo
 from .scan import scan
 from .scan import circuits as circuits_mod
 from .scan.clean import BATCH_SIZE, CleanStats, clean_pass
-from .scan.influence import InfluenceScan
+from .scan.influence import InfluenceScan, clean_logit_diffs
 from .scan.words import word_pass
 from .spec import ComparisonSpec
-from .tasks.dataset import build_task_data
-from .vocabulary import ROLES, SCHEMA_VERSION, head_ids, mlp_ids
+from .tasks.dataset import TaskData, build_task_data
+from .vocabulary import LLAMA_MODEL_TYPES, ROLES, SCHEMA_VERSION, head_ids, mlp_ids
 
 Progress = Callable[[str, int, int], None]
 
@@ -65,7 +67,7 @@ def run_comparison(
     """Compare teacher and student as ``spec`` says.
 
     datasets_dir: where uploaded custom datasets live (``<id>.jsonl``).
-    loader: ``loader(ref, device=, dtype=, field=) -> ModelAdapter``; a worker passes one that keeps
+    loader: ``loader(ref, device=, dtype=, field=, workload=) -> ModelAdapter``; a worker passes one that keeps
     recently used models loaded (worker/engine.py).
     cache: per-model clean statistics and influence scans are reused from the activation cache
     (circuitdiff.cache): None/True = the default root ($CIRCUITDIFF_CACHE_DIR; off with
@@ -74,6 +76,7 @@ def run_comparison(
     """
     if isinstance(spec, dict):
         spec = ComparisonSpec.model_validate(spec)
+    ablation_asked = spec.ablation
     spec = spec.resolve()
     run = _Run(progress, cancelled)
     _seed_everything(spec.seed)
@@ -83,9 +86,12 @@ def run_comparison(
         device = resolve_device(spec.device)
         adapters: dict[str, ModelAdapter] = {}
         for k, role in enumerate(ROLES):
-            adapters[role] = loader(getattr(spec, role), device=device, dtype=spec.dtype, field=f"{role}.id")
+            # the memory plan before loading sizes the scan at n_prompts (circuitdiff.models.placement)
+            adapters[role] = loader(getattr(spec, role), device=device, dtype=spec.dtype, field=f"{role}.id",
+                                    workload=Workload(spec.n_prompts, batch_size=BATCH_SIZE))
             run.tick(k + 1, 2)
         teacher, student = adapters["teacher"], adapters["student"]
+        spec, protocol = _ablation_protocol(spec, ablation_asked, adapters)
 
     with run.stage("task"):
         items = task_items(spec.task, spec.task_options, spec.n_prompts, spec.seed, spec.dataset, datasets_dir)
@@ -94,6 +100,11 @@ def run_comparison(
             bos=spec.bos, device=device, forms={r: adapters[r].family for r in ROLES},
         )
         warnings += task.warnings
+        check_metric(spec.metric, task, {r: adapters[r].family for r in ROLES})
+        for role in ROLES:  # the real token length now known: do the scan's activations still fit?
+            a, v = adapters[role], task.view(role)
+            check_activations(a.hf_model.config, a.dtype, Workload(v.n, v.clean.tokens.shape[1], BATCH_SIZE),
+                              a.device, field=f"{role}.id", model_id=a.info["id"])
         if task.word_aligned:
             # issue #4: no shared tokenisation; attention is compared on shared words. The paper
             # compared only the end-query row for its GPT-2 vs DistilBERT control (pitfall 8).
@@ -113,9 +124,11 @@ def run_comparison(
         with run.stage(f"influence:{role}"):
             view = task.view(role)
             scans[role] = pcache.scan(
-                role, adapters[role], view, {"method": spec.scan, "ablation": spec.ablation, **options},
+                role, adapters[role], view, {"method": spec.scan, "ablation": spec.ablation, "metric": spec.metric,
+                                             **options},
                 lambda: scan(adapters[role], view, spec.ablation, method=spec.scan, batch_size=BATCH_SIZE,
-                             progress=progress, cancelled=cancelled, stage=f"influence:{role}", **options),
+                             progress=progress, cancelled=cancelled, stage=f"influence:{role}", metric=spec.metric,
+                             **options),
                 InfluenceScan,
             )
     ran = {scans[r].method for r in ROLES}
@@ -153,8 +166,12 @@ def run_comparison(
         n_confidence = sections.confidence_resamples(spec, task.n_prompts)
         confidence = sections.match_confidences(pairs, compared, sims, spec, n_confidence)
 
-    performance = {r: sections.performance_section(scans[r], clean[r].correct) for r in ROLES}
-    warnings += sections.performance_warnings(scans, performance)
+    # Who performs the task is decided on the clean logit difference for every answer metric.
+    lds = {r: scans[r].clean_ld if spec.metric == "logit_diff" else
+           clean_logit_diffs(adapters[r], task.view(r), BATCH_SIZE) if task.kind == "answers" else None for r in ROLES}
+    performance = {r: sections.performance_section(scans[r], clean[r].correct if task.kind == "answers" else None,
+                                                   lds[r]) for r in ROLES}
+    warnings += sections.performance_warnings(lds, performance)
     with run.stage("alignment"):
         alignment = sections.alignment_section(pairs, scans, performance, spec, n_confidence)
 
@@ -189,6 +206,7 @@ def run_comparison(
         schema_version=SCHEMA_VERSION,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         spec=spec.model_dump(mode="json"),
+        metric=metric_info(spec.metric),
         engine=sections.engine_versions(),
         models={r: adapters[r].info for r in ROLES},
         task=task.info(),
@@ -205,12 +223,41 @@ def run_comparison(
             method=method, approximate=method == "attribution",
             agreement={r: scans[r].agreement for r in ROLES if scans[r].agreement is not None} or None,
             cache=pcache.status,
+            microbatch_rows={r: scans[r].microbatch_rows for r in ROLES if scans[r].microbatch_rows},
+            ablation_protocol=protocol,
         ),
         timings=run.timings,
         warnings=warnings,
     )
     run.tick_stage("done", 1, 1)
     return result
+
+
+def check_metric(metric: str, task: TaskData, families: dict[str, str]) -> None:
+    """The metric must be computable on this task and pair: answer metrics need answers; ``loss`` (and
+    plain texts at all) need causal models (a masked LM has no next-token distribution over a text)."""
+    if METRICS[metric].needs_answer and task.kind == "text":
+        raise MetricError(f"metric {metric} reads an answer token, and this dataset is plain text (no answers)",
+                          field="metric", fix=METRIC_FIX)
+    masked = [r for r in ROLES if families[r] == "masked"]
+    if masked and metric == "loss":
+        raise MetricError(f"metric loss is the causal next-token loss, and the {' and '.join(masked)} is a masked LM",
+                          field="metric", fix="use metric kl, an answer metric, or two causal models")
+    if masked and task.kind == "text":
+        raise MetricError(f"plain-text datasets need causal models; the {' and '.join(masked)} is a masked LM",
+                          field="dataset", fix="give masked models a dataset of prompts with answers and [MASK] forms")
+
+
+def _ablation_protocol(spec: ComparisonSpec, asked: str | None, adapters: dict[str, ModelAdapter]):
+    """The ablation the scans run and what it follows. The ``paper`` preset on two Llama-layout models
+    follows the authors' Llama notebook (catalogue.LLAMA_PAPER_PROTOCOL) unless the spec names an
+    ablation; the resolved spec in the result then says ``token_mean``, so it re-runs the same."""
+    llama = all(a.hf_model.config.model_type in LLAMA_MODEL_TYPES for a in adapters.values())
+    if spec.preset == "paper" and asked is None and llama:
+        return spec.model_copy(update={"ablation": LLAMA_PAPER_ABLATION}), LLAMA_PAPER_PROTOCOL
+    if spec.preset == "paper" and asked is None:
+        return spec, TASKS[spec.task].paper.describe()
+    return spec, f"{spec.ablation} ablation" + (" (asked in the spec)" if asked else f" ({spec.preset} preset)")
 
 
 class _Run:
