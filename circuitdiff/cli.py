@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .report.command import add_report, check_report_path, write_report
-from .vocabulary import Ablation, Bos, Device, Dtype, Matching, MlpSimilarity, Preset, ScanMethod, choices
+from .vocabulary import SCREEN_TOP, Ablation, Bos, Device, Dtype, Matching, MlpSimilarity, Preset, ScanMethod, choices
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL = 1
@@ -50,9 +50,15 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
                    help="resamples of every confidence interval and of the match confidences (0 = none)")
     p.add_argument("--chance-draws", type=int, default=1000, help="permutations of the chance null (>= 1000)")
     p.add_argument("--device", choices=choices(Device), default="auto")
-    p.add_argument("--dtype", choices=choices(Dtype), default="float32")
+    p.add_argument("--dtype", choices=choices(Dtype), default="float32",
+                   help="model weights and activations; LDs and influences are accumulated in float32 "
+                   "(bfloat16's accuracy against float32 is stated in the result's scan.precision)")
     p.add_argument("--scan", choices=choices(ScanMethod), default="exact",
-                   help="influence scan method (naive = one forward per component, the reference)")
+                   help="influence scan method (naive = one forward per component, the reference; screened = "
+                   "attribution everywhere, exact where it can change the top components)")
+    p.add_argument("--screen-top", type=int, default=None, metavar="K",
+                   help=f"with --scan screened: exact values for at least the K most influential components "
+                   f"(default {SCREEN_TOP})")
     p.add_argument("--attribution-check", type=int, default=None, metavar="N",
                    help="with --scan attribution: exact-scan N sampled components and report the agreement")
     p.add_argument("--no-cache", action="store_true",
@@ -81,6 +87,7 @@ def spec_from_args(args: argparse.Namespace):
         "duplicate_unmatched": args.duplicate_unmatched, "n_prompts": args.prompts, "seed": args.seed,
         "bos": args.bos, "bootstrap": args.bootstrap, "chance_draws": args.chance_draws, "device": args.device,
         "dtype": args.dtype, "scan": args.scan, "attribution_check": args.attribution_check,
+        "screen_top": args.screen_top,
     }
     return ComparisonSpec.model_validate(data)
 

@@ -44,7 +44,7 @@ from .scan.influence import InfluenceScan
 from .scan.words import word_pass
 from .spec import ComparisonSpec
 from .tasks.dataset import build_task_data
-from .vocabulary import ROLES, SCHEMA_VERSION, head_ids, mlp_ids
+from .vocabulary import PRECISION_CONTRACTS, ROLES, SCHEMA_VERSION, head_ids, mlp_ids
 
 Progress = Callable[[str, int, int], None]
 
@@ -104,6 +104,8 @@ def run_comparison(
             run.tick(k + 1, 2)
 
     options = {"check": spec.attribution_check, "seed": spec.seed} if spec.scan == "attribution" and spec.attribution_check else {}
+    if spec.scan == "screened":
+        options = {"screen_top": spec.screen_top}
     scans: dict[str, InfluenceScan] = {}
     for role in ROLES:
         with run.stage(f"influence:{role}"):
@@ -174,7 +176,9 @@ def run_comparison(
         robustness=robustness,
         attention=sections.attention_views(pairs, infl, compared, task),
         scan=ScanInfo(
-            method=method, approximate=method == "attribution",
+            method=method, approximate=not all(all(scans[r].is_exact()) for r in ROLES),
+            precision={"dtype": spec.dtype, "accumulation": "float32",
+                       **PRECISION_CONTRACTS.get(spec.dtype, {"characterised": False})},
             agreement={r: scans[r].agreement for r in ROLES if scans[r].agreement is not None} or None,
             cache=pcache.status,
         ),

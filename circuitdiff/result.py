@@ -97,6 +97,8 @@ class ComponentInfluence(_Model):
     delta: float = Field(description="LD_ablated - LD_clean (signed)")
     influence: float = Field(description="|delta|")
     retained_pct: float | None = Field(description="100 * LD_ablated / LD_clean; null when LD_clean <= 0")
+    exact: bool | None = Field(default=None, description="true: an exact value (naive, exact, or re-scanned by a "
+                               "screened scan); false: an estimate (attribution); null in results before schema 4")
 
 
 class Matrix(_Model):
@@ -189,12 +191,17 @@ class AttentionView(_Model):
 class ScanInfo(_Model):
     method: ScanMethod
     approximate: bool
-    agreement: dict[str, Any] | None = None
+    agreement: dict[str, Any] | None = Field(
+        default=None, description="per model: the estimate's agreement with the exact scan (attribution with a "
+        "check: on sampled components; screened: on the components it re-scanned, with the screen's error margin)")
     cache: dict[str, str] = Field(default_factory=dict, description="per model: hit | miss | disabled")
+    precision: dict[str, Any] | None = Field(
+        default=None, description="the scan's dtype and what it promises against float32 (schema >= 4; "
+        "circuitdiff.vocabulary.PRECISION_CONTRACTS)")
 
 
 class ComparisonResult(_Model):
-    schema_version: Literal[3] = SCHEMA_VERSION
+    schema_version: Literal[4] = SCHEMA_VERSION
     created_at: str
     spec: dict[str, Any] = Field(description="the fully resolved spec (preset expanded)")
     engine: dict[str, str]
@@ -228,6 +235,7 @@ def upgrade(data: dict) -> dict:
         raise ValueError(f"result schema_version {version!r} is not supported (this code reads 1 to {SCHEMA_VERSION})")
     out = dict(data)
     # 2 added worst5_mean / gini per model and slope_mean_ci95; 3 added the chance calibration, match
-    # confidences, unpaired components and task items. All optional: a missing value reads "not computed".
+    # confidences, unpaired components and task items. 4 added per-influence ``exact`` and
+    # ``scan.precision``. All optional: a missing value reads "not computed".
     out["schema_version"] = SCHEMA_VERSION
     return out

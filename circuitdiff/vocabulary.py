@@ -20,7 +20,7 @@ from .errors import ComponentIdError
 
 __all__ = [
     "SCHEMA_VERSION", "MAX_PROMPTS", "N_ATTENTION_VIEWS", "PAPER_HEAD_THRESHOLD", "PAPER_MLP_THRESHOLD",
-    "Role", "ROLES", "Preset", "Ablation", "Matching", "MlpSimilarity", "ScanMethod", "Bos", "Device", "Dtype",
+    "Role", "ROLES", "Preset", "Ablation", "Matching", "MlpSimilarity", "ScanMethod", "SCREEN_TOP", "Bos", "Device", "Dtype", "PRECISION_CONTRACTS",
     "ModelKind", "Family", "MASKED_LM_MODEL_TYPES", "family_of_model_type", "AdapterName", "TaskForm",
     "TokenAlignment", "ComponentKind", "choices",
     "ComponentIdError", "Component", "head_id", "mlp_id", "parse_component", "is_component_id", "head_ids",
@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 # --------------------------------------------------------------------------- versions and limits
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Version of ``result.json``. Bumped with every change of the result's structure; the report still
 reads every older version (``circuitdiff.report.load`` upgrades them)."""
 
@@ -68,16 +68,35 @@ MlpSimilarity = Literal["cka", "eigen", "eigen_raw"]
 ``eigen`` the authors' top-3 eigenvector similarity rescaled to the head-similarity distribution
 (their sequence and QA notebooks); ``eigen_raw`` the same without rescaling (their IOI notebook)."""
 
-ScanMethod = Literal["exact", "attribution", "naive"]
+ScanMethod = Literal["exact", "attribution", "naive", "screened"]
 """How influences are computed: ``naive`` reruns the model once per component (the reference),
 ``exact`` computes the same numbers reusing the clean pass, ``attribution`` is a first-order
-estimate (approximate)."""
+estimate (approximate), ``screened`` estimates every component by attribution and computes the
+exact value of the top ``screen_top`` and of every component that could join them within the
+estimate's measured error (circuitdiff.scan.screened); each influence says whether it is exact."""
+
+SCREEN_TOP = 20
+"""``scan: "screened"``: how many of the most influential components get their exact value at least
+(the spec's ``screen_top`` default)."""
 
 Bos = Literal["prepend", "none"]
 """BOS policy for causal models, one for every pass of a job (paper-notes §7 pitfall 1)."""
 
 Device = Literal["auto", "cpu", "cuda"]
 Dtype = Literal["float32", "float16", "bfloat16"]
+
+PRECISION_CONTRACTS: dict[str, dict] = {
+    "float32": {"reference": True},
+    "bfloat16": {"max_abs_influence_diff_rel": 0.03, "spearman_min": 0.95, "spearman_over": 0.01,
+                 "top_k_identical": 10},
+}
+"""What a scan in each dtype promises against the same scan in float32 (``result.scan.precision``),
+measured on the bundled pairs by tests/test_precision.py. ``max_abs_influence_diff_rel``: the largest
+|influence − influence_fp32| over every component, divided by the clean LD scale (mean |LD_clean| in
+float32); ``spearman_min``: the rank correlation over the components whose float32 influence exceeds
+``spearman_over`` of the largest; ``top_k_identical``: the k most influential components are the same
+set. Logit differences and influences are accumulated in float32 whatever the model's dtype. A dtype
+absent here (float16) is not characterised."""
 
 # --------------------------------------------------------------------------- models and tasks
 ModelKind = Literal["zoo", "hub", "local"]

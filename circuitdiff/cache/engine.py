@@ -149,10 +149,12 @@ class PipelineCache:
         def load(entry) -> Any:
             m, ld = entry.meta, entry.tensors["ld"]
             return build(components=m["components"], clean_ld=ld["clean"], ablated_ld=ld["ablated"],
-                         ablation=m["ablation"], method=m["method"], agreement=m.get("agreement"))
+                         ablation=m["ablation"], method=m["method"], agreement=m.get("agreement"),
+                         exact=m.get("exact"))
 
         def store(s) -> tuple[dict, dict]:
-            meta = {"components": s.components, "ablation": s.ablation, "method": s.method, "agreement": s.agreement}
+            meta = {"components": s.components, "ablation": s.ablation, "method": s.method, "agreement": s.agreement,
+                    "exact": s.exact}
             return {"ld": {"clean": s.clean_ld, "ablated": s.ablated_ld}}, meta
 
         return self._through(role, key, compute, load, store)

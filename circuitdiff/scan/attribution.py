@@ -63,11 +63,11 @@ def attribution_scan(
             z = clean.z[layer].detach()  # [batch, pos, head, d_head]
             dz = replacement(z, corrupt.z[layer] if corrupt else None, ablation, c_mask) - z
             g = gz[layer] if gz[layer] is not None else torch.zeros_like(z)
-            heads.append(torch.einsum("bphk,bphk->hb", dz, g))  # [head, batch]
+            heads.append(torch.einsum("bphk,bphk->hb", dz.float(), g.float()))  # [head, batch], float32 sums
             m = clean.mlp_out[layer].detach()  # [batch, pos, d_model]
             dm = replacement(m, corrupt.mlp_out[layer] if corrupt else None, ablation, c_mask) - m
             g = gm[layer] if gm[layer] is not None else torch.zeros_like(m)
-            mlps.append(torch.einsum("bpd,bpd->b", dm, g))  # [batch]
+            mlps.append(torch.einsum("bpd,bpd->b", dm.float(), g.float()))  # [batch]
         delta = torch.cat([torch.cat(heads), torch.stack(mlps)])  # [component, batch]
         clean_ld = clean.ld.detach()
     return ScanOutput(component_ids(n_layers, view.n_heads), clean_ld, clean_ld[None] + delta, 0)

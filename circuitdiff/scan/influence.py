@@ -42,7 +42,15 @@ class InfluenceScan:
     ablated_ld: torch.Tensor  # [C, n] float64, row c = per-prompt LD with component c ablated
     ablation: str
     method: str
-    agreement: dict | None = None  # attribution with a check: Spearman / top-k vs the exact scan
+    agreement: dict | None = None  # attribution with a check / screened: agreement with the exact scan
+    exact: list[bool] | None = None  # per component: an exact value (True) or an estimate; None = by method
+
+    def is_exact(self) -> list[bool]:
+        """Per component: whether its LDs are exact (naive, exact) or estimated (attribution, and the
+        components a screened scan did not re-scan)."""
+        if self.exact is not None:
+            return list(self.exact)
+        return [self.method != "attribution"] * len(self.components)
 
     @property
     def ld_clean(self) -> float:
@@ -52,13 +60,14 @@ class InfluenceScan:
         """component id -> {logit_diff, delta, influence, retained_pct} (result.json ``influence``)."""
         base = self.ld_clean
         out = {}
-        for cid, row in zip(self.components, self.ablated_ld):
+        for cid, row, exact in zip(self.components, self.ablated_ld, self.is_exact()):
             ld = float(row.mean())
             out[cid] = {
                 "logit_diff": ld,
                 "delta": ld - base,
                 "influence": abs(ld - base),
                 "retained_pct": 100.0 * ld / base if base > 0 else None,
+                "exact": exact,
             }
         return out
 
