@@ -51,6 +51,14 @@ def test_screen_repeats_until_no_estimate_can_reach_the_kth_exact_value():
     assert how["max_abs_error"] == 8.0  # |1 - 9| on c
 
 
+def test_screen_rescans_the_always_set_and_measures_its_error_on_the_rest():
+    truth = {"m": 1.0, "a": 5.0, "b": 4.0, "c": 0.1}
+    est = {"m": 0.01, "a": 5.5, "b": 3.9, "c": 0.2}  # "m" badly estimated: always re-scanned
+    calls: list[list[str]] = []
+    exact, how = screen(est, _exact_from(truth, calls), top=1, safety=1.0, always=["m"])
+    assert calls[0] == ["m", "a"] and how["max_abs_error"] == 0.5  # |5.5 - 5| on a, not |0.01 - 1| on m
+    assert set(exact) == {"m", "a"} and how["threshold"] == 5.0  # b: 3.9 + 0.5 < 5
+
 # ----------------------------------------------------------------------------- against the full exact scan
 def _view(adapter, task: str, n: int):
     from circuitdiff.catalogue import task_items
@@ -81,6 +89,7 @@ def _check_against_exact(model_id: str, task: str, n: int, top: int) -> dict:
     k = min(top, len(fi))
     assert set(sorted(fi, key=lambda c: -fi[c])[:k]) == set(sorted(si, key=lambda c: -si[c])[:k])
     # the margin held: no component left estimated is off by more than the margin the screen used
+    assert all(flags[c] for c in scr.components if c.endswith("MLP"))  # every MLP is re-scanned
     off = [abs(si[c] - fi[c]) for c in scr.components if not flags[c]]
     worst = max(off, default=0.0)
     ratio = worst / ag["max_abs_error"] if ag["max_abs_error"] > 0 else 0.0
@@ -93,7 +102,7 @@ def _check_against_exact(model_id: str, task: str, n: int, top: int) -> dict:
 
 
 def test_screened_equals_exact_where_marked_exact_on_a_tiny_checkpoint(tiny_gpt_dir):
-    out = _check_against_exact(str(tiny_gpt_dir), "ioi", 12, top=3)
+    out = _check_against_exact(str(tiny_gpt_dir), "ioi", 12, top=2)
     assert out["n_exact"] < out["n"], "every component was re-scanned: the screen would be untested"
 
 
