@@ -19,8 +19,9 @@ Figures, per method M in naive / exact / attribution / screened and dtype D in f
 - ``M_D_s``: both models' influence scans, wall time. ``--naive-components N`` times the naive scan
   on N components per model spread over the layers and scales to all of them (every naive
   component costs the same: one full forward of every prompt); the line then says so;
-- ``M_D_gflops``, ``matmul_D_gflops``, ``M_D_fraction_of_matmul``: useful FLOPs (counted with
-  torch's FlopCounterMode on a separate, untimed run of the same scan) per second of the timed run,
+- ``M_D_gflops``, ``matmul_D_gflops_in_M``, ``M_D_fraction_of_matmul``: useful FLOPs (counted with
+  torch's FlopCounterMode on a separate, untimed run of the same scan; exact and attribution count
+  once, in float32, since every dtype runs the same operations) per second of the timed run,
   against a dense D matmul timed in the same process;
 - ``speedup_M_D_vs_naive``: naive float32 time / this time; ``speedup_screened_D_vs_exact_float32``;
 - ``bf16_vs_fp32_M_*``: the precision contract's figures (max |ΔI| over the clean LD scale,
@@ -131,7 +132,9 @@ def worker_scan(args) -> dict:
         }
         log(f"{args.method} {args.dtype} {role}: {dt:.1f}s for {len(timed)} of {len(comps)} components")
     out["seconds"] = total
-    if args.method != "naive":
+    if args.flops > 0:  # the count of the same scan in float32: the same operations in another dtype
+        out.update(flops=args.flops, gflops=args.flops / total / 1e9)
+    elif args.method != "naive":
         out.update(_flops(args, adapters, task, total))
     out["matmul_gflops"] = _matmul_gflops(device, args.dtype)
     out.update(_peak(device))
@@ -217,11 +220,11 @@ def _save_new_student(student: str, out: Path, device: str) -> None:
 
 
 # ----------------------------------------------------------------------------- driver side
-def run_worker(args, kind: str, method: str | None = None, dtype: str = "float32") -> dict:
+def run_worker(args, kind: str, method: str | None = None, dtype: str = "float32", flops: int = 0) -> dict:
     cmd = [sys.executable, __file__, "--worker", kind, "--device", args.device, "--prompts", str(args.prompts),
            "--teacher", args.teacher, "--student", args.student, "--task", args.task, "--ablation", args.ablation,
            "--naive-batch", str(args.naive_batch), "--naive-components", str(args.naive_components),
-           "--screen-top", str(args.screen_top), "--dtype", dtype]
+           "--screen-top", str(args.screen_top), "--dtype", dtype, "--flops", str(flops)]
     if method:
         cmd += ["--method", method]
     env = dict(os.environ, CIRCUITDIFF_CACHE="0")  # scans are measured uncached; compare has its own
@@ -250,15 +253,16 @@ def ld_scale(r: dict) -> float:
 def influence_error(a: dict, b: dict) -> tuple[float, float]:
     """(max |influence_a - influence_b| over both models, the clean LD scale of b)."""
     ia, ib = influences(a), influences(b)
-    assert ia.keys() == ib.keys()
-    return max(abs(ia[c] - ib[c]) for c in ib), ld_scale(b)
+    common = [c for c in ib if c in ia]  # a naive scan timed on a sample covers only that sample
+    return max(abs(ia[c] - ib[c]) for c in common), ld_scale(b)
 
 
 def spearman_vs(a: dict, b: dict) -> float:
     from circuitdiff.scan.attribution import spearman
 
     ia, ib = influences(a), influences(b)
-    return spearman([ia[c] for c in ib], [ib[c] for c in ib])
+    common = [c for c in ib if c in ia]
+    return spearman([ia[c] for c in common], [ib[c] for c in common])
 
 
 def precision_vs(low: dict, ref: dict) -> dict:
@@ -330,6 +334,7 @@ def main() -> int:
     p.add_argument("--worker", choices=["scan", "compare"], help=argparse.SUPPRESS)
     p.add_argument("--method", help=argparse.SUPPRESS)
     p.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
+    p.add_argument("--flops", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.quick:
         args.prompts = min(args.prompts, 16)
@@ -368,7 +373,10 @@ def main() -> int:
     for method in METHODS:
         for dtype in dtypes:
             if method in parts:
-                res[method, dtype] = run_worker(args, "scan", method, dtype)
+                # exact and attribution run the same operations in every dtype: their FLOPs are
+                # counted once (float32); the screened scan's re-scanned set can differ, so it counts its own
+                same = res.get((method, "float32"), {}).get("flops", 0) if method in ("exact", "attribution") else 0
+                res[method, dtype] = run_worker(args, "scan", method, dtype, flops=same)
     any_res = next(iter(res.values()), None)
     if any_res:
         add("prompts", any_res["n_prompts"])
@@ -389,11 +397,12 @@ def main() -> int:
     if naive is not None and exact32 is not None:
         err, scale = influence_error(exact32, naive)
         add("clean_ld_scale", f"{scale:.4g}")
-        add("max_abs_influence_diff_rel", f"{err / scale:.3g} (exact float32 vs naive float32)")
+        add("max_abs_influence_diff_rel", f"{err / scale:.3g} (exact float32 vs naive float32, on the components "
+            "the naive scan ran)")
     if naive is not None and ("attribution", "float32") in res:
         add("attribution_spearman_vs_naive", round(spearman_vs(res["attribution", "float32"], naive), 3))
     for method in METHODS:
-        if (method, "float32") in res and (method, "bfloat16") in res:
+        if (method, "float32") in res and (method, "bfloat16") in res and (method != "naive" or args.naive_components <= 0):
             for k, v in precision_vs(res[method, "bfloat16"], res[method, "float32"]).items():
                 add(f"bf16_vs_fp32_{method}_{k}", f"{v:.3g}" if isinstance(v, float) else v)
     for dtype in dtypes:
