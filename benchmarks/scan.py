@@ -328,6 +328,8 @@ def main() -> int:
     p.add_argument("--naive-batch", type=int, default=32, help="prompts per forward in the naive scan")
     p.add_argument("--naive-components", type=int, default=0, metavar="N",
                    help="time the naive scan on N components per model and scale to all (0 = all)")
+    p.add_argument("--naive-all-dtypes", action="store_true",
+                   help="run the naive scan in every dtype (default: float32 only, the reference of the speedups)")
     p.add_argument("--screen-top", type=int, default=20, help="screened scan: screen_top")
     p.add_argument("--dtypes", default="float32,bfloat16", help="comma list of dtypes for every scan method")
     p.add_argument("--only", default="naive,exact,attribution,screened,compare", help="comma list of parts to run")
@@ -372,7 +374,7 @@ def main() -> int:
     res: dict[tuple[str, str], dict] = {}
     for method in METHODS:
         for dtype in dtypes:
-            if method in parts:
+            if method in parts and (method != "naive" or dtype == "float32" or args.naive_all_dtypes):
                 # exact and attribution run the same operations in every dtype: their FLOPs are
                 # counted once (float32); the screened scan's re-scanned set can differ, so it counts its own
                 same = res.get((method, "float32"), {}).get("flops", 0) if method in ("exact", "attribution") else 0
