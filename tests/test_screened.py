@@ -124,3 +124,30 @@ def test_screen_top_is_refused_with_another_scan():
     spec = ComparisonSpec.model_validate({"teacher": "zoo:gpt-teacher", "student": "zoo:gpt-student", "task": "ioi",
                                           "scan": "screened"}).resolve()
     assert spec.screen_top == 20
+
+
+def test_a_screened_comparison_marks_estimates_in_the_result_and_the_report(loud_gpt_dir, tiny_gpt_dir_b):
+    import json
+
+    import jsonschema
+
+    from circuitdiff.pipeline import run_comparison
+    from circuitdiff.report import render_html
+    from circuitdiff.result import result_json_schema
+
+    r = run_comparison({"teacher": str(loud_gpt_dir), "student": str(tiny_gpt_dir_b), "task": "ioi", "n_prompts": 6,
+                        "scan": "screened", "screen_top": 2, "bootstrap": 0, "dtype": "bfloat16"}, cache=False)
+    data = json.loads(r.model_dump_json())
+    jsonschema.validate(data, result_json_schema())
+    assert data["scan"]["method"] == "screened" and data["spec"]["screen_top"] == 2
+    assert data["scan"]["precision"]["dtype"] == "bfloat16" and data["scan"]["precision"]["accumulation"] == "float32"
+    assert data["scan"]["precision"]["top_k_identical"] == 10
+    flags = {role: {c: v["exact"] for c, v in data["influence"][role].items()} for role in ("teacher", "student")}
+    for role, f in flags.items():
+        ag = data["scan"]["agreement"][role]
+        assert ag["n_exact"] == sum(f.values()) and ag["screen"] == "attribution"
+        assert all(f[c] for c in f if c.endswith("MLP"))
+    estimated = sum(not v for f in flags.values() for v in f.values())
+    assert estimated > 0 and data["scan"]["approximate"] is True
+    html = render_html(r)
+    assert html.count('class="num estimated"') == estimated and 'id="estimated-note"' in html
