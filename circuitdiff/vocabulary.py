@@ -88,7 +88,7 @@ Dtype = Literal["float32", "float16", "bfloat16"]
 PRECISION_CONTRACTS: dict[str, dict] = {
     "float32": {"reference": True},
     "bfloat16": {"max_abs_influence_diff_rel": 0.01, "spearman_min": 0.99, "spearman_over": 0.01,
-                 "top_k_identical": 10, "top_k_ties_within": 2.0},
+                 "top_k_identical": 10, "top_k_ties_within": 2.0, "measured_for": "exact"},
 }
 """What a scan in each dtype promises against the same scan in float32 (``result.scan.precision``),
 measured on the bundled pairs by tests/test_precision.py. ``max_abs_influence_diff_rel``: the largest
@@ -99,7 +99,8 @@ set, except that components whose float32 influences lie within ``top_k_ties_wit
 difference of the k-th largest may trade places (a tie at this precision). Measured (exact scan,
 zoo GPT pair, IOI and sequence, 16 prompts): largest difference 2.9e-3 of the LD scale, Spearman
 1.0000, top-10 identical but for one tie (L0H0 / L1H2 on the teacher, IOI); the bounds leave ~3x
-headroom. Logit differences and influences are accumulated in float32 whatever the model's dtype.
+headroom (``measured_for``: the scan the figures come from; a screened scan's exact values come
+from it). Logit differences and influences are accumulated in float32 whatever the model's dtype.
 A dtype absent here (float16) is not characterised."""
 
 # --------------------------------------------------------------------------- models and tasks
