@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .report.command import add_report, check_report_path, write_report
-from .vocabulary import SCREEN_TOP, Ablation, Bos, Device, Dtype, Matching, MlpSimilarity, Preset, ScanMethod, choices
+from .vocabulary import (
+    CIRCUIT_THRESHOLD, SCREEN_TOP, Ablation, Bos, Device, Dtype, Matching, MlpSimilarity, Preset, ScanMethod, choices,
+)
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL = 1
@@ -61,8 +63,21 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
                    f"(default {SCREEN_TOP})")
     p.add_argument("--attribution-check", type=int, default=None, metavar="N",
                    help="with --scan attribution: exact-scan N sampled components and report the agreement")
+    p.add_argument("--circuits", action="store_true",
+                   help="find both models' circuits by iterative node pruning and diff them through the matching")
+    p.add_argument("--circuit-threshold", type=float, default=None, metavar="T",
+                   help=f"with --circuits: prune while performance stays within T points (default {CIRCUIT_THRESHOLD:g})")
+    p.add_argument("--circuit-sweep", default=None, metavar="T1,T2,...",
+                   help="with --circuits: also search these thresholds, e.g. 10,15,20,25,30")
+    p.add_argument("--circuit-null-draws", type=int, default=None, metavar="N",
+                   help="with --circuits: circuits per null control of the transfer (default 200)")
     p.add_argument("--no-cache", action="store_true",
                    help="do not read or write the activation cache ($CIRCUITDIFF_CACHE_DIR)")
+    p.add_argument("--server", default=None, metavar="URL",
+                   help="run on a circuitdiff service (e.g. http://127.0.0.1:8000) instead of locally; "
+                        "model paths and --dataset files are read there (a --dataset file is uploaded)")
+    p.add_argument("--api-key", default=os.environ.get("CIRCUITDIFF_KEY"), metavar="KEY",
+                   help="with --server: the API key (default: $CIRCUITDIFF_KEY)")
     p.add_argument("--out", required=True, help="where to write result.json")
     p.add_argument("--report", default=None, metavar="REPORT.html",
                    help="also write a self-contained HTML report there (plots in plots/ beside it)")
@@ -79,6 +94,23 @@ def spec_from_args(args: argparse.Namespace):
         k, v = kv.split("=", 1)
         options[k.strip()] = v.strip()
     ref = lambda mid, rev: {"id": mid, "revision": rev} if rev else mid  # noqa: E731
+    circuits = None
+    given = [f for f, v in (("--circuit-threshold", args.circuit_threshold), ("--circuit-sweep", args.circuit_sweep),
+                            ("--circuit-null-draws", args.circuit_null_draws)) if v is not None]
+    if given and not args.circuits:
+        raise _UsageError(f"{', '.join(given)} need --circuits")
+    if args.circuits:
+        circuits = {}
+        if args.circuit_threshold is not None:
+            circuits["threshold"] = args.circuit_threshold
+        if args.circuit_null_draws is not None:
+            circuits["null_draws"] = args.circuit_null_draws
+        if args.circuit_sweep is not None:
+            try:
+                circuits["sweep"] = [float(x) for x in args.circuit_sweep.split(",") if x.strip()]
+            except ValueError:
+                raise _UsageError(f"--circuit-sweep {args.circuit_sweep!r}: expected numbers separated by commas, "
+                                  "e.g. 10,15,20,25,30") from None
     data = {
         "teacher": ref(args.teacher, args.teacher_revision), "student": ref(args.student, args.student_revision),
         "task": args.task, "task_options": options, "dataset": args.dataset, "preset": args.preset,
@@ -86,7 +118,7 @@ def spec_from_args(args: argparse.Namespace):
         "head_threshold": args.head_threshold, "mlp_threshold": args.mlp_threshold,
         "duplicate_unmatched": args.duplicate_unmatched, "n_prompts": args.prompts, "seed": args.seed,
         "bos": args.bos, "bootstrap": args.bootstrap, "chance_draws": args.chance_draws, "device": args.device,
-        "dtype": args.dtype, "scan": args.scan, "attribution_check": args.attribution_check,
+        "dtype": args.dtype, "scan": args.scan, "attribution_check": args.attribution_check, "circuits": circuits,
         "screen_top": args.screen_top,
     }
     return ComparisonSpec.model_validate(data)
@@ -99,15 +131,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise _UsageError(f"--out {args.out}: directory {out.parent} does not exist")
     if args.report:
         check_report_path(args.report)  # before the run, not after it
-    _quiet_libraries()
-    from .pipeline import run_comparison
+    if args.server:
+        data = compare_on_server(spec, args.server, args.api_key)
+    else:
+        _quiet_libraries()
+        from .pipeline import run_comparison
 
-    bar = ProgressBar(sys.stderr)
-    try:
-        result = run_comparison(spec, progress=bar, cache=False if args.no_cache else None)
-    finally:
-        bar.close()
-    data = result.model_dump(mode="json")
+        bar = ProgressBar(sys.stderr)
+        try:
+            result = run_comparison(spec, progress=bar, cache=False if args.no_cache else None)
+        finally:
+            bar.close()
+        data = result.model_dump(mode="json")
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     tmp.replace(out)
@@ -116,6 +151,50 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.report:
         print(f"report: {write_report(data, args.report)[Path(args.report).name]}")
     return 0
+
+
+def compare_on_server(spec, server: str, api_key: str | None) -> dict:
+    """Submit ``spec`` to a service, draw the job's progress, and return its result as a local run
+    would (the same ComparisonResult JSON). A ``dataset`` naming a local file is uploaded first."""
+    import httpx
+
+    from .client import ApiError, Client, JobCancelled, JobFailed
+
+    bar = ProgressBar(sys.stderr)
+
+    def show(job) -> None:
+        if job.progress and job.progress.stage:
+            bar(job.progress.stage, job.progress.done, job.progress.total)
+        elif job.status == "queued" and job.queue_position:
+            bar(f"queued (#{job.queue_position})", 0, 1)
+
+    try:
+        with Client(server, api_key=api_key) as client:
+            if spec.dataset and Path(spec.dataset).is_file():
+                uploaded = client.upload_dataset(spec.dataset)
+                spec = spec.model_copy(update={"dataset": uploaded.id})
+            job = client.submit(spec)
+            sys.stderr.write(f"job {job.id} on {server}\n")
+            try:
+                client.wait(job.id, on_update=show)
+            except KeyboardInterrupt:
+                client.cancel(job.id)
+                sys.stderr.write(f"\ncancelled job {job.id}\n")
+                raise
+            return client.result(job.id).model_dump(mode="json")
+    except ApiError as e:
+        first = e.errors[0] if e.errors else {}
+        where = f"{first['field']}: " if first.get("field") else ""
+        raise _UsageError(f"the server refused it ({e.code}): {where}{first.get('message') or e.detail}"
+                          + (f" ({e.fix})" if e.fix else "")) from None
+    except JobFailed as e:
+        raise _UsageError(f"job {e.job.id} failed ({e.code}): {e.detail}" + (f" ({e.fix})" if e.fix else "")) from None
+    except JobCancelled as e:
+        raise _UsageError(str(e)) from None
+    except httpx.TransportError as e:
+        raise _UsageError(f"cannot reach {server}: {type(e).__name__}: {e}") from None
+    finally:
+        bar.close()
 
 
 def summary(r: dict) -> str:
@@ -162,9 +241,33 @@ def summary(r: dict) -> str:
         top = sorted(r["influence"][role].items(), key=lambda kv: -kv[1]["influence"])[:5]
         parts = [f"{cid} {v['delta']:+.3f}" for cid, v in top]
         lines.append(f"top {role} components (Δ logit diff): " + ", ".join(parts))
+    lines += circuit_lines(r.get("circuits"))
     for w in r.get("warnings", []):
         lines.append(f"warning: {w}")
     return "\n".join(lines)
+
+
+def circuit_lines(c: dict | None) -> list[str]:
+    """The circuits section in a few lines (none when circuits were not asked for)."""
+    if not c:
+        return []
+    out = []
+    for role in ("teacher", "student"):
+        m = c.get(role)
+        if m:
+            out.append(f"{role:8s} circuit (T={m['threshold']:g}): {m['n_heads']} heads + {m['n_mlps']} MLPs, "
+                       f"kept {m['kept_pct']:.1f}%, removed {m['removed_pct']:.1f}% "
+                       f"({m['n_evaluations']} evaluations, {c['search_s'].get(role, 0):.2f}s)")
+    d = c.get("diff")
+    if d:
+        tr = d["transfer"]
+        nulls = ", ".join(f"{k} {v['mean']:.1f}% [{v['ci95'][0]:.1f}, {v['ci95'][1]:.1f}] p={v['p_value']:.3g}"
+                          for k, v in tr["nulls"].items())
+        out.append(f"circuit diff: jaccard {d['jaccard']:.3f}; kept {len(d['kept'])}, discarded {len(d['discarded'])}, "
+                   f"new {len(d['new'])}; teacher circuit on the student keeps {tr['kept_pct']:.1f}% (nulls: {nulls})")
+    if c.get("note"):
+        out.append(f"note: {c['note']}")
+    return out
 
 
 UNSTABLE = 0.5  # a match whose partner changes in half the resamples or more is not to be read as one

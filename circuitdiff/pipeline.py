@@ -15,6 +15,9 @@ through ``progress(stage, done, total)``):
               each match's bootstrap confidence
   alignment   influence-weighted score, bootstrap CI over prompts, calibrated against chance
   robustness  per-model drop statistics from retained %, compression ratio and slope
+  circuits    (spec.circuits) each model's circuit by iterative node pruning, the threshold sweep,
+              the teacher circuit mapped through the matching and run on the student against
+              null controls (circuitdiff.scan.circuits)
 
 ``cancelled()`` is polled between stages and between components; when it turns true the run
 stops with :class:`~circuitdiff.errors.Cancelled`.
@@ -39,6 +42,7 @@ from .errors import Cancelled
 from .models import ModelAdapter, load_model, resolve_device
 from .result import ComparisonResult, ScanInfo
 from .scan import scan
+from .scan import circuits as circuits_mod
 from .scan.clean import BATCH_SIZE, CleanStats, clean_pass
 from .scan.influence import InfluenceScan
 from .scan.words import word_pass
@@ -160,6 +164,29 @@ def run_comparison(
         robustness = sections.robustness_section(scans, performance, teacher.n_params, student.n_params,
                                                  spec.bootstrap)
 
+    circuits = None
+    if spec.circuits is not None:
+        c = spec.circuits
+        searches: dict[str, circuits_mod.ModelSearch] = {}
+        evaluators: dict[str, circuits_mod.CircuitEvaluator] = {}
+        for role in ROLES:
+            with run.stage(f"circuits:{role}"):
+                if performance[role].performs_task:
+                    evaluators[role] = circuits_mod.CircuitEvaluator(
+                        adapters[role], task.view(role), spec.ablation, method="naive" if spec.scan == "naive" else "exact",
+                        batch_size=BATCH_SIZE, progress=progress, cancelled=cancelled, stage=f"circuits:{role}")
+                    searches[role] = circuits_mod.search(evaluators[role], [c.threshold, *(c.sweep or [])])
+        moved = None
+        if len(searches) == 2:
+            with run.stage("circuits:transfer"):
+                evaluators["student"].stage = "circuits:transfer"
+                moved = circuits_mod.transfer(
+                    evaluators["student"], searches["teacher"].circuits[c.threshold].components,
+                    searches["student"].circuits[c.threshold].components,
+                    [(p.student, p.teacher) for p in pairs if not p.duplicated], teacher.n_layers, c.null_draws,
+                    spec.seed)
+        circuits = sections.circuits_section(searches, moved, spec)
+
     result = ComparisonResult(
         schema_version=SCHEMA_VERSION,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -175,6 +202,7 @@ def run_comparison(
         alignment=alignment,
         robustness=robustness,
         attention=sections.attention_views(pairs, infl, compared, task),
+        circuits=circuits,
         scan=ScanInfo(
             method=method, approximate=not all(all(scans[r].is_exact()) for r in ROLES),
             precision={"dtype": spec.dtype, "accumulation": "float32",

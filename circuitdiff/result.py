@@ -98,7 +98,7 @@ class ComponentInfluence(_Model):
     influence: float = Field(description="|delta|")
     retained_pct: float | None = Field(description="100 * LD_ablated / LD_clean; null when LD_clean <= 0")
     exact: bool | None = Field(default=None, description="true: an exact value (naive, exact, or re-scanned by a "
-                               "screened scan); false: an estimate (attribution); null in results before schema 4")
+                               "screened scan); false: an estimate (attribution); null in results before schema 5")
 
 
 class Matrix(_Model):
@@ -188,6 +188,67 @@ class AttentionView(_Model):
     teacher_pattern: list[list[float]]
 
 
+class ModelCircuit(_Model):
+    """One model's circuit found by iterative node pruning (PAPER.md §Method 7)."""
+
+    threshold: float = Field(description="T: a component is pruned if performance stays within T points")
+    components: list[str] = Field(description="canonical ids, canonical order")
+    n_heads: int
+    n_mlps: int
+    kept_pct: float = Field(description="100 * LD(only the circuit kept, everything else ablated) / LD_clean "
+                            "(the authors' completeness)")
+    removed_pct: float = Field(description="100 * LD(only the circuit ablated) / LD_clean (the authors' "
+                               "faithfulness)")
+    trace_length: int = Field(description="trial removals the search made")
+    n_passes: int
+    n_evaluations: int = Field(description="distinct ablated runs the search needed (memoised)")
+
+
+class SweepRow(ModelCircuit):
+    jaccard: float = Field(description="Jaccard overlap with the circuit at the baseline threshold")
+
+
+class NullControl(_Model):
+    method: str = Field(description="random: random components of the same head/MLP counts; depth: each "
+                        "teacher-circuit component sent to the student layer at the same relative depth")
+    n: int
+    mean: float = Field(description="mean kept_pct of the null circuits")
+    ci95: list[float] = Field(min_length=2, max_length=2)
+    p_value: float = Field(description="(1 + #{null kept_pct >= transfer kept_pct}) / (n + 1)")
+
+
+class CircuitTransfer(_Model):
+    kept_pct: float = Field(description="kept_pct of the mapped teacher circuit run on the student")
+    n_heads: int
+    n_mlps: int
+    nulls: dict[str, NullControl]
+
+
+class CircuitDiffSection(_Model):
+    mapped: list[str] = Field(description="the teacher circuit mapped through the matching onto student ids")
+    jaccard: float = Field(description="Jaccard overlap of the mapped teacher circuit and the student circuit")
+    kept: list[str] = Field(description="teacher-circuit components whose matched student component is in "
+                            "the student circuit")
+    discarded: list[str] = Field(description="teacher-circuit components with no counterpart in the student circuit")
+    new: list[str] = Field(description="student-circuit components matched to no teacher-circuit component")
+    transfer: CircuitTransfer
+
+
+class Circuits(_Model):
+    """Both models' circuits and what distillation did to the teacher's (schema >= 4)."""
+
+    threshold: float
+    ablation: str = Field(description="how components outside a circuit are ablated (the spec's ablation)")
+    method: dict[Role, Literal["exact", "naive"]] = Field(
+        description="exact: the exact scan's machinery; naive: one adapter forward per evaluation (reference)")
+    teacher: ModelCircuit | None
+    student: ModelCircuit | None
+    sweep: dict[Role, list[SweepRow]] = Field(default_factory=dict)
+    diff: CircuitDiffSection | None
+    search_s: dict[Role, float] = Field(description="wall time of each model's search, sweep included")
+    note: str | None = None
+
+
 class ScanInfo(_Model):
     method: ScanMethod
     approximate: bool
@@ -196,12 +257,12 @@ class ScanInfo(_Model):
         "check: on sampled components; screened: on the components it re-scanned, with the screen's error margin)")
     cache: dict[str, str] = Field(default_factory=dict, description="per model: hit | miss | disabled")
     precision: dict[str, Any] | None = Field(
-        default=None, description="the scan's dtype and what it promises against float32 (schema >= 4; "
+        default=None, description="the scan's dtype and what it promises against float32 (schema >= 5; "
         "circuitdiff.vocabulary.PRECISION_CONTRACTS)")
 
 
 class ComparisonResult(_Model):
-    schema_version: Literal[4] = SCHEMA_VERSION
+    schema_version: Literal[5] = SCHEMA_VERSION
     created_at: str
     spec: dict[str, Any] = Field(description="the fully resolved spec (preset expanded)")
     engine: dict[str, str]
@@ -215,6 +276,8 @@ class ComparisonResult(_Model):
     robustness: Robustness
     unpaired: dict[Role, list[str]] = Field(default_factory=dict, description="components in no pair (schema >= 3)")
     attention: list[AttentionView] = Field(default_factory=list)
+    circuits: Circuits | None = Field(None, description="circuits and the circuit diff (schema >= 4; null = "
+                                      "not asked for)")
     scan: ScanInfo
     timings: dict[str, float]
     warnings: list[str] = Field(default_factory=list)
@@ -235,7 +298,7 @@ def upgrade(data: dict) -> dict:
         raise ValueError(f"result schema_version {version!r} is not supported (this code reads 1 to {SCHEMA_VERSION})")
     out = dict(data)
     # 2 added worst5_mean / gini per model and slope_mean_ci95; 3 added the chance calibration, match
-    # confidences, unpaired components and task items. 4 added per-influence ``exact`` and
-    # ``scan.precision``. All optional: a missing value reads "not computed".
+    # confidences, unpaired components and task items; 4 added circuits; 5 added per-influence ``exact``
+    # and ``scan.precision``. All optional: a missing value reads "not computed".
     out["schema_version"] = SCHEMA_VERSION
     return out

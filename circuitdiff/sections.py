@@ -11,7 +11,9 @@ pipeline stays a sequence of stages and each rule lives in one analysis module:
   calibrated by :mod:`circuitdiff.analysis.chance`; match confidences by
   :mod:`circuitdiff.analysis.confidence`;
 - robustness: :mod:`circuitdiff.analysis.robustness`, on the drops of the models that perform the task;
-- attention views: the head pairs that matter most to both models.
+- attention views: the head pairs that matter most to both models;
+- circuits: :mod:`circuitdiff.analysis.circuits` (search, diff, nulls) as run by
+  :mod:`circuitdiff.scan.circuits`.
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ from .analysis import robustness as robustness_mod
 from .analysis import similarity as similarity_mod
 from .analysis._array import to_numpy
 from .analysis.chance import chance_null
+from .analysis.circuits import jaccard
 from .analysis.confidence import MAX_RESAMPLES, match_confidence
 from .analysis.matching import Pair
 from .analysis.performance import logit_diff_lower_bound, performance
 from .catalogue import TASKS
 from .result import (
-    Alignment, AttentionView, ChanceCalibration, ComponentInfluence, Match, Matrix, ModelRobustness, Performance,
-    Robustness, Similarity,
+    Alignment, AttentionView, ChanceCalibration, CircuitDiffSection, Circuits, CircuitTransfer, ComponentInfluence,
+    Match, Matrix, ModelCircuit, ModelRobustness, NullControl, Performance, Robustness, Similarity, SweepRow,
 )
 from .scan.influence import InfluenceScan
 from .spec import ComparisonSpec
@@ -279,3 +282,43 @@ def engine_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[pkg] = "unknown"
     return out
+
+
+# --------------------------------------------------------------------------- circuits
+def circuits_section(searches: dict[str, Any], moved: Any, spec: ComparisonSpec) -> Circuits:
+    """searches: role -> circuitdiff.scan.circuits.ModelSearch (only models that perform the task);
+    moved: circuitdiff.scan.circuits.Transfer or None."""
+    base = spec.circuits.threshold
+
+    def model_circuit(s: Any, t: float, cls=ModelCircuit, **extra) -> ModelCircuit:
+        c = s.circuits[t]
+        return cls(threshold=t, components=c.components, n_heads=len(c.heads), n_mlps=len(c.mlps),
+                   kept_pct=c.score_pct, removed_pct=s.removed_pct[t], trace_length=len(c.trace),
+                   n_passes=c.n_passes, n_evaluations=c.n_evaluations, **extra)
+
+    sweep = {}
+    if spec.circuits.sweep:
+        for r, s in searches.items():
+            ref = s.circuits[base].components
+            sweep[r] = [model_circuit(s, t, SweepRow, jaccard=jaccard(s.circuits[t].components, ref))
+                        for t in spec.circuits.sweep]
+    diff = None
+    if moved is not None:
+        d = moved.diff
+        n_h = sum(parse_component(c).head is not None for c in d.mapped)
+        diff = CircuitDiffSection(
+            mapped=d.mapped, jaccard=d.jaccard, kept=d.kept, discarded=d.discarded, new=d.new,
+            transfer=CircuitTransfer(
+                kept_pct=moved.kept_pct, n_heads=n_h, n_mlps=len(d.mapped) - n_h,
+                nulls={k: NullControl(method=v.method, n=v.n, mean=v.mean, ci95=list(v.ci95), p_value=v.p_value)
+                       for k, v in moved.nulls.items()}),
+        )
+    missing = [r for r in ROLES if r not in searches]
+    return Circuits(
+        threshold=base, ablation=spec.ablation,
+        method={r: s.method for r, s in searches.items()},
+        **{r: model_circuit(searches[r], base) if r in searches else None for r in ROLES},
+        sweep=sweep, diff=diff, search_s={r: round(s.wall_s, 4) for r, s in searches.items()},
+        note=(f"{' and '.join(missing)} does not perform the task: no circuit to prune relative to it"
+              if missing else None),
+    )

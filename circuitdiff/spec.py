@@ -35,7 +35,7 @@ from pydantic_core import PydanticCustomError
 
 from .catalogue import TASKS, ZOO
 from .vocabulary import (
-    MAX_PROMPTS, PAPER_HEAD_THRESHOLD, PAPER_MLP_THRESHOLD, Ablation, Bos, Device, Dtype, Matching, MlpSimilarity,
+    CIRCUIT_THRESHOLD, MAX_PROMPTS, PAPER_HEAD_THRESHOLD, PAPER_MLP_THRESHOLD, Ablation, Bos, Device, Dtype, Matching, MlpSimilarity,
     SCREEN_TOP, ModelKind, Preset, ScanMethod,
 )
 
@@ -111,6 +111,31 @@ class ModelRef(BaseModel):
         return model_kind(self.id)
 
 
+class CircuitsSpec(BaseModel):
+    """Circuit discovery for both models and the circuit diff (PAPER.md §Method 7). Components outside
+    a circuit are ablated as the spec's ``ablation`` says."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float = Field(default=CIRCUIT_THRESHOLD, gt=0, lt=100,
+                             description="T in points of the full model's logit difference (the authors': 20)")
+    sweep: list[float] | None = Field(
+        default=None, max_length=12, examples=[[10, 15, 20, 25, 30]],
+        description="more thresholds to search, each compared with the circuit at `threshold` (Jaccard)")
+    null_draws: int = Field(default=200, ge=20, le=10_000,
+                            description="circuits drawn per null control of the transfer")
+
+    @field_validator("sweep")
+    @classmethod
+    def _check_sweep(cls, v: list[float] | None) -> list[float] | None:
+        if v is None:
+            return v
+        if not v or any(not 0 < t < 100 for t in v):
+            raise spec_error("invalid_circuits", "every sweep threshold must be between 0 and 100 (exclusive)",
+                             "give thresholds in points, e.g. [10, 15, 20, 25, 30]")
+        return sorted(set(float(t) for t in v))
+
+
 class ComparisonSpec(BaseModel):
     """One comparison job. Fields left ``None`` are filled by the preset in :meth:`resolve`."""
 
@@ -118,7 +143,8 @@ class ComparisonSpec(BaseModel):
 
     teacher: ModelRef
     student: ModelRef
-    task: str = Field(examples=["ioi"])
+    task: str = Field(examples=["ioi"], json_schema_extra={"enum": list(TASKS)},
+                      description="a built-in task (GET /v1/tasks)")
     task_options: dict[str, Any] = Field(default_factory=dict)
     dataset: str | None = Field(
         default=None, description="custom task: dataset id (from POST /v1/datasets) or a local JSONL path"
@@ -155,6 +181,10 @@ class ComparisonSpec(BaseModel):
     chance_draws: int = Field(
         default=1000, ge=1000, le=100_000,
         description="permutations of the chance null the alignment score is calibrated against",
+    )
+    circuits: CircuitsSpec | None = Field(
+        default=None, description="find both models' circuits and diff them through the matching; null = off",
+        examples=[{"threshold": 20, "sweep": [10, 15, 20, 25, 30]}],
     )
 
     @field_validator("teacher", "student", mode="before")

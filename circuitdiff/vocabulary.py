@@ -19,7 +19,7 @@ from typing import Literal, get_args
 from .errors import ComponentIdError
 
 __all__ = [
-    "SCHEMA_VERSION", "MAX_PROMPTS", "N_ATTENTION_VIEWS", "PAPER_HEAD_THRESHOLD", "PAPER_MLP_THRESHOLD",
+    "SCHEMA_VERSION", "MAX_PROMPTS", "N_ATTENTION_VIEWS", "CIRCUIT_THRESHOLD", "CIRCUIT_SWEEP", "PAPER_HEAD_THRESHOLD", "PAPER_MLP_THRESHOLD",
     "Role", "ROLES", "Preset", "Ablation", "Matching", "MlpSimilarity", "ScanMethod", "SCREEN_TOP", "Bos", "Device", "Dtype", "PRECISION_CONTRACTS",
     "ModelKind", "Family", "MASKED_LM_MODEL_TYPES", "family_of_model_type", "AdapterName", "TaskForm",
     "TokenAlignment", "ComponentKind", "choices",
@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 # --------------------------------------------------------------------------- versions and limits
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Version of ``result.json``. Bumped with every change of the result's structure; the report still
 reads every older version (``circuitdiff.report.load`` upgrades them)."""
 
@@ -37,6 +37,13 @@ MAX_PROMPTS = 5000
 a dataset the engine cannot run is refused when it is uploaded, not when a worker reads it."""
 
 N_ATTENTION_VIEWS = 4
+
+CIRCUIT_THRESHOLD = 20.0
+"""T of the circuit search (PAPER.md §Method 7): a component leaves the circuit if performance stays
+within T points (% of the full model's logit difference) without it; the authors' case studies use 20."""
+
+CIRCUIT_SWEEP: tuple[float, ...] = (10.0, 15.0, 20.0, 25.0, 30.0)
+"""The authors' threshold sweep (``case_study/threshold_sweep.py``, paper-notes §3.2), in points."""
 """Matched head pairs whose mean attention patterns a result carries for side-by-side views."""
 
 PAPER_HEAD_THRESHOLD = 0.95

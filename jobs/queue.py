@@ -44,6 +44,8 @@ def make_celery(settings: Settings, *, include: Sequence[str] = ()) -> Celery:
         worker_pool="solo",
         worker_concurrency=1,
         worker_hijack_root_logger=False,
+        # Whatever a library prints (a stray progress bar) is not a warning about the job.
+        worker_redirect_stdouts_level="INFO",
         worker_send_task_events=False,
         # A job interrupted by a lost broker connection is redelivered (acks_late), so do not
         # let it also run on: one job, one run.

@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     progress_interval: float = Field(default=1.0, description="min seconds between progress writes")
     worker_heartbeat_seconds: float = Field(default=5.0, description="worker liveness write interval")
     worker_stale_seconds: float = Field(default=30.0, description="a worker silent this long counts as gone")
+    workers: int = Field(default=1, ge=1, le=64, description="worker processes `make run` starts and supervises")
     orphan_sweep: bool = Field(
         default=True, description="workers re-queue running jobs of workers gone silent (else only visibility_timeout)"
     )

@@ -1,12 +1,18 @@
-"""``make run`` (``python -m jobs.stack``): the whole stack on one machine, no Docker.
+"""``make run`` (``python -m jobs.stack``): the whole stack on one machine, no Docker, supervised.
 
 Starts, in order: a private Redis server (only when ``REDIS_URL`` is unset; its AOF lives in
-``<data_dir>/redis`` so job records survive a restart), one Celery worker (solo pool, queue
-``gpu``) and the API under uvicorn on 127.0.0.1:8000 (``CIRCUITDIFF_HOST`` / ``CIRCUITDIFF_PORT``),
-each with the command line :mod:`jobs.commands` gives (:func:`processes`).
-Ctrl-C or SIGTERM stops them in reverse order; if one dies, the others are stopped too. Children
-also get SIGTERM from the kernel if this launcher is killed outright (PR_SET_PDEATHSIG), so
-nothing is left running.
+``<data_dir>/redis`` so job records survive a restart), ``CIRCUITDIFF_WORKERS`` Celery workers
+(solo pool, queue ``gpu``) and the API under uvicorn on 127.0.0.1:8000 (``CIRCUITDIFF_HOST`` /
+``CIRCUITDIFF_PORT``), each with the command line :mod:`jobs.commands` gives (:func:`processes`).
+
+A child that dies (a worker killed by the OOM killer, a crashed Redis) is restarted after a
+bounded, growing delay (:class:`Backoff`: 1 s doubling up to 30 s, back to 1 s once it has run a
+minute) while the others stay up: the dead worker's job is redelivered (acks_late, and the live
+workers' orphan sweep) and a restarted Redis reloads its append-only file. Ctrl-C or SIGTERM stops
+the children in reverse order. Children also get SIGTERM from the kernel if this launcher is killed
+outright (PR_SET_PDEATHSIG), so nothing is left running.
+
+Another process (Celery beat, say) is one more :class:`Child` in :func:`processes`.
 """
 
 from __future__ import annotations
@@ -30,18 +36,45 @@ STOP_TIMEOUT = 15.0
 
 
 @dataclass
+class Backoff:
+    """Delay before restarting a child that died: ``first`` s, doubling per quick death up to ``cap``;
+    a child that ran ``stable`` s before dying starts again from ``first``."""
+
+    first: float = 1.0
+    cap: float = 30.0
+    stable: float = 60.0
+    failures: int = 0
+
+    def next_delay(self, ran_for: float) -> float:
+        if ran_for >= self.stable:
+            self.failures = 0
+        delay = min(self.cap, self.first * 2**self.failures)
+        self.failures += 1
+        return delay
+
+
+@dataclass
 class Child:
-    """One process of the stack: its name, its command line, and the running process once started."""
+    """One supervised process of the stack: its name, its command line, and its state once started."""
 
     name: str
     argv: list[str]
     proc: subprocess.Popen | None = field(default=None, repr=False)
+    started_at: float = 0.0
+    restarts: int = 0
+    restart_at: float | None = None  # when a dead child is due to start again
+    backoff: Backoff = field(default_factory=Backoff)
 
     def start(self, env: dict[str, str]) -> None:
         self.proc = spawn(self.argv, env=env)
+        self.started_at, self.restart_at = time.monotonic(), None
 
     def exited(self) -> bool:
         return self.proc is not None and self.proc.poll() is not None
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -55,13 +88,50 @@ class Child:
             self.proc.wait()
 
 
-def processes() -> list[Child]:
+class RedisChild(Child):
+    """The stack's own Redis as a supervised child: restarted on the same port and AOF directory."""
+
+    def __init__(self, server: RedisServer):
+        super().__init__("redis", [])
+        self.server = server
+
+    def start(self, env: dict[str, str]) -> None:
+        self.server.start()
+        self.proc = self.server.proc
+        self.started_at, self.restart_at = time.monotonic(), None
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def processes(settings: Settings) -> list[Child]:
     """What ``make run`` starts after Redis, in order (stopped in reverse)."""
-    return [Child("worker", worker_argv("worker")), Child("api", api_argv())]
+    workers = [Child(f"worker{i}", worker_argv(f"worker{i}")) for i in range(1, settings.workers + 1)]
+    return [*workers, Child("api", api_argv())]
+
+
+def supervise(children: list[Child], env: dict[str, str], now: float | None = None) -> None:
+    """One round: schedule a restart for each child that died, start those that are due."""
+    now = time.monotonic() if now is None else now
+    for child in children:
+        if child.exited() and child.restart_at is None:
+            delay = child.backoff.next_delay(now - child.started_at)
+            child.restart_at = now + delay
+            print(f"{child.name} exited with status {child.returncode}; restarting it in {delay:.0f}s",
+                  file=sys.stderr, flush=True)
+        if child.restart_at is not None and now >= child.restart_at:
+            try:
+                child.start(env)
+                child.restarts += 1
+                print(f"{child.name} restarted (restart {child.restarts})", file=sys.stderr, flush=True)
+            except Exception as e:  # noqa: BLE001 - e.g. Redis's port taken: try again after the next delay
+                child.restart_at = now + child.backoff.next_delay(0)
+                print(f"{child.name} could not be restarted: {e}", file=sys.stderr, flush=True)
 
 
 def banner(base: str, keyed: bool) -> str:
-    auth = " -H 'Authorization: Bearer $CIRCUITDIFF_KEY'" if keyed else ""
+    # double quotes: the shell must expand $CIRCUITDIFF_KEY (single quotes would send it literally)
+    auth = ' -H "Authorization: Bearer $CIRCUITDIFF_KEY"' if keyed else ""
     return f"""
 circuitdiff is running at {base}   (API docs: {base}/docs)
 
@@ -98,14 +168,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    redis_server = None
     started: list[Child] = []
     try:
         if not settings.redis_url:
-            redis_server = RedisServer(settings.data_dir / "redis").start()
-            env["REDIS_URL"] = redis_server.url
-            print(f"started Redis at {redis_server.url} (data in {redis_server.workdir})", flush=True)
-        for child in processes():
+            redis_child = RedisChild(RedisServer(settings.data_dir / "redis"))
+            redis_child.start(env)
+            started.append(redis_child)
+            env["REDIS_URL"] = redis_child.server.url
+            print(f"started Redis at {redis_child.server.url} (data in {redis_child.server.workdir})", flush=True)
+        for child in processes(settings):
             child.start(env)
             started.append(child)
         base = f"http://{settings.host}:{settings.port}"
@@ -123,18 +194,13 @@ def main(argv: list[str] | None = None) -> int:
         if not stopping:
             print(banner(base, bool(settings.api_keys)), flush=True)
         while not stopping:
-            dead = next((c for c in started if c.exited()), None)
-            if dead is not None:
-                print(f"{dead.name} exited with status {dead.proc.returncode}; stopping", file=sys.stderr)
-                return 1
+            supervise(started, env)
             time.sleep(0.5)
         return 0
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not abort the cleanup
         for child in reversed(started):
             child.stop()
-        if redis_server is not None:
-            redis_server.stop()
         print("stopped", flush=True)
 
 

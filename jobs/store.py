@@ -233,7 +233,7 @@ def _decode(raw: dict[str, str]) -> dict[str, Any]:
     for k in _JSON_FIELDS:
         if k in out and out[k]:
             out[k] = json.loads(out[k])
-    for k in ("created_at", "started_at", "finished_at"):
+    for k in ("created_at", "started_at", "attempt_started_at", "finished_at"):
         if k in out and out[k]:
             out[k] = float(out[k])
     for k in ("attempts", "rev"):

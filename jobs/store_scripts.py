@@ -81,7 +81,9 @@ if attempts > tonumber(ARGV[4]) then
   move('failed')
   return {'failed', tostring(attempts)}
 end
-redis.call('HSET', KEYS[1], 'worker', ARGV[2], 'started_at', ARGV[3], 'progress', '{}')
+-- started_at is the first attempt's start, kept across retries; attempt_started_at the current one's
+redis.call('HSETNX', KEYS[1], 'started_at', ARGV[3])
+redis.call('HSET', KEYS[1], 'worker', ARGV[2], 'attempt_started_at', ARGV[3], 'progress', '{}')
 move('running')
 return {'run', tostring(attempts)}
 """

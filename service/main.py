@@ -18,10 +18,11 @@ from jobs.queue import make_celery
 from jobs.settings import Settings, get_settings
 from jobs.store import JobStore
 
-from . import problems
+from . import docs, problems
 from .api import system
 from .api.v1 import routers
 from .bodylimit import BodyLimit
+from .methods import Methods
 from .problems import FieldError, Problem, ProblemDetail, problem_response
 
 log = logging.getLogger("circuitdiff.service")
@@ -48,9 +49,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=circuitdiff.__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by service.docs from local files, not a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     problems.install(app)
+    docs.install(app)
 
     @app.exception_handler(redis.exceptions.ConnectionError)
     @app.exception_handler(redis.exceptions.TimeoutError)
@@ -64,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for r in routers:
         app.include_router(r)
     app.add_middleware(BodyLimit, max_body=settings.max_body_bytes, max_upload=settings.max_upload_bytes)
+    app.add_middleware(Methods, router=app.router)
     _problem_json_in_openapi(app)
     return app
 

@@ -22,6 +22,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from circuitdiff.errors import CircuitdiffError
 from jobs.errors import fix_for
 
+from .methods import allow_header, allowed_methods
+
 log = logging.getLogger("circuitdiff.service")
 MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:circuitdiff:problem:"
@@ -94,6 +96,12 @@ def problem_response(p: Problem, request: Request | None = None) -> JSONResponse
 # Codes come from the error's type, never from its message: circuitdiff.spec raises errors whose
 # type is a stable code and whose ctx carries the fix (and, for model-level checks, the field);
 # pydantic's own error types map through the tables below.
+# Parameters whose values come from the API itself: the fix says where to get a good one.
+FIELD_FIXES = {
+    "cursor": "pass the `next_cursor` of the previous page unchanged (leave `cursor` out for the first page)",
+    "status": "use one of: queued, running, succeeded, failed, cancelled",
+}
+JSON_TYPES = ("application/json",)
 _BUILTIN_CODES = {"json_invalid": "invalid_json", "extra_forbidden": "unknown_field", "missing": "missing_field"}
 
 
@@ -116,8 +124,16 @@ def _fix_for(field: str, etype: str, ctx: dict) -> str:
         return "give a number"
     if etype.startswith("bool_"):
         return "give true or false"
+    if field in FIELD_FIXES:
+        return FIELD_FIXES[field]
+    if etype == "string_pattern_mismatch":
+        return f"give a value matching the pattern {ctx.get('pattern')}"
+    if etype == "string_too_long":
+        return f"give at most {ctx.get('max_length')} characters"
+    if etype == "string_too_short":
+        return f"give at least {ctx.get('min_length')} characters"
     if etype.startswith("string_"):
-        return "give a string" if etype == "string_type" else "shorten or lengthen the string to the allowed size"
+        return "give a string"
     if etype in ("dict_type", "model_type", "model_attributes_type"):
         return "give a JSON object"
     return "see the request schema at /docs"
@@ -151,6 +167,33 @@ def validation_problem(errors: list[dict], *, strip_body: bool = True) -> Proble
     return Problem(status, code, detail, errors=items)
 
 
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def wrong_content_type(content_type: str) -> Problem:
+    return Problem.field(
+        415, "unsupported_media_type", "Content-Type",
+        f"the body was sent as {content_type.split(';', 1)[0].strip() or 'no type'}, so it was not read as JSON",
+        "send the JSON body with `Content-Type: application/json` (curl: -H 'Content-Type: application/json')",
+    )
+
+
+def unparsable_body(cause: BaseException | None) -> Problem:
+    """FastAPI's one "error parsing the body" (400) for a body that is not JSON text, made specific."""
+    if isinstance(cause, UnicodeDecodeError):
+        message = f"the body is not UTF-8 text (byte {cause.start})"
+        fix = "send JSON encoded as UTF-8"
+    elif isinstance(cause, RecursionError):
+        message = "the JSON is nested too deeply to read"
+        fix = "send a JSON object nested as the request schema says (see /docs)"
+    else:
+        message = "the body could not be read as JSON"
+        fix = "send a valid JSON object (Content-Type: application/json)"
+    return Problem.field(400, "invalid_json", "body", message, fix)
+
+
 def from_engine_error(e: CircuitdiffError) -> Problem:
     """The error's class gives the code and status; its field and fix, the ``errors`` item."""
     errors = [_item(e.field, e.message, fix_for(e), e.code)] if e.field else None
@@ -164,7 +207,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
-        return problem_response(validation_problem(list(exc.errors())), request)
+        errors = list(exc.errors())
+        content_type = request.headers.get("content-type")
+        if content_type and not _is_json(content_type) and any(tuple(e.get("loc", ()))[:1] == ("body",) for e in errors):
+            return problem_response(wrong_content_type(content_type), request)
+        return problem_response(validation_problem(errors), request)
 
     @app.exception_handler(CircuitdiffError)
     async def _engine(request: Request, exc: CircuitdiffError):
@@ -172,11 +219,18 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            return problem_response(unparsable_body(exc.__cause__), request)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # every route on the path, not only the one Starlette matched
+            methods = allowed_methods(request.app.router, request.scope)
+            headers["Allow"] = allow_header(methods)
+            detail = f"{request.method} is not allowed on {request.url.path}; allowed: {allow_header(methods)}"
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no route for {request.method} {request.url.path}"
-        return problem_response(Problem(exc.status_code, code, detail, headers=getattr(exc, "headers", None)), request)
+        return problem_response(Problem(exc.status_code, code, detail, headers=headers), request)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

@@ -7,65 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-
-
-class Progress(BaseModel):
-    stage: str = Field(examples=["influence:teacher"])
-    done: int
-    total: int
-
-
-class JobError(BaseModel):
-    code: str = Field(examples=["model_load_failed"])
-    detail: str
-    field: str | None = None
-    fix: str | None = None
-
-
-class Links(BaseModel):
-    self: str
-    result: str
-    artifacts: str
-    report: str
-
-
-class JobStatus(BaseModel):
-    id: str
-    status: Status
-    progress: Progress | None = None
-    queue_position: int | None = Field(None, description="1 = next to start; only while queued")
-    attempts: int = Field(description="deliveries to a worker so far (a killed worker's job is retried)")
-    cancel_requested: bool
-    created_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    error: JobError | None = None
-    warnings: list[str] = Field(default_factory=list)
-    model_cache_hits: int | None = Field(
-        None, description="models this job found already loaded in the worker's memory (0-2); set when it succeeded"
-    )
-    content_key: str = Field(description="sha256 of spec + model fingerprints + dataset digest + engine version")
-    fingerprints: dict[str, str]
-    spec: dict[str, Any] = Field(description="the resolved spec (preset expanded)")
-    links: Links
-
-
-class JobList(BaseModel):
-    items: list[JobStatus]
-    next_cursor: str | None = Field(None, description="pass as ?cursor= for the next (older) page")
-
-
-class Artifact(BaseModel):
-    name: str = Field(examples=["result.json"])
-    size: int
-    sha256: str
-    media_type: str
-    href: str
-
-
-class ArtifactList(BaseModel):
-    items: list[Artifact]
+from circuitdiff.api_models import (  # noqa: F401 - re-exported: the API's bodies, shared with the client
+    Artifact, ArtifactList, DatasetInfo, JobError, JobList, JobStatus, Links, Progress, RejectedLine, Status,
+)
 
 
 class ModelEntry(BaseModel):
@@ -88,22 +32,6 @@ class TaskEntry(BaseModel):
 
 class TaskList(BaseModel):
     items: list[TaskEntry]
-
-
-class RejectedLine(BaseModel):
-    line: int = Field(description="1-based line number in the upload")
-    field: str
-    reason: str
-
-
-class DatasetInfo(BaseModel):
-    id: str = Field(examples=["ds_0123456789abcdef01234567"])
-    sha256: str
-    n_items: int
-    n_rejected: int
-    rejected: list[RejectedLine]
-    bytes: int
-    created_at: datetime
 
 
 class Health(BaseModel):

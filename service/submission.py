@@ -77,12 +77,12 @@ def _model(ref: ModelRef, role: str, settings: Settings) -> tuple[ModelRef, str]
     return ModelRef(id=str(real)), "sha256:" + weights_fingerprint(real)
 
 
-def _dataset(spec: ComparisonSpec, settings: Settings) -> tuple[str | None, str]:
+def _dataset(spec: ComparisonSpec, settings: Settings, owner: str) -> tuple[str | None, str]:
     if spec.dataset is None:
         return None, f"builtin:{spec.task}"  # generated from (task, options, seed, n): all in the spec
     ds = spec.dataset
     if ds.startswith("ds_"):
-        meta = datasets.load_meta(settings.datasets_dir, ds)
+        meta = datasets.load_meta(settings.datasets_dir, owner, ds)  # another key's dataset: not found
         if meta is None:
             raise Problem.field(
                 422, "dataset_not_found", "dataset", f"no uploaded dataset {ds!r}", "upload it with POST /v1/datasets"
@@ -92,7 +92,8 @@ def _dataset(spec: ComparisonSpec, settings: Settings) -> tuple[str | None, str]
     return str(real), "sha256:" + file_sha256(real)
 
 
-def prepare(spec: ComparisonSpec, settings: Settings) -> Prepared:
+def prepare(spec: ComparisonSpec, settings: Settings, owner: str) -> Prepared:
+    """``owner``: the caller, whose uploaded datasets the spec may name."""
     # Check all three parts and report every bad field at once, not one per round trip.
     problems: list[Problem] = []
 
@@ -105,7 +106,7 @@ def prepare(spec: ComparisonSpec, settings: Settings) -> Prepared:
 
     teacher, fp_t = attempt(_model, spec.teacher, "teacher", settings)
     student, fp_s = attempt(_model, spec.student, "student", settings)
-    dataset, digest = attempt(_dataset, spec, settings)
+    dataset, digest = attempt(_dataset, spec, settings, owner)
     if problems:
         first = problems[0]
         errors = [e for p in problems for e in (p.errors or [])]

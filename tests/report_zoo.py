@@ -13,7 +13,7 @@ import pytest
 from circuitdiff.catalogue import zoo_path
 
 ZOO_SPEC = {"teacher": "zoo:gpt-teacher", "student": "zoo:gpt-student", "task": "ioi", "n_prompts": 12,
-            "seed": 0, "device": "cpu"}
+            "seed": 0, "device": "cpu", "circuits": {"sweep": [10, 20, 30], "null_draws": 50}}
 
 
 @functools.lru_cache(maxsize=1)

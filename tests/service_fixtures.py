@@ -28,6 +28,7 @@ from jobs.redis_server import RedisServer, free_port
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 ALICE_KEY, BOB_KEY = "alice-test-key", "bob-test-key"
+CAROL_KEY = "carol-test-key"  # one test owns carol's jobs: listings of a known set
 SMALL_SPEC = {
     "teacher": "zoo:gpt-teacher",
     "student": "zoo:gpt-student",
@@ -69,7 +70,7 @@ class Proc:
             self.p.wait()
 
 
-def service_env(redis_url: str, data_dir: Path, *, keys: tuple[str, ...] = (ALICE_KEY, BOB_KEY), **extra) -> dict:
+def service_env(redis_url: str, data_dir: Path, *, keys: tuple[str, ...] = (ALICE_KEY, BOB_KEY, CAROL_KEY), **extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CIRCUITDIFF_") and k != "REDIS_URL"}
     env.update(
         REDIS_URL=redis_url,
@@ -218,6 +219,12 @@ def alice(svc_api):
 @pytest.fixture
 def bob(svc_api):
     with _client(svc_api, BOB_KEY) as c:
+        yield c
+
+
+@pytest.fixture
+def carol(svc_api):
+    with _client(svc_api, CAROL_KEY) as c:
         yield c
 
 

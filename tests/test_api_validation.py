@@ -56,6 +56,9 @@ def test_wrong_option_type(alice, nothing_left_behind):
     assert "numerals" in body["errors"][0]["fix"]
     assert_problem(alice.post("/v1/comparisons", json=_spec(task_options={"colour": "red"})), 422, "task_options.colour")
     assert_problem(alice.post("/v1/comparisons", json=_spec(preset="fast")), 422, "preset")
+    assert_problem(alice.post("/v1/comparisons", json=_spec(circuits={"sweep": [0, 20]})), 422, "circuits.sweep",
+                   "invalid_circuits")
+    assert_problem(alice.post("/v1/comparisons", json=_spec(circuits={"threshold": 120})), 422, "circuits.threshold")
     assert_problem(alice.post("/v1/comparisons", json=_spec(bogus=1)), 422, "bogus", "unknown_field")
     assert_problem(alice.post("/v1/comparisons", json=_spec(teacher="zoo:nope")), 422, "teacher.id", "unknown_model")
     assert_problem(alice.post("/v1/comparisons", json=_spec(student={"id": "zoo:gpt-student", "revision": "v1"})),
@@ -174,3 +177,50 @@ def test_unknown_route_and_method(alice):
     assert r.status_code == 404 and r.headers["content-type"].startswith(PROBLEM)
     r = alice.put("/v1/tasks")
     assert r.status_code == 405 and r.json()["code"] == "method_not_allowed"
+
+
+# ------------------------------------------------------------------ issue 11 #6: errors that say what is wrong
+def test_json_sent_as_a_form_names_the_content_type(alice, nothing_left_behind):
+    """curl -d without -H sends application/x-www-form-urlencoded: the body is fine, the type is not."""
+    r = alice.post("/v1/comparisons", content=json.dumps(SMALL_SPEC),
+                   headers={"content-type": "application/x-www-form-urlencoded"})
+    body = assert_problem(r, 415, "Content-Type", "unsupported_media_type")
+    assert "application/json" in body["errors"][0]["fix"] and "dictionary" not in body["detail"]
+
+
+def test_bad_cursor_says_where_cursors_come_from(alice, nothing_left_behind):
+    body = assert_problem(alice.get("/v1/comparisons", params={"cursor": "NOT-A-CURSOR"}), 422, "cursor")
+    fix = body["errors"][0]["fix"]
+    assert "next_cursor" in fix and "lengthen" not in fix
+
+
+@pytest.mark.parametrize("payload, says", [
+    (b'{"teacher": "zoo:gpt-teacher", "task": "\xff\xfe"}', "UTF-8"),
+    (b"[" * 20_000 + b"]" * 20_000, "nested"),
+], ids=["not-utf8", "deeply-nested"])
+def test_unreadable_json_body_is_invalid_json_with_errors(alice, nothing_left_behind, payload, says):
+    r = alice.post("/v1/comparisons", content=payload, headers={"content-type": "application/json"})
+    body = assert_problem(r, 400, "body", "invalid_json")
+    assert body["code"] == "invalid_json" and says in body["errors"][0]["message"]
+
+
+# ------------------------------------------------------------------ issue 11 #7: what the contract says is what it does
+def test_options_and_405_list_every_method_of_the_path(alice):
+    r = alice.options("/v1/comparisons/j0000000000000000000000")
+    assert r.status_code == 204
+    assert set(r.headers["allow"].replace(" ", "").split(",")) == {"GET", "HEAD", "DELETE", "OPTIONS"}
+    r = alice.options("/v1/comparisons")
+    assert set(r.headers["allow"].replace(" ", "").split(",")) == {"GET", "HEAD", "POST", "OPTIONS"}
+    r = alice.put("/v1/comparisons/j0000000000000000000000")
+    assert r.status_code == 405 and r.headers["content-type"].startswith(PROBLEM)
+    assert set(r.headers["allow"].replace(" ", "").split(",")) == {"GET", "HEAD", "DELETE", "OPTIONS"}
+
+
+def test_empty_task_is_schema_invalid():
+    """The committed schema refuses what the API refuses: `task` is one of the known tasks."""
+    from circuitdiff.catalogue import TASKS
+    from tests.service_fixtures import REPO
+
+    doc = json.loads((REPO / "openapi" / "openapi.json").read_text())
+    task = doc["components"]["schemas"]["ComparisonSpec"]["properties"]["task"]
+    assert task["enum"] == list(TASKS) and "" not in task["enum"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from datetime import datetime
 
 import httpx
 import pytest
@@ -91,6 +92,9 @@ def test_kill9_worker_mid_job_then_new_worker_completes_once(chaos, recovery):
         done = poll_until(c, job["id"], {"succeeded", "failed", "cancelled"}, timeout=300)
         assert done["status"] == "succeeded", done
         assert done["attempts"] == 2
+        # issue 11 #9: the first start is kept; the retry's start is the attempt's own
+        assert done["started_at"] == mid["started_at"] and (datetime.fromisoformat(done["attempt_started_at"])
+                                                       > datetime.fromisoformat(mid["attempt_started_at"]))
         # a stray redelivery would be queued or held by the rescuer; wait until none is left (the
         # killed worker's own delivery stays unacknowledged: it predates the kill)
         wait_for(lambda: broker_settled(chaos["server"].url, since=killed_at), 60, "no message left to handle")
@@ -104,3 +108,31 @@ def test_kill9_worker_mid_job_then_new_worker_completes_once(chaos, recovery):
         first.kill9()
         if second:
             second.stop()
+
+
+def test_redis_blip_mid_job_costs_no_attempt_and_logs_no_traceback(chaos):
+    """Issue 11 #9: Redis restarted while a job runs. The job finishes on its first attempt, and the
+    worker's log has no ERROR, no traceback, no warning twice and no progress bar logged as a warning."""
+    c, server = chaos["client"], chaos["server"]
+    worker = start_worker(chaos["env"], chaos["root"], "blip")
+    try:
+        job = c.post("/v1/comparisons", json={**chaos["spec"], "n_prompts": 24, "seed": 5}).json()
+        wait_for(lambda: (c.get(f"/v1/comparisons/{job['id']}").json().get("progress") or {}).get("done"),
+                 180, "the scan under way (progress written)", worker)
+        server.stop()
+        time.sleep(3)  # the worker's progress writes and cancel checks meet a dead Redis
+        server.start()
+        done = poll_until(c, job["id"], {"succeeded", "failed", "cancelled"}, timeout=300)
+        assert done["status"] == "succeeded" and done["attempts"] == 1, done
+        wait_for(lambda: broker_settled(server.url), 60, "no message left to handle")
+        assert c.get(f"/v1/comparisons/{job['id']}").json()["attempts"] == 1
+    finally:
+        worker.stop()
+    log = worker.log.read_text()
+    lines = [x.split(": ", 1)[1] for x in log.splitlines() if x.startswith("[") and ": " in x]  # no timestamp
+    warnings = [x for x in log.splitlines() if "WARNING/" in x]
+    assert "Traceback" not in log and "ERROR/" not in log, log[-4000:]
+    assert not [x for x in warnings if "it/s]" in x or "Loading weights" in x], warnings
+    repeated = {x for x in lines if x.startswith("WARNING") and lines.count(x) > 1}
+    assert not repeated, repeated
+    assert any("redis" in x.lower() for x in warnings), warnings  # the blip is reported, once, as a warning

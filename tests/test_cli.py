@@ -50,6 +50,12 @@ def test_compare_writes_a_result_and_prints_a_summary(tiny_gpt_dir, tiny_gpt_dir
         (["--teacher", "/no/such/dir", "--student", "/no/such/dir"], "/no/such/dir: no such directory"),
         (["--teacher", "zoo:gpt-teacher", "--student", "zoo:gpt-student", "--task-option", "colour=red"],
          "task_options.colour: unknown option"),
+        (["--teacher", "zoo:gpt-teacher", "--student", "zoo:gpt-student", "--circuit-threshold", "30"],
+         "--circuit-threshold need --circuits"),
+        (["--teacher", "zoo:gpt-teacher", "--student", "zoo:gpt-student", "--circuits", "--circuit-sweep", "10,x"],
+         "--circuit-sweep '10,x': expected numbers separated by commas"),
+        (["--teacher", "zoo:gpt-teacher", "--student", "zoo:gpt-student", "--circuits", "--circuit-sweep", "0,20"],
+         "circuits.sweep: every sweep threshold must be between 0 and 100"),
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(args, message, tmp_path, cli):
@@ -82,6 +88,16 @@ def test_validation_errors_are_formatted_as_field_message():
     with pytest.raises(ValidationError) as e:
         spec_from_args(args)
     assert format_validation_error(e.value) == "n_prompts: Input should be greater than or equal to 1"
+
+
+def test_circuit_flags_fill_the_spec_field():
+    base = ["compare", "--teacher", "zoo:gpt-teacher", "--student", "zoo:gpt-student", "--task", "ioi", "--out", "x.json"]
+    assert spec_from_args(build_parser().parse_args(base)).circuits is None
+    spec = spec_from_args(build_parser().parse_args(base + ["--circuits"]))
+    assert spec.circuits.threshold == 20.0 and spec.circuits.sweep is None
+    spec = spec_from_args(build_parser().parse_args(
+        base + ["--circuits", "--circuit-threshold", "25", "--circuit-sweep", "30,10,20", "--circuit-null-draws", "50"]))
+    assert (spec.circuits.threshold, spec.circuits.sweep, spec.circuits.null_draws) == (25.0, [10.0, 20.0, 30.0], 50)
 
 
 def test_summary_hedges_a_mean_drop_difference_whose_interval_includes_zero(tmp_path):

@@ -12,7 +12,7 @@ from tests.service_fixtures import PY, REPO
 
 TORCH_FREE_MODULES = [
     "circuitdiff.spec", "circuitdiff.errors", "circuitdiff.fingerprint", "circuitdiff.catalogue", "circuitdiff.vocabulary",
-    "circuitdiff.result", "circuitdiff.tasks.custom", "service.main", "service.__main__", "service.openapi_dump",
+    "circuitdiff.result", "circuitdiff.tasks.custom", "circuitdiff.api_models", "circuitdiff.client", "service.main", "service.__main__", "service.openapi_dump",
     "jobs.settings", "jobs.store", "jobs.queue", "jobs.errors", "jobs.commands", "jobs.stack",
 ]
 
@@ -91,3 +91,21 @@ def test_readme_documents_every_setting_and_endpoint():
     for path in doc["paths"]:
         stem = path.split("{")[0].rstrip("/")
         assert stem in readme, f"README has no example for {path}"
+
+
+def test_docs_load_every_asset_from_the_service(svc_api):
+    """Issue 11 #8: /docs and /redoc reference no other host (a CDN leaves them blank offline), and
+    every script, stylesheet and icon they name is served by the API itself."""
+    import httpx
+
+    for page, needed in (("/docs", ("swagger-ui-bundle.js", "swagger-ui.css")), ("/redoc", ("redoc.standalone.js",))):
+        html = httpx.get(svc_api + page, timeout=30)
+        assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+        refs = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", html.text)
+        refs += re.findall(r"""\burl:\s*["']([^"']+)["']""", html.text)  # Swagger UI's spec URL
+        assert not [u for u in refs if "//" in u], f"{page} loads from another host: {refs}"
+        assert all(any(r.endswith(n) for r in refs) for n in needed), refs
+        for ref in refs:
+            r = httpx.get(svc_api + ref, timeout=30)
+            assert r.status_code == 200 and len(r.content) > 1000, (page, ref, r.status_code)
+        assert "fonts.googleapis" not in html.text and "cdn" not in html.text.lower()

@@ -78,6 +78,8 @@ RULES = [
     ("circuitdiff.result", TORCH, "the result schema is torch-free"),
     ("circuitdiff.errors", TORCH, "errors are torch-free"),
     ("circuitdiff.tasks.custom", TORCH, "dataset validation is shared with the service"),
+    ("circuitdiff.api_models", TORCH, "the API's bodies are shared by the service and the client"),
+    ("circuitdiff.client", TORCH + ENGINE_WITH_TORCH, "the HTTP client runs where torch is not installed"),
     ("circuitdiff.report", TORCH + ("circuitdiff.models", "circuitdiff.scan", "circuitdiff.pipeline"),
      "a stored result re-renders anywhere matplotlib is installed"),
     ("circuitdiff", ("fastapi", "celery", "jobs", "service", "worker"), "the engine knows nothing of HTTP or Celery"),
@@ -106,7 +108,7 @@ TORCH_FREE = [
     "circuitdiff.tasks.custom", "circuitdiff.analysis.similarity", "circuitdiff.analysis.matching",
     "circuitdiff.analysis.alignment", "circuitdiff.analysis.robustness", "circuitdiff.analysis.circuits",
     "circuitdiff.analysis.performance", "circuitdiff.analysis.authors", "circuitdiff.report",
-    "circuitdiff.report.html", "circuitdiff.report.plots",
+    "circuitdiff.report.html", "circuitdiff.report.plots", "circuitdiff.api_models", "circuitdiff.client",
 ]
 
 

@@ -18,7 +18,7 @@ from circuitdiff.vocabulary import SCHEMA_VERSION
 from tests.report_synthetic import synthetic_result
 from tests.report_zoo import ZOO_SPEC, zoo_ioi_result
 
-FIGURES = ("influence", "matching", "similarity", "drops", "attention_1")
+FIGURES = ("influence", "matching", "similarity", "drops", "circuit_transfer", "attention_1")
 
 
 class Page(HTMLParser):
@@ -64,6 +64,19 @@ def _png_checks(path: Path) -> tuple[int, int]:
     assert ink > 0.03, f"{path.name} is almost blank ({ink:.1%} non-white pixels)"
     assert rgb.std() > 0.05, f"{path.name} has no contrast"
     return w, h
+
+
+def test_zoo_result_carries_the_circuits_and_their_sweep(zoo_report):
+    """The shared zoo comparison asks for circuits with a sweep (tests/report_zoo.py): the sweep's
+    baseline row is the circuit itself, the others overlap it by Jaccard."""
+    c = zoo_report[0]["circuits"]
+    for side in ("teacher", "student"):
+        rows = c["sweep"][side]
+        assert [r["threshold"] for r in rows] == [10.0, 20.0, 30.0]
+        base = next(r for r in rows if r["threshold"] == c["threshold"])
+        assert base["jaccard"] == 1.0 and base["components"] == c[side]["components"]
+        assert all(0.0 <= r["jaccard"] <= 1.0 for r in rows)
+    assert c["diff"]["transfer"]["nulls"].keys() == {"random", "depth"}
 
 
 def test_zoo_report_writes_html_and_every_plot_as_png_and_svg(zoo_report):
@@ -205,6 +218,7 @@ def test_a_result_of_schema_version_1_still_renders(tmp_path):
     files = render_report(data, tmp_path)
     page = files["report.html"].read_text()
     assert f"{data['alignment']['score']:.3f}" in page and "zoo:gpt-teacher" in page
+    assert r.circuits is None and 'id="circuits"' not in page and "circuit_transfer" not in str(files)
 
 
 @pytest.mark.parametrize("content, message", [

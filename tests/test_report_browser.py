@@ -114,3 +114,30 @@ def test_prompt_injection_does_not_run_in_the_browser(tmp_path, chromium):
         assert "https://example.invalid" in b.eval("document.body.innerText")  # shown as text
         assert re.search(r"<script>document\.title", b.eval("document.body.innerText"))
         assert b.console_errors() == []
+
+
+def test_zoo_circuits_section_in_the_browser(zoo_page):
+    """Both circuits on the layer/head grid, the diff's counts, the sweep table and the transfer
+    figure, readable with scripts off (the grids are tables whose cells carry their state as text)."""
+    result, html = zoo_page
+    c = result["circuits"]
+    assert c is not None and c["diff"] is not None
+    with Browser() as b:
+        b.open(html.as_uri(), scripts=False)
+        for side in ("teacher", "student"):
+            m = result["models"][side]
+            cells = b.eval(f"Array.from(document.querySelectorAll('#circuit-grid-{side} td.cc'))"
+                           ".map(td => [td.dataset.component, td.className])")
+            assert len(cells) == m["n_layers"] * (m["n_heads"] + 1)
+            marked = sorted(cid for cid, cls in cells if any(s in cls.split() for s in ("kept", "discarded", "new")))
+            assert marked == sorted(c[side]["components"])
+        discarded = b.eval("Array.from(document.querySelectorAll('#circuit-grid-teacher td.discarded'))"
+                           ".map(td => td.dataset.component)")
+        assert sorted(discarded) == sorted(c["diff"]["discarded"])
+        text = b.eval("document.getElementById('circuits').innerText")
+        assert f"{c['diff']['jaccard']:.2f}" in text and f"{c['diff']['transfer']['kept_pct']:.1f}%" in text
+        assert b.eval("document.querySelectorAll('#circuit-sweep tbody tr').length") == 6
+        box = b.eval("(() => { const r = document.querySelector('#fig-circuit_transfer img'); "
+                     "return [r.complete, r.naturalWidth, r.naturalHeight]; })()")
+        assert box[0] and box[1] > 300
+        assert b.console_errors() == []

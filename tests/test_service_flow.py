@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 from circuitdiff.result import ComparisonResult
@@ -72,6 +73,18 @@ def test_submit_poll_result_dedup_artifacts_ownership(alice, bob, svc_worker, lo
         assert int(f.headers["content-length"]) == a["size"] == len(f.content)
     cached = alice.get(arts[0]["href"], headers={"If-None-Match": f'"{arts[0]["sha256"]}"'})
     assert cached.status_code == 304
+    # issue 11 #7: If-None-Match compares weakly and `*` matches; HEAD gives the headers only;
+    # every media type served is one the committed schema documents
+    for inm in (f'W/"{arts[0]["sha256"]}"', "*", f'"other", W/"{arts[0]["sha256"]}"'):
+        assert alice.get(arts[0]["href"], headers={"If-None-Match": inm}).status_code == 304, inm
+    assert alice.get(arts[0]["href"], headers={"If-None-Match": '"other"'}).status_code == 200
+    for a in arts:
+        head = alice.head(a["href"])
+        assert head.status_code == 200 and head.content == b"", a
+        assert int(head.headers["content-length"]) == a["size"] and head.headers["etag"] == f'"{a["sha256"]}"'
+    doc = json.loads((REPO / "openapi" / "openapi.json").read_text())
+    documented = doc["paths"]["/v1/comparisons/{job_id}/artifacts/{name}"]["get"]["responses"]["200"]["content"]
+    assert {a["media_type"] for a in arts} <= set(documented), {a["media_type"] for a in arts}
     assert alice.get(f"/v1/comparisons/{job['id']}/artifacts/../../etc/passwd").status_code == 404
 
     # report (issue #7): served as HTML when the report package rendered it
@@ -166,6 +179,33 @@ def test_listing_pagination_and_long_poll(alice, local_spec):
     assert time.monotonic() - t0 < 2
 
 
+def test_filtered_listing_offers_a_cursor_only_to_a_page_with_items(carol, svc_worker, svc_data, local_pair):
+    """Issue 11 #5: carol's jobs are, oldest first, one failed and one cancelled. The filtered list
+    of cancelled jobs has one item and no cursor (an older job exists, but not a cancelled one)."""
+    broken = svc_data / "models" / "broken-listing"
+    shutil.copytree(local_pair[1], broken, dirs_exist_ok=True)
+    (broken / "config.json").write_text("{ not JSON")
+    failed = carol.post("/v1/comparisons", json={"teacher": local_pair[0], "student": str(broken), "task": "ioi",
+                                                 "n_prompts": 8, "seed": 41}).json()
+    assert poll_until(carol, failed["id"], {"succeeded", "failed"}, timeout=300)["status"] == "failed"
+    cancelled = carol.post("/v1/comparisons", json={"teacher": local_pair[0], "student": local_pair[1],
+                                                    "task": "ioi", "n_prompts": 8, "seed": 42}).json()
+    carol.delete(f"/v1/comparisons/{cancelled['id']}")
+    assert poll_until(carol, cancelled["id"], {"cancelled", "succeeded", "failed"})["status"] == "cancelled"
+
+    only = carol.get("/v1/comparisons", params={"status": "cancelled", "limit": 1}).json()
+    assert [j["id"] for j in only["items"]] == [cancelled["id"]] and only["next_cursor"] is None
+    only = carol.get("/v1/comparisons", params={"status": "failed", "limit": 1}).json()
+    assert [j["id"] for j in only["items"]] == [failed["id"]] and only["next_cursor"] is None
+    # unfiltered: a cursor to the older job, and none after it
+    page1 = carol.get("/v1/comparisons", params={"limit": 1}).json()
+    assert [j["id"] for j in page1["items"]] == [cancelled["id"]] and page1["next_cursor"]
+    page2 = carol.get("/v1/comparisons", params={"limit": 1, "cursor": page1["next_cursor"]}).json()
+    assert [j["id"] for j in page2["items"]] == [failed["id"]] and page2["next_cursor"] is None
+    whole = carol.get("/v1/comparisons", params={"limit": 2}).json()
+    assert len(whole["items"]) == 2 and whole["next_cursor"] is None
+
+
 def test_catalogue_endpoints(alice, local_pair):
     models = alice.get("/v1/models").json()
     ids = {m["id"] for m in models["items"]}
@@ -196,6 +236,51 @@ def test_dataset_upload(alice, svc_data):
     again = alice.post("/v1/datasets", content=b"\n\n" + body.replace(b": ", b":")).json()
     assert again["id"] == info["id"]
     assert alice.get(f"/v1/datasets/{info['id']}").json()["n_items"] == 2
+
+
+def _ioi_lines(names: list[tuple[str, str]]) -> list[dict]:
+    return [{"prompt": f"When {a} and {b} went to the store, {b} gave a drink to", "answer": a, "distractor": b}
+            for a, b in names]
+
+
+def _ndjson(lines: list) -> bytes:
+    return "\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines).encode()
+
+
+def test_dataset_reupload_describes_each_request(alice):
+    """Issue 11 #1: the same items uploaded again, with and without bad lines: every answer reports
+    the rejections of the request it answers (and its own time), not the first upload's."""
+    good = _ioi_lines([("Mary", "John"), ("Tom", "Anna"), ("Anna", "Tom"), ("John", "Mary")])
+    bad = ["not json", {"prompt": "x"}, {"answer": "a"}, "[1, 2]", {"prompt": "p", "answer": "a"}]
+    first = alice.post("/v1/datasets", content=_ndjson(good))
+    assert first.status_code == 201 and first.json()["n_rejected"] == 0
+    second = alice.post("/v1/datasets", content=_ndjson(good + bad))
+    assert second.status_code == 201
+    s = second.json()
+    assert s["id"] == first.json()["id"] and s["n_items"] == 4
+    assert s["n_rejected"] == 5 and [r["line"] for r in s["rejected"]] == [5, 6, 7, 8, 9]
+    assert datetime.fromisoformat(s["created_at"]) > datetime.fromisoformat(first.json()["created_at"])
+    assert alice.get(f"/v1/datasets/{s['id']}").json()["n_rejected"] == 5  # the latest upload
+    third = alice.post("/v1/datasets", content=_ndjson(good)).json()
+    assert third["n_rejected"] == 0 and third["rejected"] == []  # none of the previous upload's lines
+    assert alice.get(f"/v1/datasets/{s['id']}").json()["n_rejected"] == 0
+
+
+def test_datasets_belong_to_the_key_that_uploaded_them(alice, bob, local_pair):
+    """Issue 11 #2: another key neither reads a dataset nor names it in a comparison (404/422 as
+    for a missing one); uploading the same items makes it its own."""
+    lines = _ioi_lines([("Kate", "Paul"), ("Paul", "Kate")])
+    ds = alice.post("/v1/datasets", content=_ndjson(lines)).json()
+    assert alice.get(f"/v1/datasets/{ds['id']}").status_code == 200
+    theirs = bob.get(f"/v1/datasets/{ds['id']}")
+    assert theirs.status_code == 404 and theirs.json()["code"] == "dataset_not_found"
+    spec = {"teacher": local_pair[0], "student": local_pair[1], "task": "custom", "dataset": ds["id"], "n_prompts": 2}
+    named = bob.post("/v1/comparisons", json=spec)
+    assert named.status_code == 422 and named.json()["code"] == "dataset_not_found", named.text
+    assert named.json()["errors"][0]["field"] == "dataset"
+    own = bob.post("/v1/datasets", content=_ndjson(lines + ["junk"])).json()
+    assert own["id"] == ds["id"] and own["n_rejected"] == 1
+    assert alice.get(f"/v1/datasets/{ds['id']}").json()["n_rejected"] == 0  # alice's record untouched
 
 
 def test_custom_dataset_comparison(alice, svc_worker, local_pair):

@@ -8,6 +8,7 @@ the last ``model_cache_size`` loaded adapters across jobs and hands them to the 
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -78,11 +79,21 @@ def _stamp(rid: str) -> tuple:
     return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in path.iterdir() if p.suffix == ".safetensors"))
 
 
+def _no_progress_bars() -> None:
+    """Weight-loading bars belong on a terminal; in the worker's log they were noise at WARNING.
+    The job's own progress is in its record."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def run(spec, *, progress, cancelled, datasets_dir: Path, cache_dir: Path):
     """``run_comparison`` with the worker's hooks: uploaded datasets resolve under ``datasets_dir``
     (the spec keeps the dataset id), models come from the LRU, activations are cached under the
     data dir so every worker sharing the volume reuses them."""
     from circuitdiff.pipeline import run_comparison
 
+    _no_progress_bars()
     return run_comparison(spec, progress, cancelled, datasets_dir=str(datasets_dir), loader=cached_loader,
                           cache=str(cache_dir))

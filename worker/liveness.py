@@ -52,14 +52,21 @@ def sweep_orphans() -> list[str]:
 def _beat() -> None:
     settings = get_settings()
     next_sweep = 0.0
+    failing = False  # one warning per outage, not one per beat
     while not _stop.is_set():
         try:
             job_store().heartbeat(WORKER_NAME)
+            if failing:
+                log.info("heartbeat: Redis reachable again")
+                failing = False
             if settings.orphan_sweep and time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + settings.worker_stale_seconds / 2
                 sweep_orphans()
         except Exception as e:  # noqa: BLE001 - Redis down: keep beating, it comes back
-            log.warning("heartbeat failed: %s", e)
+            if not failing:
+                log.warning("heartbeat failed (retrying every %.0fs until Redis is back): %s",
+                            settings.worker_heartbeat_seconds, e)
+            failing = True
         _stop.wait(settings.worker_heartbeat_seconds)
 
 

@@ -13,6 +13,10 @@ import logging
 import shutil
 import time
 
+import redis
+
+from celery.exceptions import Reject
+
 from circuitdiff.errors import Cancelled, CircuitdiffError
 from circuitdiff.spec import ComparisonSpec
 from jobs import errors
@@ -25,6 +29,33 @@ from .celery_app import app
 from .liveness import WORKER_NAME, job_store
 
 log = logging.getLogger("circuitdiff.worker")
+
+
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+REDIS_PATIENCE = 120.0  # seconds a job waits out a Redis outage before this attempt gives up
+
+
+def patiently(fn, *args, **kw):
+    """Call a job-store method, riding out a Redis blip: retried with backoff for up to
+    REDIS_PATIENCE s, one warning per blip and no traceback. A blip therefore neither fails the job
+    nor costs it an attempt; only an outage longer than that ends the attempt."""
+    deadline = time.monotonic() + REDIS_PATIENCE
+    delay, warned = 0.2, False
+    while True:
+        try:
+            value = fn(*args, **kw)
+        except REDIS_ERRORS as e:
+            if time.monotonic() > deadline:
+                raise
+            if not warned:
+                log.warning("Redis unreachable (%s); retrying for up to %.0fs", e, REDIS_PATIENCE)
+                warned = True
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            continue
+        if warned:
+            log.info("Redis reachable again")
+        return value
 
 
 class LostJob(Exception):
@@ -44,7 +75,7 @@ class ThrottledProgress:
         now = time.monotonic()
         if now - self.last >= self.interval:
             self.last = now
-            self.store.set_progress(self.job_id, *self.latest)
+            patiently(self.store.set_progress, self.job_id, *self.latest)
 
 
 class CancelFlag:
@@ -58,7 +89,7 @@ class CancelFlag:
         now = time.monotonic()
         if not self.value and now - self.last >= 0.25:
             self.last = now
-            self.value = self.store.cancel_requested(self.job_id)
+            self.value = patiently(self.store.cancel_requested, self.job_id)
         return self.value
 
 
@@ -66,8 +97,8 @@ class CancelFlag:
 def run_job(job_id: str) -> None:
     settings = get_settings()
     store = job_store()
-    kind, info = store.claim(
-        job_id, WORKER_NAME, max_attempts=settings.max_attempts, stale_seconds=settings.worker_stale_seconds
+    kind, info = patiently(
+        store.claim, job_id, WORKER_NAME, max_attempts=settings.max_attempts, stale_seconds=settings.worker_stale_seconds
     )
     if kind == "busy":
         # Redelivered while the worker holding it still beats (visibility timeout shorter than the
@@ -79,7 +110,7 @@ def run_job(job_id: str) -> None:
     if kind != "run":
         log.info("job %s not run: %s %s", job_id, kind, info)
         return
-    record = store.get(job_id)
+    record = patiently(store.get, job_id)
     log.info("job %s attempt %s", job_id, info)
     final_dir = settings.results_dir / job_id
     for stale in settings.results_dir.glob(f".{job_id}.*.partial"):
@@ -91,21 +122,21 @@ def run_job(job_id: str) -> None:
     cancelled = CancelFlag(store, job_id)
 
     def finish(status: str, **fields) -> None:
-        outcome = store.transition(job_id, ("running",), status, expect_worker=WORKER_NAME,
-                                   finished_at=repr(time.time()), **fields)
+        outcome = patiently(store.transition, job_id, ("running",), status, expect_worker=WORKER_NAME,
+                            finished_at=repr(time.time()), **fields)
         if outcome != "ok":
             log.warning("job %s: could not record %s (%s)", job_id, status, outcome)
 
     try:
         spec = ComparisonSpec.model_validate(record["spec"])
-        store.count_engine_run()
+        patiently(store.count_engine_run)
         hits_before = engine.models().hits
         result = engine.run(spec, progress=progress, cancelled=cancelled, datasets_dir=settings.datasets_dir,
                             cache_dir=settings.cache_dir)
         warnings = artifacts.write(result, tmp_dir)
-        if store.cancel_requested(job_id):  # asked to stop after the last component boundary
+        if patiently(store.cancel_requested, job_id):  # asked to stop after the last component boundary
             raise Cancelled("cancelled after the last component")
-        if store.holder(job_id) != WORKER_NAME:
+        if patiently(store.holder, job_id) != WORKER_NAME:
             raise LostJob("another worker took the job over (this one looked dead)")
         manifest = artifacts.publish(tmp_dir, final_dir)
         last = progress.latest or ("done", 1, 1)
@@ -119,6 +150,10 @@ def run_job(job_id: str) -> None:
         )
     except LostJob as e:
         log.warning("job %s: %s; dropping this attempt's output", job_id, e)
+    except REDIS_ERRORS as e:  # out for longer than REDIS_PATIENCE: not the job's fault, no traceback
+        log.warning("job %s: Redis unreachable for over %.0fs (%s); this attempt stops and the job is "
+                    "redelivered", job_id, REDIS_PATIENCE, e)
+        raise Reject(str(e), requeue=True) from None
     except Cancelled:
         finish("cancelled")
     except CircuitdiffError as e:
@@ -128,4 +163,7 @@ def run_job(job_id: str) -> None:
         finish("failed", error=errors.internal_error(e))
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)  # gone already when published; partial files otherwise
-        store.observe_duration(time.monotonic() - t0)
+        try:
+            patiently(store.observe_duration, time.monotonic() - t0)
+        except REDIS_ERRORS:
+            pass  # a metric, not the job

@@ -60,6 +60,14 @@ pre { background: var(--bg-soft); border: 1px solid var(--line); border-radius: 
       font-size: .8rem; }
 code, .mono { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: .85em; overflow-wrap: anywhere; }
 .scroll { overflow-x: auto; max-width: 100%; }
+table.circuit-grid td.cc { text-align: center; width: 2rem; padding: .15rem; border: 1px solid var(--line); }
+.cc.kept { background: #e6f4ea; color: var(--ok); }
+.cc.discarded { background: #fce8e6; color: var(--bad); }
+.cc.new { background: #fff1e0; color: var(--student); }
+.cc.mapped { color: var(--muted); }
+.legend .cc { padding: 0 .3rem; border-radius: 3px; }
+.sr { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
+b.ok { color: var(--ok); } b.bad { color: var(--bad); }
 details { margin: .5rem 0 1rem; }
 summary { cursor: pointer; color: #1a57a6; }
 .grid2 { display: grid; grid-template-columns: repeat(auto-fit, minmax(28rem, 1fr)); gap: 0 2rem; }

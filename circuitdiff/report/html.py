@@ -21,6 +21,7 @@ from ..result import ComparisonResult
 from .assets import CSS, JS, content_security_policy
 from .plots import PNG_DPI, Plot
 from ..vocabulary import layer_key, parse_component
+from . import circuits as circuits_section
 from .summary import (SIDES, UNSTABLE_CONFIDENCE, component_drops, fmt_ci, fmt_params, influence_shares,
                       interpretation, matched_counts, needs_caution, unstable_matches)
 
@@ -332,10 +333,15 @@ def render_html(result: dict | ComparisonResult, plots: list[Plot] | None = None
         for p in plots if p.name.startswith("attention_"))
     if not attention:
         attention = "<p>This result carries no attention views (masked models or no head pairs).</p>"
+    circuits = circuits_section.section(r, _figure(
+        by_name.get("circuit_transfer"), "The teacher circuit on the student against null controls",
+        "Diamond: the student's performance with only the mapped teacher circuit kept. Grey: mean and 95% interval of "
+        "the null circuits. Dashed: the student's own circuit."))
 
     nav = "".join(f'<a href="#{k}">{v}</a>' for k, v in (
         ("summary", "Summary"), ("influence", "Influence"), ("matching", "Matching"), ("similarity", "Similarity"),
-        ("drops", "Robustness"), ("attention", "Attention"), ("reproducibility", "Reproducibility")))
+        ("drops", "Robustness"), *((("circuits", "Circuits"),) if r.circuits is not None else ()),
+        ("attention", "Attention"), ("reproducibility", "Reproducibility")))
 
     return f"""<!doctype html>
 <html lang="en">
@@ -375,6 +381,7 @@ influences normalised over the list (Î = I / ΣI).</p>
 <section id="drops"><h2>Robustness: how much one component costs</h2>
 {drops}
 </section>
+{circuits}
 <section id="attention"><h2>Attention patterns of matched head pairs</h2>
 <p>Head pairs from the matching, chosen by the comparison for side-by-side views (the pairs with the
 largest combined share of influence in the two models).</p>

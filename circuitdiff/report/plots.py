@@ -354,6 +354,28 @@ def attention_figure(r: ComparisonResult, view: AttentionView) -> Figure:
     return fig
 
 
+def transfer_figure(r: ComparisonResult) -> Figure:
+    """The teacher circuit run on the student against its null controls (kept %, 95% intervals)."""
+    c = r.circuits
+    tr = c.diff.transfer
+    fig = Figure(figsize=(7.0, 0.9 + 0.55 * (len(tr.nulls) + 1)), layout="constrained")
+    ax = fig.subplots()
+    labels = [f"{k} null ({n.n} draws)" for k, n in tr.nulls.items()] + ["mapped teacher circuit"]
+    for y, n in enumerate(tr.nulls.values()):
+        ax.plot(n.ci95, [y, y], color="#777777", lw=4, solid_capstyle="butt")
+        ax.plot([n.mean], [y], "o", color="#444444")
+        ax.text(n.ci95[1], y + 0.22, f" p = {n.p_value:.3g}", fontsize=8, va="center", color="#444444")
+    y = len(tr.nulls)
+    ax.plot([tr.kept_pct], [y], "D", color=COLORS["student"], ms=9)
+    if c.student is not None:
+        ax.axvline(c.student.kept_pct, color=COLORS["student"], ls="--", lw=1)
+        ax.text(c.student.kept_pct, y + 0.45, " student's own circuit", fontsize=8, color=COLORS["student"])
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_ylim(-0.6, y + 0.8)
+    ax.set_xlabel("performance with only these components kept, % of the student's clean logit difference")
+    return fig
+
+
 def make_plots(r: ComparisonResult) -> list[Plot]:
     with matplotlib.rc_context(RC):
         plots = [
@@ -362,6 +384,8 @@ def make_plots(r: ComparisonResult) -> list[Plot]:
             Plot("similarity", "Head similarity", similarity_figure(r)),
             Plot("drops", "Drop histograms", drops_figure(r)),
         ]
+        if r.circuits is not None and r.circuits.diff is not None:
+            plots.append(Plot("circuit_transfer", "Circuit transfer", transfer_figure(r)))
         for i, v in enumerate(r.attention[:N_ATTENTION_VIEWS], start=1):
             plots.append(Plot(f"attention_{i}", f"Attention {v.teacher} ↔ {v.student}", attention_figure(r, v)))
     return plots

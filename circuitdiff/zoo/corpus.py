@@ -106,3 +106,13 @@ def tokenizer_texts(docs: list[Doc], repeats: int = 50) -> list[str]:
     for w in single_token_words():
         extra += [w, f" {w}"] * repeats
     return [d.text for d in docs] + extra
+
+
+HELDOUT_SEED_OFFSET = 1000  # documents of the same distribution, drawn with another seed: not trained on
+HELDOUT_SIZE = CorpusSize(ioi=256, seq_per_kind=16, qa_repeats=1, filler=64)
+
+
+def heldout_docs(seed: int = 0) -> list[Doc]:
+    """Documents the zoo never trains on, for training-time decisions (the Llama student's pruning);
+    the evaluation prompts (``split="eval"``) stay untouched."""
+    return build_corpus(seed + HELDOUT_SEED_OFFSET, HELDOUT_SIZE)

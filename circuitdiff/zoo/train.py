@@ -1,16 +1,22 @@
 """Train the zoo from nothing but the repo: ``python -m circuitdiff.zoo.train --out DIR --seed 0``.
 
 Order: corpus -> tokenizers -> gpt-teacher (LM) -> gpt-student (alternate-layer init, then KD) ->
-bert-teacher (masked LM) -> distilbert-student (alternate-layer init, then KD on masked positions).
+bert-teacher (masked LM) -> distilbert-student (alternate-layer init, then KD on masked positions);
+llama-teacher (LM, the GPT tokenizer) -> llama-student (Minitron-Depth: the teacher depth-pruned to
+the layers whose removal costs most held-out loss, then KD). Three families, one process each.
 
 Knowledge distillation (Hinton et al. 2015; Sanh et al. 2019): loss = w_kd * T^2 * KL(p_T^teacher ||
 p_T^student) + w_lm * CE(labels), with p_T = softmax(logits / T). The T^2 factor keeps the soft-target
 gradients on the scale of the hard-label ones.
 
-Determinism: everything runs on CPU with a fixed thread count, one seeded ``torch.Generator`` draws
-the data order, the BOS choice and the masks, and dropout is off; two runs with the same seed give
-bitwise-identical weights on the same machine and torch build. The GPT and BERT families are
-independent (own seed, own process, one thread each) and train side by side on the two cores.
+Determinism: everything runs on CPU, one seeded ``torch.Generator`` draws the data order, the BOS
+choice and the masks, and dropout is off. Each family trains in a fresh child process started in the
+reproducibility mode (:mod:`circuitdiff.zoo.reproducible`: generic SSE2 kernels for ATen, MKL and
+libm, no oneDNN, one thread, deterministic algorithms), so the same seed gives the same bytes on any
+x86-64 machine with the same torch build, whatever its vector units or thread settings.
+``--no-reproducible`` trains with the machine's fastest kernels (``--threads`` per family): then
+bytes repeat only on the same machine. The GPT and BERT families are independent (own seed, own
+process) and train side by side on the two cores.
 """
 
 from __future__ import annotations
@@ -18,9 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import multiprocessing as mp
+import os
+import subprocess
+import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,14 +36,18 @@ import torch
 import torch.nn.functional as F
 from transformers import (
     BertConfig, BertForMaskedLM, DistilBertConfig, DistilBertForMaskedLM, GPT2Config, GPT2LMHeadModel,
-    PreTrainedTokenizerBase,
+    LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase,
 )
 
-from . import corpus
-from .init_student import STUDENT_LAYERS, init_distilbert_student, init_gpt_student
+from . import corpus, reproducible
+from .init_student import (
+    STUDENT_LAYERS, init_distilbert_student, init_gpt_student, init_llama_student, llama_layer_removal_costs,
+    llama_layers_to_keep,
+)
 from .tokenizer import build_bert_tokenizer, build_gpt_tokenizer
 
-THREADS_PER_FAMILY = 1  # x 2 families in parallel = the 2 cores
+THREADS_PER_FAMILY = 1  # one thread per family process (families run side by side)
+FAMILIES = ("gpt", "bert", "llama")  # family i trains with seed + i
 N_POSITIONS = 128
 # The committed models are trained on CPU (the determinism guarantee is for CPU); other devices are
 # only for exploring recipes quickly.
@@ -64,6 +76,9 @@ class Recipe:
     no_bos_share: float = 0.2  # GPT rows without a leading <|endoftext|>, so prompts work without BOS too
     mlm_prob: float = 0.15
     answer_mask_prob: float = 0.5  # BERT: the task answer (cloze slot) is masked this often
+    llama_kv_heads: int = 2  # grouped-query attention: 2 query heads share each key/value head
+    llama_teacher_steps: int = 1500
+    llama_student_steps: int = 600
     corpus: corpus.CorpusSize = field(default_factory=corpus.CorpusSize)
 
 
@@ -137,33 +152,54 @@ def gpt_config(tok, r: Recipe, n_layer: int) -> GPT2Config:
     )
 
 
-def train_gpt_teacher(rows, tok, r: Recipe, gen: torch.Generator) -> GPT2LMHeadModel:
-    model = GPT2LMHeadModel(gpt_config(tok, r, r.teacher_layers)).to(DEVICE)
+def llama_config(tok, r: Recipe, n_layer: int) -> LlamaConfig:
+    """Llama layout at the zoo's size: RoPE, RMSNorm, SwiGLU MLP (width 4·d_model), GQA, no biases."""
+    return LlamaConfig(
+        vocab_size=len(tok), hidden_size=r.d_model, intermediate_size=4 * r.d_model, num_hidden_layers=n_layer,
+        num_attention_heads=r.n_heads, num_key_value_heads=r.llama_kv_heads, max_position_embeddings=N_POSITIONS,
+        rms_norm_eps=1e-5, attention_dropout=0.0, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id, tie_word_embeddings=True,
+    )
+
+
+def train_causal_teacher(model, name: str, rows, tok, r: Recipe, gen: torch.Generator, steps: int):
+    """Next-token cross-entropy on every token (GPT and Llama teachers)."""
+    model.to(DEVICE)
     opt, t0 = _optimizer(model, r, r.lr), time.time()
     model.train()
-    for step, idx in enumerate(_batches(len(rows), r.teacher_steps, r.batch, gen)):
+    for step, idx in enumerate(_batches(len(rows), steps, r.batch, gen)):
         ids, mask, labels = _gpt_batch(rows, idx, tok.pad_token_id)
         for g in opt.param_groups:
-            g["lr"] = _lr_at(step, r.teacher_steps, r.lr, r.warmup)
+            g["lr"] = _lr_at(step, steps, r.lr, r.warmup)
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        _log("gpt-teacher", step, r.teacher_steps, loss.item(), t0)
+        _log(name, step, steps, loss.item(), t0)
     return model.eval()
+
+
+def train_gpt_teacher(rows, tok, r: Recipe, gen: torch.Generator) -> GPT2LMHeadModel:
+    model = GPT2LMHeadModel(gpt_config(tok, r, r.teacher_layers))
+    return train_causal_teacher(model, "gpt-teacher", rows, tok, r, gen, r.teacher_steps)
 
 
 def distil_gpt_student(teacher, rows, tok, r: Recipe, gen: torch.Generator) -> GPT2LMHeadModel:
     student = GPT2LMHeadModel(gpt_config(tok, r, len(r.student_layers)))
     init_gpt_student(teacher, student, r.student_layers)
+    return distil_causal_student(teacher, student, "gpt-student", rows, tok, r, gen, r.student_steps)
+
+
+def distil_causal_student(teacher, student, name: str, rows, tok, r: Recipe, gen: torch.Generator, steps: int):
+    """KD on every non-pad position plus the LM loss (GPT and Llama students)."""
     student.to(DEVICE)
     opt, t0 = _optimizer(student, r, r.lr), time.time()
     student.train()
-    for step, idx in enumerate(_batches(len(rows), r.student_steps, r.batch, gen)):
+    for step, idx in enumerate(_batches(len(rows), steps, r.batch, gen)):
         ids, mask, labels = _gpt_batch(rows, idx, tok.pad_token_id)
         for g in opt.param_groups:
-            g["lr"] = _lr_at(step, r.student_steps, r.lr, r.warmup)
+            g["lr"] = _lr_at(step, steps, r.lr, r.warmup)
         with torch.no_grad():
             t_logits = teacher(input_ids=ids, attention_mask=mask).logits  # [batch, pos, vocab]
         out = student(input_ids=ids, attention_mask=mask, labels=labels)
@@ -174,8 +210,29 @@ def distil_gpt_student(teacher, rows, tok, r: Recipe, gen: torch.Generator) -> G
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
         opt.step()
-        _log("gpt-student", step, r.student_steps, loss.item(), t0)
+        _log(name, step, steps, loss.item(), t0)
     return student.eval()
+
+
+# --------------------------------------------------------------------------- Llama family
+def train_llama_teacher(rows, tok, r: Recipe, gen: torch.Generator) -> LlamaForCausalLM:
+    model = LlamaForCausalLM(llama_config(tok, r, r.teacher_layers))
+    return train_causal_teacher(model, "llama-teacher", rows, tok, r, gen, r.llama_teacher_steps)
+
+
+def prune_llama_teacher(teacher, tok, r: Recipe, seed: int) -> tuple[tuple[int, ...], list[float]]:
+    """Minitron-Depth: rank the teacher's layers by the held-out loss their removal costs."""
+    docs = corpus.heldout_docs(seed)
+    rows = gpt_rows(docs, tok, r, torch.Generator().manual_seed(seed + corpus.HELDOUT_SEED_OFFSET))
+    ids, mask, _ = _gpt_batch(rows, torch.arange(len(rows)), tok.pad_token_id)
+    costs = llama_layer_removal_costs(teacher, ids, mask)
+    return llama_layers_to_keep(costs, len(r.student_layers)), costs
+
+
+def distil_llama_student(teacher, keep: tuple[int, ...], rows, tok, r: Recipe, gen) -> LlamaForCausalLM:
+    student = LlamaForCausalLM(llama_config(tok, r, len(keep)))
+    init_llama_student(teacher, student, keep)
+    return distil_causal_student(teacher, student, "llama-student", rows, tok, r, gen, r.llama_student_steps)
 
 
 # --------------------------------------------------------------------------- BERT family
@@ -276,63 +333,111 @@ def _save(model, tok, out: Path, name: str, recipe: dict) -> None:
     (d / "training.json").write_text(json.dumps(recipe, indent=2, sort_keys=True) + "\n")
 
 
-def train_family(family: str, out: Path, seed: int, r: Recipe) -> dict[str, float]:
+def recipe_from_dict(d: dict) -> Recipe:
+    d = dict(d)
+    d["student_layers"] = tuple(d["student_layers"])
+    d["corpus"] = corpus.CorpusSize(**d["corpus"])
+    return Recipe(**d)
+
+
+def train_family(family: str, out: Path, seed: int, r: Recipe, *, reproducible_mode: bool = True,
+                 threads: int = THREADS_PER_FAMILY) -> dict[str, float]:
     """Tokenizer, teacher and student of one family ('gpt' or 'bert'), in this process.
 
-    One thread: each family is deterministic on its own, and the two families run side by side on
-    the two cores (one thread each also degrades gracefully when the cores are shared, where
-    two OpenMP threads per process oversubscribe them).
+    In the reproducibility mode this process must have been started with
+    :func:`reproducible.environment` (``train_all`` does that); otherwise ``threads`` threads with
+    the machine's own kernels (one thread per family by default: two OpenMP threads per process
+    oversubscribe shared cores).
     """
-    torch.set_num_threads(THREADS_PER_FAMILY)
-    torch.use_deterministic_algorithms(True)
-    fam_seed = seed if family == "gpt" else seed + 1
+    if reproducible_mode:
+        reproducible.apply()
+    else:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(True)
+    fam_seed = seed + FAMILIES.index(family)
     torch.manual_seed(fam_seed)
     gen = torch.Generator().manual_seed(fam_seed)
     timings: dict[str, float] = {}
     t_start, cpu_start = time.time(), time.process_time()
     docs = corpus.build_corpus(seed, r.corpus)
     texts = corpus.tokenizer_texts(docs)
-    base = {"seed": seed, "recipe": asdict(r), "n_docs": len(docs)}
+    base = {"seed": seed, "recipe": asdict(r), "n_docs": len(docs),
+            "reproducible": reproducible_mode, "kernels": reproducible.settings()}
     student_meta = {"role": "student", "init_from_teacher_layers": list(r.student_layers),
                     "temperature": r.temperature, "w_kd": r.w_kd, "w_lm": r.w_lm}
     if family == "gpt":
         tok = build_gpt_tokenizer(texts)
         rows = gpt_rows(docs, tok, r, gen)
-        t0 = time.time()
+        t0, c0 = time.time(), time.process_time()
         teacher = train_gpt_teacher(rows, tok, r, gen)
-        timings["gpt-teacher"] = time.time() - t0
+        timings["gpt-teacher"], timings["gpt-teacher-cpu"] = time.time() - t0, time.process_time() - c0
         _save(teacher, tok, out, "gpt-teacher", {**base, "role": "teacher", "steps": r.teacher_steps})
-        t0 = time.time()
+        t0, c0 = time.time(), time.process_time()
         student = distil_gpt_student(teacher, rows, tok, r, gen)
-        timings["gpt-student"] = time.time() - t0
+        timings["gpt-student"], timings["gpt-student-cpu"] = time.time() - t0, time.process_time() - c0
         _save(student, tok, out, "gpt-student", {**base, **student_meta, "steps": r.student_steps})
+    elif family == "llama":
+        tok = build_gpt_tokenizer(texts)  # the GPT tokenizer (same bytes): cross-family pairs share words
+        rows = gpt_rows(docs, tok, r, gen)
+        t0, c0 = time.time(), time.process_time()
+        teacher = train_llama_teacher(rows, tok, r, gen)
+        timings["llama-teacher"], timings["llama-teacher-cpu"] = time.time() - t0, time.process_time() - c0
+        _save(teacher, tok, out, "llama-teacher", {**base, "role": "teacher", "steps": r.llama_teacher_steps})
+        t0, c0 = time.time(), time.process_time()
+        keep, costs = prune_llama_teacher(teacher, tok, r, seed)
+        student = distil_llama_student(teacher, keep, rows, tok, r, gen)
+        timings["llama-student"], timings["llama-student-cpu"] = time.time() - t0, time.process_time() - c0
+        pruning = {"rule": "keep the layers whose removal raises held-out LM loss most (Minitron-Depth)",
+                   "heldout_docs": len(corpus.heldout_docs(seed)),
+                   "removal_cost_per_layer": [round(c, 6) for c in costs]}
+        _save(student, tok, out, "llama-student", {**base, **student_meta, "init_from_teacher_layers": list(keep),
+                                                   "depth_pruning": pruning, "steps": r.llama_student_steps})
     else:
         tok = build_bert_tokenizer(texts)
         rows, answer_pos = bert_rows(docs, tok)
-        t0 = time.time()
+        t0, c0 = time.time(), time.process_time()
         teacher = train_bert_teacher(rows, answer_pos, tok, r, gen)
-        timings["bert-teacher"] = time.time() - t0
+        timings["bert-teacher"], timings["bert-teacher-cpu"] = time.time() - t0, time.process_time() - c0
         _save(teacher, tok, out, "bert-teacher", {**base, "role": "teacher", "steps": r.bert_teacher_steps})
-        t0 = time.time()
+        t0, c0 = time.time(), time.process_time()
         student = distil_bert_student(teacher, rows, answer_pos, tok, r, gen)
-        timings["distilbert-student"] = time.time() - t0
+        timings["distilbert-student"], timings["distilbert-student-cpu"] = time.time() - t0, time.process_time() - c0
         _save(student, tok, out, "distilbert-student", {**base, **student_meta, "steps": r.bert_student_steps})
     timings[f"{family}-total"] = time.time() - t_start
     timings[f"{family}-cpu"] = time.process_time() - cpu_start  # CPU seconds, unaffected by sharing
     return timings
 
 
-def train_all(out: Path, seed: int = 0, r: Recipe | None = None, only: str = "all") -> dict[str, float]:
+def _run_child(family: str, out: Path, seed: int, r: Recipe, reproducible_mode: bool, threads: int,
+               env: dict[str, str] | None) -> dict[str, float]:
+    """One family in a fresh interpreter: the mode's environment must be there before torch starts."""
+    out.mkdir(parents=True, exist_ok=True)
+    result = out / f".timings-{family}.json"
+    cmd = [sys.executable, "-m", "circuitdiff.zoo.train", "--out", str(out), "--seed", str(seed),
+           "--child", family, "--recipe-json", json.dumps(asdict(r)), "--threads", str(threads),
+           "--timings-file", str(result)]
+    if not reproducible_mode:
+        cmd.append("--no-reproducible")
+    base = dict(os.environ if env is None else env)
+    proc = subprocess.run(cmd, env=reproducible.environment(base) if reproducible_mode else base)
+    if proc.returncode:
+        raise RuntimeError(f"training the {family} family failed (exit {proc.returncode})")
+    timings = json.loads(result.read_text())
+    result.unlink()
+    return timings
+
+
+def train_all(out: Path, seed: int = 0, r: Recipe | None = None, only: str = "all", *,
+              reproducible_mode: bool = True, threads: int = THREADS_PER_FAMILY,
+              env: dict[str, str] | None = None) -> dict[str, float]:
+    """Train the families (in parallel, one child process each). ``env``: the environment the children
+    start from (default: this process's); the reproducibility mode overrides what it must."""
     r = r or Recipe()
-    families = ["gpt", "bert"] if only == "all" else [only]
+    families = list(FAMILIES) if only == "all" else [only]
     t_start = time.time()
-    if len(families) == 1:
-        timings = train_family(families[0], out, seed, r)
-    else:
-        # spawn: a fresh interpreter per family, so nothing (threads, RNG state) leaks between them
-        with ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn")) as pool:
-            futures = [pool.submit(train_family, f, out, seed, r) for f in families]
-            timings = {k: v for fut in futures for k, v in fut.result().items()}
+    with ThreadPoolExecutor(max_workers=len(families)) as pool:
+        futures = [pool.submit(_run_child, f, out, seed, r, reproducible_mode, threads, env) for f in families]
+        timings = {k: v for fut in futures for k, v in fut.result().items()}
     timings["total"] = time.time() - t_start
     print("wall time (s): " + json.dumps({k: round(v, 1) for k, v in timings.items()}), flush=True)
     return timings
@@ -342,17 +447,33 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--only", choices=["all", "gpt", "bert"], default="all")
+    ap.add_argument("--only", choices=["all", *FAMILIES], default="all")
     ap.add_argument("--teacher-steps", type=int, default=None)
     ap.add_argument("--student-steps", type=int, default=None)
+    ap.add_argument("--no-reproducible", dest="reproducible", action="store_false",
+                    help="the machine's fastest kernels: same bytes only on the same machine")
+    ap.add_argument("--threads", type=int, default=THREADS_PER_FAMILY,
+                    help="threads per family with --no-reproducible (the mode always uses one)")
     ap.add_argument("--no-eval", action="store_true", help="skip the evaluation table at the end")
+    ap.add_argument("--child", choices=FAMILIES, help=argparse.SUPPRESS)  # internal: one family
+    ap.add_argument("--recipe-json", help=argparse.SUPPRESS)
+    ap.add_argument("--timings-file", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.reproducible and args.threads != 1:
+        ap.error("the reproducible mode trains on one thread per family; add --no-reproducible for --threads")
+    if args.child:
+        r = recipe_from_dict(json.loads(args.recipe_json))
+        timings = train_family(args.child, args.out, args.seed, r, reproducible_mode=args.reproducible,
+                               threads=args.threads)
+        args.timings_file.write_text(json.dumps(timings))
+        return
     r = Recipe()
     if args.teacher_steps:
         r.teacher_steps = args.teacher_steps
     if args.student_steps:
         r.student_steps = args.student_steps
-    timings = train_all(args.out, args.seed, r, args.only)
+    timings = train_all(args.out, args.seed, r, args.only, reproducible_mode=args.reproducible,
+                        threads=args.threads)
     (args.out / "timings.json").write_text(json.dumps({k: round(v, 1) for k, v in timings.items()}) + "\n")
     if not args.no_eval:
         from .evaluate import evaluate_dir, markdown_table

@@ -38,6 +38,7 @@ def status_body(job: dict, store: JobStore) -> JobStatus:
         cancel_requested=job["cancel_requested"],
         created_at=ts(job["created_at"]),
         started_at=ts(job.get("started_at")),
+        attempt_started_at=ts(job.get("attempt_started_at")),
         finished_at=ts(job.get("finished_at")),
         error=job.get("error") or None,
         warnings=job.get("warnings") or [],
@@ -59,7 +60,7 @@ def _status_headers(response: Response, status: str) -> None:
     status_code=202,
     response_model=JobStatus,
     responses={200: {"model": JobStatus, "description": "an identical comparison exists: that job"},
-               400: PROBLEM, 401: PROBLEM, 413: PROBLEM, 422: PROBLEM, 503: PROBLEM},
+               400: PROBLEM, 401: PROBLEM, 413: PROBLEM, 415: PROBLEM, 422: PROBLEM, 503: PROBLEM},
     summary="Submit a comparison",
 )
 def submit(
@@ -73,7 +74,7 @@ def submit(
 ):
     """Validates everything checkable without weights, then queues the job. An identical comparison
     (same content key) already queued, running or done returns that job with 200 instead."""
-    prepared = prepare(spec, settings)
+    prepared = prepare(spec, settings, owner)
     outcome = store.create(
         owner=owner,
         spec=prepared.spec.model_dump(mode="json"),
@@ -110,26 +111,24 @@ def list_jobs(
     limit: int = Query(20, ge=1, le=100),
     cursor: str | None = Query(None, max_length=64, pattern="^[0-9a-z]+$"),
 ):
-    """Newest first. ``next_cursor`` pages on to older jobs."""
-    items: list[JobStatus] = []
+    """Newest first. ``next_cursor`` pages on to older jobs; it is given only when another job (with
+    ``status``, when filtered) exists after this page, so following it never yields an empty page."""
+    jobs: list[dict] = []
     before = cursor
-    while len(items) < limit:
+    while len(jobs) <= limit:  # one past the page: is there a next one?
         ids = store.list_ids(owner, before=before, limit=100)
-        if not ids:
-            before = None
-            break
         for jid in ids:
             before = jid
             job = store.get(jid)
             if job and (status is None or job["status"] == status):
-                items.append(status_body(job, store))
-                if len(items) == limit:
+                jobs.append(job)
+                if len(jobs) > limit:
                     break
-        if len(ids) < 100 and len(items) < limit:
-            before = None
+        if len(ids) < 100:
             break
-    more = before is not None and bool(store.list_ids(owner, before=before, limit=1))
-    return JobList(items=items, next_cursor=before if more else None)
+    page = jobs[:limit]
+    more = len(jobs) > limit
+    return JobList(items=[status_body(j, store) for j in page], next_cursor=page[-1]["id"] if more else None)
 
 
 @router.get("/{job_id}", response_model=JobStatus, responses={401: PROBLEM, 404: PROBLEM}, summary="Job status")
@@ -187,7 +186,7 @@ def _require_succeeded(job: dict) -> None:
 
 def _file_response(request: Request, settings: Settings, job: dict, entry: dict) -> Response:
     etag = f'"{entry["sha256"]}"'
-    if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+    if _etag_matches(request.headers.get("if-none-match", ""), etag):
         return Response(status_code=304, headers={"ETag": etag})
     path = settings.results_dir / job["id"] / entry["name"]
     if not path.is_file():
@@ -199,6 +198,13 @@ def _file_response(request: Request, settings: Settings, job: dict, entry: dict)
     )
 
 
+def _etag_matches(if_none_match: str, etag: str) -> bool:
+    """RFC 9110 §13.1.2: ``*`` matches any file; ``If-None-Match`` compares weakly, so ``W/"x"``
+    matches ``"x"``."""
+    tags = [t.strip() for t in if_none_match.split(",") if t.strip()]
+    return "*" in tags or etag in (t.removeprefix("W/") for t in tags)
+
+
 def _entry(job: dict, name: str) -> dict:
     for e in job.get("artifacts") or []:
         if e["name"] == name:
@@ -207,8 +213,12 @@ def _entry(job: dict, name: str) -> dict:
                         "list its files with GET /v1/comparisons/{id}/artifacts")
 
 
-FILE = {"content": {"application/json": {}, "application/octet-stream": {}},
-        "description": "the file, with ETag (sha256) and Content-Length"}
+# What a job writes (worker/artifacts.py): result.json, report.html, plots as SVG and PNG; any other
+# file is served as octet-stream. The artifact list gives each file's media type.
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+FILE = {"content": {"application/json": {}, "text/html": BINARY, "image/svg+xml": BINARY, "image/png": BINARY,
+                    "application/octet-stream": BINARY},
+        "description": "the file, with ETag (sha256), Content-Length and its media type; HEAD gives the headers only"}
 
 
 RESULT = {"model": ComparisonResult, "description": "result.json (circuitdiff.result.ComparisonResult), with ETag "

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from circuitdiff.tasks.custom import LINE_FIX, validate_lines
 
 from ... import datasets
-from ...deps import SettingsDep, current_owner
+from ...deps import OwnerDep, SettingsDep, current_owner
 from ...problems import Problem, ProblemDetail
 from ...schemas import DatasetInfo, ts
 
@@ -41,9 +41,10 @@ def _info(meta: dict) -> DatasetInfo:
     },
     summary="Upload a custom dataset",
 )
-async def upload(request: Request, response: Response, settings: SettingsDep):
-    """Validated line by line; valid lines are stored content-addressed (an identical upload gets
-    the same id) and rejected lines are listed with the reason. No valid line: 422; more lines or
+async def upload(request: Request, response: Response, settings: SettingsDep, owner: OwnerDep):
+    """Validated line by line; valid lines are stored content-addressed (the same items get the
+    same id) and this upload's rejected lines are listed with the reason. The dataset belongs to
+    the calling key: another key neither reads it nor names it in a comparison. No valid line: 422; more lines or
     bytes than a comparison can use: 413 naming the limit; either way nothing is stored."""
     body = await request.body()
     items, rejected = validate_lines(body)  # DatasetTooLargeError: 413 problem (problems.from_engine_error)
@@ -54,14 +55,15 @@ async def upload(request: Request, response: Response, settings: SettingsDep):
         ] or [{"field": "body", "message": "the upload has no lines", "fix": "send JSONL, one item per line",
                "code": "empty_dataset"}]
         raise Problem(422, "invalid_dataset", f"no valid line in the upload ({len(rejected)} rejected)", errors=errors)
-    meta = datasets.store(settings.datasets_dir, items, rejected, len(body))
+    meta = datasets.store(settings.datasets_dir, owner, items, rejected, len(body))
     response.headers["Location"] = f"/v1/datasets/{meta['id']}"
     return _info(meta)
 
 
 @router.get("/{dataset_id}", response_model=DatasetInfo, responses={404: PROBLEM}, summary="A stored dataset")
-def get_dataset(dataset_id: str, settings: SettingsDep):
-    meta = datasets.load_meta(settings.datasets_dir, dataset_id)
+def get_dataset(dataset_id: str, settings: SettingsDep, owner: OwnerDep):
+    """The caller's latest upload of this dataset; another key's dataset answers 404."""
+    meta = datasets.load_meta(settings.datasets_dir, owner, dataset_id)
     if meta is None:
         raise Problem.field(404, "dataset_not_found", "dataset_id", f"no dataset {dataset_id!r}",
                             "upload it with POST /v1/datasets")
