@@ -90,3 +90,6 @@ class DatasetInfo(BaseModel):
     rejected: list[RejectedLine]
     bytes: int
     created_at: datetime
+    kind: Literal["answers", "text"] = Field(
+        "answers", description="answers: prompts with answer and distractor (every metric); text: plain texts "
+        "(metrics kl and loss only)")

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .report.command import add_report, check_report_path, write_report
+from .metrics import METRICS
 from .vocabulary import (
-    CIRCUIT_THRESHOLD, SCREEN_TOP, Ablation, Bos, Device, Dtype, Matching, MlpSimilarity, Preset, ScanMethod, choices,
+    CIRCUIT_THRESHOLD, SCREEN_TOP, Ablation, Bos, Device, Dtype, Matching, Metric, MlpSimilarity, Preset, ScanMethod, choices,
 )
 
 EXIT_USER_ERROR = 2
@@ -55,6 +56,10 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=choices(Dtype), default="float32",
                    help="model weights and activations; LDs and influences are accumulated in float32 "
                    "(bfloat16's accuracy against float32 is stated in the result's scan.precision)")
+    p.add_argument("--metric", choices=choices(Metric), default="logit_diff",
+                   help="what influence is measured on: logit_diff (the paper's), answer_prob, answer_logprob, kl "
+                        "(from the clean next-token distribution) or loss (next-token loss of the text; kl and loss "
+                        "also run plain-text datasets, lines {\"text\": ...})")
     p.add_argument("--scan", choices=choices(ScanMethod), default="exact",
                    help="influence scan method (naive = one forward per component, the reference; screened = "
                    "attribution everywhere, exact where it can change the top components)")
@@ -118,8 +123,8 @@ def spec_from_args(args: argparse.Namespace):
         "head_threshold": args.head_threshold, "mlp_threshold": args.mlp_threshold,
         "duplicate_unmatched": args.duplicate_unmatched, "n_prompts": args.prompts, "seed": args.seed,
         "bos": args.bos, "bootstrap": args.bootstrap, "chance_draws": args.chance_draws, "device": args.device,
-        "dtype": args.dtype, "scan": args.scan, "attribution_check": args.attribution_check, "circuits": circuits,
-        "screen_top": args.screen_top,
+        "dtype": args.dtype, "scan": args.scan, "metric": args.metric, "attribution_check": args.attribution_check,
+        "circuits": circuits, "screen_top": args.screen_top,
     }
     return ComparisonSpec.model_validate(data)
 
@@ -204,12 +209,18 @@ def summary(r: dict) -> str:
     t = r["task"]
     lines.append(f"task {t['name']} {t['options'] or ''}: {t['n_prompts']} prompts"
                  + (f" ({t['n_rejected']} rejected)" if t["n_rejected"] else ""))
+    metric = METRICS[r.get("metric", {}).get("name", "logit_diff")]
+    lines.append(f"metric: {metric.label} ({metric.name}, {metric.units})")
     for role in ("teacher", "student"):
         p = perf[role]
-        flag = "" if p["performs_task"] else "  (does not perform the task)"
+        flag = "  (does not perform the task)" if p["performs_task"] is False else ""
+        acc = f", accuracy {p['accuracy']:.0%}" if p.get("accuracy") is not None else ""
+        ld = (f", logit diff {p['logit_diff']:.3f}" if metric.name != "logit_diff" and p.get("logit_diff") is not None
+              else "")
         lines.append(
             f"{role:8s} {m[role]['id']}: {m[role]['n_layers']}x{m[role]['n_heads']}, {m[role]['n_params']:,} params; "
-            f"logit diff {p['logit_diff']:.3f} ± {p['logit_diff_std']:.3f}, accuracy {p['accuracy']:.0%}{flag}"
+            f"{metric.label} {p.get('value', p.get('logit_diff')):.4g} ± {p.get('value_std', p.get('logit_diff_std')):.3g}"
+            f"{ld}{acc}{flag}"
         )
     lines.insert(0, chance_line(r))
     a = r["alignment"]
@@ -240,7 +251,7 @@ def summary(r: dict) -> str:
     for role in ("teacher", "student"):
         top = sorted(r["influence"][role].items(), key=lambda kv: -kv[1]["influence"])[:5]
         parts = [f"{cid} {v['delta']:+.3f}" for cid, v in top]
-        lines.append(f"top {role} components (Δ logit diff): " + ", ".join(parts))
+        lines.append(f"top {role} components (Δ {metric.label}): " + ", ".join(parts))
     lines += circuit_lines(r.get("circuits"))
     for w in r.get("warnings", []):
         lines.append(f"warning: {w}")
@@ -282,7 +293,7 @@ def chance_line(r: dict) -> str:
     null = f"chance {c['mean']:.4f} [95% {c['ci95'][0]:.4f}, {c['ci95'][1]:.4f}], p = {c['p_value']:.3g}"
     if a.get("above_chance"):
         return f"ALIGNED ABOVE CHANCE: alignment {a['score']:.4f} vs {null}"
-    failing = [x for x in ("teacher", "student") if not r["performance"][x]["performs_task"]]
+    failing = [x for x in ("teacher", "student") if r["performance"][x]["performs_task"] is False]
     why = (f"the {' and the '.join(failing)} does not perform the task" if failing
            else "the score is within the chance interval")
     return f"NOT ABOVE CHANCE ({why}): alignment {a['score']:.4f} vs {null}"

@@ -54,6 +54,13 @@ class DatasetError(CircuitdiffError):
     http_status = 422
 
 
+class MetricError(CircuitdiffError):
+    """The job's metric cannot be computed on this dataset or model pair (circuitdiff.metrics)."""
+
+    code = "invalid_metric"
+    http_status = 422
+
+
 class TaskTokenizationError(CircuitdiffError):
     """No usable prompt survived validation (single-token answers, equal clean/corrupted lengths)."""
 

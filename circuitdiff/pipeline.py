@@ -38,16 +38,17 @@ from .analysis.matching import match_components, unpaired
 from .cache import ActivationCache
 from .cache.engine import PipelineCache, open_cache
 from .catalogue import task_items
-from .errors import Cancelled
+from .errors import Cancelled, MetricError
+from .metrics import METRIC_FIX, METRICS, metric_info
 from .models import ModelAdapter, load_model, resolve_device
 from .result import ComparisonResult, ScanInfo
 from .scan import scan
 from .scan import circuits as circuits_mod
 from .scan.clean import BATCH_SIZE, CleanStats, clean_pass
-from .scan.influence import InfluenceScan
+from .scan.influence import InfluenceScan, clean_logit_diffs
 from .scan.words import word_pass
 from .spec import ComparisonSpec
-from .tasks.dataset import build_task_data
+from .tasks.dataset import TaskData, build_task_data
 from .vocabulary import PRECISION_CONTRACTS, ROLES, SCHEMA_VERSION, head_ids, mlp_ids
 
 Progress = Callable[[str, int, int], None]
@@ -94,6 +95,7 @@ def run_comparison(
             bos=spec.bos, device=device, forms={r: adapters[r].family for r in ROLES},
         )
         warnings += task.warnings
+        check_metric(spec.metric, task, {r: adapters[r].family for r in ROLES})
         if task.word_aligned:
             # issue #4: no shared tokenisation; attention is compared on shared words. The paper
             # compared only the end-query row for its GPT-2 vs DistilBERT control (pitfall 8).
@@ -115,9 +117,11 @@ def run_comparison(
         with run.stage(f"influence:{role}"):
             view = task.view(role)
             scans[role] = pcache.scan(
-                role, adapters[role], view, {"method": spec.scan, "ablation": spec.ablation, **options},
+                role, adapters[role], view, {"method": spec.scan, "ablation": spec.ablation, "metric": spec.metric,
+                                             **options},
                 lambda: scan(adapters[role], view, spec.ablation, method=spec.scan, batch_size=BATCH_SIZE,
-                             progress=progress, cancelled=cancelled, stage=f"influence:{role}", **options),
+                             progress=progress, cancelled=cancelled, stage=f"influence:{role}", metric=spec.metric,
+                             **options),
                 InfluenceScan,
             )
     ran = {scans[r].method for r in ROLES}
@@ -155,8 +159,12 @@ def run_comparison(
         n_confidence = sections.confidence_resamples(spec, task.n_prompts)
         confidence = sections.match_confidences(pairs, compared, sims, spec, n_confidence)
 
-    performance = {r: sections.performance_section(scans[r], clean[r].correct) for r in ROLES}
-    warnings += sections.performance_warnings(scans, performance)
+    # Who performs the task is decided on the clean logit difference for every answer metric.
+    lds = {r: scans[r].clean_ld if spec.metric == "logit_diff" else
+           clean_logit_diffs(adapters[r], task.view(r), BATCH_SIZE) if task.kind == "answers" else None for r in ROLES}
+    performance = {r: sections.performance_section(scans[r], clean[r].correct if task.kind == "answers" else None,
+                                                   lds[r]) for r in ROLES}
+    warnings += sections.performance_warnings(lds, performance)
     with run.stage("alignment"):
         alignment = sections.alignment_section(pairs, scans, performance, spec, n_confidence)
 
@@ -191,6 +199,7 @@ def run_comparison(
         schema_version=SCHEMA_VERSION,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         spec=spec.model_dump(mode="json"),
+        metric=metric_info(spec.metric),
         engine=sections.engine_versions(),
         models={r: adapters[r].info for r in ROLES},
         task=task.info(),
@@ -215,6 +224,21 @@ def run_comparison(
     )
     run.tick_stage("done", 1, 1)
     return result
+
+
+def check_metric(metric: str, task: TaskData, families: dict[str, str]) -> None:
+    """The metric must be computable on this task and pair: answer metrics need answers; ``loss`` (and
+    plain texts at all) need causal models (a masked LM has no next-token distribution over a text)."""
+    if METRICS[metric].needs_answer and task.kind == "text":
+        raise MetricError(f"metric {metric} reads an answer token, and this dataset is plain text (no answers)",
+                          field="metric", fix=METRIC_FIX)
+    masked = [r for r in ROLES if families[r] == "masked"]
+    if masked and metric == "loss":
+        raise MetricError(f"metric loss is the causal next-token loss, and the {' and '.join(masked)} is a masked LM",
+                          field="metric", fix="use metric kl, an answer metric, or two causal models")
+    if masked and task.kind == "text":
+        raise MetricError(f"plain-text datasets need causal models; the {' and '.join(masked)} is a masked LM",
+                          field="dataset", fix="give masked models a dataset of prompts with answers and [MASK] forms")
 
 
 class _Run:

@@ -2,9 +2,10 @@
 
 Results are data first: the service, the report and the scheduler all read this one structure.
 Component ids follow DESIGN.md: ``L{layer}H{head}`` for a head, ``L{layer}MLP`` for an MLP
-(circuitdiff.vocabulary). Units: logit differences in logits; ``influence`` = |LD_ablated -
-LD_clean| (logit units); ``retained_pct`` = 100 * LD_ablated / LD_clean, null when the model does
-not perform the task; drops in percentage points of the clean logit difference.
+(circuitdiff.vocabulary). Units are the job's metric's (``metric``, defined in circuitdiff.metrics;
+the paper's logit difference is in logits): ``influence`` = |m_ablated - m_clean|; ``retained_pct``
+the metric's ratio (100 * LD_ablated / LD_clean for the logit difference), null when the model does
+not perform the task or the metric has none (kl, loss); drops in percentage points of the clean value.
 
 Schema versions (``schema_version``; the report reads every one, circuitdiff.report.load):
 1. the first release;
@@ -14,6 +15,11 @@ Schema versions (``schema_version``; the report reads every one, circuitdiff.rep
    alignment names the protocol it follows; every match has a bootstrap ``confidence``; components
    in no pair are listed (``unpaired``); ``task.items`` lists every accepted item, so the numbers can
    be recomputed from the result alone.
+4. the job's metric (``spec.metric``; ``metric`` carries its definition, units and reduction):
+   ``performance`` reports the clean metric (``metric``, ``value``, ``value_std``, ``value_ci95``;
+   ``logit_diff`` only where the task has answers, ``accuracy`` and ``performs_task`` null for a
+   plain-text dataset or a metric without one); each influence entry has ``value``; ``task`` says
+   whether the dataset is answers or plain text and where texts were cut (``max_tokens``).
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .metrics import metric_info
 from .vocabulary import (
-    SCHEMA_VERSION, AdapterName, ComponentKind, Family, Matching, ModelKind, Role, ScanMethod, TaskForm,
+    SCHEMA_VERSION, AdapterName, ComponentKind, Family, Matching, Metric, ModelKind, Role, ScanMethod, TaskForm,
     TokenAlignment,
 )
 
@@ -48,11 +55,14 @@ class ModelInfo(_Model):
 
 
 class TaskItem(_Model):
-    """One accepted item, as the engine ran it (re-run them with ``--task custom --dataset``)."""
+    """One accepted item, as the engine ran it (re-run them with ``--task custom --dataset``): a prompt with
+    its answer and distractor, or a plain text (``text``, ``corrupted_text``; schema >= 5)."""
 
-    prompt: str
-    answer: str
-    distractor: str
+    prompt: str | None = None
+    answer: str | None = None
+    distractor: str | None = None
+    text: str | None = Field(None, description="a plain-text item: the text as run (after the cut to max_tokens)")
+    corrupted_text: str | None = None
     corrupted_prompt: str | None = Field(None, description="null: none given (another prompt of the same "
                                          "token length stood in for mean/resample ablation)")
     masked_prompt: str | None = Field(None, description="the cloze form a masked LM read")
@@ -75,6 +85,10 @@ class TaskInfo(_Model):
     rejected: list[RejectedPrompt]
     items: list[TaskItem] = Field(default_factory=list, description="every accepted item, in order (schema >= 3)")
     example_prompt: str
+    kind: Literal["answers", "text"] = Field(
+        "answers", description="answers: prompts with answer and distractor; text: plain texts (metrics kl, loss)")
+    max_tokens: int | None = Field(None, description="plain texts: cut to at most this many tokens (BOS included)")
+    n_truncated: int = Field(0, description="plain texts that were longer than max_tokens and were cut")
     token_alignment: TokenAlignment = Field(
         "shared_vocabulary",
         description="shared_vocabulary: token-level patterns (same tokenizer and form); word_pooled: tokens "
@@ -83,22 +97,45 @@ class TaskInfo(_Model):
     )
 
 
+class MetricInfo(_Model):
+    """The job's metric as the numbers were computed (circuitdiff.metrics)."""
+
+    name: Metric
+    label: str
+    short: str
+    units: str
+    definition: str
+    reads: str
+    reduction: str
+    needs_answer: bool
+    retained: str | None
+    performs_task: str | None
+
+
 class Performance(_Model):
-    logit_diff: float
-    logit_diff_std: float
-    accuracy: float = Field(description="share of prompts whose top-1 prediction is the answer")
-    performs_task: bool = Field(
-        description="mean clean logit difference > 0 and the lower end of its 95% t-interval over prompts > 0 "
-        "(circuitdiff.analysis.performance)")
+    metric: Metric = "logit_diff"
+    value: float = Field(description="mean clean metric over prompts (0 for kl)")
+    value_std: float
+    value_ci95: list[float] | None = Field(None, min_length=2, max_length=2,
+                                           description="95% t-interval of the mean over prompts")
+    logit_diff: float | None = Field(description="mean clean logit difference; null for a plain-text dataset")
+    logit_diff_std: float | None
+    accuracy: float | None = Field(description="share of prompts whose top-1 prediction is the answer; null "
+                                   "for a plain-text dataset")
+    performs_task: bool | None = Field(
+        description="answer metrics: mean clean logit difference > 0 and the lower end of its 95% t-interval over "
+        "prompts > 0 (circuitdiff.analysis.performance); null for kl and loss")
 
 
 class ComponentInfluence(_Model):
-    logit_diff: float = Field(description="mean LD with this component ablated")
-    delta: float = Field(description="LD_ablated - LD_clean (signed)")
-    influence: float = Field(description="|delta|")
-    retained_pct: float | None = Field(description="100 * LD_ablated / LD_clean; null when LD_clean <= 0")
+    value: float | None = Field(None, description="mean metric with this component ablated (schema >= 5)")
+    logit_diff: float | None = Field(None, description="mean LD with this component ablated (metric logit_diff)")
+    delta: float = Field(description="m_ablated - m_clean (signed)")
+    influence: float = Field(description="|delta| (for kl: the mean KL)")
+    retained_pct: float | None = Field(description="the metric's retained % (circuitdiff.metrics); null when "
+                                       "undefined (LD_clean <= 0, kl, loss)")
     exact: bool | None = Field(default=None, description="true: an exact value (naive, exact, or re-scanned by a "
-                               "screened scan); false: an estimate (attribution); null in results before schema 5")
+                               "screened scan); false: an estimate (attribution); null in results before schema 6")
 
 
 class Matrix(_Model):
@@ -257,14 +294,16 @@ class ScanInfo(_Model):
         "check: on sampled components; screened: on the components it re-scanned, with the screen's error margin)")
     cache: dict[str, str] = Field(default_factory=dict, description="per model: hit | miss | disabled")
     precision: dict[str, Any] | None = Field(
-        default=None, description="the scan's dtype and what it promises against float32 (schema >= 5; "
+        default=None, description="the scan's dtype and what it promises against float32 (schema >= 6; "
         "circuitdiff.vocabulary.PRECISION_CONTRACTS)")
 
 
 class ComparisonResult(_Model):
-    schema_version: Literal[5] = SCHEMA_VERSION
+    schema_version: Literal[6] = SCHEMA_VERSION
     created_at: str
     spec: dict[str, Any] = Field(description="the fully resolved spec (preset expanded)")
+    metric: MetricInfo = Field(default_factory=lambda: MetricInfo(**metric_info("logit_diff")),
+                               description="the metric influences are measured on (schema >= 5)")
     engine: dict[str, str]
     models: dict[Role, ModelInfo]
     task: TaskInfo
@@ -298,7 +337,14 @@ def upgrade(data: dict) -> dict:
         raise ValueError(f"result schema_version {version!r} is not supported (this code reads 1 to {SCHEMA_VERSION})")
     out = dict(data)
     # 2 added worst5_mean / gini per model and slope_mean_ci95; 3 added the chance calibration, match
-    # confidences, unpaired components and task items; 4 added circuits; 5 added per-influence ``exact``
-    # and ``scan.precision``. All optional: a missing value reads "not computed".
+    # confidences, unpaired components and task items; 4 added circuits; 5 the job's metric; 6 per-influence ``exact`` and
+    # ``scan.precision``. All optional: a missing value
+    # reads "not computed".
+    if version < 5:  # 5: the job's metric; earlier results all measured the logit difference
+        out["metric"] = metric_info("logit_diff")
+        out["performance"] = {r: {"metric": "logit_diff", "value": p["logit_diff"], "value_std": p["logit_diff_std"],
+                                  **p} for r, p in data.get("performance", {}).items()}
+        out["influence"] = {r: {c: {"value": v.get("logit_diff"), **v} for c, v in comps.items()}
+                            for r, comps in data.get("influence", {}).items()}
     out["schema_version"] = SCHEMA_VERSION
     return out

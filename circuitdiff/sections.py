@@ -35,6 +35,7 @@ from .analysis.confidence import MAX_RESAMPLES, match_confidence
 from .analysis.matching import Pair
 from .analysis.performance import logit_diff_lower_bound, performance
 from .catalogue import TASKS
+from .metrics import METRICS
 from .result import (
     Alignment, AttentionView, ChanceCalibration, CircuitDiffSection, Circuits, CircuitTransfer, ComponentInfluence,
     Match, Matrix, ModelCircuit, ModelRobustness, NullControl, Performance, Robustness, Similarity, SweepRow,
@@ -51,18 +52,21 @@ ROBUSTNESS_SEED = robustness_mod.SEED
 
 
 # --------------------------------------------------------------------------- performance
-def performance_section(scan: InfluenceScan, correct: Any) -> Performance:
-    return Performance(**performance(scan.clean_ld, correct))
+def performance_section(scan: InfluenceScan, correct: Any, clean_ld: Any = None) -> Performance:
+    """The clean metric of one model; ``clean_ld`` [n]: the clean logit difference where the metric is
+    another answer metric (who performs the task is decided on it); ``correct`` None for plain texts."""
+    return Performance(**performance(scan.clean_ld, correct, scan.metric, clean_ld))
 
 
-def performance_warnings(scans: dict[str, InfluenceScan], perf: dict[str, Performance]) -> list[str]:
+def performance_warnings(lds: dict[str, Any], perf: dict[str, Performance]) -> list[str]:
+    """lds: per model the clean logit difference [n] (None for a plain-text task)."""
     out = []
     for r in ROLES:
         p = perf[r]
-        if not p.performs_task:
+        if p.performs_task is False:
             out.append(
                 f"the {r} does not perform the task (clean logit difference {p.logit_diff:.3f}, "
-                f"95% interval lower end {logit_diff_lower_bound(scans[r].clean_ld):.3f} <= 0): its robustness is "
+                f"95% interval lower end {logit_diff_lower_bound(lds[r]):.3f} <= 0): its robustness is "
                 "not computed" + ("" if p.logit_diff > 0 else " and its retained % is undefined")
             )
     return out
@@ -190,7 +194,7 @@ def alignment_section(pairs: Sequence[Pair], scans: dict[str, InfluenceScan], pe
         )
         ci = [boot.ci95[0], boot.ci95[1]]
     null = chance_null(pairs, infl["student"], infl["teacher"], score, n_draws=spec.chance_draws, seed=spec.seed)
-    performing = all(perf[r].performs_task for r in ROLES)
+    performing = all(perf[r].performs_task is not False for r in ROLES)  # None: the metric has no such test
     return Alignment(
         score=score, ci95=ci, n_pairs=len(pairs), mean_similarity=float(np.mean([p.similarity for p in pairs])),
         direction=spec.matching,
@@ -208,7 +212,13 @@ def robustness_section(
     """Drops from retained % in canonical component order. A model that does not perform the task
     has no retained % worth a percentage (analysis.performance), so its statistics are null, with a note."""
     c = robustness_mod.compression_ratio(t_params, s_params)
-    ok = {r: perf[r].performs_task for r in ROLES}
+    metric = scans["teacher"].metric
+    if METRICS[metric].retained is None:
+        return Robustness(teacher=None, student=None, compression_ratio=c, delta_mean_drop=None,
+                          delta_mean_drop_ci95=None, slope_mean=None, delta_severity=None, slope_severity=None,
+                          note=f"the metric {metric} ({METRICS[metric].label}) has no retained %, so there are no "
+                               "drops: robustness is measured on logit_diff, answer_prob or answer_logprob")
+    ok = {r: bool(perf[r].performs_task) and None not in scans[r].retained().values() for r in ROLES}
     drops = {r: robustness_mod.drops_from_retained(list(scans[r].retained().values())) for r in ROLES if ok[r]}
     if ok["teacher"] and ok["student"]:
         st = robustness_mod.robustness_stats(drops["teacher"], drops["student"], t_params, s_params,

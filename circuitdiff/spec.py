@@ -35,8 +35,8 @@ from pydantic_core import PydanticCustomError
 
 from .catalogue import TASKS, ZOO
 from .vocabulary import (
-    CIRCUIT_THRESHOLD, MAX_PROMPTS, PAPER_HEAD_THRESHOLD, PAPER_MLP_THRESHOLD, Ablation, Bos, Device, Dtype, Matching, MlpSimilarity,
-    SCREEN_TOP, ModelKind, Preset, ScanMethod,
+    CIRCUIT_THRESHOLD, MAX_PROMPTS, PAPER_HEAD_THRESHOLD, PAPER_MLP_THRESHOLD, Ablation, Bos, Device, Dtype, Matching,
+    SCREEN_TOP, Metric, MlpSimilarity, ModelKind, Preset, ScanMethod,
 )
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
@@ -150,6 +150,12 @@ class ComparisonSpec(BaseModel):
         default=None, description="custom task: dataset id (from POST /v1/datasets) or a local JSONL path"
     )
     preset: Preset = "default"
+    metric: Metric = Field(
+        default="logit_diff",
+        description="what influence is measured on (circuitdiff.metrics): logit_diff (the paper's), answer_prob, "
+        "answer_logprob, kl (from the clean next-token distribution) or loss (next-token cross-entropy of the "
+        "text; causal models). kl and loss need no answer, so they also run plain-text datasets",
+    )
     ablation: Ablation | None = None
     matching: Matching | None = None
     mlp_similarity: MlpSimilarity | None = None
@@ -220,6 +226,13 @@ class ComparisonSpec(BaseModel):
         if self.screen_top is not None and self.scan != "screened":
             raise spec_error("invalid_scan_option", f"screen_top only applies to scan \"screened\" (scan is {self.scan!r})",
                              "remove `screen_top`, or use \"scan\": \"screened\"", field="screen_top")
+        if self.metric == "loss":  # zoo models' families are known now; others are checked once loaded
+            masked = [r for r in ("teacher", "student") if getattr(self, r).kind == "zoo"
+                      and ZOO[getattr(self, r).id[4:]].family == "masked"]
+            if masked:
+                raise spec_error("invalid_metric", f"metric loss is the causal next-token loss, and the "
+                                 f"{' and '.join(masked)} is a masked LM",
+                                 "use metric kl or an answer metric, or two causal models", field="metric")
         if not task.needs_dataset and self.dataset:
             raise spec_error("invalid_dataset", "only the custom task takes a dataset",
                              "remove `dataset`, or use \"task\": \"custom\"", field="dataset")

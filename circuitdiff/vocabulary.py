@@ -20,7 +20,7 @@ from .errors import ComponentIdError
 
 __all__ = [
     "SCHEMA_VERSION", "MAX_PROMPTS", "N_ATTENTION_VIEWS", "CIRCUIT_THRESHOLD", "CIRCUIT_SWEEP", "PAPER_HEAD_THRESHOLD", "PAPER_MLP_THRESHOLD",
-    "Role", "ROLES", "Preset", "Ablation", "Matching", "MlpSimilarity", "ScanMethod", "SCREEN_TOP", "Bos", "Device", "Dtype", "PRECISION_CONTRACTS",
+    "Role", "ROLES", "Preset", "Ablation", "Metric", "ANSWER_METRICS", "MAX_TEXT_TOKENS", "Matching", "MlpSimilarity", "ScanMethod", "SCREEN_TOP", "Bos", "Device", "Dtype", "PRECISION_CONTRACTS",
     "ModelKind", "Family", "MASKED_LM_MODEL_TYPES", "family_of_model_type", "AdapterName", "TaskForm",
     "TokenAlignment", "ComponentKind", "choices",
     "ComponentIdError", "Component", "head_id", "mlp_id", "parse_component", "is_component_id", "head_ids",
@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 # --------------------------------------------------------------------------- versions and limits
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """Version of ``result.json``. Bumped with every change of the result's structure; the report still
 reads every older version (``circuitdiff.report.load`` upgrades them)."""
 
@@ -52,6 +52,10 @@ PAPER_HEAD_THRESHOLD = 0.95
 PAPER_MLP_THRESHOLD = 0.12
 """The authors' threshold for MLP pairs (applied to rescaled similarities in their seq/QA runs)."""
 
+MAX_TEXT_TOKENS = 128
+"""Plain-text dataset lines (``{"text": ...}``) are cut to at most this many tokens (BOS included), or to
+the model's context if shorter; the cut is reported in the result's ``task``."""
+
 # --------------------------------------------------------------------------- spec choices
 Role = Literal["teacher", "student"]
 """The two sides of a comparison."""
@@ -64,6 +68,12 @@ fixed and confidence intervals added (circuitdiff.spec)."""
 Ablation = Literal["zero", "mean", "resample"]
 """What an ablated activation is replaced with: 0, its per-position mean over the corrupted prompts,
 or its value on the prompt's own corrupted prompt (circuitdiff.scan.ablation)."""
+
+Metric = Literal["logit_diff", "answer_prob", "answer_logprob", "kl", "loss"]
+"""What a component's influence is measured on (definitions, units, reductions: circuitdiff.metrics)."""
+
+ANSWER_METRICS: tuple[Metric, ...] = ("logit_diff", "answer_prob", "answer_logprob")
+"""The metrics that read an answer token: a plain-text dataset (no answers) cannot use them."""
 
 Matching = Literal["student_to_teacher", "teacher_to_student", "one_to_one"]
 """How components are paired (circuitdiff.analysis.matching): argmax, one pair per student

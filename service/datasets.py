@@ -23,6 +23,8 @@ import re
 import time
 from pathlib import Path
 
+from circuitdiff.tasks.custom import dataset_kind, validate_lines
+
 ID_RE = re.compile(r"^ds_[0-9a-f]{24}$")
 LEGACY_OWNER = "local"  # datasets stored before owners existed (``<id>.json``) belong to the open API's owner
 
@@ -49,6 +51,7 @@ def store(datasets_dir: Path, owner: str, items: list[dict], rejected: list[dict
         "bytes": len(body),
         "uploaded_bytes": original_bytes,
         "created_at": time.time(),
+        "kind": dataset_kind(items),
     }
     path, meta_path = datasets_dir / f"{did}.jsonl", _meta_path(datasets_dir, owner, did)
     meta_path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,6 +65,14 @@ def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def kind_of(datasets_dir: Path, meta: dict) -> str:
+    """``answers`` or ``text``; uploads stored before the field existed are read once to tell."""
+    if "kind" in meta:
+        return meta["kind"]
+    items, _ = validate_lines((datasets_dir / f"{meta['id']}.jsonl").read_bytes())
+    return dataset_kind(items)
 
 
 def load_meta(datasets_dir: Path, owner: str, did: str) -> dict | None:

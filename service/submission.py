@@ -17,7 +17,9 @@ from pathlib import Path
 
 from circuitdiff import ENGINE_VERSION
 from circuitdiff.fingerprint import WEIGHT_SUFFIXES, file_sha256, weights_sha256
+from circuitdiff.metrics import METRIC_FIX, METRICS
 from circuitdiff.spec import ComparisonSpec, ModelRef
+from circuitdiff.tasks.custom import dataset_kind, validate_lines
 from circuitdiff.catalogue import RANDOM, zoo_path
 from jobs.settings import Settings
 
@@ -87,9 +89,18 @@ def _dataset(spec: ComparisonSpec, settings: Settings, owner: str) -> tuple[str 
             raise Problem.field(
                 422, "dataset_not_found", "dataset", f"no uploaded dataset {ds!r}", "upload it with POST /v1/datasets"
             )
+        _check_metric(spec, datasets.kind_of(settings.datasets_dir, meta))
         return ds, "sha256:" + meta["sha256"]
     real = resolve_under_roots(ds, settings.model_roots, "dataset", want_dir=False)
+    _check_metric(spec, dataset_kind(validate_lines(real.read_bytes())[0]))
     return str(real), "sha256:" + file_sha256(real)
+
+
+def _check_metric(spec: ComparisonSpec, kind: str) -> None:
+    """An answer metric cannot run a plain-text dataset: refused now, not when a worker gets the job."""
+    if kind == "text" and METRICS[spec.metric].needs_answer:
+        raise Problem.field(422, "invalid_metric", "metric",
+                            f"{spec.metric} reads an answer token and dataset {spec.dataset!r} is plain text", METRIC_FIX)
 
 
 def prepare(spec: ComparisonSpec, settings: Settings, owner: str) -> Prepared:

@@ -41,6 +41,7 @@ def synthetic_result(teacher_layers: int = 4, student_layers: int = 2, n_heads: 
             delta = float(-abs(rng.gamma(0.6, scale)) + rng.normal(0, 0.05))
             ablated = ld[side] + delta
             comps[cid] = {
+                "value": ablated,
                 "logit_diff": ablated,
                 "delta": delta,
                 "influence": abs(delta),
@@ -109,7 +110,7 @@ def synthetic_result(teacher_layers: int = 4, student_layers: int = 2, n_heads: 
         "task": {"name": "ioi", "options": {"templates": "mixed"}, "form": "causal", "n_prompts": 16, "n_rejected": 1,
                  "dataset_sha256": "cd" * 32, "rejected": [{"index": 3, "prompt": prompt + " Zyx", "reason": "answer ' Zyx' is not a single token"}],
                  "example_prompt": prompt, "token_alignment": "shared_vocabulary"},
-        "performance": {side: {"logit_diff": v, "logit_diff_std": 0.8, "accuracy": 0.94 if v > 0 else 0.31,
+        "performance": {side: {"metric": "logit_diff", "value": v, "value_std": 0.8, "logit_diff": v, "logit_diff_std": 0.8, "accuracy": 0.94 if v > 0 else 0.31,
                                "performs_task": v > 0} for side, v in ld.items()},
         "influence": influence,
         "similarity": {"heads": {"rows": s_heads, "cols": t_heads, "values": head_sim.round(4).tolist()},

@@ -13,6 +13,7 @@ Everything downstream reads this decision: a model that does not perform the tas
 
 from __future__ import annotations
 
+from ..metrics import needs_answer
 from ._array import ArrayLike, to_numpy
 
 __all__ = ["t975", "logit_diff_lower_bound", "performs_task", "performance"]
@@ -41,13 +42,27 @@ def performs_task(clean_ld: ArrayLike) -> bool:
     ld = to_numpy(clean_ld).ravel()
     return bool(ld.mean() > 0 and logit_diff_lower_bound(ld) > 0)
 
-def performance(clean_ld: ArrayLike, correct: ArrayLike) -> dict:
-    """The ``performance`` entry of one model (circuitdiff.result.Performance): mean and std of the
-    clean LD over prompts, top-1 accuracy, and :func:`performs_task`."""
-    ld = to_numpy(clean_ld).ravel()
+def performance(values: ArrayLike, correct: ArrayLike | None, metric: str = "logit_diff",
+                clean_ld: ArrayLike | None = None) -> dict:
+    """The ``performance`` entry of one model (circuitdiff.result.Performance): mean, std and 95%
+    t-interval of the clean metric over prompts; for tasks with answers also the clean LD (``clean_ld``,
+    the values themselves for ``logit_diff``), top-1 accuracy and :func:`performs_task`, which is
+    decided on the logit difference whatever the metric, and is None for metrics without an answer
+    (kl, loss: circuitdiff.metrics)."""
+    v = to_numpy(values).ravel()
+    n = len(v)
+    std = float(v.std(ddof=1)) if n > 1 else 0.0
+    half = t975(n - 1) * std / n**0.5 if n > 1 else None
+    ld = to_numpy(values if metric == "logit_diff" else clean_ld).ravel() if (
+        metric == "logit_diff" or clean_ld is not None) else None
+    acc = to_numpy(correct).ravel() if correct is not None else None
     return {
-        "logit_diff": float(ld.mean()),
-        "logit_diff_std": float(ld.std(ddof=1)) if len(ld) > 1 else 0.0,
-        "accuracy": float(to_numpy(correct).ravel().mean()),
-        "performs_task": performs_task(ld),
+        "metric": metric,
+        "value": float(v.mean()),
+        "value_std": std,
+        "value_ci95": None if half is None else [float(v.mean()) - half, float(v.mean()) + half],
+        "logit_diff": None if ld is None else float(ld.mean()),
+        "logit_diff_std": None if ld is None else (float(ld.std(ddof=1)) if len(ld) > 1 else 0.0),
+        "accuracy": float(acc.mean()) if acc is not None and len(acc) else None,
+        "performs_task": performs_task(ld) if ld is not None and needs_answer(metric) else None,
     }

@@ -62,6 +62,9 @@ def view_digest(view: Any) -> str:
         view.corrupted.tokens, view.corrupted.attention_mask, view.corrupted.end_pos,
         view.answer_ids, view.distractor_ids,
     ):
+        if t is None:  # plain texts have no answer / distractor ids
+            h.update(b"none")
+            continue
         t = t.detach().to("cpu", torch.int64).contiguous()
         h.update(str(tuple(t.shape)).encode())
         h.update(t.numpy().tobytes())
@@ -150,11 +153,11 @@ class PipelineCache:
             m, ld = entry.meta, entry.tensors["ld"]
             return build(components=m["components"], clean_ld=ld["clean"], ablated_ld=ld["ablated"],
                          ablation=m["ablation"], method=m["method"], agreement=m.get("agreement"),
-                         exact=m.get("exact"))
+                         metric=m.get("metric", "logit_diff"), exact=m.get("exact"))
 
         def store(s) -> tuple[dict, dict]:
             meta = {"components": s.components, "ablation": s.ablation, "method": s.method, "agreement": s.agreement,
-                    "exact": s.exact}
+                    "metric": s.metric, "exact": s.exact}
             return {"ld": {"clean": s.clean_ld, "ablated": s.ablated_ld}}, meta
 
         return self._through(role, key, compute, load, store)

@@ -82,7 +82,8 @@ class Intervention:
 
 @dataclass
 class RunOutput:
-    """logits: [batch, vocab] at end_pos, or [batch, k] when token ids were given.
+    """logits: [batch, vocab] at end_pos, [batch, k] when token ids were given, or [batch, pos, vocab]
+    with ``all_positions``.
     captures[name][layer]: the per-layer tensors listed in the module docstring."""
 
     logits: torch.Tensor
@@ -113,10 +114,12 @@ class ModelAdapter(ABC):
         *,
         token_ids: torch.Tensor | None = None,
         capture: Iterable[Capture] = (),
+        all_positions: bool = False,
     ) -> RunOutput:
         """One forward pass (no grad) of ``batch`` with ``interventions`` applied.
 
         token_ids: [batch, k] -> logits only for these ids (cheaper to keep than the vocab).
+        all_positions: logits at every position, [batch, pos, vocab] (``token_ids`` is ignored).
         capture: names from :data:`CAPTURES`; the captured values are those of *this* run
         (after interventions), detached, on the adapter's device.
         """

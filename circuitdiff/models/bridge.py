@@ -75,6 +75,7 @@ class BridgeAdapter(ModelAdapter):
         *,
         token_ids: torch.Tensor | None = None,
         capture: Iterable[Capture] = (),
+        all_positions: bool = False,
     ) -> RunOutput:
         capture = tuple(capture)
         captures: dict[str, list[torch.Tensor | None]] = {c: [None] * self.n_layers for c in capture}
@@ -98,7 +99,7 @@ class BridgeAdapter(ModelAdapter):
             logits = self.bridge.run_with_hooks(
                 batch.tokens, fwd_hooks=hooks, attention_mask=batch.attention_mask
             )  # [batch, pos, vocab]
-        return RunOutput(gather_end_logits(logits, batch.end_pos, token_ids), captures)  # type: ignore[arg-type]
+        return RunOutput(logits if all_positions else gather_end_logits(logits, batch.end_pos, token_ids), captures)  # type: ignore[arg-type]
 
 
 def _intervene(ivs: list[Intervention]):

@@ -47,13 +47,14 @@ def attention_mask_4d(attention_mask: torch.Tensor) -> torch.Tensor:
 
 class LayerStack(ABC):
     """One causal pre-LN decoder as functions. Subclasses set the sizes and implement the
-    abstract methods; :meth:`block`, :meth:`last_block_at_end` and :meth:`logit_diff` follow."""
+    abstract methods; :meth:`block`, :meth:`last_block_at_end`, :meth:`logit_diff` and :meth:`logits` follow."""
 
     n_layers: int
     n_heads: int  # query heads: the unit a head ablation addresses
     d_head: int
     d_model: int
     d_mlp: int
+    w_u: torch.Tensor  # [vocab, d_model] the unembedding (logits = final_norm(x) @ w_u.T, no bias)
 
     @property
     @abstractmethod
@@ -113,6 +114,11 @@ class LayerStack(ABC):
         Returns float32 [batch] whatever the model's dtype: in bfloat16 the product's sum over d_model
         would round each LD to ~3 significant digits, and influences are differences of LDs."""
         return (self.final_norm(x_end).float() * direction.float()).sum(-1)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Full-vocabulary logits of final residuals x [..., d_model] -> [..., vocab] (the metrics that
+        read a whole next-token distribution, circuitdiff.scan.readout)."""
+        return self.final_norm(x) @ self.w_u.T
 
 
 def conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

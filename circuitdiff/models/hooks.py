@@ -148,6 +148,7 @@ class HooksAdapter(ModelAdapter):
         *,
         token_ids: torch.Tensor | None = None,
         capture: Iterable[Capture] = (),
+        all_positions: bool = False,
     ) -> RunOutput:
         capture = tuple(capture)
         captures: dict[str, list[torch.Tensor | None]] = {c: [None] * self.n_layers for c in capture}
@@ -176,7 +177,7 @@ class HooksAdapter(ModelAdapter):
             for h in handles:
                 h.remove()
         # logits: [batch, pos, vocab]
-        return RunOutput(gather_end_logits(logits, batch.end_pos, token_ids), captures)  # type: ignore[arg-type]
+        return RunOutput(logits if all_positions else gather_end_logits(logits, batch.end_pos, token_ids), captures)  # type: ignore[arg-type]
 
     def _z_hook(self, layer: int, ivs: list[Intervention], store: list | None):
         H, dh = self.n_heads, self.d_head

@@ -100,6 +100,7 @@ def _summary(r: ComparisonResult) -> str:
 
     perf = {x: r.performance[x] for x in SIDES}
     robs = {x: getattr(rob, x) for x in SIDES}
+    metric = r.metric
 
     def drop_cell(x: str, attr: str, digits: int = 2) -> str:
         m = robs[x]
@@ -114,9 +115,15 @@ def _summary(r: ComparisonResult) -> str:
         row("architecture", [e(r.models[x].architecture) for x in SIDES], num=False),
         row("layers × heads", [f"{r.models[x].n_layers} × {r.models[x].n_heads}" for x in SIDES]),
         row("parameters", [f"{r.models[x].n_params:,}" for x in SIDES]),
-        row("logit difference (mean ± std)", [f"{perf[x].logit_diff:.3f} ± {perf[x].logit_diff_std:.3f}" for x in SIDES]),
-        row("accuracy (top-1 = answer)", [f"{perf[x].accuracy:.1%}" for x in SIDES]),
-        row("performs the task", ['yes' if perf[x].performs_task else '<span class="badge bad">no: LD not above 0</span>'
+        row(f"{e(metric.label)} ({e(metric.units)}): clean mean ± std [95% CI]",
+            [f"{perf[x].value:.3f} ± {perf[x].value_std:.3f}" + (f" {e(fmt_ci(perf[x].value_ci95, 3))}"
+                                                                  if perf[x].value_ci95 else "") for x in SIDES]),
+        *([row("logit difference (mean ± std)", [f"{perf[x].logit_diff:.3f} ± {perf[x].logit_diff_std:.3f}"
+                                                 for x in SIDES])]
+          if metric.name != "logit_diff" and all(perf[x].logit_diff is not None for x in SIDES) else []),
+        row("accuracy (top-1 = answer)", ["–" if perf[x].accuracy is None else f"{perf[x].accuracy:.1%}" for x in SIDES]),
+        row("performs the task", ["– (no answer metric)" if perf[x].performs_task is None else 'yes'
+                                  if perf[x].performs_task else '<span class="badge bad">no: LD not above 0</span>'
                                   for x in SIDES]),
         row("mean drop per component, % [95% CI]", [drop_cell(x, "mean_drop") for x in SIDES]),
         row("median / max drop, %", ["–" if robs[x] is None else f"{robs[x].median_drop:.2f} / {robs[x].max_drop:.2f}"
@@ -185,12 +192,14 @@ def _component_table(r: ComparisonResult, side: str, status: dict[str, str]) -> 
         kind = "MLP" if parse_component(cid).kind == "mlp" else "head"
         rows.append(
             f'<tr><td class="mono" data-v="{rank}">{e(cid)}</td>'
-            f"<td>{kind}</td>{_num(c.logit_diff)}{_num(c.delta)}{_influence_cell(c)}{_num(c.retained_pct, 1)}"
+            f"<td>{kind}</td>{_num(c.value if c.value is not None else c.logit_diff)}{_num(c.delta)}{_influence_cell(c)}"
+            f"{_num(c.retained_pct, 1)}"
             f"{_num(None if drops is None else drops[cid], 1)}"
             f"<td>{_status_badge(status[cid])}</td><td class=\"mono\">{e(', '.join(partners.get(cid, [])))}</td></tr>"
         )
     return (f'<table class="sortable components" id="components-{side}"><thead><tr><th>component</th><th>type</th>'
-            '<th class="num">LD ablated</th><th class="num">Δ LD</th><th class="num">influence</th>'
+            f'<th class="num">{e(r.metric.short)} ablated</th><th class="num">Δ {e(r.metric.short)}</th>'
+            f'<th class="num" title="{e(r.metric.label)}, {e(r.metric.units)}">influence ({e(r.metric.units)})</th>'
             '<th class="num">retained %</th><th class="num">drop %</th><th>match</th><th>paired with</th></tr></thead>'
             "<tbody>" + "".join(rows) + "</tbody></table>")
 

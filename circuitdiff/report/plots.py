@@ -134,9 +134,10 @@ def influence_figure(r: ComparisonResult) -> Figure:
         bar_axes.append(bx)
     bar_axes[1].sharey(bar_axes[0])
     cax = fig.add_subplot(gs[0, 2])
-    fig.colorbar(im, cax=cax, label="head influence |ΔLD| (logits)")
+    m = r.metric
+    fig.colorbar(im, cax=cax, label=f"head influence |Δ{m.short}| ({m.units})")
     fig.add_subplot(gs[1, 2]).set_axis_off()
-    fig.suptitle("Influence of each component: |logit difference change| when it alone is ablated", fontsize=11)
+    fig.suptitle(f"Influence of each component: |{m.label} change| when it alone is ablated", fontsize=11)
     return fig
 
 
@@ -281,7 +282,9 @@ def drops_figure(r: ComparisonResult) -> Figure:
         ax.set_xticks(bins)
         ax.set_xlim(0, 100)
         if d is None:
-            ax.text(50, 0.5, "no drops: clean logit difference not above 0\n(the model does not perform the task)",
+            why = (f"the metric {r.metric.name} has no retained %" if r.metric.retained is None else
+                   "clean value not of the right sign\n(the model does not perform the task)")
+            ax.text(50, 0.5, f"no drops: {why}",
                     ha="center", va="center", transform=ax.get_xaxis_transform(), color="#555555")
             ax.set_yticks([])
             continue

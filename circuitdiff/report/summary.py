@@ -64,6 +64,8 @@ def weak_performance(r: ComparisonResult, side: str) -> list[str]:
     """Why a model that passes the LD > 0 test still performs the task only weakly (empty: it does not)."""
     p = r.performance[side]
     why = []
+    if p.logit_diff is None or p.logit_diff_std is None or p.accuracy is None:  # plain texts: no answers
+        return why
     # LD within two standard errors of 0: "performs the task" only by the sign of noise.
     sem = p.logit_diff_std / max(1, r.task.n_prompts) ** 0.5
     if 0 < p.logit_diff < 2 * sem:
@@ -78,7 +80,7 @@ def needs_caution(r: ComparisonResult) -> bool:
     """Either model fails or only weakly performs the task, or the score is not above chance: the score
     should not be read at face value."""
     not_above = r.alignment.chance is not None and not r.alignment.above_chance
-    return not_above or any(not r.performance[s].performs_task or weak_performance(r, s) for s in SIDES)
+    return not_above or any(r.performance[s].performs_task is False or weak_performance(r, s) for s in SIDES)
 
 
 UNSTABLE_CONFIDENCE = 0.5  # the partner changes in half the resamples or more
@@ -100,7 +102,7 @@ def interpretation(r: ComparisonResult) -> list[str]:
     """
     t, s = r.models["teacher"].id, r.models["student"].id
     task = r.task.name
-    failing = [side for side in SIDES if not r.performance[side].performs_task]
+    failing = [side for side in SIDES if r.performance[side].performs_task is False]
     a = r.alignment
     out: list[str] = []
     if failing:

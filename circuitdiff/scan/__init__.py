@@ -12,6 +12,8 @@ explicit table of methods (:data:`METHODS`):
   ``screen_top`` and every component that could join them within the estimate's measured error;
   each component says whether its value is exact (``InfluenceScan.exact``).
 
+Every method measures the job's metric (:mod:`circuitdiff.metrics`: logit difference, answer
+probability or log-probability, KL from clean, next-token loss), read by one :class:`~.readout.Readout`.
 Every method returns an :class:`~.influence.InfluenceScan` whose ``method`` says what really ran
 (``exact``/``attribution`` fall back to ``naive`` on architectures without a functional view).
 """
@@ -21,7 +23,8 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from ..models.adapter import ModelAdapter
-from ..vocabulary import Ablation, Component, ScanMethod
+from ..metrics import DEFAULT_METRIC
+from ..vocabulary import Ablation, Component, Metric, ScanMethod
 from .attribution import attribution_method
 from .exact import exact_method
 from .influence import InfluenceScan, Progress, naive_scan
@@ -48,15 +51,16 @@ def scan(
     progress: Progress | None = None,
     cancelled: Callable[[], bool] | None = None,
     stage: str = "influence",
+    metric: Metric = DEFAULT_METRIC,
     **options,
 ) -> InfluenceScan:
     """Influence of every component of ``adapter`` (or of ``components``) on the task ``view`` (a
-    TokenizedTask). ``options`` go to the method (attribution: ``check=n`` exact-checks n sampled
-    components, ``seed``)."""
+    TokenizedTask), measured on ``metric``. ``options`` go to the method (attribution: ``check=n``
+    exact-checks n sampled components, ``seed``)."""
     if method not in METHODS:
         raise ValueError(f"unknown scan method {method!r}; choose one of: {', '.join(METHODS)}")
     comps = list(components) if components is not None else adapter.components()
     return METHODS[method](
         adapter, view, ablation, components=comps, batch_size=batch_size, progress=progress,
-        cancelled=cancelled, stage=stage, **options,
+        cancelled=cancelled, stage=stage, metric=metric, **options,
     )

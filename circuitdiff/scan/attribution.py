@@ -8,6 +8,13 @@ summed per-prompt LD gives every prompt's own gradient (prompts do not interact)
 pass serves every component of the model. Nonlinear effects (LayerNorm, softmax saturation, large
 ablations) are missed, which is why results are labelled approximate and :func:`agreement` can
 compare a sample against the exact scan.
+
+Every metric of :mod:`circuitdiff.metrics` is read by :mod:`.readout` and differentiated the same
+way (M(a') ≈ M(a) + (a' - a) · ∂M/∂a), except ``kl``: KL(p_clean || p_ablated) is 0 with a zero
+gradient at the clean run, so its first-order term vanishes. Its estimate is the second-order
+(Fisher) term, KL ≈ ½ Σ_v p_v (Δ log p_v)² with Δ log p_v ≈ (a' - a) · ∂ log p_v/∂a, summed over
+the :data:`KL_TOKENS` most probable next tokens of each prompt (one backward pass per token rank;
+the rest of the vocabulary is left out, so the estimate is a lower bound of the quadratic term).
 """
 
 from __future__ import annotations
@@ -18,9 +25,14 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..models.functional import LayerStack, UnsupportedArchitectureError
-from ..vocabulary import Ablation, Component, component_ids
+from ..metrics import DEFAULT_METRIC
+from ..vocabulary import Ablation, Component, Metric, component_ids
 from .exact import ScanOutput, exact_scan, replacement, run_clean, task_tensors
 from .influence import InfluenceScan, Progress, naive_scan
+from .readout import Readout
+
+KL_TOKENS = 16
+"""Next tokens (the most probable, per prompt) whose log-probability gradients estimate ``kl``."""
 
 
 def attribution_scan(
@@ -28,13 +40,14 @@ def attribution_scan(
     tokens: torch.Tensor,
     attention_mask: torch.Tensor,
     end_pos: torch.Tensor,
-    answer: torch.Tensor,
-    distractor: torch.Tensor,
+    answer: torch.Tensor | None,
+    distractor: torch.Tensor | None,
     ablation: Ablation,
     corrupted_tokens: torch.Tensor | None = None,
     corrupted_mask: torch.Tensor | None = None,
+    metric: Metric = DEFAULT_METRIC,
 ) -> ScanOutput:
-    """Estimated LD per prompt with each component ablated alone: ablated_ld [component, prompt]
+    """Estimated metric per prompt with each component ablated alone: ablated_ld [component, prompt]
     in the canonical component order (heads row-major, then MLPs)."""
     device = view.device
     t = int(end_pos.max()) + 1  # causal: later positions never reach an answer
@@ -48,29 +61,46 @@ def attribution_scan(
         with torch.no_grad():
             corrupt = run_clean(view, corrupted_tokens[:, :t].to(device), c_mask)
 
-    with torch.enable_grad():
-        direction = (view.unembed(answer.to(device)) - view.unembed(distractor.to(device))).detach()
-        clean = run_clean(view, tokens, attention_mask, end_pos, direction)
-        acts = clean.z + clean.mlp_out
-        # autograd.grad, not backward(): no parameter .grad is touched
-        grads = torch.autograd.grad(clean.ld.sum(), acts, allow_unused=True)
     n_layers = view.n_layers
-    gz, gm = grads[:n_layers], grads[n_layers:]
+    n = tokens.shape[0]
+    readout = Readout(metric, tokens, attention_mask, end_pos, answer, distractor)
+    everyone = torch.arange(n, device=device)
+    with torch.enable_grad():
+        clean = run_clean(view, tokens, attention_mask)
+        acts = clean.z + clean.mlp_out
+        with torch.no_grad():
+            diffs = [replacement(z.detach(), corrupt.z[l] if corrupt else None, ablation, c_mask) - z.detach()
+                     for l, z in enumerate(clean.z)]
+            diffs += [replacement(m.detach(), corrupt.mlp_out[l] if corrupt else None, ablation, c_mask) - m.detach()
+                      for l, m in enumerate(clean.mlp_out)]
 
-    heads, mlps = [], []
-    with torch.no_grad():
-        for layer in range(n_layers):
-            z = clean.z[layer].detach()  # [batch, pos, head, d_head]
-            dz = replacement(z, corrupt.z[layer] if corrupt else None, ablation, c_mask) - z
-            g = gz[layer] if gz[layer] is not None else torch.zeros_like(z)
-            heads.append(torch.einsum("bphk,bphk->hb", dz.float(), g.float()))  # [head, batch], float32 sums
-            m = clean.mlp_out[layer].detach()  # [batch, pos, d_model]
-            dm = replacement(m, corrupt.mlp_out[layer] if corrupt else None, ablation, c_mask) - m
-            g = gm[layer] if gm[layer] is not None else torch.zeros_like(m)
-            mlps.append(torch.einsum("bpd,bpd->b", dm.float(), g.float()))  # [batch]
-        delta = torch.cat([torch.cat(heads), torch.stack(mlps)])  # [component, batch]
-        clean_ld = clean.ld.detach()
-    return ScanOutput(component_ids(n_layers, view.n_heads), clean_ld, clean_ld[None] + delta, 0)
+        def first_order(value: torch.Tensor, retain: bool = False) -> torch.Tensor:
+            """[component, batch]: (a' - a) · ∂value/∂a per prompt (``value`` [batch]; prompts do not
+            interact, so the gradient of the sum is each prompt's own). autograd.grad, not
+            backward(): no parameter .grad is touched."""
+            grads = torch.autograd.grad(value.sum(), acts, allow_unused=True, retain_graph=retain)
+            with torch.no_grad():
+                heads = [torch.einsum("bphk,bphk->hb", d.float(), g.float()) if g is not None else d.new_zeros(d.shape[2], n)
+                         for d, g in zip(diffs[:n_layers], grads[:n_layers])]  # [head, batch] per layer
+                mlps = [torch.einsum("bpd,bpd->b", d.float(), g.float()) if g is not None else d.new_zeros(n)
+                        for d, g in zip(diffs[n_layers:], grads[n_layers:])]  # [batch] per layer
+                return torch.cat([torch.cat(heads), torch.stack(mlps)]).double()
+
+        final_end = clean.final[everyone, end_pos]  # [batch, d_model]
+        if metric == "kl":  # second order: ½ Σ_v p_v (Δ log p_v)² over the top tokens
+            logp = torch.log_softmax(view.logits(final_end).double(), dim=-1)  # [batch, vocab]
+            k = min(KL_TOKENS, logp.shape[-1])
+            top_p, top_v = logp.detach().exp().topk(k, dim=-1)  # [batch, k]
+            delta = 0
+            for j in range(k):
+                step = first_order(logp.gather(1, top_v[:, j : j + 1])[:, 0], retain=j < k - 1)
+                delta = delta + 0.5 * top_p[:, j] * step**2
+            clean_values = torch.zeros(n, dtype=torch.float64, device=device)
+        else:
+            value = readout.from_residual(view, clean.final if readout.all_positions else final_end, everyone)
+            delta = first_order(value)
+            clean_values = value.detach()
+    return ScanOutput(component_ids(n_layers, view.n_heads), clean_values, clean_values[None] + delta, 0)
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
@@ -140,7 +170,7 @@ def check_against_exact(
 def attribution_method(
     adapter, view, ablation: Ablation, *, components: Sequence[Component], batch_size: int = 32,
     progress: Progress | None = None, cancelled: Callable[[], bool] | None = None, stage: str = "influence",
-    check: int | None = None, seed: int = 0,
+    check: int | None = None, seed: int = 0, metric: Metric = DEFAULT_METRIC,
 ) -> InfluenceScan:
     """``scan(method="attribution")``; ``check=n`` also runs the exact scan on n sampled components and
     stores the agreement (Spearman, top-k overlap) on the scan. Architectures without a functional
@@ -149,15 +179,15 @@ def attribution_method(
         stack = adapter.functional()
     except UnsupportedArchitectureError:
         return naive_scan(adapter, view, ablation, components=components, batch_size=batch_size,
-                          progress=progress, cancelled=cancelled, stage=stage)
-    inputs = task_tensors(view)
+                          progress=progress, cancelled=cancelled, stage=stage, metric=metric)
+    inputs = dict(task_tensors(view), metric=metric)
     out = attribution_scan(stack, ablation=ablation, **inputs)
     wanted = [c.id for c in components]
     index = {c: i for i, c in enumerate(out.components)}
     rows = torch.stack([out.ablated_ld[index[c]] for c in wanted])
     result = InfluenceScan(
         components=wanted, clean_ld=out.clean_ld.double().cpu(), ablated_ld=rows.double().cpu(),
-        ablation=ablation, method="attribution",
+        ablation=ablation, method="attribution", metric=metric,
     )
     if progress is not None:
         progress(stage, len(wanted), len(wanted))

@@ -32,7 +32,7 @@ def prompt_blocks(n: int) -> torch.Tensor:
 class CleanStats:
     """patterns: per layer [head, T, T], each query row averaged over the prompts that have a real
     token there; mlp_rows: per layer [n_tokens, d_model], the MLP output at every real token;
-    correct: [n] bool, top-1 prediction == answer; block_patterns: per layer [B, head, T, T] sums of
+    correct: [n] bool, top-1 prediction == answer ([0] for plain texts); block_patterns: per layer [B, head, T, T] sums of
     the patterns' real query rows per prompt block; block_counts: [B, T] real query rows per block;
     row_block: [n_tokens] the block of each MLP row."""
 
@@ -68,7 +68,8 @@ def clean_pass(adapter: ModelAdapter, view: TokenizedTask, batch_size: int = BAT
         b = view.clean.slice(s, s + batch_size)
         bb = blocks[s : s + batch_size].to(adapter.device)  # [b]
         out = adapter.run(b, capture=("pattern", "mlp_out"))
-        correct.append((out.logits.argmax(-1) == view.answer_ids[s : s + batch_size].to(out.logits.device)).cpu())
+        if view.answer_ids is not None:  # plain texts have no answer: correct stays empty
+            correct.append((out.logits.argmax(-1) == view.answer_ids[s : s + batch_size].to(out.logits.device)).cpu())
         qmask = b.attention_mask.to(adapter.device, torch.float64)  # [b, T]
         block_count.index_add_(0, bb, qmask)
         real = b.attention_mask.bool().to(adapter.device)
@@ -81,7 +82,7 @@ def clean_pass(adapter: ModelAdapter, view: TokenizedTask, batch_size: int = BAT
     return CleanStats(
         [(p.sum(0) / denom).float().cpu() for p in block_sum],
         [torch.cat(r) for r in mlp_rows],
-        torch.cat(correct),
+        torch.cat(correct) if correct else torch.zeros(0, dtype=torch.bool),
         [p.float().cpu() for p in block_sum],
         block_count.float().cpu(),
         torch.cat(row_block),

@@ -14,13 +14,17 @@ that work is identical between passes, so this module computes exactly the same 
 3. Causal attention means the answer position never sees a later position, so sequences are cut
    after the last end position, and the last block computes queries, its MLP and the final
    LayerNorm only at each prompt's end position (keys and values still at every position).
-4. The logit difference needs two unembedding columns, not the vocabulary:
-   ``LD = ln_f(x_end) · (W_U[answer] - W_U[distractor])``.
+4. The metric (:mod:`circuitdiff.metrics`, read by :mod:`.readout`) is computed from only what it
+   needs: the logit difference from two unembedding columns, not the vocabulary,
+   ``LD = ln_f(x_end) · (W_U[answer] - W_U[distractor])``; ``answer_prob``, ``answer_logprob`` and
+   ``kl`` from the end position's full distribution; ``loss`` from every position's (for ``loss``
+   step 3's end-only shortcut does not apply: the last block runs at every position).
 5. All ablations of one layer go through the blocks above it together, stacked along the batch
    dimension, in micro-batches sized from free memory (halved and retried on out-of-memory).
 
 Each step is an algebraic identity, so results equal the naive scan up to float rounding
-(tests/test_fast_scan.py checks 1e-5 for zero, mean and resample ablation of heads and MLPs).
+(tests/test_fast_scan.py checks 1e-5 for zero, mean and resample ablation of heads and MLPs;
+tests/test_metrics.py for every metric).
 Dropout is inactive (eval). The model is read through its adapter's functional view
 (:class:`circuitdiff.models.functional.LayerStack`): the model's own weights and operations, one
 implementation per architecture; architectures without one run the naive scan instead, and the
@@ -36,22 +40,26 @@ import torch
 
 from ..errors import Cancelled
 from ..models.functional import LayerStack, UnsupportedArchitectureError, attention_mask_4d
-from ..vocabulary import Ablation, Component, component_ids, parse_component
+from ..metrics import DEFAULT_METRIC
+from ..vocabulary import Ablation, Component, Metric, component_ids, parse_component
 from .influence import InfluenceScan, Progress, naive_scan
 from .microbatch import rows_per_microbatch, run_microbatched
+from .readout import Readout
 
 
 # ----------------------------------------------------------------------------- the clean pass
 @dataclass
 class CleanRun:
     """Per-layer activations of one pass. resid_pre / resid_mid: [layer][batch, pos, d_model];
-    z: [layer][batch, pos, head, d_head]; mlp_out: [layer][batch, pos, d_model]; ld: [batch]."""
+    z: [layer][batch, pos, head, d_head]; mlp_out: [layer][batch, pos, d_model]; ld: [batch];
+    final: the residual after the last block [batch, pos, d_model] (before the final norm)."""
 
     resid_pre: list[torch.Tensor]
     resid_mid: list[torch.Tensor]
     z: list[torch.Tensor]
     mlp_out: list[torch.Tensor]
     ld: torch.Tensor | None
+    final: torch.Tensor | None = None
 
 
 def run_clean(
@@ -78,7 +86,7 @@ def run_clean(
     if end_pos is not None and direction is not None:
         rows = torch.arange(x.shape[0], device=x.device)
         ld = view.logit_diff(x[rows, end_pos], direction)
-    return CleanRun(pre, mid, zs, mlps, ld)
+    return CleanRun(pre, mid, zs, mlps, ld, x)
 
 
 # ----------------------------------------------------------------------------- ablation values
@@ -128,19 +136,22 @@ def exact_scan(
     tokens: torch.Tensor,
     attention_mask: torch.Tensor,
     end_pos: torch.Tensor,
-    answer: torch.Tensor,
-    distractor: torch.Tensor,
+    answer: torch.Tensor | None,
+    distractor: torch.Tensor | None,
     ablation: Ablation,
     corrupted_tokens: torch.Tensor | None = None,
     corrupted_mask: torch.Tensor | None = None,
     components: Sequence[str] | None = None,
     max_rows: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    metric: Metric = DEFAULT_METRIC,
 ) -> ScanOutput:
-    """LD per prompt with each component ablated alone, equal to the naive scan.
+    """The metric per prompt with each component ablated alone, equal to the naive scan
+    (``clean_ld``/``ablated_ld`` hold the metric, the logit difference by default).
 
     view: the model's functional view (``adapter.functional()``, or ``functional_view(hf_model)``).
-    tokens, attention_mask: [batch, pos] right-padded; end_pos, answer, distractor: [batch].
+    tokens, attention_mask: [batch, pos] right-padded; end_pos, answer, distractor: [batch]
+    (answer/distractor None for a plain-text task: metrics kl and loss).
     corrupted_*: [batch', pos'] for mean (any batch') or resample (batch' = batch) ablation.
     """
     device = view.device
@@ -155,8 +166,14 @@ def exact_scan(
     t = int(end_pos.max()) + 1
     tokens, attention_mask = tokens[:, :t].to(device), attention_mask[:, :t].to(device)
     end_pos = end_pos.to(device)
-    direction = view.unembed(answer.to(device)) - view.unembed(distractor.to(device))  # [batch, d_model]
-    clean = run_clean(view, tokens, attention_mask, end_pos, direction)
+    n = tokens.shape[0]
+    readout = Readout(metric, tokens, attention_mask, end_pos, answer, distractor)
+    everyone = torch.arange(n, device=device)
+    clean = run_clean(view, tokens, attention_mask)
+    final_end = clean.final[everyone, end_pos]  # [batch, d_model]
+    if metric == "kl":
+        readout.set_reference(view.logits(final_end))
+    clean_values = readout.from_residual(view, clean.final if readout.all_positions else final_end, everyone)
     corrupt = c_mask = None
     if ablation != "zero":
         if corrupted_tokens is None or corrupted_mask is None:
@@ -168,10 +185,12 @@ def exact_scan(
         if ct.shape[1] < t:
             raise ValueError("corrupted prompts are shorter than the clean ones")
 
-    n = tokens.shape[0]
     mask = attention_mask_4d(attention_mask)  # [batch, 1, t, t]
-    rows = max_rows or rows_per_microbatch(view, t, device, torch.empty((), dtype=view.dtype).element_size())
-    out = torch.empty(len(parsed), n, dtype=clean.ld.dtype, device=device)
+    rows = max_rows or rows_per_microbatch(view, t, device, torch.empty((), dtype=view.dtype).element_size(),
+                                           readout.bytes_per_row(t, view.w_u.shape[0]))
+    # In the model's dtype, as the logit difference always was; metrics computed in float64 are cast
+    # back (InfluenceScan holds float64 again; the 1e-5 comparisons are far above float32 rounding).
+    out = torch.empty(len(parsed), n, dtype=view.dtype, device=device)
 
     by_layer: dict[int, list[int]] = {}
     for i, c in enumerate(parsed):
@@ -185,59 +204,64 @@ def exact_scan(
             z_rep = replacement(clean.z[layer], corrupt.z[layer] if corrupt else None, ablation, c_mask)
             dz = z_rep - clean.z[layer]  # [batch, pos, head, d_head]
             head_of = torch.tensor([parsed[i].head for i in heads], device=device)
-            lds, rows = _scan_heads(view, layer, clean, dz, head_of, mask, end_pos, direction, rows)
-            out[heads] = lds.view(len(heads), n)
+            lds, rows = _scan_heads(view, layer, clean, dz, head_of, mask, end_pos, readout, rows)
+            out[heads] = lds.view(len(heads), n).to(out.dtype)
         for i in mlps:
             m_rep = replacement(clean.mlp_out[layer], corrupt.mlp_out[layer] if corrupt else None, ablation, c_mask)
             start = clean.resid_mid[layer] + m_rep  # resid_post with the MLP replaced
-            lds, rows = _continue_from(view, layer + 1, start, mask, end_pos, direction, rows)
-            out[i] = lds
+            lds, rows = _continue_from(view, layer + 1, start, mask, end_pos, readout, rows)
+            out[i] = lds.to(out.dtype)
         done += len(idx)
         if progress is not None:
             progress(done, len(parsed))
-    return ScanOutput(list(components), clean.ld, out, rows)
+    return ScanOutput(list(components), clean_values.to(view.dtype), out, rows)
 
 
-def _scan_heads(view, layer, clean, dz, head_of, mask, end_pos, direction, rows):
+def _scan_heads(view, layer, clean, dz, head_of, mask, end_pos, readout, rows):
     """Every requested head of ``layer`` ablated alone; rows are (head-major) head x prompt."""
     n = dz.shape[0]
     w_o = view.w_o(layer)  # [head, d_head, d_model]
-    last = layer == view.n_layers - 1
+    end_only = layer == view.n_layers - 1 and not readout.all_positions
 
     def run(sl: slice) -> torch.Tensor:
         r = torch.arange(sl.start, sl.stop, device=dz.device)
         h, b = head_of[r // n], r % n
-        if last:  # only the end positions are ever read
+        if end_only:  # the last layer: only the end positions are ever read
             e = end_pos[b]
             delta = torch.einsum("rk,rkd->rd", dz[b, e, h], w_o[h])  # [rows, d_model]
             x = clean.resid_mid[layer][b, e] + delta
             x = x + view.mlp(layer, x)
-            return view.logit_diff(x, direction[b])
+            return readout.from_residual(view, x, b)
         delta = torch.einsum("rpk,rkd->rpd", dz[b, :, h], w_o[h])  # [rows, pos, d_model]
         x = clean.resid_mid[layer][b] + delta
         x = x + view.mlp(layer, x)
-        return _finish(view, layer + 1, x, mask[b], end_pos[b], direction[b])
+        return _finish(view, layer + 1, x, mask[b], end_pos[b], readout, b)
 
     return run_microbatched(len(head_of) * n, rows, run)
 
 
-def _continue_from(view, layer, start, mask, end_pos, direction, rows):
-    """start: resid_pre of ``layer`` [batch, pos, d_model] -> LD per prompt."""
+def _continue_from(view, layer, start, mask, end_pos, readout, rows):
+    """start: resid_pre of ``layer`` [batch, pos, d_model] -> the metric per prompt."""
 
     def run(sl: slice) -> torch.Tensor:
-        return _finish(view, layer, start[sl], mask[sl], end_pos[sl], direction[sl])
+        b = torch.arange(sl.start, sl.stop, device=start.device)
+        return _finish(view, layer, start[sl], mask[sl], end_pos[sl], readout, b)
 
     return run_microbatched(start.shape[0], rows, run)
 
 
-def _finish(view, layer, x, mask, end, direction) -> torch.Tensor:
-    """Blocks ``layer``.. to the end, then the logit difference. x: [rows, pos, d_model]."""
+def _finish(view, layer, x, mask, end, readout, b) -> torch.Tensor:
+    """Blocks ``layer``.. to the end, then the metric of prompts ``b``. x: [rows, pos, d_model]."""
     rows = torch.arange(x.shape[0], device=x.device)
+    if readout.all_positions:  # every position is read: full blocks to the top
+        for l in range(layer, view.n_layers):
+            x = view.block(l, x, mask)
+        return readout.from_residual(view, x, b)
     if layer == view.n_layers:
-        return view.logit_diff(x[rows, end], direction)
+        return readout.from_residual(view, x[rows, end], b)
     for l in range(layer, view.n_layers - 1):
         x = view.block(l, x, mask)
-    return view.logit_diff(view.last_block_at_end(x, mask, end), direction)
+    return readout.from_residual(view, view.last_block_at_end(x, mask, end), b)
 
 
 # ----------------------------------------------------------------------------- the adapter's door
@@ -253,6 +277,7 @@ def task_tensors(view) -> dict:
 def exact_method(
     adapter, view, ablation: Ablation, *, components: Sequence[Component], batch_size: int = 32,
     progress: Progress | None = None, cancelled: Callable[[], bool] | None = None, stage: str = "influence",
+    metric: Metric = DEFAULT_METRIC,
 ) -> InfluenceScan:
     """``scan(method="exact")``: the exact scan through the adapter's functional view; the naive
     scan where the architecture has none (the returned scan then says so)."""
@@ -260,7 +285,7 @@ def exact_method(
         stack = adapter.functional()
     except UnsupportedArchitectureError:
         return naive_scan(adapter, view, ablation, components=components, batch_size=batch_size,
-                          progress=progress, cancelled=cancelled, stage=stage)
+                          progress=progress, cancelled=cancelled, stage=stage, metric=metric)
 
     def on_layer(done: int, total: int) -> None:
         if progress is not None:
@@ -269,8 +294,8 @@ def exact_method(
             raise Cancelled(f"cancelled during {stage} after {done} of {total} components")
 
     out = exact_scan(stack, ablation=ablation, components=[c.id for c in components], progress=on_layer,
-                     **task_tensors(view))
+                     metric=metric, **task_tensors(view))
     return InfluenceScan(
         components=out.components, clean_ld=out.clean_ld.double().cpu(), ablated_ld=out.ablated_ld.double().cpu(),
-        ablation=ablation, method="exact",
+        ablation=ablation, method="exact", metric=metric,
     )

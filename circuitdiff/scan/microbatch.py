@@ -33,10 +33,12 @@ def free_memory_bytes(device: torch.device) -> int:
     return 4 * 2**30
 
 
-def rows_per_microbatch(view: LayerStack, seq_len: int, device: torch.device, itemsize: int) -> int:
-    """Rows (sequences) that fit in a quarter of free memory while one block runs. On CPU also
-    capped so a micro-batch stays cache-friendly; bigger brings no speed there."""
-    per_row = itemsize * seq_len * (8 * view.d_model + 2 * view.d_mlp + 2 * view.n_heads * seq_len)
+def rows_per_microbatch(view: LayerStack, seq_len: int, device: torch.device, itemsize: int,
+                        readout_bytes: int = 0) -> int:
+    """Rows (sequences) that fit in a quarter of free memory while one block runs (plus
+    ``readout_bytes`` per row for a metric that reads whole distributions). On CPU also capped so
+    a micro-batch stays cache-friendly; bigger brings no speed there."""
+    per_row = itemsize * seq_len * (8 * view.d_model + 2 * view.d_mlp + 2 * view.n_heads * seq_len) + readout_bytes
     rows = max(1, free_memory_bytes(device) // 4 // max(per_row, 1))
     if device.type != "cuda":
         rows = min(rows, max(1, int(os.environ.get(CPU_TOKENS_ENV, "8192")) // seq_len))

@@ -42,7 +42,8 @@ import torch
 
 from ..errors import Cancelled
 from ..models.functional import UnsupportedArchitectureError
-from ..vocabulary import SCREEN_TOP, Ablation, Component
+from ..metrics import DEFAULT_METRIC
+from ..vocabulary import SCREEN_TOP, Ablation, Component, Metric
 from .attribution import agreement, attribution_scan
 from .exact import exact_scan, task_tensors
 from .influence import InfluenceScan, Progress, naive_scan
@@ -80,7 +81,7 @@ def screen(
 def screened_method(
     adapter, view, ablation: Ablation, *, components: Sequence[Component], batch_size: int = 32,
     progress: Progress | None = None, cancelled: Callable[[], bool] | None = None, stage: str = "influence",
-    screen_top: int = SCREEN_TOP,
+    screen_top: int = SCREEN_TOP, metric: Metric = DEFAULT_METRIC,
 ) -> InfluenceScan:
     """``scan(method="screened")``: attribution for every component, exact values for the top
     ``screen_top`` and every component that could join them (module docstring). Architectures
@@ -89,8 +90,8 @@ def screened_method(
         stack = adapter.functional()
     except UnsupportedArchitectureError:
         return naive_scan(adapter, view, ablation, components=components, batch_size=batch_size,
-                          progress=progress, cancelled=cancelled, stage=stage)
-    inputs = task_tensors(view)
+                          progress=progress, cancelled=cancelled, stage=stage, metric=metric)
+    inputs = dict(task_tensors(view), metric=metric)
     wanted = [c.id for c in components]
     cheap = attribution_scan(stack, ablation=ablation, **inputs)
     index = {c: i for i, c in enumerate(cheap.components)}
@@ -129,5 +130,5 @@ def screened_method(
         progress(stage, len(wanted), len(wanted))
     return InfluenceScan(
         components=wanted, clean_ld=base, ablated_ld=ablated, ablation=ablation, method="screened",
-        agreement=agree, exact=[c in exact for c in wanted],
+        agreement=agree, exact=[c in exact for c in wanted], metric=metric,
     )

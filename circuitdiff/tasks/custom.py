@@ -3,7 +3,12 @@
 A dataset is JSONL, one object per line with non-empty string fields ``prompt``, ``answer``,
 ``distractor`` and optionally ``corrupted_prompt``, ``masked_prompt``, ``corrupted_masked_prompt``
 (an optional field is omitted, never empty). Answers are bare words, like the built-in tasks: the
-decoder form reads the first token of ``" " + answer`` after the prompt. Tokenizer-level problems
+decoder form reads the first token of ``" " + answer`` after the prompt.
+
+A line may instead be plain text: ``{"text": ...}`` with an optional ``corrupted_text`` (same token
+length; otherwise mean and resample ablation borrow another text of the same length). Such a
+dataset has no answers, so it runs with the metrics that need none (``kl``, ``loss``:
+circuitdiff.metrics); one dataset is one kind, the first valid line decides. Tokenizer-level problems
 (multi-token answers, length mismatches) depend on the models and are found later by the task
 layer, per prompt.
 
@@ -29,10 +34,12 @@ from .generate import MASK, TextItem
 REQUIRED = ("prompt", "answer", "distractor")
 OPTIONAL = ("corrupted_prompt", "masked_prompt", "corrupted_masked_prompt")
 FIELDS = REQUIRED + OPTIONAL
+TEXT_FIELDS = ("text", "corrupted_text")  # a plain-text line: text required, corrupted_text optional
 MAX_LINES = MAX_PROMPTS  # a comparison runs at most MAX_PROMPTS items: more lines could never be used
 MAX_BYTES = 16 * 1024 * 1024
 DATASETS_DIR_ENV = "CIRCUITDIFF_DATASETS_DIR"
-LINE_FIX = 'each line must be a JSON object with non-empty string "prompt", "answer" and "distractor"'
+LINE_FIX = ('each line must be a JSON object with non-empty string "prompt", "answer" and "distractor", '
+            'or (plain text, for metrics kl and loss) a non-empty string "text"')
 
 
 class DatasetTooLargeError(DatasetError):
@@ -68,6 +75,7 @@ def validate_lines(data: bytes | str) -> tuple[list[dict], list[dict]]:
             f"so at most {MAX_LINES:,} lines are accepted", field="body",
             fix=f"keep at most {MAX_LINES:,} lines (split the dataset into several)")
     items, rejected = [], []
+    kind = None  # the first valid line's: "answers" or "text"
     for n, line in lines:
         try:
             obj = json.loads(line)
@@ -77,12 +85,35 @@ def validate_lines(data: bytes | str) -> tuple[list[dict], list[dict]]:
         if not isinstance(obj, dict):
             rejected.append({"line": n, "field": "line", "reason": "not a JSON object"})
             continue
-        problem = _check_item(obj)
+        line_kind = "text" if "text" in obj else "answers"
+        problem = _check_text(obj) if line_kind == "text" else _check_item(obj)
+        if not problem and kind is not None and line_kind != kind:
+            problem = {"field": "text" if line_kind == "text" else "line",
+                       "reason": f"a {'plain-text' if line_kind == 'text' else 'prompt/answer'} line in a dataset of "
+                                 f"{'prompts with answers' if kind == 'answers' else 'plain texts'} (one dataset is one kind)"}
         if problem:
             rejected.append({"line": n, **problem})
         else:
-            items.append({k: obj[k] for k in FIELDS if k in obj})
+            kind = kind or line_kind
+            items.append({k: obj[k] for k in (TEXT_FIELDS if line_kind == "text" else FIELDS) if k in obj})
     return items, rejected
+
+
+def dataset_kind(items: list[dict]) -> str:
+    """``text`` for a dataset of plain texts, else ``answers`` (validated lines are all one kind)."""
+    return "text" if items and "text" in items[0] else "answers"
+
+
+def _check_text(obj: dict) -> dict | None:
+    for k in TEXT_FIELDS:
+        if k in obj and (not isinstance(obj[k], str) or not obj[k].strip()):
+            return {"field": k, "reason": f"{k!r} must be a non-empty string"
+                    + (" (omit an optional field instead of leaving it empty)" if k != "text" else "")}
+    extra = sorted(set(obj) - set(TEXT_FIELDS))
+    if extra:
+        return {"field": extra[0], "reason": f"unknown field {extra[0]!r} in a plain-text line (allowed: "
+                f"{', '.join(TEXT_FIELDS)}; prompt/answer/distractor lines are the other kind)"}
+    return None
 
 
 def _check_item(obj: dict) -> dict | None:
@@ -105,6 +136,12 @@ def to_text_items(items: list[dict]) -> list[TextItem]:
     """Validated dicts -> :class:`TextItem` (the default cloze form: ``prompt [MASK].``)."""
     out = []
     for i, obj in enumerate(items):
+        if "text" in obj:
+            corrupted = obj.get("corrupted_text")
+            out.append(TextItem(prompt=obj["text"], answer="", distractor="", corrupted_prompt=corrupted or "",
+                                masked_prompt="", corrupted_masked_prompt="", kind="text",
+                                meta={"line": i + 1, "has_corrupted": corrupted is not None}))
+            continue
         corrupted = obj.get("corrupted_prompt")
         out.append(TextItem(
             prompt=obj["prompt"], answer=obj["answer"].strip(), distractor=obj["distractor"].strip(),

@@ -21,6 +21,12 @@ end position is the mask's index, and answer/distractor ids are the single token
 (lower-cased for an uncased tokenizer; no leading space; [UNK] is refused, paper-notes §7
 pitfall 12). Each model gets the form of its family, so one pair may mix forms.
 
+Plain-text form (issue #17), for items of kind ``text`` (custom ``{"text": ...}`` lines; metrics kl
+and loss, causal models only): the text after the BOS policy, cut to at most
+:data:`~circuitdiff.vocabulary.MAX_TEXT_TOKENS` tokens (or the tokenizer's context if shorter;
+``TaskData.max_tokens``, ``n_truncated``); the end position is the last kept token; there are no
+answer or distractor ids. A ``corrupted_text`` is cut likewise and must have the same token length.
+
 Pairs that share a vocabulary and a form are aligned token by token (``shared_vocabulary``).
 Otherwise (different vocabularies, or a causal model next to a masked one) tokens are mapped to
 the words both inputs share by character offsets (:mod:`circuitdiff.tasks.alignment`); each view
@@ -40,7 +46,7 @@ import torch
 
 from ..errors import IncompatibleModelsError, TaskTokenizationError
 from ..models.adapter import Batch
-from ..vocabulary import Bos, Family, TaskForm, TokenAlignment
+from ..vocabulary import MAX_TEXT_TOKENS, Bos, Family, TaskForm, TokenAlignment
 from .alignment import MIN_SHARED_WORDS, align
 from .generate import MASK, TextItem
 
@@ -53,8 +59,8 @@ class TokenizedTask:
 
     clean: Batch
     corrupted: Batch
-    answer_ids: torch.Tensor  # [n]
-    distractor_ids: torch.Tensor  # [n]
+    answer_ids: torch.Tensor | None  # [n]; None for plain texts
+    distractor_ids: torch.Tensor | None  # [n]
     token_labels: list[list[str]]  # per clean prompt, one label per real token
     # word-aligned pairs only: [n, T] shared-word index of each clean token (-1: none) and the
     # number of shared words per prompt [n]
@@ -64,6 +70,10 @@ class TokenizedTask:
     @property
     def n(self) -> int:
         return len(self.clean)
+
+    @property
+    def has_answers(self) -> bool:
+        return self.answer_ids is not None
 
     def answer_distractor(self) -> torch.Tensor:
         """[n, 2]: the token ids to read logits for (answer, distractor)."""
@@ -83,6 +93,9 @@ class TaskData:
     token_alignment: TokenAlignment = "shared_vocabulary"
     warnings: list[str] = field(default_factory=list)
     words: list[list[str]] | None = None  # word-aligned pairs: the shared words of each prompt
+    kind: str = "answers"  # "text": plain texts, no answers
+    max_tokens: int | None = None  # plain texts: the cut
+    n_truncated: int = 0
 
     @property
     def word_aligned(self) -> bool:
@@ -105,10 +118,13 @@ class TaskData:
             if self.items else "",
             "token_alignment": self.token_alignment,
             "items": [self._item(it) for it in self.items],
+            "kind": self.kind, "max_tokens": self.max_tokens, "n_truncated": self.n_truncated,
         }
 
     def _item(self, it: TextItem) -> dict[str, Any]:
         """An accepted item as the engine ran it: what a custom dataset line needs to re-run it."""
+        if it.kind == "text":
+            return {"text": it.prompt, "corrupted_text": it.corrupted_prompt or None}
         out = {"prompt": it.prompt, "answer": it.answer, "distractor": it.distractor,
                "corrupted_prompt": it.corrupted_prompt or None}
         if self.form != "causal":  # a masked LM read the cloze forms
@@ -151,6 +167,14 @@ def build_task_data(
 
     forms: role -> ``causal`` | ``masked`` (the model family; default causal for every role)."""
     forms = {r: (forms or {}).get(r, "causal") for r in tokenizers}
+    kind = "text" if any(it.kind == "text" for it in items) else "answers"
+    if kind == "text" and any(it.kind != "text" for it in items):
+        raise TaskTokenizationError("a dataset mixes plain texts and prompts with answers", field="dataset")
+    max_tokens = None
+    if kind == "text":  # the cut: ours, or a shorter context of either tokenizer
+        limits = [t.model_max_length for t in tokenizers.values() if 0 < (t.model_max_length or 0) < 10**6]
+        max_tokens = min([MAX_TEXT_TOKENS] + limits)
+    truncated = 0
     word_aligned = len(set(forms.values())) > 1 or not same_vocabulary(tokenizers)
     if word_aligned:
         check_word_offsets(tokenizers)
@@ -173,7 +197,10 @@ def build_task_data(
         reason = None
         per_role = {}
         for role, tok in tokenizers.items():
-            if forms[role] == "masked":
+            if kind == "text":
+                enc, reason = _encode_text(item, tok, bos_ids[role] if prepend else None, role, max_tokens,
+                                           word_aligned)
+            elif forms[role] == "masked":
                 enc, reason = _encode_masked(item, tok, role, word_aligned)
             else:
                 enc, reason = _encode_causal(item, tok, bos_ids[role] if prepend else None, role, word_aligned)
@@ -192,6 +219,7 @@ def build_task_data(
             rejected.append({"index": i, "prompt": item.prompt, "reason": reason})
             continue
         accepted.append(i)
+        truncated += any(e.get("truncated") for e in per_role.values())
         if word_aligned:
             shared_words.append(wa.words)
         for role, enc in per_role.items():
@@ -227,7 +255,7 @@ def build_task_data(
         name=name, options=dict(options or {}), form=kinds.pop() if len(kinds) == 1 else "mixed", bos=prepend,
         items=kept, rejected=rejected, dataset_sha256=dataset_digest(kept, masked="masked" in forms.values()),
         views=views, warnings=warnings, token_alignment="word_pooled" if word_aligned else "shared_vocabulary",
-        words=shared_words if word_aligned else None,
+        words=shared_words if word_aligned else None, kind=kind, max_tokens=max_tokens, n_truncated=truncated,
     )
 
 
@@ -278,6 +306,31 @@ def _encode_causal(
     }
     if offsets:
         out.update(text=item.prompt, offsets=[None] * len(pre) + [tuple(o) for o in enc["offset_mapping"]],
+                   skip=[True] * len(pre) + [False] * len(ids))
+    return out, None
+
+
+def _encode_text(
+    item: TextItem, tok: Any, bos_id: int | None, role: str, max_tokens: int, offsets: bool = False
+) -> tuple[dict | None, str | None]:
+    """A plain text: BOS policy, cut to ``max_tokens`` (BOS included), end = the last kept token."""
+    pre = [bos_id] if bos_id is not None else []
+    keep = max_tokens - len(pre)
+    enc = tok(item.prompt, add_special_tokens=False, return_offsets_mapping=offsets)
+    ids = enc["input_ids"][:keep]
+    if len(pre) + len(ids) < 2:
+        return None, f"the text is {len(ids)} token for the {role} tokenizer: nothing to predict"
+    corrupted = None
+    if item.corrupted_prompt:
+        corrupted = tok(item.corrupted_prompt, add_special_tokens=False)["input_ids"][:keep]
+        if len(corrupted) != len(ids):
+            return None, (f"text and corrupted_text tokenise to different lengths for the {role} tokenizer "
+                          f"({len(ids)} vs {len(corrupted)} tokens)")
+        corrupted = pre + corrupted
+    out = {"ids": pre + ids, "corrupted": corrupted, "answer": None, "distractor": None, "end": len(pre) + len(ids) - 1,
+           "truncated": len(enc["input_ids"]) > keep}
+    if offsets:
+        out.update(text=item.prompt, offsets=[None] * len(pre) + [tuple(o) for o in enc["offset_mapping"][:keep]],
                    skip=[True] * len(pre) + [False] * len(ids))
     return out, None
 
@@ -369,8 +422,10 @@ def _batch_view(encs: list[dict], tok: Any, device: torch.device | str) -> Token
     return TokenizedTask(
         clean=pack([e["ids"] for e in encs]),
         corrupted=pack([e["corrupted"] for e in encs]),
-        answer_ids=torch.tensor([e["answer"] for e in encs], dtype=torch.long, device=device),
-        distractor_ids=torch.tensor([e["distractor"] for e in encs], dtype=torch.long, device=device),
+        answer_ids=None if encs[0]["answer"] is None else
+        torch.tensor([e["answer"] for e in encs], dtype=torch.long, device=device),
+        distractor_ids=None if encs[0]["distractor"] is None else
+        torch.tensor([e["distractor"] for e in encs], dtype=torch.long, device=device),
         token_labels=labels,
         word_groups=groups,
         n_words=n_words,

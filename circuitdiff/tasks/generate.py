@@ -33,6 +33,7 @@ class TextItem:
     masked_prompt: str  # masked-LM form: MASK stands where the answer goes
     corrupted_masked_prompt: str
     meta: dict
+    kind: Literal["answers", "text"] = "answers"  # text: a plain text in ``prompt`` (no answer), corrupted in corrupted_prompt
 
 
 def in_split(key: tuple, split: Split) -> bool:

@@ -34,7 +34,8 @@ def _info(meta: dict) -> DatasetInfo:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "description": 'JSONL: one object per line, {"prompt", "answer", "distractor", '
+            "description": 'JSONL: one object per line, either {"text", "corrupted_text"?} (plain text, for '
+            'metrics kl and loss) or {"prompt", "answer", "distractor", '
             '"corrupted_prompt"?, "masked_prompt"?, "corrupted_masked_prompt"?}',
             "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
         }
