@@ -38,7 +38,7 @@ COPY pyproject.toml README.md ./
 COPY circuitdiff ./circuitdiff
 COPY jobs ./jobs
 COPY worker ./worker
-RUN pip install . && python -c "import torch, circuitdiff.pipeline; print('torch', torch.__version__)"
+RUN pip install ".[gpu]" && python -c "import torch, accelerate, circuitdiff.pipeline; print('torch', torch.__version__)"
 RUN useradd --uid 10001 --no-create-home app && mkdir -p /data && chown app /data
 USER app
 HEALTHCHECK --interval=30s --timeout=10s --retries=3 CMD ["python", "-m", "worker.healthcheck"]

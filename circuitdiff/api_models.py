@@ -26,6 +26,8 @@ class JobError(BaseModel):
     detail: str
     field: str | None = None
     fix: str | None = None
+    needed_bytes: int | None = Field(None, description="insufficient_memory: bytes the job needs (weights + scan)")
+    available_bytes: int | None = Field(None, description="insufficient_memory: bytes free on the worker's devices")
 
 
 class Links(BaseModel):

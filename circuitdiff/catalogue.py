@@ -40,6 +40,31 @@ class TaskOption:
         return {"type": "enum", "values": list(self.values), "default": self.default}
 
 
+HUB_SHAPES: dict[str, dict[str, Any]] = {
+    "meta-llama/Llama-3.1-8B": dict(
+        model_type="llama", vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+        num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=131072, rope_theta=500000.0,
+        rms_norm_eps=1e-5, tie_word_embeddings=False),
+    "nvidia/Llama-3.1-Minitron-4B-Depth-Base": dict(
+        model_type="llama", vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=16,
+        num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=131072, rope_theta=500000.0,
+        rms_norm_eps=1e-5, tie_word_embeddings=False),
+}
+"""The config shapes of the paper's v2 pair (their hub config.json files, sizes only): the memory plan's
+tests and benchmarks/llama_scale.py build random-weight models at these shapes (hubs are unreachable
+on the build machines)."""
+
+LLAMA_PAPER_ABLATION: Ablation = "token_mean"
+LLAMA_PAPER_PROTOCOL = (
+    f"authors' Llama_experiments/llama_influence.ipynb ({AUTHORS_REPO}): mean ablation with one mean vector per head "
+    "(its slice of the o_proj input) and per MLP over all non-pad tokens of the corrupted set, BOS prepended "
+    "(paper-notes §3.1 D); the paper preset uses it for every task when both models have the Llama layout"
+)
+"""The ``paper`` preset on a pair of Llama-layout models (vocabulary.LLAMA_MODEL_TYPES): the authors'
+Llama notebook's ablation instead of the GPT-2 notebooks' (their Llama alignment script zeroed o_proj
+output columns, not heads: that bug is not reproduced)."""
+
+
 @dataclass(frozen=True)
 class PaperProtocol:
     """What the authors' notebook for a task did (paper-notes §3, checked against their saved outputs);

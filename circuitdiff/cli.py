@@ -53,9 +53,9 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
                    help="resamples of every confidence interval and of the match confidences (0 = none)")
     p.add_argument("--chance-draws", type=int, default=1000, help="permutations of the chance null (>= 1000)")
     p.add_argument("--device", choices=choices(Device), default="auto")
-    p.add_argument("--dtype", choices=choices(Dtype), default="float32",
-                   help="model weights and activations; LDs and influences are accumulated in float32 "
-                   "(bfloat16's accuracy against float32 is stated in the result's scan.precision)")
+    p.add_argument("--dtype", choices=choices(Dtype), default="auto",
+                   help="weights' dtype (auto: float32 up to 1e9 parameters, bfloat16 above); LDs and influences are "
+                   "accumulated in float32 (bfloat16's accuracy against float32: the result's scan.precision)")
     p.add_argument("--metric", choices=choices(Metric), default="logit_diff",
                    help="what influence is measured on: logit_diff (the paper's), answer_prob, answer_logprob, kl "
                         "(from the clean next-token distribution) or loss (next-token loss of the text; kl and loss "

@@ -97,3 +97,20 @@ class UnsupportedArchitectureError(CircuitdiffError, TypeError):
 
     code = "unsupported_architecture"
     http_status = 422
+
+
+class InsufficientMemoryError(CircuitdiffError):
+    """A model and its scan cannot fit in the memory the worker's devices have free, estimated before
+    loading (circuitdiff.models.placement). Carries the bytes needed and available."""
+
+    code = "insufficient_memory"
+    http_status = 422
+
+    def __init__(self, message: str, *, field: str | None = None, fix: str | None = None,
+                 needed_bytes: int | None = None, available_bytes: int | None = None):
+        super().__init__(message, field=field, fix=fix)
+        self.needed_bytes = needed_bytes
+        self.available_bytes = available_bytes
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "needed_bytes": self.needed_bytes, "available_bytes": self.available_bytes}

@@ -37,10 +37,11 @@ from . import sections
 from .analysis.matching import match_components, unpaired
 from .cache import ActivationCache
 from .cache.engine import PipelineCache, open_cache
-from .catalogue import task_items
+from .catalogue import LLAMA_PAPER_ABLATION, LLAMA_PAPER_PROTOCOL, TASKS, task_items
 from .errors import Cancelled, MetricError
 from .metrics import METRIC_FIX, METRICS, metric_info
 from .models import ModelAdapter, load_model, resolve_device
+from .models.placement import Workload, check_activations
 from .result import ComparisonResult, ScanInfo
 from .scan import scan
 from .scan import circuits as circuits_mod
@@ -49,7 +50,7 @@ from .scan.influence import InfluenceScan, clean_logit_diffs
 from .scan.words import word_pass
 from .spec import ComparisonSpec
 from .tasks.dataset import TaskData, build_task_data
-from .vocabulary import PRECISION_CONTRACTS, ROLES, SCHEMA_VERSION, head_ids, mlp_ids
+from .vocabulary import LLAMA_MODEL_TYPES, PRECISION_CONTRACTS, ROLES, SCHEMA_VERSION, head_ids, mlp_ids
 
 Progress = Callable[[str, int, int], None]
 
@@ -66,7 +67,7 @@ def run_comparison(
     """Compare teacher and student as ``spec`` says.
 
     datasets_dir: where uploaded custom datasets live (``<id>.jsonl``).
-    loader: ``loader(ref, device=, dtype=, field=) -> ModelAdapter``; a worker passes one that keeps
+    loader: ``loader(ref, device=, dtype=, field=, workload=) -> ModelAdapter``; a worker passes one that keeps
     recently used models loaded (worker/engine.py).
     cache: per-model clean statistics and influence scans are reused from the activation cache
     (circuitdiff.cache): None/True = the default root ($CIRCUITDIFF_CACHE_DIR; off with
@@ -75,6 +76,7 @@ def run_comparison(
     """
     if isinstance(spec, dict):
         spec = ComparisonSpec.model_validate(spec)
+    ablation_asked = spec.ablation
     spec = spec.resolve()
     run = _Run(progress, cancelled)
     _seed_everything(spec.seed)
@@ -84,9 +86,12 @@ def run_comparison(
         device = resolve_device(spec.device)
         adapters: dict[str, ModelAdapter] = {}
         for k, role in enumerate(ROLES):
-            adapters[role] = loader(getattr(spec, role), device=device, dtype=spec.dtype, field=f"{role}.id")
+            # the memory plan before loading sizes the scan at n_prompts (circuitdiff.models.placement)
+            adapters[role] = loader(getattr(spec, role), device=device, dtype=spec.dtype, field=f"{role}.id",
+                                    workload=Workload(spec.n_prompts, batch_size=BATCH_SIZE))
             run.tick(k + 1, 2)
         teacher, student = adapters["teacher"], adapters["student"]
+        spec, protocol = _ablation_protocol(spec, ablation_asked, adapters)
 
     with run.stage("task"):
         items = task_items(spec.task, spec.task_options, spec.n_prompts, spec.seed, spec.dataset, datasets_dir)
@@ -96,6 +101,10 @@ def run_comparison(
         )
         warnings += task.warnings
         check_metric(spec.metric, task, {r: adapters[r].family for r in ROLES})
+        for role in ROLES:  # the real token length now known: do the scan's activations still fit?
+            a, v = adapters[role], task.view(role)
+            check_activations(a.hf_model.config, a.dtype, Workload(v.n, v.clean.tokens.shape[1], BATCH_SIZE),
+                              a.device, field=f"{role}.id", model_id=a.info["id"])
         if task.word_aligned:
             # issue #4: no shared tokenisation; attention is compared on shared words. The paper
             # compared only the end-query row for its GPT-2 vs DistilBERT control (pitfall 8).
@@ -214,10 +223,11 @@ def run_comparison(
         circuits=circuits,
         scan=ScanInfo(
             method=method, approximate=not all(all(scans[r].is_exact()) for r in ROLES),
-            precision={"dtype": spec.dtype, "accumulation": "float32",
-                       **PRECISION_CONTRACTS.get(spec.dtype, {"characterised": False})},
+            precision=_precision({str(adapters[r].dtype).removeprefix("torch.") for r in ROLES}),
             agreement={r: scans[r].agreement for r in ROLES if scans[r].agreement is not None} or None,
             cache=pcache.status,
+            microbatch_rows={r: scans[r].microbatch_rows for r in ROLES if scans[r].microbatch_rows},
+            ablation_protocol=protocol,
         ),
         timings=run.timings,
         warnings=warnings,
@@ -239,6 +249,25 @@ def check_metric(metric: str, task: TaskData, families: dict[str, str]) -> None:
     if masked and task.kind == "text":
         raise MetricError(f"plain-text datasets need causal models; the {' and '.join(masked)} is a masked LM",
                           field="dataset", fix="give masked models a dataset of prompts with answers and [MASK] forms")
+
+
+def _ablation_protocol(spec: ComparisonSpec, asked: str | None, adapters: dict[str, ModelAdapter]):
+    """The ablation the scans run and what it follows. The ``paper`` preset on two Llama-layout models
+    follows the authors' Llama notebook (catalogue.LLAMA_PAPER_PROTOCOL) unless the spec names an
+    ablation; the resolved spec in the result then says ``token_mean``, so it re-runs the same."""
+    llama = all(a.hf_model.config.model_type in LLAMA_MODEL_TYPES for a in adapters.values())
+    if spec.preset == "paper" and asked is None and llama:
+        return spec.model_copy(update={"ablation": LLAMA_PAPER_ABLATION}), LLAMA_PAPER_PROTOCOL
+    if spec.preset == "paper" and asked is None:
+        return spec, TASKS[spec.task].paper.describe()
+    return spec, f"{spec.ablation} ablation" + (" (asked in the spec)" if asked else f" ({spec.preset} preset)")
+
+
+def _precision(dtypes: set[str]) -> dict:
+    """``scan.precision``: the dtype the models ran in (the lower-precision one where they differ) and
+    its accuracy contract against float32 (circuitdiff.vocabulary.PRECISION_CONTRACTS)."""
+    dtype = next((d for d in ("bfloat16", "float16") if d in dtypes), "float32")
+    return {"dtype": dtype, "accumulation": "float32", **PRECISION_CONTRACTS.get(dtype, {"characterised": False})}
 
 
 class _Run:

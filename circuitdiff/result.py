@@ -15,11 +15,14 @@ Schema versions (``schema_version``; the report reads every one, circuitdiff.rep
    alignment names the protocol it follows; every match has a bootstrap ``confidence``; components
    in no pair are listed (``unpaired``); ``task.items`` lists every accepted item, so the numbers can
    be recomputed from the result alone.
-4. the job's metric (``spec.metric``; ``metric`` carries its definition, units and reduction):
+4. both models' circuits and the circuit diff (``circuits``).
+5. the job's metric (``spec.metric``; ``metric`` carries its definition, units and reduction):
    ``performance`` reports the clean metric (``metric``, ``value``, ``value_std``, ``value_ci95``;
    ``logit_diff`` only where the task has answers, ``accuracy`` and ``performs_task`` null for a
    plain-text dataset or a metric without one); each influence entry has ``value``; ``task`` says
    whether the dataset is answers or plain text and where texts were cut (``max_tokens``).
+6. each model records its dtype and the memory plan made before loading (``models[role].dtype``,
+   ``models[role].placement``); ``scan.microbatch_rows`` and ``scan.ablation_protocol``.
 """
 
 from __future__ import annotations
@@ -52,6 +55,10 @@ class ModelInfo(_Model):
     d_model: int
     n_params: int
     vocab_size: int
+    dtype: str | None = Field(None, description="the weights' dtype as loaded (spec dtype auto resolved); schema >= 6")
+    placement: dict[str, Any] | None = Field(
+        None, description="the memory plan made before loading: dtype, n_params, weight_bytes, activation_bytes, "
+        "needed_bytes, available_bytes per device, devices the weights went to, layers_per_device (schema >= 6)")
 
 
 class TaskItem(_Model):
@@ -135,7 +142,7 @@ class ComponentInfluence(_Model):
     retained_pct: float | None = Field(description="the metric's retained % (circuitdiff.metrics); null when "
                                        "undefined (LD_clean <= 0, kl, loss)")
     exact: bool | None = Field(default=None, description="true: an exact value (naive, exact, or re-scanned by a "
-                               "screened scan); false: an estimate (attribution); null in results before schema 6")
+                               "screened scan); false: an estimate (attribution); null in results before schema 7")
 
 
 class Matrix(_Model):
@@ -294,12 +301,18 @@ class ScanInfo(_Model):
         "check: on sampled components; screened: on the components it re-scanned, with the screen's error margin)")
     cache: dict[str, str] = Field(default_factory=dict, description="per model: hit | miss | disabled")
     precision: dict[str, Any] | None = Field(
-        default=None, description="the scan's dtype and what it promises against float32 (schema >= 6; "
+        default=None, description="the scan's dtype and what it promises against float32 (schema >= 7; "
         "circuitdiff.vocabulary.PRECISION_CONTRACTS)")
+    microbatch_rows: dict[str, int] = Field(
+        default_factory=dict, description="per model: the exact scan's micro-batch size (sequences through the "
+        "blocks above an ablated layer at once) that ran, sized from free memory and halved on out-of-memory "
+        "(schema >= 6)")
+    ablation_protocol: str | None = Field(
+        None, description="what the ablation replaced activations with, and whose protocol it follows (schema >= 6)")
 
 
 class ComparisonResult(_Model):
-    schema_version: Literal[6] = SCHEMA_VERSION
+    schema_version: Literal[7] = SCHEMA_VERSION
     created_at: str
     spec: dict[str, Any] = Field(description="the fully resolved spec (preset expanded)")
     metric: MetricInfo = Field(default_factory=lambda: MetricInfo(**metric_info("logit_diff")),
@@ -337,7 +350,8 @@ def upgrade(data: dict) -> dict:
         raise ValueError(f"result schema_version {version!r} is not supported (this code reads 1 to {SCHEMA_VERSION})")
     out = dict(data)
     # 2 added worst5_mean / gini per model and slope_mean_ci95; 3 added the chance calibration, match
-    # confidences, unpaired components and task items; 4 added circuits; 5 the job's metric; 6 per-influence ``exact`` and
+    # confidences, unpaired components and task items; 4 added circuits; 5 the metric; 6 added per-model dtype and
+    # memory placement, the scan's micro-batch sizes and ablation protocol; 7 per-influence ``exact`` and
     # ``scan.precision``. All optional: a missing value
     # reads "not computed".
     if version < 5:  # 5: the job's metric; earlier results all measured the logit difference

@@ -168,7 +168,9 @@ class ComparisonSpec(BaseModel):
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     bos: Bos | None = None
     device: Device = "auto"
-    dtype: Dtype = "float32"
+    dtype: Dtype = Field(
+        default="auto", description="weights' dtype; auto = float32 up to 1e9 parameters, bfloat16 above (per model, "
+        "decided from its config before loading)")
     scan: ScanMethod = "exact"
     attribution_check: int | None = Field(
         default=None, ge=1, le=10_000,

@@ -21,14 +21,15 @@ from .errors import ComponentIdError
 __all__ = [
     "SCHEMA_VERSION", "MAX_PROMPTS", "N_ATTENTION_VIEWS", "CIRCUIT_THRESHOLD", "CIRCUIT_SWEEP", "PAPER_HEAD_THRESHOLD", "PAPER_MLP_THRESHOLD",
     "Role", "ROLES", "Preset", "Ablation", "Metric", "ANSWER_METRICS", "MAX_TEXT_TOKENS", "Matching", "MlpSimilarity", "ScanMethod", "SCREEN_TOP", "Bos", "Device", "Dtype", "PRECISION_CONTRACTS",
-    "ModelKind", "Family", "MASKED_LM_MODEL_TYPES", "family_of_model_type", "AdapterName", "TaskForm",
+    "BF16_ABOVE_PARAMS", "MEMORY_BUDGET_ENV",
+    "ModelKind", "Family", "MASKED_LM_MODEL_TYPES", "LLAMA_MODEL_TYPES", "family_of_model_type", "AdapterName", "TaskForm",
     "TokenAlignment", "ComponentKind", "choices",
     "ComponentIdError", "Component", "head_id", "mlp_id", "parse_component", "is_component_id", "head_ids",
     "mlp_ids", "component_ids", "canonical_key", "layer_key",
 ]
 
 # --------------------------------------------------------------------------- versions and limits
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 """Version of ``result.json``. Bumped with every change of the result's structure; the report still
 reads every older version (``circuitdiff.report.load`` upgrades them)."""
 
@@ -65,9 +66,11 @@ Preset = Literal["default", "paper"]
 """``paper``: the authors' choices, reproduced exactly; ``default``: the same method with their bugs
 fixed and confidence intervals added (circuitdiff.spec)."""
 
-Ablation = Literal["zero", "mean", "resample"]
+Ablation = Literal["zero", "mean", "resample", "token_mean"]
 """What an ablated activation is replaced with: 0, its per-position mean over the corrupted prompts,
-or its value on the prompt's own corrupted prompt (circuitdiff.scan.ablation)."""
+its value on the prompt's own corrupted prompt, or ``token_mean``: one mean vector per head / MLP
+over every real token of the corrupted set, at every position (the authors' ``llama_influence.ipynb``,
+paper-notes §3.1 D) (circuitdiff.scan.ablation)."""
 
 Metric = Literal["logit_diff", "answer_prob", "answer_logprob", "kl", "loss"]
 """What a component's influence is measured on (definitions, units, reductions: circuitdiff.metrics)."""
@@ -100,7 +103,16 @@ Bos = Literal["prepend", "none"]
 """BOS policy for causal models, one for every pass of a job (paper-notes §7 pitfall 1)."""
 
 Device = Literal["auto", "cpu", "cuda"]
-Dtype = Literal["float32", "float16", "bfloat16"]
+Dtype = Literal["auto", "float32", "float16", "bfloat16"]
+"""Weights' dtype; ``auto``: float32 up to :data:`BF16_ABOVE_PARAMS` parameters, bfloat16 above
+(per model, decided from its config before loading: circuitdiff.models.placement)."""
+
+BF16_ABOVE_PARAMS = 1_000_000_000
+"""``dtype: "auto"`` loads models with more parameters than this in bfloat16 (1B: every pair the
+paper ran in float32 is below, its Llama-3.1-8B -> Minitron-4B pair, run in bf16, is above)."""
+
+MEMORY_BUDGET_ENV = "CIRCUITDIFF_MEMORY_BUDGET"
+"""Setting: most bytes per device a job may plan to use (``24GiB``); unset = what the device has free."""
 
 PRECISION_CONTRACTS: dict[str, dict] = {
     "float32": {"reference": True},
@@ -130,6 +142,11 @@ Family = Literal["causal", "masked"]
 
 MASKED_LM_MODEL_TYPES: tuple[str, ...] = ("bert", "distilbert")
 """``config.model_type`` values of the masked family; every other supported type is causal."""
+
+
+LLAMA_MODEL_TYPES: tuple[str, ...] = ("llama", "mistral", "qwen2")
+"""``config.model_type`` values of the Llama layout (GQA, RoPE, RMSNorm, SwiGLU): the paper's v2 pair and
+the layout most distillation uses today; the ``paper`` preset follows the authors' Llama notebook for them."""
 
 
 def family_of_model_type(model_type: str) -> Family:

@@ -26,7 +26,11 @@ def fix_for(e: CircuitdiffError) -> str:
 
 
 def engine_error(e: CircuitdiffError) -> dict:
-    return {"code": e.code, "detail": e.message, "field": e.field, "fix": fix_for(e)}
+    out = {"code": e.code, "detail": e.message, "field": e.field, "fix": fix_for(e)}
+    for extra in ("needed_bytes", "available_bytes"):  # insufficient_memory: the numbers, not only words
+        if getattr(e, extra, None) is not None:
+            out[extra] = getattr(e, extra)
+    return out
 
 
 def internal_error(exc: BaseException) -> dict:

@@ -102,6 +102,71 @@ def save_tiny_gpt(d: Path, seed: int = 0, n_layer: int = 2, extra_words: tuple[s
     return d
 
 
+# The real Llama pair's ratios (Llama-3.1-8B -> Minitron-4B-Depth): 4 query heads per key/value
+# head (32 / 8), the student half the teacher's depth (32 -> 16 layers).
+LLAMA_RATIOS = {"heads_per_kv": 4, "student_depth": 0.5}
+
+
+def build_tiny_llama(tokenizer, seed: int = 0, n_layer: int = 4, n_head: int = 8, d: int = 64, loud: float = 1.0):
+    """A random ``LlamaForCausalLM`` (GQA with the real models' 4:1 query : key/value ratio, RoPE,
+    RMSNorm, SwiGLU), weights outside the norms scaled by ``loud`` so single ablations visibly move
+    the logit difference."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=d, intermediate_size=2 * d, num_hidden_layers=n_layer,
+        num_attention_heads=n_head, num_key_value_heads=n_head // LLAMA_RATIOS["heads_per_kv"],
+        max_position_embeddings=128, tie_word_embeddings=False, attn_implementation="eager",
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    model = LlamaForCausalLM(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" not in name:
+                p.mul_(loud)
+    return model
+
+
+def save_tiny_llama(d: Path, seed: int = 0, n_layer: int = 4, extra_words: tuple[str, ...] = (),
+                    keep_layers: list[int] | None = None) -> Path:
+    """Write a tiny Llama checkpoint into ``d``; ``keep_layers`` depth-prunes it the Minitron way
+    (the teacher's blocks at those indices, embeddings / norm / unembedding kept)."""
+    import torch
+
+    tok = build_word_tokenizer(extra=extra_words)
+    model = build_tiny_llama(tok, seed=seed, n_layer=n_layer, loud=3.0)
+    if keep_layers is not None:
+        model.model.layers = torch.nn.ModuleList([model.model.layers[i] for i in keep_layers])
+        for i, layer in enumerate(model.model.layers):
+            layer.self_attn.layer_idx = i
+        model.config.num_hidden_layers = len(keep_layers)
+        model.config.layer_types = model.config.layer_types[: len(keep_layers)] if getattr(
+            model.config, "layer_types", None) else None
+    model.save_pretrained(d, safe_serialization=True)
+    tok.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    """A 4-layer, 8-query-head / 2-key-value-head Llama checkpoint (random weights, task-word tokenizer)."""
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_student_dir(tmp_path_factory) -> Path:
+    """The tiny Llama depth-pruned to half its layers (blocks 0 and 3), as Minitron-Depth prunes 32 -> 16."""
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama-student"), keep_layers=[0, 3])
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_other_vocab_dir(tmp_path_factory) -> Path:
+    """A tiny Llama whose tokenizer has extra words: pairs with the GPT-2 fixtures need word alignment."""
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama-other"), seed=3, extra_words=("zyx", "qwv"))
+
+
 @pytest.fixture(scope="session")
 def tiny_gpt_dir(tmp_path_factory) -> Path:
     """A 2-layer x 4-head GPT-2 checkpoint directory (random weights, task-word tokenizer)."""

@@ -52,7 +52,7 @@ def models() -> ModelLRU:
     return _models
 
 
-def cached_loader(ref, device="cpu", dtype="float32", field="model"):
+def cached_loader(ref, device="cpu", dtype="float32", field="model", workload=None):
     """Drop-in for ``circuitdiff.models.load_model`` that reuses adapters loaded by earlier jobs.
 
     Local and zoo directories are keyed with their weights' mtimes too, so a checkpoint
@@ -63,7 +63,10 @@ def cached_loader(ref, device="cpu", dtype="float32", field="model"):
     rid = getattr(ref, "id", ref)
     rev = getattr(ref, "revision", None)
     key = (rid, rev, str(device), str(dtype), _stamp(rid))
-    return models().get_or_load(key, lambda: load_model(ref, device=device, dtype=dtype, field=field))
+    # the workload only sizes the memory check before loading; a loaded model serves any workload (the
+    # pipeline checks the scan's activations again once the task is tokenised)
+    return models().get_or_load(key, lambda: load_model(ref, device=device, dtype=dtype, field=field,
+                                                         workload=workload))
 
 
 def _stamp(rid: str) -> tuple:

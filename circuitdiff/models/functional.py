@@ -208,7 +208,126 @@ class Gpt2Stack(LayerStack):
         return self.w_u[token_ids]
 
 
-VIEWS = {"gpt2": Gpt2Stack}
+class LlamaStack(LayerStack):
+    """``LlamaForCausalLM`` and the models sharing its layout (Mistral, Qwen2): RMSNorm, separate
+    q/k/v/o linears with grouped-query attention (``n_kv_heads`` key/value heads, each shared by
+    ``n_heads / n_kv_heads`` consecutive query heads), rotary position embeddings from the model's
+    own rotary module (so Llama 3's scaled RoPE is the model's), a SwiGLU MLP
+    ``down(act(gate(x)) * up(x))``, an untied or tied W_U.
+
+    ``n_heads`` counts *query* heads: z is the o_proj input split into query heads, so ablating
+    head h changes only its own slice even though it shares keys and values with its group.
+
+    Multi-device: with weights placed over several devices (``device_map``), every method moves
+    its input to the layer's device and returns its output on the input's device, so the scans'
+    residual arithmetic stays on one device (:attr:`device`, where the unembedding lives) and
+    activations and influences are gathered there.
+    """
+
+    def __init__(self, model: Any):
+        from transformers.activations import ACT2FN
+
+        cfg = model.config
+        # Mistral / Qwen2 sliding windows equal full causal attention on sequences no longer than the
+        # window; attention() refuses longer ones.
+        use_window = getattr(cfg, "use_sliding_window", cfg.model_type == "mistral")
+        self.window = int(cfg.sliding_window) if use_window and getattr(cfg, "sliding_window", None) else None
+        base = unwrap(model.model)
+        self.n_layers = len(base.layers)
+        self.n_heads = int(cfg.num_attention_heads)
+        self.n_kv_heads = int(getattr(cfg, "num_key_value_heads", None) or self.n_heads)
+        self.d_model = int(cfg.hidden_size)
+        self.d_head = int(getattr(cfg, "head_dim", None) or self.d_model // self.n_heads)
+        self.d_mlp = int(cfg.intermediate_size)
+        self.act = ACT2FN[cfg.hidden_act]
+        self.rotary = unwrap(base.rotary_emb)
+        lin = lambda m: (unwrap(m).weight, unwrap(m).bias)  # noqa: E731
+        norm = lambda m: (unwrap(m).weight, float(getattr(unwrap(m), "variance_epsilon", cfg.rms_norm_eps)))  # noqa: E731
+        self.layers = []
+        for i in range(self.n_layers):
+            blk = unwrap(base.layers[i])
+            attn, mlp = unwrap(blk.self_attn), unwrap(blk.mlp)
+            self.layers.append({
+                "ln1": norm(blk.input_layernorm), "q": lin(attn.q_proj), "k": lin(attn.k_proj),
+                "v": lin(attn.v_proj), "o": lin(attn.o_proj), "ln2": norm(blk.post_attention_layernorm),
+                "gate": lin(mlp.gate_proj), "up": lin(mlp.up_proj), "down": lin(mlp.down_proj),
+                "scaling": float(getattr(attn, "scaling", self.d_head**-0.5)),
+            })
+        self.norm = norm(base.norm)
+        self.w_e = unwrap(base.embed_tokens).weight  # [vocab, d_model]
+        self.w_u = unwrap(model.lm_head).weight  # [vocab, d_model]
+
+    @property
+    def device(self) -> torch.device:
+        return self.w_u.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.w_u.dtype
+
+    def layer_device(self, layer: int) -> torch.device:
+        return self.layers[layer]["q"][0].device
+
+    @staticmethod
+    def _rms(x: torch.Tensor, we: tuple[torch.Tensor, float]) -> torch.Tensor:
+        """LlamaRMSNorm: normalised in float32, cast back, then scaled (the same order of operations)."""
+        dtype = x.dtype
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + we[1])
+        return we[0] * h.to(dtype)
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        return F.embedding(tokens.to(self.w_e.device), self.w_e).to(self.device)  # [batch, pos, d_model]
+
+    def attention(self, layer, x, mask, end=None):
+        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+        p, home = self.layers[layer], x.device
+        dev = self.layer_device(layer)
+        x, mask = x.to(dev), mask.to(dev)
+        b, t = x.shape[:2]
+        if self.window is not None and t > self.window:
+            raise UnsupportedArchitectureError(f"sequences of {t} tokens exceed the sliding window ({self.window})")
+        h = self._rms(x, p["ln1"])
+        heads = lambda w, n: F.linear(h, *w).view(b, t, n, self.d_head).transpose(1, 2)  # noqa: E731
+        q, k, v = heads(p["q"], self.n_heads), heads(p["k"], self.n_kv_heads), heads(p["v"], self.n_kv_heads)
+        # q: [batch, head, pos, d_head]; k, v: [batch, kv_head, pos, d_head]
+        positions = torch.arange(t, device=dev)[None]  # right-padded: position = index, as HF's default
+        cos, sin = self.rotary(x, positions)  # [1, pos, d_head]
+        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        group = self.n_heads // self.n_kv_heads
+        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)  # [batch, head, pos, d_head]
+        if end is not None:
+            rows = torch.arange(b, device=dev)
+            end = end.to(dev)
+            q = q[rows, :, end].unsqueeze(2)  # [batch, head, 1, d_head]
+            mask = mask[rows, :, end].unsqueeze(2)  # [batch, 1, 1, k_pos]
+        z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=p["scaling"]).transpose(1, 2)
+        z = z[:, 0] if end is not None else z  # [batch, head, d_head] | [batch, pos, head, d_head]
+        return z.to(home)
+
+    def attn_out(self, layer, z):
+        w = self.layers[layer]["o"]
+        return F.linear(z.to(w[0].device).reshape(*z.shape[:-2], self.n_heads * self.d_head), *w).to(z.device)
+
+    def w_o(self, layer):
+        # o_proj weight is [d_model, head * d_head] with the input head-major
+        w = self.layers[layer]["o"][0]
+        return w.T.reshape(self.n_heads, self.d_head, self.d_model).to(self.device)
+
+    def mlp(self, layer, x):
+        p, home = self.layers[layer], x.device
+        h = self._rms(x.to(self.layer_device(layer)), p["ln2"])
+        return F.linear(self.act(F.linear(h, *p["gate"])) * F.linear(h, *p["up"]), *p["down"]).to(home)
+
+    def final_norm(self, x):
+        return self._rms(x.to(self.norm[0].device), self.norm).to(x.device)
+
+    def unembed(self, token_ids):
+        return self.w_u[token_ids.to(self.w_u.device)]
+
+
+VIEWS = {"gpt2": Gpt2Stack, "llama": LlamaStack, "mistral": LlamaStack, "qwen2": LlamaStack}
 """``config.model_type`` -> its :class:`LayerStack`; the architectures the exact scan covers."""
 
 

@@ -55,8 +55,9 @@ class Layout:
     attention: Callable[[Any], Any]  # block -> module returning (output, attention probabilities)
     out_proj: Callable[[Any], Any]  # block -> linear whose input is the concatenated heads
     mlp_out: Callable[[Any], Any]  # block -> module whose output is the MLP contribution
-    n_heads: Callable[[Any], int]  # config -> heads
+    n_heads: Callable[[Any], int]  # config -> heads (query heads)
     d_model: Callable[[Any], int]
+    d_head: Callable[[Any], int | None] = lambda c: None  # config -> head width where it is not d_model / heads
 
 
 LAYOUTS: dict[str, Layout] = {
@@ -88,8 +89,24 @@ LAYOUTS: dict[str, Layout] = {
         d_model=lambda c: c.n_embd,
     ),
 }
+# Llama and the models sharing its layout: z = the o_proj input, split into *query* heads (with
+# grouped-query attention a key/value head serves several query heads, but each query head has its
+# own slice of the o_proj input, so ablating one never touches the others); the MLP's output is the
+# SwiGLU block's (``down_proj``'s) output; eager attention returns per-query-head probabilities.
+_LLAMA = Layout(
+    family="causal",
+    layers=lambda m: m.model.layers,
+    attention=lambda b: b.self_attn,
+    out_proj=lambda b: b.self_attn.o_proj,
+    mlp_out=lambda b: b.mlp,
+    n_heads=lambda c: c.num_attention_heads,
+    d_model=lambda c: c.hidden_size,
+    d_head=lambda c: getattr(c, "head_dim", None),
+)
+LAYOUTS.update(llama=_LLAMA, mistral=_LLAMA, qwen2=_LLAMA)
 # The HF classes each layout was written against (a BertModel without an LM head has no logits).
-ARCHITECTURES = {"distilbert": "DistilBertForMaskedLM", "bert": "BertForMaskedLM", "gpt2": "GPT2LMHeadModel"}
+ARCHITECTURES = {"distilbert": "DistilBertForMaskedLM", "bert": "BertForMaskedLM", "gpt2": "GPT2LMHeadModel",
+                 "llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM"}
 
 
 def supports(hf_model: Any) -> bool:
@@ -126,7 +143,7 @@ class HooksAdapter(ModelAdapter):
         self.n_layers = len(self.blocks)
         self.n_heads = int(self.layout.n_heads(cfg))
         self.d_model = int(self.layout.d_model(cfg))
-        self.d_head = self.d_model // self.n_heads
+        self.d_head = int(self.layout.d_head(cfg) or self.d_model // self.n_heads)
         self.vocab_size = int(cfg.vocab_size)
         self.n_params = int(info.get("n_params") or sum(p.numel() for p in hf_model.parameters()))
         self.device = torch.device(device)
@@ -169,7 +186,7 @@ class HooksAdapter(ModelAdapter):
                         self._mlp_hook(layer, mlps.get(layer, []), captures.get("mlp_out"))))
                 if "pattern" in captures:
                     handles.append(self.layout.attention(block).register_forward_hook(
-                        _pattern_hook(layer, captures["pattern"])))
+                        _pattern_hook(layer, captures["pattern"], self.device)))
             batch = batch.to(self.device)
             with torch.no_grad():
                 logits = self._hf_model(input_ids=batch.tokens, attention_mask=batch.attention_mask).logits
@@ -187,8 +204,8 @@ class HooksAdapter(ModelAdapter):
             z = x.view(*x.shape[:-1], H, dh)  # [batch, pos, head, d_head]
             for iv in ivs:
                 z = apply_replacement(z, iv, iv.component.head)
-            if store is not None:
-                store[layer] = z.detach()
+            if store is not None:  # gathered on the adapter's device (a device_map spreads the layers)
+                store[layer] = z.detach().to(self.device)
             if not ivs:
                 return None
             return (z.reshape(x.shape), *args[1:])
@@ -200,13 +217,13 @@ class HooksAdapter(ModelAdapter):
             for iv in ivs:  # out: [batch, pos, d_model]
                 out = apply_replacement(out, iv, None)
             if store is not None:
-                store[layer] = out.detach()
+                store[layer] = out.detach().to(self.device)
             return out if ivs else None
 
         return hook
 
 
-def _pattern_hook(layer: int, store: list):
+def _pattern_hook(layer: int, store: list, device: torch.device):
     def hook(module: Any, args: tuple, out: Any) -> None:
         probs = out[1] if isinstance(out, tuple) and len(out) > 1 else None
         if probs is None:
@@ -214,6 +231,6 @@ def _pattern_hook(layer: int, store: list):
                 f"layer {layer}: the attention module returned no probabilities; the model must run with "
                 "attn_implementation='eager'"
             )
-        store[layer] = probs.detach()  # [batch, head, query, key]
+        store[layer] = probs.detach().to(device)  # [batch, head, query, key]
 
     return hook

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors import SafetensorError
@@ -23,6 +23,7 @@ from ..fingerprint import weights_sha256
 from ..spec import ModelRef
 from ..vocabulary import family_of_model_type
 from .adapter import ModelAdapter
+from .placement import MemoryPlan, Workload, available_memory, plan_memory
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -36,8 +37,15 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    return dtype if isinstance(dtype, torch.dtype) else DTYPES[dtype]
+def resolve_dtype(dtype: str | torch.dtype, n_params: int | None = None) -> torch.dtype:
+    """A torch dtype; ``auto`` needs the model's parameter count (placement.choose_dtype)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        from .placement import choose_dtype
+
+        return DTYPES[choose_dtype("auto", n_params or 0)]
+    return DTYPES[dtype]
 
 
 def state_dict_sha256(model: torch.nn.Module) -> str:
@@ -52,22 +60,43 @@ def state_dict_sha256(model: torch.nn.Module) -> str:
 
 def load_model(
     ref: ModelRef | str, device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32", *,
-    field: str = "model",
+    field: str = "model", workload: Workload | None = None,
 ) -> ModelAdapter:
     """Load one model behind the adapter interface. ``device`` may be ``auto``; ``field`` is the spec
-    field the model came from, named by every error (``teacher.id``)."""
+    field the model came from, named by every error (``teacher.id``).
+
+    Before any weight is read, the model's config is planned against the memory the device(s) have
+    free (:mod:`circuitdiff.models.placement`, ``workload`` = the prompts the scan will hold): the
+    dtype (``auto``: bfloat16 above a size), one device or the layers spread over the visible GPUs,
+    or :class:`~circuitdiff.errors.InsufficientMemoryError` at once. ``info["placement"]`` records it."""
     if isinstance(ref, str):
         ref = ModelRef(id=ref)
     dev = device if isinstance(device, torch.device) else resolve_device(device)
-    dt = resolve_dtype(dtype)
-    hf_model, tokenizer, info = _load_hf(ref, field)
-    hf_model = hf_model.to(device=dev, dtype=dt).eval()
-    return build_adapter(hf_model, tokenizer, info, dev, dt, field=field)
+    if isinstance(dtype, torch.dtype):
+        dtype = next(k for k, v in DTYPES.items() if v == dtype)
+    plans: list[MemoryPlan] = []
+
+    def plan(config: Any) -> MemoryPlan:
+        p = plan_memory(config, dtype, workload or Workload(n_prompts=1), available_memory(dev), field=field,
+                        model_id=ref.id)
+        plans.append(p)
+        return p
+
+    hf_model, tokenizer, info = _load_hf(ref, field, plan)
+    p = plans[0] if plans else plan(hf_model.config)  # random zoo models: built, then planned
+    dt = DTYPES[p.dtype]
+    if p.device_map is None:
+        hf_model = hf_model.to(device=dev, dtype=dt)
+    hf_model = hf_model.eval()
+    info = dict(info, dtype=p.dtype, placement=p.to_info())
+    return build_adapter(hf_model, tokenizer, info, dev, dt, field=field, spread=p.device_map is not None)
 
 
 def build_adapter(hf_model: Any, tokenizer: Any, info: dict, device: torch.device, dtype: torch.dtype, *,
-                  field: str = "model") -> ModelAdapter:
-    """Pick the adapter for an architecture: the bridge for decoders it knows, plain hooks for the rest."""
+                  field: str = "model", spread: bool = False) -> ModelAdapter:
+    """Pick the adapter for an architecture: the bridge for decoders it knows, plain hooks for the rest
+    and for a model whose weights are spread over several devices (``spread``; the hook adapter
+    gathers its captures on the first device)."""
     cfg = hf_model.config
     # Counted before the bridge wraps the model: it adds split q/k/v copies of the fused weights.
     n_params = sum(p.numel() for p in hf_model.parameters())
@@ -75,7 +104,7 @@ def build_adapter(hf_model: Any, tokenizer: Any, info: dict, device: torch.devic
     if getattr(cfg, "is_encoder_decoder", False):
         raise ModelLoadError(f"{info['id']}: encoder-decoder models ({cfg.model_type}) are not supported",
                              field=field, fix="compare decoder-only (GPT-2, Llama) or masked (BERT) models")
-    if family_of_model_type(cfg.model_type) == "masked" or not bridge_supports(cfg):
+    if spread or family_of_model_type(cfg.model_type) == "masked" or not bridge_supports(cfg):
         # BERT also boots in the bridge, and both adapters give the same numbers on it
         # (tests/test_hooks_adapter.py); the masked-LM family goes through hooks so that a BERT
         # teacher and its DistilBERT student (which the bridge refuses) share the same hook points.
@@ -110,16 +139,28 @@ def _hooks_adapter(hf_model: Any, tokenizer: Any, info: dict, device: torch.devi
     return HooksAdapter(hf_model, tokenizer, info, device, dtype)
 
 
-def _load_hf(ref: ModelRef, field: str) -> tuple[Any, Any, dict]:
+Plan = Callable[[Any], MemoryPlan]
+
+
+def _weights_kwargs(p: MemoryPlan) -> dict:
+    """from_pretrained arguments for a plan: the dtype, and the device map when weights are spread
+    (transformers places them through ``accelerate``, imported only then)."""
+    kw: dict[str, Any] = {"dtype": DTYPES[p.dtype]}
+    if p.device_map is not None:
+        kw["device_map"] = p.device_map
+    return kw
+
+
+def _load_hf(ref: ModelRef, field: str, plan: Plan) -> tuple[Any, Any, dict]:
     kind = ref.kind
     if kind == "zoo":
-        return _load_zoo(ref.id, field)
+        return _load_zoo(ref.id, field, plan)
     if kind == "local":
-        return _load_local(ref.id, field)
-    return _load_hub(ref.id, ref.revision, field)
+        return _load_local(ref.id, field, plan)
+    return _load_hub(ref.id, ref.revision, field, plan)
 
 
-def _load_zoo(model_id: str, field: str):
+def _load_zoo(model_id: str, field: str, plan: Plan):
     from ..zoo.load import load_zoo
 
     name = model_id.removeprefix("zoo:")
@@ -128,6 +169,10 @@ def _load_zoo(model_id: str, field: str):
     except KeyError:
         raise UnknownModelError(f"unknown zoo model {name!r}", field=field,
                                 fix="list the zoo with `circuitdiff models` or GET /v1/models") from None
+    if entry.trained and (entry.path / "config.json").is_file():
+        from transformers import AutoConfig
+
+        plan(AutoConfig.from_pretrained(entry.path))  # before the weights, as for every model
     try:
         model, tok = load_zoo(name)
     except CircuitdiffError as e:
@@ -140,7 +185,7 @@ def _load_zoo(model_id: str, field: str):
     return model, tok, {"id": model_id, "kind": "zoo", "revision": None, "sha256": sha}
 
 
-def _load_local(model_id: str, field: str):
+def _load_local(model_id: str, field: str, plan: Plan):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
     path = Path(model_id).expanduser()
@@ -157,9 +202,13 @@ def _load_local(model_id: str, field: str):
                              fix="save the model with save_pretrained(..., safe_serialization=True)")
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    except _CHECKPOINT_ERRORS as e:
+        raise ModelLoadError(f"{model_id}: could not load the checkpoint ({_first_line(e)})", field=field) from None
+    weights = _weights_kwargs(plan(config))
+    try:
         auto = AutoModelForMaskedLM if family_of_model_type(config.model_type) == "masked" else AutoModelForCausalLM
         model = auto.from_pretrained(
-            path, config=config, use_safetensors=True, trust_remote_code=False, attn_implementation="eager"
+            path, config=config, use_safetensors=True, trust_remote_code=False, attn_implementation="eager", **weights
         )
     except _CHECKPOINT_ERRORS as e:
         raise ModelLoadError(f"{model_id}: could not load the checkpoint ({_first_line(e)})", field=field) from None
@@ -171,7 +220,7 @@ def _load_local(model_id: str, field: str):
     return model.eval(), tok, {"id": str(path.resolve()), "kind": "local", "revision": None, "sha256": sha}
 
 
-def _load_hub(model_id: str, revision: str | None, field: str):
+def _load_hub(model_id: str, revision: str | None, field: str, plan: Plan):
     """The real hub path (download, pinned revision). Build machines have no hub access, so here it
     fails with a clear ModelLoadError; on a connected host it records the resolved commit."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
@@ -190,10 +239,11 @@ def _load_hub(model_id: str, revision: str | None, field: str):
     except ValueError as e:
         raise ModelLoadError(f"{model_id}: unsupported model config ({_first_line(e)})", field=field) from None
     auto = AutoModelForMaskedLM if family_of_model_type(config.model_type) == "masked" else AutoModelForCausalLM
+    weights = _weights_kwargs(plan(config))  # before any weight is downloaded
     try:
         model = auto.from_pretrained(
             model_id, revision=revision, config=config, use_safetensors=True, trust_remote_code=False,
-            attn_implementation="eager",
+            attn_implementation="eager", **weights,
         )
         tok = AutoTokenizer.from_pretrained(model_id, revision=revision, trust_remote_code=False)
     except _CHECKPOINT_ERRORS as e:

@@ -7,6 +7,9 @@
   padding in, pitfall 8).
 - ``resample``: the activation the component had on prompt i's own corrupted prompt, position by
   position (clean and corrupted prompts have the same token length, checked by the task layer).
+- ``token_mean``: one mean vector per head / MLP over every real (non-pad) token of every corrupted
+  prompt, the same at every position: the authors' Llama choice (``llama_influence.ipynb``,
+  paper-notes §3.1 D), which the ``paper`` preset uses for Llama-family pairs.
 
 The values come from one pass over the corrupted set with the model unmodified.
 """
@@ -25,7 +28,7 @@ from ..vocabulary import Ablation, Component
 class AblationValues:
     """Replacement activations for one model.
 
-    mean: z[l]: [T, head, d_head], mlp[l]: [T, d_model].
+    mean, token_mean: z[l]: [T, head, d_head], mlp[l]: [T, d_model] (token_mean: one row repeated).
     resample: z[l]: [n, T, head, d_head], mlp[l]: [n, T, d_model] (row i = corrupted prompt i).
     """
 
@@ -38,7 +41,7 @@ class AblationValues:
         if self.kind == "zero":
             return Intervention(component)
         layer, h = component.layer, component.head
-        if self.kind == "mean":
+        if self.kind in ("mean", "token_mean"):
             value = self.mlp[layer] if h is None else self.z[layer][:, h]  # [T, d]
         else:
             value = self.mlp[layer][start:stop] if h is None else self.z[layer][start:stop, :, h]  # [b, T, d]
@@ -51,7 +54,7 @@ def ablation_values(
     """One unmodified pass over the corrupted prompts collecting what ``kind`` needs."""
     if kind == "zero":
         return AblationValues("zero")
-    if kind not in ("mean", "resample"):
+    if kind not in ("mean", "resample", "token_mean"):
         raise ValueError(f"unknown ablation {kind!r}")
     n = len(corrupted)
     z_parts: list[list[torch.Tensor]] = [[] for _ in range(adapter.n_layers)]
@@ -74,8 +77,15 @@ def ablation_values(
         mlp_sum = ms if mlp_sum is None else [a + c for a, c in zip(mlp_sum, ms)]
     if kind == "resample":
         return AblationValues("resample", [torch.cat(p) for p in z_parts], [torch.cat(p) for p in mlp_parts])
-    denom = count.clamp(min=1)
     dtype = adapter.dtype
+    if kind == "token_mean":  # one vector over every real token, repeated at every position
+        t, total = count.shape[0], count.sum().clamp(min=1)
+        return AblationValues(
+            "token_mean",
+            [(s.sum(0) / total).to(dtype).expand(t, *s.shape[1:]) for s in z_sum],  # [T, head, d_head]
+            [(s.sum(0) / total).to(dtype).expand(t, -1) for s in mlp_sum],  # [T, d_model]
+        )
+    denom = count.clamp(min=1)
     return AblationValues(
         "mean",
         [(s / denom[:, None, None]).to(dtype) for s in z_sum],  # [T, head, d_head]

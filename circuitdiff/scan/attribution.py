@@ -57,9 +57,10 @@ def attribution_scan(
     if ablation != "zero":
         if corrupted_tokens is None or corrupted_mask is None:
             raise ValueError(f"{ablation} ablation needs the corrupted prompts")
-        c_mask = corrupted_mask[:, :t].to(device)
+        tc = corrupted_tokens.shape[1] if ablation == "token_mean" else t  # token_mean: every real token
+        c_mask = corrupted_mask[:, :tc].to(device)
         with torch.no_grad():
-            corrupt = run_clean(view, corrupted_tokens[:, :t].to(device), c_mask)
+            corrupt = run_clean(view, corrupted_tokens[:, :tc].to(device), c_mask)
 
     n_layers = view.n_layers
     n = tokens.shape[0]

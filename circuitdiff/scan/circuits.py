@@ -120,8 +120,9 @@ class CircuitEvaluator:
         self.clean = run_clean(stack, tokens, mask, self.end, self.direction)
         corrupt = c_mask = None
         if self.ablation != "zero":
-            c_mask = v.corrupted.attention_mask[:, :t].to(dev)
-            corrupt = run_clean(stack, v.corrupted.tokens[:, :t].to(dev), c_mask)
+            tc = v.corrupted.tokens.shape[1] if self.ablation == "token_mean" else t  # token_mean: every real token
+            c_mask = v.corrupted.attention_mask[:, :tc].to(dev)
+            corrupt = run_clean(stack, v.corrupted.tokens[:, :tc].to(dev), c_mask)
         self.z_rep = [replacement(z, corrupt.z[l] if corrupt else None, self.ablation, c_mask)
                       for l, z in enumerate(self.clean.z)]  # [layer][n, t, head, d_head]
         self.m_rep = [replacement(m, corrupt.mlp_out[l] if corrupt else None, self.ablation, c_mask)

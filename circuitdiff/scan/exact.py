@@ -97,7 +97,8 @@ def replacement(
     corrupted_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """What an ablated activation is replaced by, broadcast to ``clean``'s shape [batch, pos, ...]:
-    zero; the per-position mean over the corrupted prompts; or the corrupted prompt's own value.
+    zero; the per-position mean over the corrupted prompts; the corrupted prompt's own value; or
+    (``token_mean``) one mean over every real token of the corrupted prompts, at every position.
 
     The mean at a position is over the corrupted prompts with a real token there
     (``corrupted_mask`` [batch', pos]), accumulated in float64: the definition of
@@ -114,6 +115,12 @@ def replacement(
         m = m.to(c.device, torch.float64).view(*c.shape[:2], *([1] * (c.dim() - 2)))
         mean = (c * m).sum(0) / m.sum(0).clamp(min=1)  # [pos, ...]
         return mean.to(clean.dtype)[None].expand_as(clean)
+    if ablation == "token_mean":
+        c = corrupted.double()
+        m = torch.ones(c.shape[:2], device=c.device) if corrupted_mask is None else corrupted_mask[:, : c.shape[1]]
+        m = m.to(c.device, torch.float64).view(*c.shape[:2], *([1] * (c.dim() - 2)))
+        mean = (c * m).sum((0, 1)) / m.sum().clamp(min=1)  # [...]: one vector
+        return mean.to(clean.dtype).expand_as(clean)
     if ablation == "resample":
         return corrupted[:, : clean.shape[1]]
     raise ValueError(f"unknown ablation {ablation!r}")
@@ -178,7 +185,9 @@ def exact_scan(
     if ablation != "zero":
         if corrupted_tokens is None or corrupted_mask is None:
             raise ValueError(f"{ablation} ablation needs the corrupted prompts")
-        ct, c_mask = corrupted_tokens[:, :t].to(device), corrupted_mask[:, :t].to(device)
+        # token_mean averages every real corrupted token, also those after the clean end positions
+        tc = corrupted_tokens.shape[1] if ablation == "token_mean" else t
+        ct, c_mask = corrupted_tokens[:, :tc].to(device), corrupted_mask[:, :tc].to(device)
         corrupt = run_clean(view, ct, c_mask)
         if ablation == "resample" and ct.shape[0] != tokens.shape[0]:
             raise ValueError("resample ablation needs one corrupted prompt per clean prompt")
@@ -297,5 +306,5 @@ def exact_method(
                      metric=metric, **task_tensors(view))
     return InfluenceScan(
         components=out.components, clean_ld=out.clean_ld.double().cpu(), ablated_ld=out.ablated_ld.double().cpu(),
-        ablation=ablation, method="exact", metric=metric,
+        ablation=ablation, method="exact", metric=metric, microbatch_rows=out.microbatch_rows,
     )

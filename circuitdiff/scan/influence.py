@@ -49,6 +49,7 @@ class InfluenceScan:
     method: str
     agreement: dict | None = None  # attribution with a check / screened: agreement with the exact scan
     metric: str = DEFAULT_METRIC
+    microbatch_rows: int | None = None  # exact scan: the micro-batch size that ran (sized from free memory)
     exact: list[bool] | None = None  # per component: an exact value (True) or an estimate; None = by method
 
     def is_exact(self) -> list[bool]:

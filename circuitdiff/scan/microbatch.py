@@ -15,31 +15,23 @@ from typing import Callable
 import torch
 
 from ..models.functional import LayerStack
+from ..models.placement import budget_cap, bytes_per_row, free_memory_bytes  # noqa: F401 (re-exported)
 
 CPU_TOKENS_ENV = "CIRCUITDIFF_SCAN_CPU_TOKENS"
-
-
-def free_memory_bytes(device: torch.device) -> int:
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 * 2**30
 
 
 def rows_per_microbatch(view: LayerStack, seq_len: int, device: torch.device, itemsize: int,
                         readout_bytes: int = 0) -> int:
     """Rows (sequences) that fit in a quarter of free memory while one block runs (plus
-    ``readout_bytes`` per row for a metric that reads whole distributions). On CPU also capped so
-    a micro-batch stays cache-friendly; bigger brings no speed there."""
-    per_row = itemsize * seq_len * (8 * view.d_model + 2 * view.d_mlp + 2 * view.n_heads * seq_len) + readout_bytes
-    rows = max(1, free_memory_bytes(device) // 4 // max(per_row, 1))
+    ``readout_bytes`` per row for a metric that reads whole distributions), free memory read now
+    (capped by the ``CIRCUITDIFF_MEMORY_BUDGET`` setting). On CPU also capped so a micro-batch stays
+    cache-friendly; bigger brings no speed there. The scan records the size that ran."""
+    per_row = bytes_per_row(view.d_model, view.d_mlp, view.n_heads, seq_len, itemsize) + readout_bytes
+    free = free_memory_bytes(device)
+    cap = budget_cap()
+    if cap is not None:
+        free = min(free, cap)
+    rows = max(1, free // 4 // max(per_row, 1))
     if device.type != "cuda":
         rows = min(rows, max(1, int(os.environ.get(CPU_TOKENS_ENV, "8192")) // seq_len))
     return int(rows)

@@ -15,8 +15,8 @@ reproducibility mode (:mod:`circuitdiff.zoo.reproducible`: generic SSE2 kernels 
 libm, no oneDNN, one thread, deterministic algorithms), so the same seed gives the same bytes on any
 x86-64 machine with the same torch build, whatever its vector units or thread settings.
 ``--no-reproducible`` trains with the machine's fastest kernels (``--threads`` per family): then
-bytes repeat only on the same machine. The GPT and BERT families are independent (own seed, own
-process) and train side by side on the two cores.
+bytes repeat only on the same machine. The three families are independent (own seed, own process)
+and train side by side.
 """
 
 from __future__ import annotations

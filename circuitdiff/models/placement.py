@@ -1,0 +1,257 @@
+"""Will a model and its scan fit, in which dtype, on which devices: decided from the config alone,
+before any weight is loaded (issue #14 §3).
+
+Estimate, in bytes, for one model of a comparison:
+
+- ``weights`` = parameters x the dtype's size. Parameters are counted exactly by building the
+  architecture on PyTorch's ``meta`` device (shapes only, no memory, no weights read).
+- ``activations`` = what the exact scan keeps for the model: the clean and the corrupted pass, per
+  layer the residual stream before and after attention, the per-head output ``z`` and the MLP output,
+  for every prompt and position; plus one micro-batch (at least one row) of the blocks above a layer
+  (:func:`bytes_per_row`, the unit the exact scan's micro-batches are sized in); plus one forward's float32 logits over the
+  vocabulary for a batch of :data:`circuitdiff.scan.clean.BATCH_SIZE` prompts (the naive pass).
+
+Available memory: per visible device, what is free (CUDA ``mem_get_info``; CPU ``MemAvailable``),
+capped by the ``CIRCUITDIFF_MEMORY_BUDGET`` setting (bytes per device, ``24GiB`` / ``512MB`` / a plain
+number) when it is set: a worker that shares its GPUs says so there, and tests fake a small machine
+with it (tests/test_placement.py).
+
+Placement: the whole model on one device when weights + activations fit there. Otherwise, on a
+worker with several GPUs, the decoder layers are spread over them in order, filling each GPU's free
+memory; everything else (embeddings, final norm, unembedding, the rotary table) stays with the first
+GPU, where the scans gather activations and influences, so its share of layers is what is left after
+those and the activations. This map is handed to ``from_pretrained(device_map=...)`` (it needs the
+``accelerate`` package, imported only there). When nothing fits, :class:`InsufficientMemoryError`
+(``code: "insufficient_memory"``) names the bytes needed and available and what to change.
+
+``dtype: "auto"``: float32 for models up to :data:`~circuitdiff.vocabulary.BF16_ABOVE_PARAMS`
+parameters, bfloat16 above (the authors ran the 8B pair in bfloat16).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from ..errors import InsufficientMemoryError
+from ..vocabulary import BF16_ABOVE_PARAMS, MEMORY_BUDGET_ENV
+
+ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2}
+DEFAULT_SEQ_LEN = 64
+"""Tokens per prompt assumed before the task is tokenised (the bundled tasks' prompts are shorter);
+the pipeline checks again with the real length before the scan (:func:`check_activations`)."""
+
+
+@dataclass
+class Workload:
+    """What the scan will hold: prompts and their padded length (tokens)."""
+
+    n_prompts: int
+    seq_len: int = DEFAULT_SEQ_LEN
+    batch_size: int = 32
+
+
+@dataclass
+class MemoryPlan:
+    """The decision for one model; recorded in the result's ``models[role].placement``."""
+
+    dtype: str
+    n_params: int
+    weight_bytes: int
+    activation_bytes: int
+    needed_bytes: int
+    available_bytes: dict[str, int]  # device -> free bytes the plan saw (after the budget cap)
+    devices: list[str]  # where weights go, first = where the scans gather
+    device_map: dict[str, str] | None = None  # HF module name -> device, for weights over several GPUs
+    layers_per_device: dict[str, int] = field(default_factory=dict)
+
+    def to_info(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("device_map")
+        return d
+
+
+def parse_bytes(text: str) -> int:
+    """``"24GiB"``, ``"512MB"``, ``"1e9"``, ``"1048576"`` -> bytes."""
+    m = re.fullmatch(r"\s*([0-9.eE+]+)\s*([KMGT]i?B?|B)?\s*", text or "")
+    if not m:
+        raise ValueError(f"{MEMORY_BUDGET_ENV}={text!r}: expected bytes like 24GiB, 512MB or 1000000")
+    unit = (m[2] or "B").upper().rstrip("B")
+    scale = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+             "KI": 2**10, "MI": 2**20, "GI": 2**30, "TI": 2**40}[unit]
+    return int(float(m[1]) * scale)
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 * 2**30
+
+
+def bytes_per_row(d_model: int, d_mlp: int, n_heads: int, seq_len: int, itemsize: int) -> int:
+    """Working memory of one sequence while one block runs (residuals, MLP hidden, attention scores)."""
+    return itemsize * seq_len * (8 * d_model + 2 * d_mlp + 2 * n_heads * seq_len)
+
+
+def budget_cap() -> int | None:
+    text = os.environ.get(MEMORY_BUDGET_ENV)
+    return parse_bytes(text) if text else None
+
+
+def available_memory(device: torch.device) -> dict[str, int]:
+    """Free bytes per device a model may use: every visible GPU for ``cuda``, the host for ``cpu``;
+    each capped by the memory budget setting."""
+    if device.type == "cuda":
+        devs = [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
+        if device.index is not None:
+            devs = [device]
+    else:
+        devs = [device]
+    cap = budget_cap()
+    return {str(d): min(free_memory_bytes(d), cap) if cap is not None else free_memory_bytes(d) for d in devs}
+
+
+def meta_model(config: Any) -> torch.nn.Module:
+    """The architecture on the meta device: shapes without memory."""
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+    from ..vocabulary import family_of_model_type
+
+    auto = AutoModelForMaskedLM if family_of_model_type(config.model_type) == "masked" else AutoModelForCausalLM
+    with torch.device("meta"):
+        return auto.from_config(config)
+
+
+def choose_dtype(dtype: str, n_params: int) -> str:
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if n_params > BF16_ABOVE_PARAMS else "float32"
+
+
+def activation_bytes(config: Any, workload: Workload, itemsize: int) -> int:
+    d_model = int(getattr(config, "hidden_size", None) or config.n_embd)
+    n_heads = int(getattr(config, "num_attention_heads", None) or config.n_head)
+    n_layers = int(getattr(config, "num_hidden_layers", None) or config.n_layer)
+    d_head = int(getattr(config, "head_dim", None) or d_model // n_heads)
+    d_mlp = int(getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None) or 4 * d_model)
+    n, t = workload.n_prompts, workload.seq_len
+    kept = 2 * n_layers * n * t * (3 * d_model + n_heads * d_head) * itemsize  # clean + corrupted passes
+    one_row = bytes_per_row(d_model, d_mlp, n_heads, t, itemsize)
+    logits = min(n, workload.batch_size) * t * int(config.vocab_size) * 4
+    return kept + one_row + logits
+
+
+def plan_memory(config: Any, dtype: str, workload: Workload, available: dict[str, int], *,
+                field: str = "model", model_id: str = "model") -> MemoryPlan:
+    """Decide dtype and placement for ``config`` on the devices in ``available`` (device -> free bytes,
+    first = home); raise :class:`InsufficientMemoryError` when it cannot fit."""
+    model = meta_model(config)
+    n_params = sum(p.numel() for p in model.parameters())
+    dt = choose_dtype(dtype, n_params)
+    size = ITEMSIZE[dt]
+    weights = sum(p.numel() for p in model.parameters()) * size + sum(b.numel() for b in model.buffers()) * 4
+    acts = activation_bytes(config, workload, size)
+    needed = weights + acts
+    devices = list(available)
+    home = devices[0]
+    plan = MemoryPlan(dt, n_params, weights, acts, needed, dict(available), [home])
+    if needed <= available[home]:
+        return plan
+    if len(devices) > 1 and all(d.startswith("cuda") for d in devices):
+        spread = _spread_layers(model, size, acts, available)
+        if spread is not None:
+            plan.device_map, plan.layers_per_device = spread
+            plan.devices = [d for d in devices if plan.layers_per_device.get(d)] or [home]
+            return plan
+    total = sum(available.values())
+    gib = lambda b: f"{b / 2**30:.2f} GiB"  # noqa: E731
+    fixes = [f"use fewer prompts (n_prompts={workload.n_prompts}: activations take {gib(acts)})"]
+    if size > 2:
+        fixes.append(f"use dtype bfloat16 (halves the {gib(weights)} of weights)")
+    fixes.append(f"use a worker with more GPUs or more free memory (visible: {', '.join(devices)})")
+    raise InsufficientMemoryError(
+        f"{model_id} does not fit: it needs {needed} bytes ({gib(needed)}: weights {gib(weights)} in {dt} + scan "
+        f"activations {gib(acts)}) and {total} bytes ({gib(total)}) are available on {', '.join(devices)}",
+        field=field, fix="; or ".join(fixes), needed_bytes=needed, available_bytes=total,
+    )
+
+
+def _layer_list(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList] | None:
+    n = getattr(model.config, "num_hidden_layers", None) or getattr(model.config, "n_layer", None)
+    for name, mod in model.named_modules():
+        if isinstance(mod, torch.nn.ModuleList) and len(mod) == n:
+            return name, mod
+    return None
+
+
+def _spread_layers(model, size: int, acts: int, available: dict[str, int]):
+    """Greedy, in layer order: each GPU takes layers while they fit; the first GPU also holds every
+    non-layer module and the activations. Returns (device_map, layers per device) or None."""
+    found = _layer_list(model)
+    if found is None:
+        return None
+    prefix, layers = found
+    layer_bytes = [sum(p.numel() for p in layer.parameters()) * size for layer in layers]
+    rest = sum(p.numel() for p in model.parameters()) * size - sum(layer_bytes)
+    devices = list(available)
+    room = dict(available)
+    room[devices[0]] -= rest + acts
+    if room[devices[0]] < 0:
+        return None
+    device_map: dict[str, str] = {}
+    counts = {d: 0 for d in devices}
+    k = 0
+    for i, b in enumerate(layer_bytes):
+        while k < len(devices) and room[devices[k]] < b:
+            k += 1
+        if k == len(devices):
+            return None
+        room[devices[k]] -= b
+        counts[devices[k]] += 1
+        device_map[f"{prefix}.{i}"] = devices[k]
+    layer_names = {f"{prefix}.{i}" for i in range(len(layers))}
+    for name, _ in model.named_children():
+        _assign_rest(model, name, prefix, layer_names, devices[0], device_map)
+    return device_map, counts
+
+
+def _assign_rest(model, name: str, prefix: str, layer_names: set[str], home: str, device_map: dict[str, str]):
+    """Every module outside the layer list goes to ``home`` (recursing into the layer list's parents)."""
+    if name == prefix or name in layer_names:
+        return
+    if prefix.startswith(name + "."):
+        for child, _ in model.get_submodule(name).named_children():
+            _assign_rest(model, f"{name}.{child}", prefix, layer_names, home, device_map)
+        return
+    device_map[name] = home
+
+
+def check_activations(config: Any, dtype: torch.dtype, workload: Workload, device: torch.device, *,
+                      field: str, model_id: str) -> int:
+    """After the task is tokenised (real length): do this model's scan activations still fit in what
+    its home device has free now? Returns the bytes estimated; raises InsufficientMemoryError."""
+    size = torch.empty((), dtype=dtype).element_size()
+    acts = activation_bytes(config, workload, size)
+    free = available_memory(device)
+    home = str(device) if str(device) in free else next(iter(free))
+    if acts > free[home]:
+        gib = acts / 2**30
+        raise InsufficientMemoryError(
+            f"{model_id}: the scan's activations need {acts} bytes ({gib:.2f} GiB) for {workload.n_prompts} prompts "
+            f"of {workload.seq_len} tokens and {free[home]} bytes are free on {home}",
+            field="n_prompts", fix="use fewer prompts, dtype bfloat16, or a worker with more free memory",
+            needed_bytes=acts, available_bytes=free[home],
+        )
+    return acts
