@@ -1,26 +1,37 @@
-"""Influence-scan benchmark: naive vs exact vs attribution, and a warm-cache second comparison.
+"""Influence-scan benchmark: every method in float32 and bfloat16 against the machine's matmul rate,
+the screened scan against the exact one, and a warm-cache second comparison.
 
 Run by hand (not part of `make test`):
 
     .venv/bin/python benchmarks/scan.py                   # CPU, 100 IOI prompts, the paper pair's shapes
     .venv/bin/python benchmarks/scan.py --quick           # 16 prompts: a smoke run
     .venv/bin/python benchmarks/scan.py --device cuda     # same figures on a GPU (fails if there is none)
+    .venv/bin/python benchmarks/scan.py --only exact,screened --dtypes float32,bfloat16
 
-Every method runs in its own subprocess so each peak-memory figure is that method's own
-(``resource.getrusage`` max RSS on CPU, ``torch.cuda.max_memory_allocated`` on CUDA). All figures
-come from one invocation on one machine, side by side. Output: one ``name: value`` line per figure.
+Every (method, dtype) runs in its own subprocess so each peak-memory figure is that run's own
+(``resource.getrusage`` max RSS on CPU, ``torch.cuda.max_memory_allocated`` on CUDA), and each
+process also times a dense matmul of its dtype, so every "fraction of the machine" figure compares
+two rates measured in the same process under the same load. All figures come from one invocation
+on one machine, side by side. Output: one ``name: value`` line per figure; ``load`` lines give the
+machine's load average at the start and the end (the build machine is shared).
 
-Figures (issue #6 targets in brackets):
-- naive_s, exact_s, speedup_exact_vs_naive [>= 4]: both models' influence scans, wall time;
-- max_abs_influence_diff_rel [<= 1e-4]: max |influence_exact - influence_naive| over every
-  component of both models, divided by the clean logit-difference scale (mean |LD_clean|);
-- attribution_s, speedup_attribution_vs_naive [>= 40];
-- compare_first_s, compare_second_s, warm_cache_ratio [<= 0.5]: two full comparisons sharing the
+Figures, per method M in naive / exact / attribution / screened and dtype D in float32 / bfloat16:
+- ``M_D_s``: both models' influence scans, wall time. ``--naive-components N`` times the naive scan
+  on N components per model spread over the layers and scales to all of them (every naive
+  component costs the same: one full forward of every prompt); the line then says so;
+- ``M_D_gflops``, ``matmul_D_gflops_in_M``, ``M_D_fraction_of_matmul``: useful FLOPs (counted with
+  torch's FlopCounterMode on a separate, untimed run of the same scan; exact and attribution count
+  once, in float32, since every dtype runs the same operations) per second of the timed run,
+  against a dense D matmul timed in the same process;
+- ``speedup_M_D_vs_naive``: naive float32 time / this time; ``speedup_screened_D_vs_exact_float32``;
+- ``bf16_vs_fp32_M_*``: the precision contract's figures (max |ΔI| over the clean LD scale,
+  Spearman over components above 1% of the largest influence, top-10 identical);
+- ``screened_vs_exact_D_*``: on the components the screened scan marks exact, max |ΔI| over the
+  LD scale; whether its top-k equals the exact scan's; how many components it re-scanned;
+- ``max_abs_influence_diff_rel``: exact float32 vs naive float32 (the exact scan's equality);
+- ``compare_first_s``, ``compare_second_s``, ``warm_cache_ratio``: two full comparisons sharing the
   teacher (the second against a new student checkpoint), cold then warm activation cache;
-- exact_gflops, matmul_gflops, exact_fraction_of_matmul: useful FLOPs of the exact scan (counted
-  with torch's FlopCounterMode on a separate run) per second of its timed run, against a dense
-  float32 matmul timed in the same process;
-- peak_rss_mb_<method> (CPU) or peak_cuda_mb_<method> (CUDA).
+- ``peak_rss_mb_M_D`` (CPU) or ``peak_cuda_mb_M_D`` (CUDA).
 """
 
 from __future__ import annotations
@@ -61,7 +72,7 @@ def _setup(args):
 
     torch.manual_seed(0)
     device = torch.device(args.device)
-    adapters = {r: load_model(getattr(args, r), device=device, dtype="float32") for r in ("teacher", "student")}
+    adapters = {r: load_model(getattr(args, r), device=device, dtype=args.dtype) for r in ("teacher", "student")}
     items = task_items(args.task, {}, args.prompts, seed=0)
     task = build_task_data(items, {r: a.tokenizer for r, a in adapters.items()}, name=args.task, device=device)
     return device, adapters, task
@@ -76,8 +87,20 @@ def _peak(device) -> dict:
     return out
 
 
+def _options(args) -> dict:
+    return {"screen_top": args.screen_top} if args.method == "screened" else {}
+
+
+def _naive_sample(components: list, n: int) -> list:
+    """n components spread evenly over the canonical order (heads row-major, then MLPs)."""
+    if n <= 0 or n >= len(components):
+        return list(components)
+    step = len(components) / n
+    return [components[int(i * step)] for i in range(n)]
+
+
 def worker_scan(args) -> dict:
-    """Scan both models with one method; per-model LDs come back for the accuracy figures."""
+    """Scan both models with one method in one dtype; per-model LDs come back for the accuracy figures."""
     import torch
 
     from circuitdiff.scan import scan
@@ -86,33 +109,40 @@ def worker_scan(args) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     tokens = {r: float(task.view(r).clean.attention_mask.sum(1).float().mean()) for r in adapters}
-    out = {"models": {}, "mean_tokens": tokens, "n_prompts": task.n_prompts}
+    out = {"models": {}, "mean_tokens": tokens, "n_prompts": task.n_prompts, "dtype": args.dtype}
     total = 0.0
     for role, adapter in adapters.items():
         view = task.view(role)
+        comps = adapter.components()
+        timed = _naive_sample(comps, args.naive_components) if args.method == "naive" else comps
         if args.method != "naive":  # warm-up of kernels / allocator on a tiny slice, not timed
-            scan(adapter, view, args.ablation, method=args.method, components=adapter.components()[:1])
+            scan(adapter, view, args.ablation, method=args.method, components=comps[:1], **_options(args))
         _sync(device)
         t0 = time.perf_counter()
-        s = scan(adapter, view, args.ablation, method=args.method, batch_size=args.naive_batch)
+        s = scan(adapter, view, args.ablation, method=args.method, batch_size=args.naive_batch, components=timed,
+                 **_options(args))
         _sync(device)
         dt = time.perf_counter() - t0
-        total += dt
+        scaled = dt * len(comps) / len(timed)
+        total += scaled
         out["models"][role] = {
-            "seconds": dt, "components": s.components, "clean_ld": s.clean_ld.tolist(),
-            "ablated_mean": s.ablated_ld.mean(1).tolist(), "method": s.method,
+            "seconds": scaled, "timed_components": len(timed), "components": s.components,
+            "clean_ld": s.clean_ld.tolist(), "ablated_mean": s.ablated_ld.mean(1).tolist(), "method": s.method,
+            "exact": s.is_exact(), "agreement": s.agreement,
         }
-        log(f"{args.method} {role}: {dt:.1f}s for {len(s.components)} components")
+        log(f"{args.method} {args.dtype} {role}: {dt:.1f}s for {len(timed)} of {len(comps)} components")
     out["seconds"] = total
-    if args.method == "exact":
-        out.update(_flops(args, adapters, task, device, total))
+    if args.flops > 0:  # the count of the same scan in float32: the same operations in another dtype
+        out.update(flops=args.flops, gflops=args.flops / total / 1e9)
+    elif args.method != "naive":
+        out.update(_flops(args, adapters, task, total))
+    out["matmul_gflops"] = _matmul_gflops(device, args.dtype)
     out.update(_peak(device))
     return out
 
 
-def _flops(args, adapters, task, device, seconds: float) -> dict:
-    """Useful FLOPs of the exact scan (counted on a separate, untimed run) and dense matmul speed."""
-    import torch
+def _flops(args, adapters, task, seconds: float) -> dict:
+    """Useful FLOPs of the scan, counted on a separate, untimed run of the same scan."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from circuitdiff.scan import scan
@@ -120,21 +150,28 @@ def _flops(args, adapters, task, device, seconds: float) -> dict:
     counter = FlopCounterMode(display=False)
     with counter:
         for role, adapter in adapters.items():
-            scan(adapter, task.view(role), args.ablation, method="exact")
+            scan(adapter, task.view(role), args.ablation, method=args.method, **_options(args))
     flops = counter.get_total_flops()
-    n = 4096 if device.type == "cuda" else 2048
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    for _ in range(2):
+    return {"flops": flops, "gflops": flops / seconds / 1e9}
+
+
+def _matmul_gflops(device, dtype: str) -> float:
+    """A dense square matmul of ``dtype`` in this process: the machine's rate for that dtype now."""
+    import torch
+
+    dt = getattr(torch, dtype)
+    n = 8192 if device.type == "cuda" else 2048
+    a = torch.randn(n, n, device=device, dtype=dt)
+    b = torch.randn(n, n, device=device, dtype=dt)
+    for _ in range(3):
         a @ b
     _sync(device)
-    reps = 50 if device.type == "cuda" else 5
+    reps = 50 if device.type == "cuda" else (20 if dtype == "bfloat16" else 5)
     t0 = time.perf_counter()
     for _ in range(reps):
         a @ b
     _sync(device)
-    mm = 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
-    return {"exact_flops": flops, "exact_gflops": flops / seconds / 1e9, "matmul_gflops": mm}
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
 
 
 def worker_compare(args) -> dict:
@@ -183,46 +220,100 @@ def _save_new_student(student: str, out: Path, device: str) -> None:
 
 
 # ----------------------------------------------------------------------------- driver side
-def run_worker(args, kind: str, method: str | None = None) -> dict:
+def run_worker(args, kind: str, method: str | None = None, dtype: str = "float32", flops: int = 0) -> dict:
     cmd = [sys.executable, __file__, "--worker", kind, "--device", args.device, "--prompts", str(args.prompts),
            "--teacher", args.teacher, "--student", args.student, "--task", args.task, "--ablation", args.ablation,
-           "--naive-batch", str(args.naive_batch)]
+           "--naive-batch", str(args.naive_batch), "--naive-components", str(args.naive_components),
+           "--screen-top", str(args.screen_top), "--dtype", dtype, "--flops", str(flops)]
     if method:
         cmd += ["--method", method]
     env = dict(os.environ, CIRCUITDIFF_CACHE="0")  # scans are measured uncached; compare has its own
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, env=env, text=True)
     if proc.returncode != 0:
-        raise SystemExit(f"benchmark worker {kind} {method or ''} failed with exit code {proc.returncode}")
-    log(f"worker {kind} {method or ''} done in {time.perf_counter() - t0:.0f}s")
+        raise SystemExit(f"benchmark worker {kind} {method or ''} {dtype} failed with exit code {proc.returncode}")
+    log(f"worker {kind} {method or ''} {dtype} done in {time.perf_counter() - t0:.0f}s")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def influences(r: dict) -> dict[str, float]:
+    """role:component -> influence (|mean ablated LD - mean clean LD|) of a scan worker's output."""
+    out = {}
+    for role, m in r["models"].items():
+        c = sum(m["clean_ld"]) / len(m["clean_ld"])
+        out.update({f"{role}:{cid}": abs(x - c) for cid, x in zip(m["components"], m["ablated_mean"])})
+    return out
+
+
+def ld_scale(r: dict) -> float:
+    """The clean LD scale: the larger of the two models' mean |LD_clean|."""
+    return max(sum(abs(x) for x in m["clean_ld"]) / len(m["clean_ld"]) for m in r["models"].values())
+
+
 def influence_error(a: dict, b: dict) -> tuple[float, float]:
-    """(max |influence_a - influence_b| over both models, the clean LD scale)."""
-    worst, scale = 0.0, 0.0
-    for role in a["models"]:
-        ma, mb = a["models"][role], b["models"][role]
-        assert ma["components"] == mb["components"]
-        ca = sum(ma["clean_ld"]) / len(ma["clean_ld"])
-        cb = sum(mb["clean_ld"]) / len(mb["clean_ld"])
-        scale = max(scale, sum(abs(x) for x in mb["clean_ld"]) / len(mb["clean_ld"]))
-        for x, y in zip(ma["ablated_mean"], mb["ablated_mean"]):
-            worst = max(worst, abs(abs(x - ca) - abs(y - cb)))
-    return worst, scale
+    """(max |influence_a - influence_b| over both models, the clean LD scale of b)."""
+    ia, ib = influences(a), influences(b)
+    common = [c for c in ib if c in ia]  # a naive scan timed on a sample covers only that sample
+    return max(abs(ia[c] - ib[c]) for c in common), ld_scale(b)
 
 
 def spearman_vs(a: dict, b: dict) -> float:
     from circuitdiff.scan.attribution import spearman
 
-    xs, ys = [], []
-    for role in a["models"]:
-        ma, mb = a["models"][role], b["models"][role]
-        ca = sum(ma["clean_ld"]) / len(ma["clean_ld"])
-        cb = sum(mb["clean_ld"]) / len(mb["clean_ld"])
-        xs += [abs(x - ca) for x in ma["ablated_mean"]]
-        ys += [abs(y - cb) for y in mb["ablated_mean"]]
-    return spearman(xs, ys)
+    ia, ib = influences(a), influences(b)
+    common = [c for c in ib if c in ia]
+    return spearman([ia[c] for c in common], [ib[c] for c in common])
+
+
+def precision_vs(low: dict, ref: dict) -> dict:
+    """The precision contract's figures per model, worst over the two (tests/test_precision.py)."""
+    from circuitdiff.scan.attribution import spearman
+    from circuitdiff.vocabulary import PRECISION_CONTRACTS
+
+    contract = PRECISION_CONTRACTS["bfloat16"]
+    il, ir, scale = influences(low), influences(ref), ld_scale(ref)
+    rel, rho, top = 0.0, 1.0, True
+    for role in ref["models"]:
+        keys = [c for c in ir if c.startswith(role + ":")]
+        big = max(ir[c] for c in keys)
+        over = [c for c in keys if ir[c] > contract["spearman_over"] * big]
+        k = min(contract["top_k_identical"], len(keys))
+        rank = lambda d: set(sorted(keys, key=lambda c: -d[c])[:k])  # noqa: E731
+        rel = max(rel, max(abs(il[c] - ir[c]) for c in keys) / scale)
+        rho = min(rho, spearman([ir[c] for c in over], [il[c] for c in over]))
+        top = top and rank(il) == rank(ir)
+    return {"max_abs_influence_diff_rel": rel, "spearman": rho, f"top{contract['top_k_identical']}_identical": top}
+
+
+def screened_vs(scr: dict, ex: dict, k: int) -> dict:
+    """Screened against the full exact scan: max |ΔI| on the components marked exact (over the LD
+    scale), the top-k per model identical, how many components were re-scanned."""
+    i_s, i_e, scale = influences(scr), influences(ex), ld_scale(ex)
+    flags = {f"{role}:{c}": f for role, m in scr["models"].items() for c, f in zip(m["components"], m["exact"])}
+    worst = max(abs(i_s[c] - i_e[c]) for c in i_e if flags[c])
+    top = True
+    for role in ex["models"]:
+        keys = [c for c in i_e if c.startswith(role + ":")]
+        kk = min(k, len(keys))
+        top = top and set(sorted(keys, key=lambda c: -i_s[c])[:kk]) == set(sorted(keys, key=lambda c: -i_e[c])[:kk])
+    n_exact = {role: sum(m["exact"]) for role, m in scr["models"].items()}
+    n_all = {role: len(m["exact"]) for role, m in scr["models"].items()}
+    est_off = max((abs(i_s[c] - i_e[c]) for c in i_e if not flags[c]), default=0.0)
+    margins = {role: m["agreement"]["error_margin"] for role, m in scr["models"].items()}
+    return {"max_exact_diff_rel": worst / scale, f"top{k}_identical": top,
+            "n_exact": ", ".join(f"{r} {n_exact[r]}/{n_all[r]}" for r in n_exact),
+            "max_estimate_error_rel": est_off / scale,
+            "error_margin_rel": ", ".join(f"{r} {margins[r] / scale:.3g}" for r in margins)}
+
+
+METHODS = ("naive", "exact", "attribution", "screened")
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
 
 
 def main() -> int:
@@ -235,9 +326,17 @@ def main() -> int:
     p.add_argument("--task", default="ioi")
     p.add_argument("--ablation", default="mean", choices=["zero", "mean", "resample"])
     p.add_argument("--naive-batch", type=int, default=32, help="prompts per forward in the naive scan")
-    p.add_argument("--only", default="naive,exact,attribution,compare", help="comma list of parts to run")
+    p.add_argument("--naive-components", type=int, default=0, metavar="N",
+                   help="time the naive scan on N components per model and scale to all (0 = all)")
+    p.add_argument("--naive-all-dtypes", action="store_true",
+                   help="run the naive scan in every dtype (default: float32 only, the reference of the speedups)")
+    p.add_argument("--screen-top", type=int, default=20, help="screened scan: screen_top")
+    p.add_argument("--dtypes", default="float32,bfloat16", help="comma list of dtypes for every scan method")
+    p.add_argument("--only", default="naive,exact,attribution,screened,compare", help="comma list of parts to run")
     p.add_argument("--worker", choices=["scan", "compare"], help=argparse.SUPPRESS)
     p.add_argument("--method", help=argparse.SUPPRESS)
+    p.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
+    p.add_argument("--flops", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.quick:
         args.prompts = min(args.prompts, 16)
@@ -257,47 +356,75 @@ def main() -> int:
         return 0
 
     parts = set(args.only.split(","))
-    figures: list[tuple[str, object]] = []
-    add = lambda k, v: (figures.append((k, v)), print(f"{k}: {v}", flush=True))  # noqa: E731
-    dev = torch.cuda.get_device_name() if args.device == "cuda" else f"{platform.processor() or platform.machine()} x{os.cpu_count()}"
+    dtypes = args.dtypes.split(",")
+    add = lambda k, v: print(f"{k}: {v}", flush=True)  # noqa: E731
+    if args.device == "cuda":
+        dev = torch.cuda.get_device_name()
+    else:
+        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), platform.processor() or platform.machine())
+        flags = Path("/proc/cpuinfo").read_text()
+        isa = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in flags]
+        dev = f"{model} x{os.cpu_count()} ({', '.join(isa) or 'no AVX-512/AMX'})"
     add("machine", f"{args.device} {dev}; torch {torch.__version__}; threads {torch.get_num_threads()}")
+    add("load_at_start", load_average())
     add("pair", f"{args.teacher} vs {args.student}; task {args.task}; ablation {args.ablation}")
     peak_key = "peak_cuda_mb" if args.device == "cuda" else "peak_rss_mb"
 
-    res = {}
-    for method in ("naive", "exact", "attribution"):
-        if method in parts:
-            res[method] = run_worker(args, "scan", method)
+    res: dict[tuple[str, str], dict] = {}
+    for method in METHODS:
+        for dtype in dtypes:
+            if method in parts and (method != "naive" or dtype == "float32" or args.naive_all_dtypes):
+                # exact and attribution run the same operations in every dtype: their FLOPs are
+                # counted once (float32); the screened scan's re-scanned set can differ, so it counts its own
+                same = res.get((method, "float32"), {}).get("flops", 0) if method in ("exact", "attribution") else 0
+                res[method, dtype] = run_worker(args, "scan", method, dtype, flops=same)
     any_res = next(iter(res.values()), None)
     if any_res:
         add("prompts", any_res["n_prompts"])
         add("mean_tokens_per_prompt", round(sum(any_res["mean_tokens"].values()) / 2, 1))
-    for method, r in res.items():
-        add(f"{method}_s", round(r["seconds"], 2))
-    if "naive" in res and "exact" in res:
-        add("speedup_exact_vs_naive", round(res["naive"]["seconds"] / res["exact"]["seconds"], 2))
-        err, scale = influence_error(res["exact"], res["naive"])
+    naive = res.get(("naive", "float32"))
+    for (method, dtype), r in res.items():
+        note = "" if method != "naive" or args.naive_components <= 0 else \
+            f" (timed on {args.naive_components} components per model, scaled to all)"
+        add(f"{method}_{dtype}_s", f"{r['seconds']:.2f}{note}")
+        if "gflops" in r:
+            add(f"{method}_{dtype}_gflops", round(r["gflops"], 1))
+        add(f"matmul_{dtype}_gflops_in_{method}", round(r["matmul_gflops"], 1))
+        if "gflops" in r:
+            add(f"{method}_{dtype}_fraction_of_matmul", round(r["gflops"] / r["matmul_gflops"], 3))
+        if naive is not None and (method, dtype) != ("naive", "float32"):
+            add(f"speedup_{method}_{dtype}_vs_naive", round(naive["seconds"] / r["seconds"], 2))
+    exact32 = res.get(("exact", "float32"))
+    if naive is not None and exact32 is not None:
+        err, scale = influence_error(exact32, naive)
         add("clean_ld_scale", f"{scale:.4g}")
-        add("max_abs_influence_diff", f"{err:.3g}")
-        add("max_abs_influence_diff_rel", f"{err / scale:.3g}" if scale > 0 else "nan")
-    if "naive" in res and "attribution" in res:
-        add("speedup_attribution_vs_naive", round(res["naive"]["seconds"] / res["attribution"]["seconds"], 1))
-        add("attribution_spearman_vs_naive", round(spearman_vs(res["attribution"], res["naive"]), 3))
-    if "exact" in res:
-        e = res["exact"]
-        add("exact_gflops", round(e["exact_gflops"], 1))
-        add("matmul_gflops", round(e["matmul_gflops"], 1))
-        add("exact_fraction_of_matmul", round(e["exact_gflops"] / e["matmul_gflops"], 3))
+        add("max_abs_influence_diff_rel", f"{err / scale:.3g} (exact float32 vs naive float32, on the components "
+            "the naive scan ran)")
+    if naive is not None and ("attribution", "float32") in res:
+        add("attribution_spearman_vs_naive", round(spearman_vs(res["attribution", "float32"], naive), 3))
+    for method in METHODS:
+        if (method, "float32") in res and (method, "bfloat16") in res and (method != "naive" or args.naive_components <= 0):
+            for k, v in precision_vs(res[method, "bfloat16"], res[method, "float32"]).items():
+                add(f"bf16_vs_fp32_{method}_{k}", f"{v:.3g}" if isinstance(v, float) else v)
+    for dtype in dtypes:
+        scr, ex = res.get(("screened", dtype)), res.get(("exact", dtype))
+        if scr is not None and ex is not None:
+            for k, v in screened_vs(scr, ex, args.screen_top).items():
+                add(f"screened_vs_exact_{dtype}_{k}", f"{v:.3g}" if isinstance(v, float) else v)
+        if scr is not None and exact32 is not None:
+            add(f"speedup_screened_{dtype}_vs_exact_float32", round(exact32["seconds"] / scr["seconds"], 2))
     if "compare" in parts:
         c = run_worker(args, "compare")
         add("compare_first_s", round(c["first"], 2))
         add("compare_second_s", round(c["second"], 2))
         add("warm_cache_ratio", round(c["second"] / c["first"], 3))
         add("compare_cache", f"first {c['first_cache']}, second {c['second_cache']}")
-        res["compare"] = c
-    for method, r in res.items():
+        res["compare", ""] = c
+    for (method, dtype), r in res.items():
         if peak_key in r:
-            add(f"{peak_key}_{method}", round(r[peak_key], 1))
+            add(f"{peak_key}_{method}{'_' + dtype if dtype else ''}", round(r[peak_key], 1))
+    add("load_at_end", load_average())
     return 0
 
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 from .report.command import add_report, check_report_path, write_report
 from .metrics import METRICS
 from .vocabulary import (
-    CIRCUIT_THRESHOLD, Ablation, Bos, Device, Dtype, Matching, Metric, MlpSimilarity, Preset, ScanMethod, choices,
+    CIRCUIT_THRESHOLD, SCREEN_TOP, Ablation, Bos, Device, Dtype, Matching, Metric, MlpSimilarity, Preset, ScanMethod, choices,
 )
 from .watch_cli import add_watch
 
@@ -55,13 +55,18 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chance-draws", type=int, default=1000, help="permutations of the chance null (>= 1000)")
     p.add_argument("--device", choices=choices(Device), default="auto")
     p.add_argument("--dtype", choices=choices(Dtype), default="auto",
-                   help="weights' dtype (auto: float32 up to 1e9 parameters, bfloat16 above)")
+                   help="weights' dtype (auto: float32 up to 1e9 parameters, bfloat16 above); LDs and influences are "
+                   "accumulated in float32 (bfloat16's accuracy against float32: the result's scan.precision)")
     p.add_argument("--metric", choices=choices(Metric), default="logit_diff",
                    help="what influence is measured on: logit_diff (the paper's), answer_prob, answer_logprob, kl "
                         "(from the clean next-token distribution) or loss (next-token loss of the text; kl and loss "
                         "also run plain-text datasets, lines {\"text\": ...})")
     p.add_argument("--scan", choices=choices(ScanMethod), default="exact",
-                   help="influence scan method (naive = one forward per component, the reference)")
+                   help="influence scan method (naive = one forward per component, the reference; screened = "
+                   "attribution everywhere, exact where it can change the top components)")
+    p.add_argument("--screen-top", type=int, default=None, metavar="K",
+                   help=f"with --scan screened: exact values for at least the K most influential components "
+                   f"(default {SCREEN_TOP})")
     p.add_argument("--attribution-check", type=int, default=None, metavar="N",
                    help="with --scan attribution: exact-scan N sampled components and report the agreement")
     p.add_argument("--circuits", action="store_true",
@@ -120,7 +125,7 @@ def spec_from_args(args: argparse.Namespace):
         "duplicate_unmatched": args.duplicate_unmatched, "n_prompts": args.prompts, "seed": args.seed,
         "bos": args.bos, "bootstrap": args.bootstrap, "chance_draws": args.chance_draws, "device": args.device,
         "dtype": args.dtype, "scan": args.scan, "metric": args.metric, "attribution_check": args.attribution_check,
-        "circuits": circuits,
+        "circuits": circuits, "screen_top": args.screen_top,
     }
     return ComparisonSpec.model_validate(data)
 

@@ -50,7 +50,7 @@ from .scan.influence import InfluenceScan, clean_logit_diffs
 from .scan.words import word_pass
 from .spec import ComparisonSpec
 from .tasks.dataset import TaskData, build_task_data
-from .vocabulary import LLAMA_MODEL_TYPES, ROLES, SCHEMA_VERSION, head_ids, mlp_ids
+from .vocabulary import LLAMA_MODEL_TYPES, PRECISION_CONTRACTS, ROLES, SCHEMA_VERSION, head_ids, mlp_ids
 
 Progress = Callable[[str, int, int], None]
 
@@ -122,6 +122,8 @@ def run_comparison(
             run.tick(k + 1, 2)
 
     options = {"check": spec.attribution_check, "seed": spec.seed} if spec.scan == "attribution" and spec.attribution_check else {}
+    if spec.scan == "screened":
+        options = {"screen_top": spec.screen_top}
     scans: dict[str, InfluenceScan] = {}
     for role in ROLES:
         with run.stage(f"influence:{role}"):
@@ -223,7 +225,8 @@ def run_comparison(
         attention=sections.attention_views(pairs, infl, compared, task),
         circuits=circuits,
         scan=ScanInfo(
-            method=method, approximate=method == "attribution",
+            method=method, approximate=not all(all(scans[r].is_exact()) for r in ROLES),
+            precision=_precision({str(adapters[r].dtype).removeprefix("torch.") for r in ROLES}),
             agreement={r: scans[r].agreement for r in ROLES if scans[r].agreement is not None} or None,
             cache=pcache.status,
             microbatch_rows={r: scans[r].microbatch_rows for r in ROLES if scans[r].microbatch_rows},
@@ -261,6 +264,13 @@ def _ablation_protocol(spec: ComparisonSpec, asked: str | None, adapters: dict[s
     if spec.preset == "paper" and asked is None:
         return spec, TASKS[spec.task].paper.describe()
     return spec, f"{spec.ablation} ablation" + (" (asked in the spec)" if asked else f" ({spec.preset} preset)")
+
+
+def _precision(dtypes: set[str]) -> dict:
+    """``scan.precision``: the dtype the models ran in (the lower-precision one where they differ) and
+    its accuracy contract against float32 (circuitdiff.vocabulary.PRECISION_CONTRACTS)."""
+    dtype = next((d for d in ("bfloat16", "float16") if d in dtypes), "float32")
+    return {"dtype": dtype, "accumulation": "float32", **PRECISION_CONTRACTS.get(dtype, {"characterised": False})}
 
 
 class _Run:

@@ -141,6 +141,8 @@ class ComponentInfluence(_Model):
     influence: float = Field(description="|delta| (for kl: the mean KL)")
     retained_pct: float | None = Field(description="the metric's retained % (circuitdiff.metrics); null when "
                                        "undefined (LD_clean <= 0, kl, loss)")
+    exact: bool | None = Field(default=None, description="true: an exact value (naive, exact, or re-scanned by a "
+                               "screened scan); false: an estimate (attribution); null in results before schema 7")
 
 
 class Matrix(_Model):
@@ -294,8 +296,13 @@ class Circuits(_Model):
 class ScanInfo(_Model):
     method: ScanMethod
     approximate: bool
-    agreement: dict[str, Any] | None = None
+    agreement: dict[str, Any] | None = Field(
+        default=None, description="per model: the estimate's agreement with the exact scan (attribution with a "
+        "check: on sampled components; screened: on the components it re-scanned, with the screen's error margin)")
     cache: dict[str, str] = Field(default_factory=dict, description="per model: hit | miss | disabled")
+    precision: dict[str, Any] | None = Field(
+        default=None, description="the scan's dtype and what it promises against float32 (schema >= 7; "
+        "circuitdiff.vocabulary.PRECISION_CONTRACTS)")
     microbatch_rows: dict[str, int] = Field(
         default_factory=dict, description="per model: the exact scan's micro-batch size (sequences through the "
         "blocks above an ablated layer at once) that ran, sized from free memory and halved on out-of-memory "
@@ -305,7 +312,7 @@ class ScanInfo(_Model):
 
 
 class ComparisonResult(_Model):
-    schema_version: Literal[6] = SCHEMA_VERSION
+    schema_version: Literal[7] = SCHEMA_VERSION
     created_at: str
     spec: dict[str, Any] = Field(description="the fully resolved spec (preset expanded)")
     metric: MetricInfo = Field(default_factory=lambda: MetricInfo(**metric_info("logit_diff")),
@@ -344,7 +351,8 @@ def upgrade(data: dict) -> dict:
     out = dict(data)
     # 2 added worst5_mean / gini per model and slope_mean_ci95; 3 added the chance calibration, match
     # confidences, unpaired components and task items; 4 added circuits; 5 the metric; 6 added per-model dtype and
-    # memory placement, the scan's micro-batch sizes and ablation protocol. All optional: a missing value
+    # memory placement, the scan's micro-batch sizes and ablation protocol; 7 per-influence ``exact`` and
+    # ``scan.precision``. All optional: a missing value
     # reads "not computed".
     if version < 5:  # 5: the job's metric; earlier results all measured the logit difference
         out["metric"] = metric_info("logit_diff")

@@ -36,7 +36,7 @@ from pydantic_core import PydanticCustomError
 from .catalogue import TASKS, ZOO
 from .vocabulary import (
     CIRCUIT_THRESHOLD, MAX_PROMPTS, PAPER_HEAD_THRESHOLD, PAPER_MLP_THRESHOLD, Ablation, Bos, Device, Dtype, Matching,
-    Metric, MlpSimilarity, ModelKind, Preset, ScanMethod,
+    SCREEN_TOP, Metric, MlpSimilarity, ModelKind, Preset, ScanMethod,
 )
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
@@ -176,6 +176,11 @@ class ComparisonSpec(BaseModel):
         default=None, ge=1, le=10_000,
         description="scan=attribution: exact-scan this many sampled components and report the agreement",
     )
+    screen_top: int | None = Field(
+        default=None, ge=1, le=10_000,
+        description=f"scan=screened: exact influences for at least this many of the most influential components "
+        f"(default {SCREEN_TOP}), and for every component whose estimate could join them within its measured error",
+    )
     bootstrap: int | None = Field(
         default=None, ge=0, le=100_000,
         description="bootstrap resamples of every confidence interval (alignment, robustness) and of the match "
@@ -220,6 +225,9 @@ class ComparisonSpec(BaseModel):
             raise spec_error("invalid_dataset", f"the {self.task} task needs a dataset",
                              "upload the JSONL with POST /v1/datasets and pass the returned id as `dataset`",
                              field="dataset")
+        if self.screen_top is not None and self.scan != "screened":
+            raise spec_error("invalid_scan_option", f"screen_top only applies to scan \"screened\" (scan is {self.scan!r})",
+                             "remove `screen_top`, or use \"scan\": \"screened\"", field="screen_top")
         if self.metric == "loss":  # zoo models' families are known now; others are checked once loaded
             masked = [r for r in ("teacher", "student") if getattr(self, r).kind == "zoo"
                       and ZOO[getattr(self, r).id[4:]].family == "masked"]
@@ -251,6 +259,7 @@ class ComparisonSpec(BaseModel):
                 "task_options": {**task.defaults(), **self.task_options},
                 "matching": self.matching or "student_to_teacher",
                 "bos": self.bos or "prepend",
+                "screen_top": (self.screen_top or SCREEN_TOP) if self.scan == "screened" else None,
             }
         )
 

@@ -20,7 +20,7 @@ from .errors import ComponentIdError
 
 __all__ = [
     "SCHEMA_VERSION", "MAX_PROMPTS", "N_ATTENTION_VIEWS", "CIRCUIT_THRESHOLD", "CIRCUIT_SWEEP", "PAPER_HEAD_THRESHOLD", "PAPER_MLP_THRESHOLD",
-    "Role", "ROLES", "Preset", "Ablation", "Metric", "ANSWER_METRICS", "MAX_TEXT_TOKENS", "Matching", "MlpSimilarity", "ScanMethod", "Bos", "Device", "Dtype",
+    "Role", "ROLES", "Preset", "Ablation", "Metric", "ANSWER_METRICS", "MAX_TEXT_TOKENS", "Matching", "MlpSimilarity", "ScanMethod", "SCREEN_TOP", "Bos", "Device", "Dtype", "PRECISION_CONTRACTS",
     "BF16_ABOVE_PARAMS", "MEMORY_BUDGET_ENV",
     "ModelKind", "Family", "MASKED_LM_MODEL_TYPES", "LLAMA_MODEL_TYPES", "family_of_model_type", "AdapterName", "TaskForm",
     "TokenAlignment", "ComponentKind", "choices",
@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 # --------------------------------------------------------------------------- versions and limits
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 """Version of ``result.json``. Bumped with every change of the result's structure; the report still
 reads every older version (``circuitdiff.report.load`` upgrades them)."""
 
@@ -88,10 +88,16 @@ MlpSimilarity = Literal["cka", "eigen", "eigen_raw"]
 ``eigen`` the authors' top-3 eigenvector similarity rescaled to the head-similarity distribution
 (their sequence and QA notebooks); ``eigen_raw`` the same without rescaling (their IOI notebook)."""
 
-ScanMethod = Literal["exact", "attribution", "naive"]
+ScanMethod = Literal["exact", "attribution", "naive", "screened"]
 """How influences are computed: ``naive`` reruns the model once per component (the reference),
 ``exact`` computes the same numbers reusing the clean pass, ``attribution`` is a first-order
-estimate (approximate)."""
+estimate (approximate), ``screened`` estimates every component by attribution and computes the
+exact value of the top ``screen_top`` and of every component that could join them within the
+estimate's measured error (circuitdiff.scan.screened); each influence says whether it is exact."""
+
+SCREEN_TOP = 20
+"""``scan: "screened"``: how many of the most influential components get their exact value at least
+(the spec's ``screen_top`` default)."""
 
 Bos = Literal["prepend", "none"]
 """BOS policy for causal models, one for every pass of a job (paper-notes §7 pitfall 1)."""
@@ -107,6 +113,24 @@ paper ran in float32 is below, its Llama-3.1-8B -> Minitron-4B pair, run in bf16
 
 MEMORY_BUDGET_ENV = "CIRCUITDIFF_MEMORY_BUDGET"
 """Setting: most bytes per device a job may plan to use (``24GiB``); unset = what the device has free."""
+
+PRECISION_CONTRACTS: dict[str, dict] = {
+    "float32": {"reference": True},
+    "bfloat16": {"max_abs_influence_diff_rel": 0.01, "spearman_min": 0.99, "spearman_over": 0.01,
+                 "top_k_identical": 10, "top_k_ties_within": 2.0, "measured_for": "exact"},
+}
+"""What a scan in each dtype promises against the same scan in float32 (``result.scan.precision``),
+measured on the bundled pairs by tests/test_precision.py. ``max_abs_influence_diff_rel``: the largest
+|influence − influence_fp32| over every component, divided by the clean LD scale (mean |LD_clean| in
+float32); ``spearman_min``: the rank correlation over the components whose float32 influence exceeds
+``spearman_over`` of the largest; ``top_k_identical``: the k most influential components are the same
+set, except that components whose float32 influences lie within ``top_k_ties_within`` x the largest
+difference of the k-th largest may trade places (a tie at this precision). Measured (exact scan,
+zoo GPT pair, IOI and sequence, 16 prompts): largest difference 2.9e-3 of the LD scale, Spearman
+1.0000, top-10 identical but for one tie (L0H0 / L1H2 on the teacher, IOI); the bounds leave ~3x
+headroom (``measured_for``: the scan the figures come from; a screened scan's exact values come
+from it). Logit differences and influences are accumulated in float32 whatever the model's dtype.
+A dtype absent here (float16) is not characterised."""
 
 # --------------------------------------------------------------------------- models and tasks
 ModelKind = Literal["zoo", "hub", "local"]

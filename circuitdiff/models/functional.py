@@ -110,8 +110,10 @@ class LayerStack(ABC):
         return x_end + self.mlp(layer, x_end)
 
     def logit_diff(self, x_end: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
-        """x_end: [batch, d_model] final residual; direction: [batch, d_model] = W_U[ans] - W_U[dis]."""
-        return (self.final_norm(x_end) * direction).sum(-1)
+        """x_end: [batch, d_model] final residual; direction: [batch, d_model] = W_U[ans] - W_U[dis].
+        Returns float32 [batch] whatever the model's dtype: in bfloat16 the product's sum over d_model
+        would round each LD to ~3 significant digits, and influences are differences of LDs."""
+        return (self.final_norm(x_end).float() * direction.float()).sum(-1)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Full-vocabulary logits of final residuals x [..., d_model] -> [..., vocab] (the metrics that

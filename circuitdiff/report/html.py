@@ -192,7 +192,7 @@ def _component_table(r: ComparisonResult, side: str, status: dict[str, str]) -> 
         kind = "MLP" if parse_component(cid).kind == "mlp" else "head"
         rows.append(
             f'<tr><td class="mono" data-v="{rank}">{e(cid)}</td>'
-            f"<td>{kind}</td>{_num(c.value if c.value is not None else c.logit_diff)}{_num(c.delta)}{_num(c.influence)}"
+            f"<td>{kind}</td>{_num(c.value if c.value is not None else c.logit_diff)}{_num(c.delta)}{_influence_cell(c)}"
             f"{_num(c.retained_pct, 1)}"
             f"{_num(None if drops is None else drops[cid], 1)}"
             f"<td>{_status_badge(status[cid])}</td><td class=\"mono\">{e(', '.join(partners.get(cid, [])))}</td></tr>"
@@ -202,6 +202,23 @@ def _component_table(r: ComparisonResult, side: str, status: dict[str, str]) -> 
             f'<th class="num" title="{e(r.metric.label)}, {e(r.metric.units)}">influence ({e(r.metric.units)})</th>'
             '<th class="num">retained %</th><th class="num">drop %</th><th>match</th><th>paired with</th></tr></thead>'
             "<tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def _influence_cell(c) -> str:
+    """The influence, marked "≈" where it is an estimate (attribution; screened and not re-scanned)."""
+    if c.exact is not False:
+        return _num(c.influence)
+    return (f'<td class="num estimated" data-v="{c.influence!r}" title="estimated (attribution), not an exact '
+            f'ablation">≈ {c.influence:.3f}</td>')
+
+
+def _estimated_note(r: ComparisonResult) -> str:
+    n = {x: sum(c.exact is False for c in r.influence[x].values()) for x in SIDES}
+    if not any(n.values()):
+        return ""
+    return (f'<p class="note" id="estimated-note">Influences marked ≈ are estimates (attribution patching), not exact '
+            f'ablations: {n["teacher"]} of {len(r.influence["teacher"])} teacher and {n["student"]} of '
+            f'{len(r.influence["student"])} student components. The alignment score uses them as they are.</p>')
 
 
 def _matches_table(r: ComparisonResult) -> str:
@@ -269,7 +286,8 @@ def _reproducibility(r: ComparisonResult) -> str:
     timings = _kv_table([(e(k), f"{v:.2f} s") for k, v in r.timings.items()], "repro-timings")
     scan = _kv_table([("method", e(r.scan.method)), ("approximate", e(r.scan.approximate)),
                       ("activation cache", e(", ".join(f"{k}: {v}" for k, v in sorted(r.scan.cache.items())) or "–")),
-                      ("agreement with exact", e(json.dumps(r.scan.agreement)) if r.scan.agreement else "–")], "repro-scan")
+                      ("agreement with exact", e(json.dumps(r.scan.agreement)) if r.scan.agreement else "–"),
+                      ("precision", e(json.dumps(r.scan.precision)) if r.scan.precision else "–")], "repro-scan")
     spec = e(json.dumps(r.spec, indent=2, sort_keys=True))
     return f"""
 <section id="reproducibility"><h2>Reproducibility</h2>
@@ -355,6 +373,7 @@ def render_html(result: dict | ComparisonResult, plots: list[Plot] | None = None
 {_summary(r)}
 <section id="influence"><h2>Which components matter</h2>
 {influence}
+{_estimated_note(r)}
 <details open><summary>Teacher components ({len(r.influence['teacher'])})</summary><div class="scroll">{_component_table(r, 'teacher', status['teacher'])}</div></details>
 <details open><summary>Student components ({len(r.influence['student'])})</summary><div class="scroll">{_component_table(r, 'student', status['student'])}</div></details>
 </section>

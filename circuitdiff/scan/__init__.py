@@ -7,7 +7,10 @@ explicit table of methods (:data:`METHODS`):
 - ``exact`` (:mod:`.exact`): the same numbers from the clean pass and the blocks above the ablated
   layer (tests/test_fast_scan.py: equal to ``naive`` to 1e-5);
 - ``attribution`` (:mod:`.attribution`): a first-order estimate from one forward and one backward
-  pass, labelled approximate.
+  pass, labelled approximate;
+- ``screened`` (:mod:`.screened`): attribution for every component, then exact values for the top
+  ``screen_top`` and every component that could join them within the estimate's measured error;
+  each component says whether its value is exact (``InfluenceScan.exact``).
 
 Every method measures the job's metric (:mod:`circuitdiff.metrics`: logit difference, answer
 probability or log-probability, KL from clean, next-token loss), read by one :class:`~.readout.Readout`.
@@ -25,11 +28,13 @@ from ..vocabulary import Ablation, Component, Metric, ScanMethod
 from .attribution import attribution_method
 from .exact import exact_method
 from .influence import InfluenceScan, Progress, naive_scan
+from .screened import screened_method
 
 METHODS: dict[str, Callable[..., InfluenceScan]] = {
     "naive": naive_scan,
     "exact": exact_method,
     "attribution": attribution_method,
+    "screened": screened_method,
 }
 
 __all__ = ["METHODS", "InfluenceScan", "scan"]

@@ -81,9 +81,9 @@ def attribution_scan(
             backward(): no parameter .grad is touched."""
             grads = torch.autograd.grad(value.sum(), acts, allow_unused=True, retain_graph=retain)
             with torch.no_grad():
-                heads = [torch.einsum("bphk,bphk->hb", d, g) if g is not None else d.new_zeros(d.shape[2], n)
+                heads = [torch.einsum("bphk,bphk->hb", d.float(), g.float()) if g is not None else d.new_zeros(d.shape[2], n)
                          for d, g in zip(diffs[:n_layers], grads[:n_layers])]  # [head, batch] per layer
-                mlps = [torch.einsum("bpd,bpd->b", d, g) if g is not None else d.new_zeros(n)
+                mlps = [torch.einsum("bpd,bpd->b", d.float(), g.float()) if g is not None else d.new_zeros(n)
                         for d, g in zip(diffs[n_layers:], grads[n_layers:])]  # [batch] per layer
                 return torch.cat([torch.cat(heads), torch.stack(mlps)]).double()
 

@@ -47,9 +47,17 @@ class InfluenceScan:
     ablated_ld: torch.Tensor  # [C, n] float64, row c = per-prompt metric with component c ablated
     ablation: str
     method: str
-    agreement: dict | None = None  # attribution with a check: Spearman / top-k vs the exact scan
+    agreement: dict | None = None  # attribution with a check / screened: agreement with the exact scan
     metric: str = DEFAULT_METRIC
     microbatch_rows: int | None = None  # exact scan: the micro-batch size that ran (sized from free memory)
+    exact: list[bool] | None = None  # per component: an exact value (True) or an estimate; None = by method
+
+    def is_exact(self) -> list[bool]:
+        """Per component: whether its LDs are exact (naive, exact) or estimated (attribution, and the
+        components a screened scan did not re-scan)."""
+        if self.exact is not None:
+            return list(self.exact)
+        return [self.method != "attribution"] * len(self.components)
 
     @property
     def ld_clean(self) -> float:
@@ -60,7 +68,7 @@ class InfluenceScan:
         ``logit_diff`` repeats ``value`` for the logit-difference metric and is None otherwise)."""
         base = self.ld_clean
         out = {}
-        for cid, row in zip(self.components, self.ablated_ld):
+        for cid, row, exact in zip(self.components, self.ablated_ld, self.is_exact()):
             v = float(row.mean())
             out[cid] = {
                 "value": v,
@@ -68,6 +76,7 @@ class InfluenceScan:
                 "delta": v - base,
                 "influence": abs(v - base),
                 "retained_pct": retained_pct(self.metric, v, base),
+                "exact": exact,
             }
         return out
 
