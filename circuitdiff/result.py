@@ -23,6 +23,8 @@ Schema versions (``schema_version``; the report reads every one, circuitdiff.rep
    whether the dataset is answers or plain text and where texts were cut (``max_tokens``).
 6. each model records its dtype and the memory plan made before loading (``models[role].dtype``,
    ``models[role].placement``); ``scan.microbatch_rows`` and ``scan.ablation_protocol``.
+7. ``scan.precision`` (the dtype the scans ran in and its accuracy contract) and the screened scan:
+   each influence entry says whether it is ``exact``; ``scan.agreement`` holds the screen's measured error.
 """
 
 from __future__ import annotations
