@@ -203,6 +203,10 @@ ZOO: dict[str, ZooModel] = {
         ZooModel("bert-teacher", "BERT masked LM, 4 layers, trained on the bundled task corpus", "masked",
                  student="distilbert-student"),
         ZooModel("distilbert-student", "DistilBERT masked LM, 2 layers, distilled from bert-teacher", "masked"),
+        ZooModel("llama-teacher", "Llama architecture (GQA 4 query / 2 key-value heads, RoPE, RMSNorm, SwiGLU), "
+                 "4 layers, d_model 128, trained on the bundled task corpus", "causal", student="llama-student"),
+        ZooModel("llama-student", "2 layers pruned from llama-teacher the Minitron-Depth way (the layers whose "
+                 "removal costs most held-out loss kept), then distilled (KD, T=2)", "causal"),
         ZooModel("gpt2-small-random",
                  "GPT-2 small shapes (12x12, d_model 768, vocab 50257), seeded random weights; benchmarks only",
                  "causal", shape={"n_layer": 12, "n_head": 12, "n_embd": 768, "vocab_size": 50257,

@@ -131,6 +131,34 @@ def test_exact_scan_equals_plain_transformers_reference(llama, ablation):
     assert err <= TOL * max(1.0, scale)
 
 
+@pytest.mark.parametrize("ablation", ["mean", "token_mean"])
+def test_exact_scan_equals_plain_reference_on_the_zoo_llama_teacher(ablation):
+    """The same independent reference on the bundled, trained teacher and real IOI prompts."""
+    from circuitdiff.catalogue import task_items
+    from circuitdiff.zoo.load import load_zoo
+
+    model, tok = load_zoo("zoo:llama-teacher")
+    model.eval()
+    items = task_items("ioi", {}, 6, seed=3)
+
+    def enc(texts):
+        b = tok(texts, return_tensors="pt", padding=True)
+        mask = b["attention_mask"]
+        return b["input_ids"] * mask, mask, mask.sum(1) - 1
+
+    tokens, mask, end = enc([it.prompt for it in items])
+    c_tokens, c_mask, _ = enc([it.corrupted_prompt for it in items])
+    first = lambda words: torch.tensor([tok(" " + w, add_special_tokens=False)["input_ids"][0] for w in words])
+    ans, dis = first([it.answer for it in items]), first([it.distractor for it in items])
+    ref = plain_reference(model, tokens, mask, end, ans, dis, ablation, c_tokens, c_mask)
+    got = exact_scan(functional_view(model), tokens, mask, end, ans, dis, ablation, c_tokens, c_mask, max_rows=7)
+    scale = got.clean_ld.abs().max().item()
+    err = (got.ablated_ld - ref).abs().max().item()
+    print(f"zoo llama-teacher {ablation}: max |exact - plain reference| = {err:.2e} (LD scale {scale:.2f})")
+    assert got.clean_ld.mean() > 1, "the zoo teacher solves IOI"
+    assert (ref - got.clean_ld).abs().max() > 0.5 and err <= TOL * max(1.0, scale)
+
+
 def test_a_query_head_ablation_never_touches_the_heads_sharing_its_key_value_head(llama, word_tok):
     """GQA: heads 0-3 share key/value head 0. Zeroing query head 1 at the o_proj input leaves the
     o_proj input of heads 0, 2, 3 bit-identical in that layer; the authors' Llama script zeroed

@@ -1,5 +1,5 @@
-"""A Llama pair and a GPT-2 / Llama cross-family pair compared over HTTP: a real API, Redis and
-worker (tests/service_fixtures.py), the worker's model loader with the memory plan (issue #14)."""
+"""The bundled Llama pair and a GPT-2 / Llama cross-family pair compared over HTTP: a real API, Redis
+and worker (tests/service_fixtures.py), the worker's model loader with the memory plan (issue #14)."""
 
 from __future__ import annotations
 
@@ -16,14 +16,12 @@ def _under_root(svc_data, name, src) -> str:
     return str(dst.resolve())
 
 
-def test_llama_pairs_compare_over_http(alice, svc_worker, svc_data, tiny_llama_dir, tiny_llama_student_dir,
-                                       tiny_llama_other_vocab_dir, tiny_gpt_dir):
-    teacher = _under_root(svc_data, "llama-teacher", tiny_llama_dir)
-    student = _under_root(svc_data, "llama-student", tiny_llama_student_dir)
+def test_llama_pairs_compare_over_http(alice, svc_worker, svc_data, tiny_llama_other_vocab_dir, tiny_gpt_dir):
     other = _under_root(svc_data, "llama-other", tiny_llama_other_vocab_dir)
     gpt = _under_root(svc_data, "gpt-for-llama", tiny_gpt_dir)
     jobs = {
-        "llama": {"teacher": teacher, "student": student, "task": "sequence", "n_prompts": 6, "preset": "paper"},
+        "llama": {"teacher": "zoo:llama-teacher", "student": "zoo:llama-student", "task": "ioi", "n_prompts": 12,
+                  "preset": "paper"},
         "cross": {"teacher": gpt, "student": other, "task": "ioi", "n_prompts": 6},
     }
     ids = {}
@@ -38,6 +36,8 @@ def test_llama_pairs_compare_over_http(alice, svc_worker, svc_data, tiny_llama_d
     assert llama.models["teacher"].architecture == llama.models["student"].architecture == "LlamaForCausalLM"
     assert llama.spec["ablation"] == "token_mean" and "llama_influence.ipynb" in llama.scan.ablation_protocol
     assert llama.models["teacher"].placement["dtype"] == "float32" and llama.scan.microbatch_rows
+    assert all(p.performs_task for p in llama.performance.values())  # the zoo pair solves IOI
+    assert llama.task.token_alignment == "shared_vocabulary"  # it shares the zoo GPT tokenizer
     cross = ComparisonResult.model_validate(alice.get(f"/v1/comparisons/{ids['cross']}/result").json())
     assert {cross.models[r].architecture for r in ("teacher", "student")} == {"GPT2LMHeadModel", "LlamaForCausalLM"}
     assert cross.task.token_alignment == "word_pooled" and 0 < cross.alignment.score <= 1

@@ -26,7 +26,8 @@ KINDS = [
     ("qa", {}),
 ]
 # Share of the handful that must be top-1 (the targets hold on the full table).
-MIN_TOP1 = {"gpt-teacher": 0.8, "gpt-student": 0.7, "bert-teacher": 0.75, "distilbert-student": 0.6}
+MIN_TOP1 = {"gpt-teacher": 0.8, "gpt-student": 0.7, "bert-teacher": 0.75, "distilbert-student": 0.6,
+            "llama-teacher": 0.8, "llama-student": 0.7}
 
 
 @pytest.fixture(scope="module", params=catalogue.TRAINED)
@@ -61,7 +62,11 @@ def test_committed_models_are_small_safetensors():
         assert not list(d.glob("*.bin")), f"{name}: pickled weights must not be committed"
         recipe = json.loads((d / "training.json").read_text())
         assert recipe["seed"] == 0
-        if name.endswith("student"):
+        if name == "llama-student":  # Minitron-Depth: the kept layers follow from the recorded removal costs
+            costs = recipe["depth_pruning"]["removal_cost_per_layer"]
+            keep = sorted(sorted(range(len(costs)), key=lambda i: -costs[i])[:2])
+            assert recipe["temperature"] == 2.0 and recipe["init_from_teacher_layers"] == keep
+        elif name.endswith("student"):
             assert recipe["temperature"] == 2.0 and recipe["init_from_teacher_layers"] == [0, 2]
 
 
@@ -74,6 +79,11 @@ def test_student_shapes_follow_the_recipe():
     ds, dtok = load_zoo("zoo:distilbert-student")
     assert (bt.config.num_hidden_layers, ds.config.n_layers) == (4, 2)
     assert btok.get_vocab() == dtok.get_vocab()
+    lt, ltok = load_zoo("zoo:llama-teacher")
+    ls, _ = load_zoo("zoo:llama-student")
+    assert (lt.config.num_hidden_layers, ls.config.num_hidden_layers) == (4, 2)
+    assert (lt.config.num_attention_heads, lt.config.num_key_value_heads) == (4, 2)  # GQA
+    assert ls.config.num_key_value_heads == 2 and lt.config.hidden_size == ls.config.hidden_size == 128
 
 
 @pytest.mark.parametrize("name", catalogue.TRAINED)
