@@ -26,7 +26,11 @@ IGNORED = ("created_at", "timings")  # wall-clock facts; every other number must
 
 def _comparable(result: dict) -> dict:
     out = {k: v for k, v in result.items() if k not in IGNORED}
-    out["scan"] = {k: v for k, v in out["scan"].items() if k != "cache"}  # hit/miss depends on history
+    out["scan"] = {k: v for k, v in out["scan"].items() if k not in ("cache", "microbatch_rows")}  # hit/miss
+    # depends on history; micro-batch sizes and the memory plan's free bytes on the memory free at run time
+    out["models"] = {role: {**m, "placement": {k: v for k, v in (m.get("placement") or {}).items()
+                                               if k != "available_bytes"}}
+                     for role, m in out["models"].items()}
     return out
 
 
