@@ -9,17 +9,10 @@ import pytest
 
 from circuitdiff.tasks.custom import dataset_kind, validate_lines
 from tests.conftest import require_zoo
+from tests.plain_texts import TEXTS
 from tests.report_browser import Browser, chromium_path
 from tests.service_fixtures import poll_until
 
-TEXTS = [
-    "Mary and John went to the store. John gave a drink to Mary.",
-    "The cat sat on the mat and the dog sat on the rug.",
-    "When Tom and Anna arrived at the park, Anna gave a ball to Tom.",
-    "Alice and Bob went to the school. Bob gave a book to Alice.",
-    "After the meeting, Sarah and James went to the office.",
-    "The garden was quiet in the morning and loud at night.",
-]
 BODY = "\n".join(json.dumps({"text": t}) for t in TEXTS) + "\n"
 PAIR = ("zoo:gpt-teacher", "zoo:gpt-student")
 

@@ -57,12 +57,13 @@ class LayerStack(ABC):
     w_u: torch.Tensor  # [vocab, d_model] the unembedding (logits = final_norm(x) @ w_u.T, no bias)
 
     @property
-    @abstractmethod
-    def device(self) -> torch.device: ...
+    def device(self) -> torch.device:
+        """Where the logits are computed (the unembedding's device)."""
+        return self.w_u.device
 
     @property
-    @abstractmethod
-    def dtype(self) -> torch.dtype: ...
+    def dtype(self) -> torch.dtype:
+        return self.w_u.dtype
 
     @abstractmethod
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -163,14 +164,6 @@ class Gpt2Stack(LayerStack):
         self.w_pe = unwrap(t.wpe).weight  # [n_positions, d_model]
         self.w_u = unwrap(model.lm_head).weight  # [vocab, d_model] (tied to wte, no bias)
 
-    @property
-    def device(self) -> torch.device:
-        return self.w_u.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.w_u.dtype
-
     def _ln(self, x: torch.Tensor, wb: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         return F.layer_norm(x, (self.d_model,), wb[0], wb[1], self.eps)
 
@@ -256,14 +249,6 @@ class LlamaStack(LayerStack):
         self.norm = norm(base.norm)
         self.w_e = unwrap(base.embed_tokens).weight  # [vocab, d_model]
         self.w_u = unwrap(model.lm_head).weight  # [vocab, d_model]
-
-    @property
-    def device(self) -> torch.device:
-        return self.w_u.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.w_u.dtype
 
     def layer_device(self, layer: int) -> torch.device:
         return self.layers[layer]["q"][0].device
