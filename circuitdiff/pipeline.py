@@ -104,10 +104,12 @@ def run_comparison(
         if spec.circuits is not None and task.kind == "text":  # circuit search reads the logit difference
             raise MetricError("circuits are found on the logit difference, and this dataset is plain text (no answers)",
                               field="circuits", fix="drop `circuits`, or use a dataset of prompts with answers")
+        activation_bytes = {}
         for role in ROLES:  # the real token length now known: do the scan's activations still fit?
             a, v = adapters[role], task.view(role)
-            check_activations(a.hf_model.config, a.dtype, Workload(v.n, v.clean.tokens.shape[1], BATCH_SIZE),
-                              a.device, field=f"{role}.id", model_id=a.info["id"])
+            activation_bytes[role] = check_activations(
+                a.hf_model.config, a.dtype, Workload(v.n, v.clean.tokens.shape[1], BATCH_SIZE), a.device,
+                field=f"{role}.id", model_id=a.info["id"])
         if task.word_aligned:
             # issue #4: no shared tokenisation; attention is compared on shared words. The paper
             # compared only the end-query row for its GPT-2 vs DistilBERT control (pitfall 8).
@@ -213,7 +215,7 @@ def run_comparison(
         spec=spec.model_dump(mode="json"),
         metric=metric_info(spec.metric),
         engine=sections.engine_versions(),
-        models={r: adapters[r].info for r in ROLES},
+        models={r: _model_info(adapters[r].info, activation_bytes[r]) for r in ROLES},
         task=task.info(),
         performance=performance,
         influence={r: sections.influence_section(scans[r]) for r in ROLES},
@@ -237,6 +239,17 @@ def run_comparison(
     )
     run.tick_stage("done", 1, 1)
     return result
+
+
+def _model_info(info: dict, activation_bytes: int) -> dict:
+    """What the result records of a model: its load-time info, with the memory plan's activation
+    figure for *this* job (the real token length), so that a model reused from a worker's cache
+    reports the same plan as a fresh load would."""
+    placement = info.get("placement")
+    if not placement:
+        return info
+    return {**info, "placement": {**placement, "activation_bytes": activation_bytes,
+                                  "needed_bytes": placement["weight_bytes"] + activation_bytes}}
 
 
 def check_metric(metric: str, task: TaskData, families: dict[str, str]) -> None:

@@ -198,18 +198,21 @@ def _view(adapter, task, n):
     return build_task_data(task_items(task, {}, n, seed=0), {"teacher": tok, "student": tok}, name=task).view("teacher")
 
 
-def test_both_adapters_naive_and_exact_agree_on_a_llama_checkpoint(tiny_llama_dir):
+@pytest.mark.parametrize("checkpoint", ["tiny", "zoo"])
+def test_both_adapters_naive_and_exact_agree_on_a_llama_checkpoint(checkpoint, tiny_llama_dir):
     """The loader boots Llama in the transformer_lens bridge; plain hooks serve it too. Naive scans
-    through both, and the exact scan through the functional view, give the same influences."""
+    through both, and the exact scan through the functional view, give the same influences — on a
+    random Llama (8 query / 2 kv heads) and on the bundled, trained zoo:llama-teacher (4 / 2)."""
     from circuitdiff.models.hooks import HooksAdapter
     from circuitdiff.models.loading import load_model
     from circuitdiff.scan import scan
 
-    bridge = load_model(str(tiny_llama_dir))
+    bridge = load_model(str(tiny_llama_dir) if checkpoint == "tiny" else "zoo:llama-teacher")
     assert bridge.adapter_name == "bridge" and bridge.info["adapter"] == "bridge"
     hf = bridge.hf_model
     hooks = HooksAdapter(hf, bridge.tokenizer, dict(bridge.info), torch.device("cpu"), torch.float32)
-    assert (bridge.n_heads, bridge.d_head) == (hooks.n_heads, hooks.d_head) == (8, 8)
+    expected = (8, 8) if checkpoint == "tiny" else (4, 32)
+    assert (bridge.n_heads, bridge.d_head) == (hooks.n_heads, hooks.d_head) == expected
     view = _view(bridge, "ioi", 6)
     for ablation in ("zero", "token_mean"):
         nb = scan(bridge, view, ablation, method="naive", batch_size=6)
@@ -220,7 +223,7 @@ def test_both_adapters_naive_and_exact_agree_on_a_llama_checkpoint(tiny_llama_di
         moved = (nh.ablated_ld - nh.clean_ld).abs().max().item()
         e_adapters = (nb.ablated_ld - nh.ablated_ld).abs().max().item()
         e_exact = (ex.ablated_ld - nh.ablated_ld).abs().max().item()
-        print(f"llama ioi {ablation}: |bridge - hooks| {e_adapters:.2e}, |exact - naive| {e_exact:.2e}, "
+        print(f"llama {checkpoint} ioi {ablation}: |bridge - hooks| {e_adapters:.2e}, |exact - naive| {e_exact:.2e}, "
               f"largest effect {moved:.3f}")
         assert moved > 1e-2
         assert e_adapters <= TOL * scale and e_exact <= TOL * scale
