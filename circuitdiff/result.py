@@ -59,8 +59,9 @@ class ModelInfo(_Model):
     vocab_size: int
     dtype: str | None = Field(None, description="the weights' dtype as loaded (spec dtype auto resolved); schema >= 6")
     placement: dict[str, Any] | None = Field(
-        None, description="the memory plan made before loading: dtype, n_params, weight_bytes, activation_bytes, "
-        "needed_bytes, available_bytes per device, devices the weights went to, layers_per_device (schema >= 6)")
+        None, description="the memory plan made before loading: dtype, n_params, weight_bytes, available_bytes per "
+        "device, devices the weights went to, layers_per_device; activation_bytes and needed_bytes (= weights + "
+        "activations) for this job's prompts at their real token length (schema >= 6)")
 
 
 class TaskItem(_Model):
