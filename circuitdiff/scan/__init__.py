@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from ..models.adapter import ModelAdapter
+from ..models.functional import UnsupportedArchitectureError
 from ..metrics import DEFAULT_METRIC
 from ..vocabulary import Ablation, Component, Metric, ScanMethod
 from .attribution import attribution_method
@@ -60,7 +61,12 @@ def scan(
     if method not in METHODS:
         raise ValueError(f"unknown scan method {method!r}; choose one of: {', '.join(METHODS)}")
     comps = list(components) if components is not None else adapter.components()
-    return METHODS[method](
-        adapter, view, ablation, components=comps, batch_size=batch_size, progress=progress,
-        cancelled=cancelled, stage=stage, metric=metric, **options,
-    )
+    common = dict(components=comps, batch_size=batch_size, progress=progress, cancelled=cancelled, stage=stage,
+                  metric=metric)
+    if method == "naive":
+        return naive_scan(adapter, view, ablation, **common)
+    try:  # every other method runs on the adapter's functional view of its layers
+        stack = adapter.functional()
+    except UnsupportedArchitectureError:  # none for this architecture: the reference scan (it says naive)
+        return naive_scan(adapter, view, ablation, **common)
+    return METHODS[method](adapter, view, ablation, stack=stack, **common, **options)

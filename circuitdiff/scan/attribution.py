@@ -24,11 +24,11 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ..models.functional import LayerStack, UnsupportedArchitectureError
+from ..models.functional import LayerStack
 from ..metrics import DEFAULT_METRIC
 from ..vocabulary import Ablation, Component, Metric, component_ids
 from .exact import ScanOutput, exact_scan, replacement, run_clean, task_tensors
-from .influence import InfluenceScan, Progress, naive_scan
+from .influence import InfluenceScan, Progress
 from .readout import Readout
 
 KL_TOKENS = 16
@@ -169,18 +169,13 @@ def check_against_exact(
 
 
 def attribution_method(
-    adapter, view, ablation: Ablation, *, components: Sequence[Component], batch_size: int = 32,
+    adapter, view, ablation: Ablation, *, stack: LayerStack, components: Sequence[Component], batch_size: int = 32,
     progress: Progress | None = None, cancelled: Callable[[], bool] | None = None, stage: str = "influence",
     check: int | None = None, seed: int = 0, metric: Metric = DEFAULT_METRIC,
 ) -> InfluenceScan:
     """``scan(method="attribution")``; ``check=n`` also runs the exact scan on n sampled components and
-    stores the agreement (Spearman, top-k overlap) on the scan. Architectures without a functional
-    view run the naive scan instead (the returned scan then says so)."""
-    try:
-        stack = adapter.functional()
-    except UnsupportedArchitectureError:
-        return naive_scan(adapter, view, ablation, components=components, batch_size=batch_size,
-                          progress=progress, cancelled=cancelled, stage=stage, metric=metric)
+    stores the agreement (Spearman, top-k overlap) on the scan. ``stack`` is the adapter's functional
+    view (:func:`circuitdiff.scan.scan` runs the naive scan for architectures without one)."""
     inputs = dict(task_tensors(view), metric=metric)
     out = attribution_scan(stack, ablation=ablation, **inputs)
     wanted = [c.id for c in components]

@@ -39,10 +39,10 @@ from typing import Callable, Sequence
 import torch
 
 from ..errors import Cancelled
-from ..models.functional import LayerStack, UnsupportedArchitectureError, attention_mask_4d
+from ..models.functional import LayerStack, attention_mask_4d
 from ..metrics import DEFAULT_METRIC
 from ..vocabulary import Ablation, Component, Metric, component_ids, parse_component
-from .influence import InfluenceScan, Progress, naive_scan
+from .influence import InfluenceScan, Progress
 from .microbatch import rows_per_microbatch, run_microbatched
 from .readout import Readout
 
@@ -284,18 +284,11 @@ def task_tensors(view) -> dict:
 
 
 def exact_method(
-    adapter, view, ablation: Ablation, *, components: Sequence[Component], batch_size: int = 32,
+    adapter, view, ablation: Ablation, *, stack: LayerStack, components: Sequence[Component], batch_size: int = 32,
     progress: Progress | None = None, cancelled: Callable[[], bool] | None = None, stage: str = "influence",
     metric: Metric = DEFAULT_METRIC,
 ) -> InfluenceScan:
-    """``scan(method="exact")``: the exact scan through the adapter's functional view; the naive
-    scan where the architecture has none (the returned scan then says so)."""
-    try:
-        stack = adapter.functional()
-    except UnsupportedArchitectureError:
-        return naive_scan(adapter, view, ablation, components=components, batch_size=batch_size,
-                          progress=progress, cancelled=cancelled, stage=stage, metric=metric)
-
+    """``scan(method="exact")``: the exact scan through the adapter's functional view ``stack``."""
     def on_layer(done: int, total: int) -> None:
         if progress is not None:
             progress(stage, done, total)

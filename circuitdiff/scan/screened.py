@@ -41,12 +41,12 @@ from typing import Callable, Sequence
 import torch
 
 from ..errors import Cancelled
-from ..models.functional import UnsupportedArchitectureError
+from ..models.functional import LayerStack
 from ..metrics import DEFAULT_METRIC
 from ..vocabulary import SCREEN_TOP, Ablation, Component, Metric
 from .attribution import agreement, attribution_scan
 from .exact import exact_scan, task_tensors
-from .influence import InfluenceScan, Progress, naive_scan
+from .influence import InfluenceScan, Progress
 
 SAFETY = 3.0
 """Multiple of the screen's error measured on the re-scanned heads taken to bound its error on the
@@ -79,18 +79,14 @@ def screen(
 
 
 def screened_method(
-    adapter, view, ablation: Ablation, *, components: Sequence[Component], batch_size: int = 32,
+    adapter, view, ablation: Ablation, *, stack: LayerStack, components: Sequence[Component], batch_size: int = 32,
     progress: Progress | None = None, cancelled: Callable[[], bool] | None = None, stage: str = "influence",
     screen_top: int = SCREEN_TOP, metric: Metric = DEFAULT_METRIC,
 ) -> InfluenceScan:
     """``scan(method="screened")``: attribution for every component, exact values for the top
-    ``screen_top`` and every component that could join them (module docstring). Architectures
-    without a functional view run the naive scan (every value exact; the scan says ``naive``)."""
-    try:
-        stack = adapter.functional()
-    except UnsupportedArchitectureError:
-        return naive_scan(adapter, view, ablation, components=components, batch_size=batch_size,
-                          progress=progress, cancelled=cancelled, stage=stage, metric=metric)
+    ``screen_top`` and every component that could join them (module docstring), on the adapter's
+    functional view ``stack`` (:func:`circuitdiff.scan.scan` runs the naive scan, every value exact,
+    for architectures without one)."""
     inputs = dict(task_tensors(view), metric=metric)
     wanted = [c.id for c in components]
     cheap = attribution_scan(stack, ablation=ablation, **inputs)
