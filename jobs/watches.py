@@ -285,26 +285,29 @@ class WatchStore:
     def pending(self, wid: str) -> set[str]:
         return self.r.smembers(f"{watch_key(wid)}:pending")
 
-    def set_seen(self, wid: str, seen: dict[str, dict]) -> None:
+    def _read_json_hash(self, key: str) -> dict[str, dict]:
+        return {k: json.loads(v) for k, v in self.r.hgetall(key).items()}
+
+    def _replace_json_hash(self, key: str, values: dict[str, dict]) -> None:
+        """The hash at ``key`` becomes exactly ``values`` (JSON each), in one transaction."""
         pipe = self.r.pipeline(transaction=True)
-        pipe.delete(f"{watch_key(wid)}:seen")
-        if seen:
-            pipe.hset(f"{watch_key(wid)}:seen", mapping={k: json.dumps(v) for k, v in seen.items()})
+        pipe.delete(key)
+        if values:
+            pipe.hset(key, mapping={k: json.dumps(v) for k, v in values.items()})
         pipe.execute()
+
+    def set_seen(self, wid: str, seen: dict[str, dict]) -> None:
+        self._replace_json_hash(f"{watch_key(wid)}:seen", seen)
 
     def fingerprints(self, wid: str) -> dict[str, dict]:
         """Checkpoint name -> {stamp, fingerprint}: hashes kept across checks and restarts."""
-        return {k: json.loads(v) for k, v in self.r.hgetall(f"{watch_key(wid)}:fingerprints").items()}
+        return self._read_json_hash(f"{watch_key(wid)}:fingerprints")
 
     def save_fingerprints(self, wid: str, known: dict[str, dict]) -> None:
-        pipe = self.r.pipeline(transaction=True)
-        pipe.delete(f"{watch_key(wid)}:fingerprints")
-        if known:
-            pipe.hset(f"{watch_key(wid)}:fingerprints", mapping={k: json.dumps(v) for k, v in known.items()})
-        pipe.execute()
+        self._replace_json_hash(f"{watch_key(wid)}:fingerprints", known)
 
     def seen(self, wid: str) -> dict[str, dict]:
-        return {k: json.loads(v) for k, v in self.r.hgetall(f"{watch_key(wid)}:seen").items()}
+        return self._read_json_hash(f"{watch_key(wid)}:seen")
 
     # ------------------------------------------------------------------ events and deliveries
     def emit(self, wid: str, key: str, event: str, delivery_id: str, body: bytes) -> bool:
