@@ -12,7 +12,8 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from circuitdiff.vocabulary import component_ids, parse_component
 from circuitdiff.models.functional import functional_view
-from circuitdiff.scan.exact import exact_scan, replacement
+from circuitdiff.scan.ablation import replacement
+from circuitdiff.scan.exact import exact_scan
 
 TOL = 1e-5
 

@@ -27,7 +27,8 @@ import torch
 from ..models.functional import LayerStack
 from ..metrics import DEFAULT_METRIC
 from ..vocabulary import Ablation, Component, Metric, component_ids
-from .exact import ScanOutput, exact_scan, replacement, run_clean, task_tensors
+from .ablation import replacement
+from .exact import ScanOutput, corrupted_run, exact_scan, run_clean, task_tensors
 from .influence import InfluenceScan, Progress
 from .readout import Readout
 
@@ -53,14 +54,7 @@ def attribution_scan(
     t = int(end_pos.max()) + 1  # causal: later positions never reach an answer
     tokens, attention_mask = tokens[:, :t].to(device), attention_mask[:, :t].to(device)
     end_pos = end_pos.to(device)
-    corrupt = c_mask = None
-    if ablation != "zero":
-        if corrupted_tokens is None or corrupted_mask is None:
-            raise ValueError(f"{ablation} ablation needs the corrupted prompts")
-        tc = corrupted_tokens.shape[1] if ablation == "token_mean" else t  # token_mean: every real token
-        c_mask = corrupted_mask[:, :tc].to(device)
-        with torch.no_grad():
-            corrupt = run_clean(view, corrupted_tokens[:, :tc].to(device), c_mask)
+    corrupt, c_mask = corrupted_run(view, ablation, corrupted_tokens, corrupted_mask, t)
 
     n_layers = view.n_layers
     n = tokens.shape[0]

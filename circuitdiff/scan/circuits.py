@@ -38,8 +38,8 @@ from ..errors import Cancelled, UnsupportedArchitectureError
 from ..models.adapter import Intervention, ModelAdapter
 from ..models.functional import attention_mask_4d
 from ..vocabulary import Ablation, component_ids, parse_component
-from .ablation import ablation_values
-from .exact import replacement, run_clean
+from .ablation import ablation_values, replacement
+from .exact import corrupted_run, run_clean
 from .influence import Progress, clean_logit_diffs
 from .microbatch import rows_per_microbatch, run_microbatched
 
@@ -118,11 +118,7 @@ class CircuitEvaluator:
         self.end = v.clean.end_pos.to(dev)
         self.direction = stack.unembed(v.answer_ids.to(dev)) - stack.unembed(v.distractor_ids.to(dev))  # [n, d]
         self.clean = run_clean(stack, tokens, mask, self.end, self.direction)
-        corrupt = c_mask = None
-        if self.ablation != "zero":
-            tc = v.corrupted.tokens.shape[1] if self.ablation == "token_mean" else t  # token_mean: every real token
-            c_mask = v.corrupted.attention_mask[:, :tc].to(dev)
-            corrupt = run_clean(stack, v.corrupted.tokens[:, :tc].to(dev), c_mask)
+        corrupt, c_mask = corrupted_run(stack, self.ablation, v.corrupted.tokens, v.corrupted.attention_mask, t)
         self.z_rep = [replacement(z, corrupt.z[l] if corrupt else None, self.ablation, c_mask)
                       for l, z in enumerate(self.clean.z)]  # [layer][n, t, head, d_head]
         self.m_rep = [replacement(m, corrupt.mlp_out[l] if corrupt else None, self.ablation, c_mask)

@@ -42,6 +42,7 @@ from ..errors import Cancelled
 from ..models.functional import LayerStack, attention_mask_4d
 from ..metrics import DEFAULT_METRIC
 from ..vocabulary import Ablation, Component, Metric, component_ids, parse_component
+from .ablation import ablation_rule, replacement
 from .influence import InfluenceScan, Progress
 from .microbatch import rows_per_microbatch, run_microbatched
 from .readout import Readout
@@ -89,41 +90,24 @@ def run_clean(
     return CleanRun(pre, mid, zs, mlps, ld, x)
 
 
-# ----------------------------------------------------------------------------- ablation values
-def replacement(
-    clean: torch.Tensor,
-    corrupted: torch.Tensor | None,
-    ablation: Ablation,
-    corrupted_mask: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """What an ablated activation is replaced by, broadcast to ``clean``'s shape [batch, pos, ...]:
-    zero; the per-position mean over the corrupted prompts; the corrupted prompt's own value; or
-    (``token_mean``) one mean over every real token of the corrupted prompts, at every position.
-
-    The mean at a position is over the corrupted prompts with a real token there
-    (``corrupted_mask`` [batch', pos]), accumulated in float64: the definition of
-    :mod:`circuitdiff.scan.ablation`, so both scans replace with the same numbers.
-    """
-    if ablation == "zero":
-        return torch.zeros_like(clean)
-    if corrupted is None:
+# ----------------------------------------------------------------------------- the corrupted pass
+def corrupted_run(
+    view: LayerStack, ablation: Ablation, corrupted_tokens: torch.Tensor | None,
+    corrupted_mask: torch.Tensor | None, clean_length: int,
+) -> tuple[CleanRun | None, torch.Tensor | None]:
+    """The unmodified pass over the corrupted prompts whose activations the ablation's replacement
+    reads (:func:`~.ablation.replacement`), and their real-token mask, both cut to the length the
+    ablation's rule reads (:meth:`~.ablation.AblationRule.corrupted_length`); (None, None) for an
+    ablation that reads no corrupted prompt."""
+    rule = ablation_rule(ablation)
+    if not rule.uses_corrupted:
+        return None, None
+    if corrupted_tokens is None or corrupted_mask is None:
         raise ValueError(f"{ablation} ablation needs the corrupted prompts")
-    if ablation == "mean":
-        t = clean.shape[1]
-        c = corrupted[:, :t].double()
-        m = (torch.ones(c.shape[:2], device=c.device) if corrupted_mask is None else corrupted_mask[:, :t])
-        m = m.to(c.device, torch.float64).view(*c.shape[:2], *([1] * (c.dim() - 2)))
-        mean = (c * m).sum(0) / m.sum(0).clamp(min=1)  # [pos, ...]
-        return mean.to(clean.dtype)[None].expand_as(clean)
-    if ablation == "token_mean":
-        c = corrupted.double()
-        m = torch.ones(c.shape[:2], device=c.device) if corrupted_mask is None else corrupted_mask[:, : c.shape[1]]
-        m = m.to(c.device, torch.float64).view(*c.shape[:2], *([1] * (c.dim() - 2)))
-        mean = (c * m).sum((0, 1)) / m.sum().clamp(min=1)  # [...]: one vector
-        return mean.to(clean.dtype).expand_as(clean)
-    if ablation == "resample":
-        return corrupted[:, : clean.shape[1]]
-    raise ValueError(f"unknown ablation {ablation!r}")
+    tc = rule.corrupted_length(clean_length, corrupted_tokens.shape[1])
+    c_mask = corrupted_mask[:, :tc].to(view.device)
+    with torch.no_grad():
+        return run_clean(view, corrupted_tokens[:, :tc].to(view.device), c_mask), c_mask
 
 
 # ----------------------------------------------------------------------------- the scan
@@ -181,17 +165,11 @@ def exact_scan(
     if metric == "kl":
         readout.set_reference(view.logits(final_end))
     clean_values = readout.from_residual(view, clean.final if readout.all_positions else final_end, everyone)
-    corrupt = c_mask = None
-    if ablation != "zero":
-        if corrupted_tokens is None or corrupted_mask is None:
-            raise ValueError(f"{ablation} ablation needs the corrupted prompts")
-        # token_mean averages every real corrupted token, also those after the clean end positions
-        tc = corrupted_tokens.shape[1] if ablation == "token_mean" else t
-        ct, c_mask = corrupted_tokens[:, :tc].to(device), corrupted_mask[:, :tc].to(device)
-        corrupt = run_clean(view, ct, c_mask)
-        if ablation == "resample" and ct.shape[0] != tokens.shape[0]:
-            raise ValueError("resample ablation needs one corrupted prompt per clean prompt")
-        if ct.shape[1] < t:
+    corrupt, c_mask = corrupted_run(view, ablation, corrupted_tokens, corrupted_mask, t)
+    if corrupt is not None:
+        if ablation_rule(ablation).per_prompt and c_mask.shape[0] != n:
+            raise ValueError(f"{ablation} ablation needs one corrupted prompt per clean prompt")
+        if c_mask.shape[1] < t:
             raise ValueError("corrupted prompts are shorter than the clean ones")
 
     mask = attention_mask_4d(attention_mask)  # [batch, 1, t, t]
