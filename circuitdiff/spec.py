@@ -34,6 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_core import PydanticCustomError
 
 from .catalogue import TASKS, ZOO
+from .errors import MetricError
+from .metrics import check_metric
 from .vocabulary import (
     CIRCUIT_THRESHOLD, MAX_PROMPTS, PAPER_HEAD_THRESHOLD, PAPER_MLP_THRESHOLD, Ablation, Bos, Device, Dtype, Matching,
     SCREEN_TOP, Metric, MlpSimilarity, ModelKind, Preset, ScanMethod,
@@ -228,13 +230,12 @@ class ComparisonSpec(BaseModel):
         if self.screen_top is not None and self.scan != "screened":
             raise spec_error("invalid_scan_option", f"screen_top only applies to scan \"screened\" (scan is {self.scan!r})",
                              "remove `screen_top`, or use \"scan\": \"screened\"", field="screen_top")
-        if self.metric == "loss":  # zoo models' families are known now; others are checked once loaded
-            masked = [r for r in ("teacher", "student") if getattr(self, r).kind == "zoo"
-                      and ZOO[getattr(self, r).id[4:]].family == "masked"]
-            if masked:
-                raise spec_error("invalid_metric", f"metric loss is the causal next-token loss, and the "
-                                 f"{' and '.join(masked)} is a masked LM",
-                                 "use metric kl or an answer metric, or two causal models", field="metric")
+        try:  # zoo models' families are known now; the dataset's kind and other models' families later
+            check_metric(self.metric, families={r: ZOO[ref.id[4:]].family for r, ref in
+                                                (("teacher", self.teacher), ("student", self.student))
+                                                if ref.kind == "zoo"})
+        except MetricError as e:
+            raise spec_error(e.code, e.message, e.fix, field=e.field) from None
         if not task.needs_dataset and self.dataset:
             raise spec_error("invalid_dataset", "only the custom task takes a dataset",
                              "remove `dataset`, or use \"task\": \"custom\"", field="dataset")

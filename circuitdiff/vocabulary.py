@@ -20,7 +20,7 @@ from .errors import ComponentIdError
 
 __all__ = [
     "SCHEMA_VERSION", "MAX_PROMPTS", "N_ATTENTION_VIEWS", "CIRCUIT_THRESHOLD", "CIRCUIT_SWEEP", "PAPER_HEAD_THRESHOLD", "PAPER_MLP_THRESHOLD",
-    "Role", "ROLES", "Preset", "Ablation", "Metric", "ANSWER_METRICS", "MAX_TEXT_TOKENS", "Matching", "MlpSimilarity", "ScanMethod", "SCREEN_TOP", "Bos", "Device", "Dtype", "PRECISION_CONTRACTS",
+    "Role", "ROLES", "Preset", "Ablation", "Metric", "MAX_TEXT_TOKENS", "Matching", "MlpSimilarity", "ScanMethod", "SCREEN_TOP", "Bos", "Device", "Dtype", "PRECISION_CONTRACTS",
     "BF16_ABOVE_PARAMS", "MEMORY_BUDGET_ENV",
     "ModelKind", "Family", "MASKED_LM_MODEL_TYPES", "LLAMA_MODEL_TYPES", "family_of_model_type", "AdapterName", "TaskForm",
     "TokenAlignment", "ComponentKind", "choices",
@@ -73,10 +73,8 @@ over every real token of the corrupted set, at every position (the authors' ``ll
 paper-notes §3.1 D) (circuitdiff.scan.ablation)."""
 
 Metric = Literal["logit_diff", "answer_prob", "answer_logprob", "kl", "loss"]
-"""What a component's influence is measured on (definitions, units, reductions: circuitdiff.metrics)."""
-
-ANSWER_METRICS: tuple[Metric, ...] = ("logit_diff", "answer_prob", "answer_logprob")
-"""The metrics that read an answer token: a plain-text dataset (no answers) cannot use them."""
+"""What a component's influence is measured on. One record per name (definition, units, reduction,
+readout, what it needs): circuitdiff.metrics.METRICS."""
 
 Matching = Literal["student_to_teacher", "teacher_to_student", "one_to_one"]
 """How components are paired (circuitdiff.analysis.matching): argmax, one pair per student

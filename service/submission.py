@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from circuitdiff import ENGINE_VERSION
 from circuitdiff.fingerprint import file_sha256
-from circuitdiff.metrics import METRIC_FIX, METRICS
+from circuitdiff.errors import MetricError
+from circuitdiff.metrics import check_metric
 from circuitdiff.spec import ComparisonSpec, ModelRef
 from circuitdiff.tasks.custom import dataset_kind, validate_lines
 from circuitdiff.catalogue import RANDOM, zoo_path
@@ -69,10 +70,12 @@ def _dataset(spec: ComparisonSpec, settings: Settings, owner: str) -> tuple[str 
 
 
 def _check_metric(spec: ComparisonSpec, kind: str) -> None:
-    """An answer metric cannot run a plain-text dataset: refused now, not when a worker gets the job."""
-    if kind == "text" and METRICS[spec.metric].needs_answer:
-        raise Problem.field(422, "invalid_metric", "metric",
-                            f"{spec.metric} reads an answer token and dataset {spec.dataset!r} is plain text", METRIC_FIX)
+    """The metric on this dataset's kind (circuitdiff.metrics.check_metric): refused now, not when a
+    worker gets the job."""
+    try:
+        check_metric(spec.metric, kind)
+    except MetricError as e:
+        raise Problem.field(422, e.code, e.field or "metric", e.message, e.fix or "") from None
 
 
 def prepare(spec: ComparisonSpec, settings: Settings, owner: str) -> Prepared:

@@ -10,8 +10,9 @@ ablations) are missed, which is why results are labelled approximate and :func:`
 compare a sample against the exact scan.
 
 Every metric of :mod:`circuitdiff.metrics` is read by :mod:`.readout` and differentiated the same
-way (M(a') ≈ M(a) + (a' - a) · ∂M/∂a), except ``kl``: KL(p_clean || p_ablated) is 0 with a zero
-gradient at the clean run, so its first-order term vanishes. Its estimate is the second-order
+way (M(a') ≈ M(a) + (a' - a) · ∂M/∂a), except a metric whose record says ``attribution="fisher"``
+(``kl``): KL(p_clean || p_ablated) is 0 with a zero gradient at the clean run, so its first-order
+term vanishes. Its estimate is the second-order
 (Fisher) term, KL ≈ ½ Σ_v p_v (Δ log p_v)² with Δ log p_v ≈ (a' - a) · ∂ log p_v/∂a, summed over
 the :data:`KL_TOKENS` most probable next tokens of each prompt (one backward pass per token rank;
 the rest of the vocabulary is left out, so the estimate is a lower bound of the quadratic term).
@@ -82,7 +83,7 @@ def attribution_scan(
                 return torch.cat([torch.cat(heads), torch.stack(mlps)]).double()
 
         final_end = clean.final[everyone, end_pos]  # [batch, d_model]
-        if metric == "kl":  # second order: ½ Σ_v p_v (Δ log p_v)² over the top tokens
+        if readout.definition.attribution == "fisher":  # second order: ½ Σ_v p_v (Δ log p_v)² over the top tokens
             logp = torch.log_softmax(view.logits(final_end).double(), dim=-1)  # [batch, vocab]
             k = min(KL_TOKENS, logp.shape[-1])
             top_p, top_v = logp.detach().exp().topk(k, dim=-1)  # [batch, k]

@@ -162,7 +162,7 @@ def exact_scan(
     everyone = torch.arange(n, device=device)
     clean = run_clean(view, tokens, attention_mask)
     final_end = clean.final[everyone, end_pos]  # [batch, d_model]
-    if metric == "kl":
+    if readout.needs_reference:
         readout.set_reference(view.logits(final_end))
     clean_values = readout.from_residual(view, clean.final if readout.all_positions else final_end, everyone)
     corrupt, c_mask = corrupted_run(view, ablation, corrupted_tokens, corrupted_mask, t)

@@ -1,17 +1,19 @@
 """Reading the job's metric off a model's output, for every scan method.
 
-The metrics are defined in :mod:`circuitdiff.metrics`; this module is their arithmetic. A
-:class:`Readout` holds what one task's metric needs per prompt (answer and distractor ids, the
-text's next tokens, the clean next-token distribution for ``kl``) and turns either
+Each metric is one record of :mod:`circuitdiff.metrics`, which owns its arithmetic; this module
+feeds it. A :class:`Readout` holds what one task's metric needs per prompt (answer and distractor
+ids, the text's next tokens, the clean next-token distribution for a metric that compares with it)
+and turns either
 
 - logits from the adapter (:meth:`Readout.run`, the naive scan: the adapter computes them), or
 - final residuals from the functional view (:meth:`Readout.from_residual`, the exact scan and
   attribution patching: only what the metric needs is unembedded)
 
-into one float64 value per prompt. Both paths go through :meth:`Readout.from_logits` (except the
-logit difference from residuals, which needs only ``W_U[answer] - W_U[distractor]``), so the scans
-share one definition. ``rows`` are prompt indices into the task: the scans stack several
-ablations of a prompt along the batch, and each row is read against its own prompt.
+into one float64 value per prompt. Both paths go through the record's ``value`` (except where the
+record has a cheaper ``from_residual``: the logit difference needs only ``W_U[answer] -
+W_U[distractor]``), so the scans share one definition. ``rows`` are prompt indices into the task:
+the scans stack several ablations of a prompt along the batch, and each row is read against its
+own prompt.
 
 What each metric reads (:attr:`Readout.all_positions`, :attr:`Readout.full_vocab`): the logit
 difference two logits at the end position; ``answer_prob``, ``answer_logprob`` and ``kl`` the
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from ..metrics import METRICS
+from ..metrics import METRICS, MetricDefinition
 from ..models.adapter import Batch, ModelAdapter
 
 
@@ -34,12 +36,13 @@ class Readout:
                  answer: torch.Tensor | None = None, distractor: torch.Tensor | None = None):
         if metric not in METRICS:
             raise ValueError(f"unknown metric {metric!r}; choose one of: {', '.join(METRICS)}")
-        if METRICS[metric].needs_answer and (answer is None or distractor is None):
+        self.definition: MetricDefinition = METRICS[metric]
+        if self.definition.needs_answer and (answer is None or distractor is None):
             raise ValueError(f"metric {metric} needs an answer (and distractor) per prompt")
         self.metric = metric
         self.tokens, self.attention_mask, self.end_pos = tokens, attention_mask, end_pos
         self.answer, self.distractor = answer, distractor
-        self.reference: torch.Tensor | None = None  # kl: clean log-probabilities at end [n, vocab] float64
+        self.reference: torch.Tensor | None = None  # clean log-probabilities at end [n, vocab] float64
 
     @classmethod
     def for_task(cls, metric: str, view) -> "Readout":
@@ -49,39 +52,27 @@ class Readout:
 
     @property
     def all_positions(self) -> bool:
-        return self.metric == "loss"
+        return self.definition.all_positions
 
     @property
     def full_vocab(self) -> bool:
-        return self.metric != "logit_diff"
+        return self.definition.full_vocab
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.definition.needs_reference
 
     # ----------------------------------------------------------------------- from logits
     def from_logits(self, logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """logits: [r, 2] (answer, distractor) for ``logit_diff``; [r, vocab] at the end position for
-        ``answer_prob``/``answer_logprob``/``kl``; [r, pos, vocab] for ``loss``. -> [r] float64."""
+        """logits: [r, 2] (answer, distractor) for a metric that reads only those (``full_vocab``
+        False); [r, vocab] at the end position; [r, pos, vocab] with ``all_positions``. -> [r] float64."""
         lg = logits.double()
-        if self.metric == "logit_diff":
-            return lg[:, 0] - lg[:, 1]
-        rows = rows.to(lg.device)
-        if self.metric == "loss":
-            t = lg.shape[1]
-            logp = torch.log_softmax(lg[:, :-1], dim=-1)  # [r, pos-1, vocab]: position t predicts t+1
-            nxt = self.tokens[rows, 1:t].to(lg.device)
-            real = self.attention_mask[rows, 1:t].to(lg.device, torch.float64)  # the next token is real text
-            ce = -logp.gather(-1, nxt[..., None])[..., 0]  # [r, pos-1]
-            return (ce * real).sum(1) / real.sum(1).clamp(min=1)
-        logp = torch.log_softmax(lg, dim=-1)  # [r, vocab]
-        if self.metric == "kl":
-            if self.reference is None:  # the clean run itself: KL 0 by definition
-                return torch.zeros(lg.shape[0], dtype=torch.float64, device=lg.device)
-            ref = self.reference[rows.to(self.reference.device)].to(lg.device)
-            return (ref.exp() * (ref - logp)).sum(-1)
-        ans = logp.gather(1, self.answer[rows.to(self.answer.device)].to(lg.device)[:, None])[:, 0]
-        return ans.exp() if self.metric == "answer_prob" else ans
+        return self.definition.value(self, lg, rows.to(lg.device))
 
     def set_reference(self, clean_logits: torch.Tensor) -> None:
-        """kl: keep the clean run's end-position log-probabilities ([n, vocab]) to compare against."""
-        if self.metric == "kl":
+        """Keep the clean run's end-position log-probabilities ([n, vocab]) for a metric that compares
+        with them (``needs_reference``)."""
+        if self.needs_reference:
             self.reference = torch.log_softmax(clean_logits.double(), dim=-1)
 
     # ----------------------------------------------------------------------- the adapter (naive)
@@ -89,16 +80,17 @@ class Readout:
         """[b] values of prompts [start, start + b) with ``interventions`` applied, on the CPU."""
         rows = torch.arange(start, start + len(batch))
         token_ids = None
-        if self.metric == "logit_diff":
+        if not self.full_vocab:
             token_ids = torch.stack([self.answer[rows.to(self.answer.device)],
                                      self.distractor[rows.to(self.answer.device)]], dim=1)  # [b, 2]
         out = adapter.run(batch, interventions, token_ids=token_ids, all_positions=self.all_positions)
         return self.from_logits(out.logits, rows).cpu()
 
     def clean(self, adapter: ModelAdapter, batch: Batch, batch_size: int) -> torch.Tensor:
-        """[n] clean values of every prompt; for ``kl`` also sets the reference (and returns zeros)."""
+        """[n] clean values of every prompt; a metric that ``needs_reference`` gets it from this run
+        (and is 0 on it: the clean run compared with itself)."""
         n = len(batch)
-        if self.metric == "kl":
+        if self.needs_reference:
             ref = [adapter.run(batch.slice(s, s + batch_size)).logits for s in range(0, n, batch_size)]
             self.set_reference(torch.cat(ref))
             return torch.zeros(n, dtype=torch.float64)
@@ -106,13 +98,10 @@ class Readout:
 
     # ----------------------------------------------------------------------- the functional view
     def from_residual(self, view, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """x: final residual [r, d_model] at each row's end position, or [r, pos, d_model] for
-        ``loss``; ``view`` a LayerStack. -> [r] float64 on the view's device."""
-        if self.metric == "logit_diff":
-            d = self.answer.device
-            direction = view.unembed(self.answer[rows.to(d)].to(view.device)) - view.unembed(
-                self.distractor[rows.to(d)].to(view.device))
-            return view.logit_diff(x, direction).double()
+        """x: final residual [r, d_model] at each row's end position, or [r, pos, d_model] with
+        ``all_positions``; ``view`` a LayerStack. -> [r] float64 on the view's device."""
+        if self.definition.from_residual is not None:
+            return self.definition.from_residual(self, view, x, rows)
         return self.from_logits(view.logits(x), rows)
 
     def bytes_per_row(self, seq_len: int, vocab: int) -> int:
