@@ -22,7 +22,7 @@ __all__ = [
     "SCHEMA_VERSION", "MAX_PROMPTS", "N_ATTENTION_VIEWS", "CIRCUIT_THRESHOLD", "CIRCUIT_SWEEP", "PAPER_HEAD_THRESHOLD", "PAPER_MLP_THRESHOLD",
     "Role", "ROLES", "Preset", "Ablation", "Metric", "MAX_TEXT_TOKENS", "Matching", "MlpSimilarity", "ScanMethod", "SCREEN_TOP", "Bos", "Device", "Dtype", "PRECISION_CONTRACTS",
     "BF16_ABOVE_PARAMS", "MEMORY_BUDGET_ENV",
-    "ModelKind", "Family", "MASKED_LM_MODEL_TYPES", "LLAMA_MODEL_TYPES", "family_of_model_type", "AdapterName", "TaskForm",
+    "ModelKind", "Family", "ModelType", "AdapterName", "TaskForm",
     "TokenAlignment", "ComponentKind", "choices",
     "ComponentIdError", "Component", "head_id", "mlp_id", "parse_component", "is_component_id", "head_ids",
     "mlp_ids", "component_ids", "canonical_key", "layer_key",
@@ -138,18 +138,19 @@ Family = Literal["causal", "masked"]
 """A model's family: ``causal`` predicts the next token (GPT-2, Llama); ``masked`` fills a
 ``[MASK]`` (BERT, DistilBERT). It decides the task form a model reads."""
 
-MASKED_LM_MODEL_TYPES: tuple[str, ...] = ("bert", "distilbert")
-"""``config.model_type`` values of the masked family; every other supported type is causal."""
+ModelType = Literal["gpt2", "llama", "mistral", "qwen2", "bert", "distilbert"]
+"""The transformers ``config.model_type`` values circuitdiff has a record of (family, hook layout,
+functional view): circuitdiff.architectures.ARCHITECTURES. Other decoders may run through the bridge."""
 
 
-LLAMA_MODEL_TYPES: tuple[str, ...] = ("llama", "mistral", "qwen2")
-"""``config.model_type`` values of the Llama layout (GQA, RoPE, RMSNorm, SwiGLU): the paper's v2 pair and
-the layout most distillation uses today; the ``paper`` preset follows the authors' Llama notebook for them."""
+def __getattr__(name: str):
+    """Names that moved to the record that owns them (circuitdiff.architectures), still importable from
+    here for the callers not yet switched (circuitdiff.pipeline imports LLAMA_MODEL_TYPES)."""
+    if name in ("MASKED_LM_MODEL_TYPES", "LLAMA_MODEL_TYPES", "family_of_model_type"):
+        from . import architectures
 
-
-def family_of_model_type(model_type: str) -> Family:
-    """The family of a transformers ``config.model_type``."""
-    return "masked" if model_type in MASKED_LM_MODEL_TYPES else "causal"
+        return getattr(architectures, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 AdapterName = Literal["bridge", "hooks"]

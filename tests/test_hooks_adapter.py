@@ -16,7 +16,8 @@ from circuitdiff.vocabulary import Component
 from circuitdiff.errors import ModelLoadError
 from circuitdiff.models import Batch, Intervention, load_model
 from circuitdiff.models.bridge import BridgeAdapter, boot_bridge
-from circuitdiff.models.hooks import LAYOUTS, HooksAdapter, UnsupportedArchitectureError
+from circuitdiff.architectures import ARCHITECTURES
+from circuitdiff.models.hooks import HooksAdapter, UnsupportedArchitectureError
 from circuitdiff.models.loading import build_adapter
 from tests.conftest import causal_batch
 from tests.masked_fixtures import tiny_bert_dir, tiny_distilbert_dir, wordpiece_tok  # noqa: F401
@@ -101,8 +102,8 @@ def test_z_capture_is_the_out_projection_input(masked_case):
     kind, adapter, hf, tok = masked_case
     b = masked_batch(tok)
     seen = {}
-    block = LAYOUTS[kind].layers(hf)[1]
-    lin = LAYOUTS[kind].out_proj(block)
+    block = ARCHITECTURES[kind].hooks.layers(hf)[1]
+    lin = ARCHITECTURES[kind].hooks.out_proj(block)
     h = lin.register_forward_pre_hook(lambda m, args: seen.__setitem__("x", args[0].detach().clone()))
     try:
         plain_end_logits(hf, b)
@@ -147,7 +148,7 @@ def test_head_ablation_equals_zeroing_its_w_o_columns(masked_case):
     b = masked_batch(tok)
     layer, h, dh = 1, 3, adapter.d_head
     surgery = AutoModelForMaskedLM.from_pretrained(adapter_dir(adapter), attn_implementation="eager").eval()
-    lin = LAYOUTS[kind].out_proj(LAYOUTS[kind].layers(surgery)[layer])
+    lin = ARCHITECTURES[kind].hooks.out_proj(ARCHITECTURES[kind].hooks.layers(surgery)[layer])
     with torch.no_grad():
         lin.weight[:, h * dh : (h + 1) * dh] = 0
     ref = plain_end_logits(surgery, b)
@@ -160,7 +161,7 @@ def test_mlp_zero_ablation_equals_zeroing_the_second_ffn_linear(masked_case):
     kind, adapter, _, tok = masked_case
     b = masked_batch(tok)
     surgery = AutoModelForMaskedLM.from_pretrained(adapter_dir(adapter), attn_implementation="eager").eval()
-    lin2 = LAYOUTS[kind].mlp_out(LAYOUTS[kind].layers(surgery)[0])
+    lin2 = ARCHITECTURES[kind].hooks.mlp_out(ARCHITECTURES[kind].hooks.layers(surgery)[0])
     with torch.no_grad():
         lin2.weight.zero_()
         lin2.bias.zero_()

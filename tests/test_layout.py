@@ -75,6 +75,8 @@ RULES = [
     ("circuitdiff.vocabulary", TORCH + ("pydantic",), "the vocabulary is a stdlib-only leaf"),
     ("circuitdiff.catalogue", TORCH, "the catalogue is torch-free"),
     ("circuitdiff.spec", TORCH, "the spec is torch-free"),
+    ("circuitdiff.metrics", TORCH, "the metric records are torch-free: the service checks a metric with them"),
+    ("circuitdiff.architectures", TORCH, "the model-type records are torch-free: a family is known before loading"),
     ("circuitdiff.result", TORCH, "the result schema is torch-free"),
     ("circuitdiff.errors", TORCH, "errors are torch-free"),
     ("circuitdiff.tasks.custom", TORCH, "dataset validation is shared with the service"),
@@ -105,6 +107,7 @@ def test_imports_run_one_way(package, forbidden, why):
 
 TORCH_FREE = [
     "circuitdiff.vocabulary", "circuitdiff.catalogue", "circuitdiff.spec", "circuitdiff.result", "circuitdiff.errors",
+    "circuitdiff.metrics", "circuitdiff.architectures",
     "circuitdiff.tasks.custom", "circuitdiff.analysis.similarity", "circuitdiff.analysis.matching",
     "circuitdiff.analysis.alignment", "circuitdiff.analysis.robustness", "circuitdiff.analysis.circuits",
     "circuitdiff.analysis.performance", "circuitdiff.analysis.authors", "circuitdiff.report",
@@ -162,3 +165,33 @@ def test_scan_methods_are_one_explicit_table():
     assert set(METHODS) == set(choices(ScanMethod))
     with pytest.raises(ValueError, match="choose one of: naive, exact, attribution"):
         scan(None, None, "zero", method="fast")  # type: ignore[arg-type]
+
+
+def test_each_name_is_one_record_and_each_table_covers_its_literal():
+    """A new ablation, metric or model type is its literal in circuitdiff.vocabulary plus one record:
+    every table of records has exactly the literal's names, in its order, each record under its own name."""
+    from circuitdiff.architectures import ARCHITECTURES
+    from circuitdiff.metrics import METRICS
+    from circuitdiff.scan.ablation import ABLATIONS
+    from circuitdiff.vocabulary import Ablation, Metric, ModelType, choices
+
+    for table, literal, key in ((ABLATIONS, Ablation, "name"), (METRICS, Metric, "name"),
+                                (ARCHITECTURES, ModelType, "model_type")):
+        assert tuple(table) == choices(literal)
+        assert all(getattr(record, key) == name for name, record in table.items())
+
+
+def test_a_model_type_is_one_record():
+    """The hook adapter, the functional view and the family all read the record; nothing else lists
+    model types (the names that moved out of the vocabulary still resolve to the record's)."""
+    from circuitdiff import architectures, vocabulary
+    from circuitdiff.models import functional, hooks
+
+    assert not hasattr(hooks, "LAYOUTS") and not hasattr(functional, "VIEWS")
+    assert set(functional.STACKS) == {c.__name__ for c in functional.LayerStack.__subclasses__()}
+    for t, a in architectures.ARCHITECTURES.items():
+        assert a.stack is None or a.stack in functional.STACKS, t
+        assert architectures.family_of_model_type(t) == a.family
+    assert architectures.family_of_model_type("gpt_neox") == "causal"  # a bridge-only decoder
+    assert vocabulary.LLAMA_MODEL_TYPES == architectures.LLAMA_MODEL_TYPES == ("llama", "mistral", "qwen2")
+    assert vocabulary.MASKED_LM_MODEL_TYPES == ("bert", "distilbert")

@@ -13,7 +13,7 @@ from circuitdiff.tasks import generate
 from circuitdiff import catalogue
 from circuitdiff.zoo.corpus import single_token_words
 from circuitdiff.zoo.evaluate import EVAL_SEED, score, task_items
-from circuitdiff.vocabulary import family_of_model_type
+from circuitdiff.architectures import family_of_model_type
 from circuitdiff.zoo.load import load_zoo
 from circuitdiff.zoo.tokenizer import check_single_tokens
 

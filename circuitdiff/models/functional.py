@@ -5,7 +5,8 @@ re-run *parts* of a model: the blocks above an ablated layer, the last block at 
 only, the attention output of one head. They need the model as functions, not as one forward
 pass. A :class:`LayerStack` is that view for one architecture; an adapter hands it out
 (:meth:`circuitdiff.models.adapter.ModelAdapter.functional`), so the scans never reach into module
-internals and a new architecture plugs in here, once.
+internals. A model type's record (:mod:`circuitdiff.architectures`) names its class; a new layout
+plugs in here, once.
 
 Every implementation computes exactly what the model's own forward computes (same modules'
 weights, same operations), for pre-LN decoders whose block is
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..architectures import ARCHITECTURES, architecture
 from ..errors import UnsupportedArchitectureError
 
 
@@ -312,15 +314,19 @@ class LlamaStack(LayerStack):
         return self.w_u[token_ids.to(self.w_u.device)]
 
 
-VIEWS = {"gpt2": Gpt2Stack, "llama": LlamaStack, "mistral": LlamaStack, "qwen2": LlamaStack}
-"""``config.model_type`` -> its :class:`LayerStack`; the architectures the exact scan covers."""
+STACKS: dict[str, type[LayerStack]] = {cls.__name__: cls for cls in (Gpt2Stack, LlamaStack)}
+"""The LayerStack classes by name, as the architecture records' ``stack`` names them."""
 
 
 def functional_view(model: Any) -> LayerStack:
-    """The :class:`LayerStack` of an HF model (raises :class:`UnsupportedArchitectureError`)."""
+    """The :class:`LayerStack` of an HF model, the class its model type's record names
+    (circuitdiff.architectures); raises :class:`UnsupportedArchitectureError` where there is none."""
     model_type = getattr(getattr(model, "config", None), "model_type", None)
-    if model_type not in VIEWS:
+    arch = architecture(model_type)
+    if arch is None or arch.stack is None:
+        covered = [t for t, a in ARCHITECTURES.items() if a.stack is not None]
         raise UnsupportedArchitectureError(
             f"no functional view of {type(model).__name__} (model_type {model_type!r}); "
-            f"covered: {', '.join(VIEWS)}")
-    return VIEWS[model_type](model)
+            f"covered: {', '.join(covered)}")
+    return STACKS[arch.stack](model)
+

@@ -7,7 +7,8 @@ means "z", "pattern" and "mlp_out" mean exactly the same thing on both sides of 
 DistilBERT comparison. GPT-2 is covered as well, so the two adapters can be checked against each
 other on a decoder.
 
-Where each capture is read and where each ablation acts (per layer, one site each):
+Where each capture is read and where each ablation acts (per layer, one site each; each model
+type's modules: its ``hooks`` in :mod:`circuitdiff.architectures`):
 
 - ``z`` [batch, pos, head, d_head]: the *input* of the attention output linear (DistilBERT
   ``attention.out_lin``, BERT ``attention.output.dense``, GPT-2 ``attn.c_proj``, Llama / Mistral /
@@ -37,82 +38,20 @@ remote code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 
+from ..architectures import ARCHITECTURES, architecture
 from ..errors import UnsupportedArchitectureError
-from ..vocabulary import Family
 from .adapter import Batch, Capture, Intervention, ModelAdapter, RunOutput, apply_replacement, gather_end_logits
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Where the three sites live in one HF architecture."""
-
-    family: Family
-    layers: Callable[[Any], Sequence[Any]]  # model -> per-layer blocks
-    attention: Callable[[Any], Any]  # block -> module returning (output, attention probabilities)
-    out_proj: Callable[[Any], Any]  # block -> linear whose input is the concatenated heads
-    mlp_out: Callable[[Any], Any]  # block -> module whose output is the MLP contribution
-    n_heads: Callable[[Any], int]  # config -> heads (query heads)
-    d_model: Callable[[Any], int]
-    d_head: Callable[[Any], int | None] = lambda c: None  # config -> head width where it is not d_model / heads
-
-
-LAYOUTS: dict[str, Layout] = {
-    "distilbert": Layout(
-        family="masked",
-        layers=lambda m: m.distilbert.transformer.layer,
-        attention=lambda b: b.attention,
-        out_proj=lambda b: b.attention.out_lin,
-        mlp_out=lambda b: b.ffn.lin2,
-        n_heads=lambda c: c.n_heads,
-        d_model=lambda c: c.dim,
-    ),
-    "bert": Layout(
-        family="masked",
-        layers=lambda m: m.bert.encoder.layer,
-        attention=lambda b: b.attention.self,
-        out_proj=lambda b: b.attention.output.dense,
-        mlp_out=lambda b: b.output.dense,
-        n_heads=lambda c: c.num_attention_heads,
-        d_model=lambda c: c.hidden_size,
-    ),
-    "gpt2": Layout(
-        family="causal",
-        layers=lambda m: m.transformer.h,
-        attention=lambda b: b.attn,
-        out_proj=lambda b: b.attn.c_proj,
-        mlp_out=lambda b: b.mlp,
-        n_heads=lambda c: c.n_head,
-        d_model=lambda c: c.n_embd,
-    ),
-}
-# Llama and the models sharing its layout: z = the o_proj input, split into *query* heads (with
-# grouped-query attention a key/value head serves several query heads, but each query head has its
-# own slice of the o_proj input, so ablating one never touches the others); the MLP's output is the
-# SwiGLU block's (``down_proj``'s) output; eager attention returns per-query-head probabilities.
-_LLAMA = Layout(
-    family="causal",
-    layers=lambda m: m.model.layers,
-    attention=lambda b: b.self_attn,
-    out_proj=lambda b: b.self_attn.o_proj,
-    mlp_out=lambda b: b.mlp,
-    n_heads=lambda c: c.num_attention_heads,
-    d_model=lambda c: c.hidden_size,
-    d_head=lambda c: getattr(c, "head_dim", None),
-)
-LAYOUTS.update(llama=_LLAMA, mistral=_LLAMA, qwen2=_LLAMA)
-# The HF classes each layout was written against (a BertModel without an LM head has no logits).
-ARCHITECTURES = {"distilbert": "DistilBertForMaskedLM", "bert": "BertForMaskedLM", "gpt2": "GPT2LMHeadModel",
-                 "llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM"}
-
-
 def supports(hf_model: Any) -> bool:
-    mt = getattr(hf_model.config, "model_type", None)
-    return mt in LAYOUTS and type(hf_model).__name__ == ARCHITECTURES[mt]
+    """Whether ``hf_model`` is the class its model type's hook layout was written against
+    (circuitdiff.architectures)."""
+    arch = architecture(getattr(hf_model.config, "model_type", None))
+    return arch is not None and type(hf_model).__name__ == arch.hf_class
 
 
 class HooksAdapter(ModelAdapter):
@@ -124,10 +63,11 @@ class HooksAdapter(ModelAdapter):
         if not supports(hf_model):
             raise UnsupportedArchitectureError(
                 f"no forward-hook layout for {type(hf_model).__name__} "
-                f"(supported: {', '.join(ARCHITECTURES.values())})"
+                f"(supported: {', '.join(a.hf_class for a in ARCHITECTURES.values())})"
             )
         cfg = hf_model.config
-        self.layout = LAYOUTS[cfg.model_type]
+        arch = ARCHITECTURES[cfg.model_type]
+        self.layout = arch.hooks
         # Attention probabilities exist only on the eager path; the maths is the same as SDPA's.
         if getattr(cfg, "_attn_implementation", "eager") != "eager":
             hf_model.set_attn_implementation("eager")
@@ -139,7 +79,7 @@ class HooksAdapter(ModelAdapter):
             for mod in (b, getattr(b, "ffn", None)):
                 if mod is not None and getattr(mod, "chunk_size_feed_forward", 0):
                     mod.chunk_size_feed_forward = 0
-        self.family = self.layout.family
+        self.family = arch.family
         self.tokenizer = tokenizer
         self.n_layers = len(self.blocks)
         self.n_heads = int(self.layout.n_heads(cfg))

@@ -21,7 +21,7 @@ from .. import catalogue
 from ..errors import CircuitdiffError, ModelLoadError, UnknownModelError
 from ..fingerprint import weights_sha256
 from ..spec import ModelRef
-from ..vocabulary import family_of_model_type
+from ..architectures import family_of_model_type
 from .adapter import ModelAdapter
 from .placement import MemoryPlan, Workload, available_memory, plan_memory
 

@@ -127,7 +127,7 @@ def meta_model(config: Any) -> torch.nn.Module:
     """The architecture on the meta device: shapes without memory."""
     from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
-    from ..vocabulary import family_of_model_type
+    from ..architectures import family_of_model_type
 
     auto = AutoModelForMaskedLM if family_of_model_type(config.model_type) == "masked" else AutoModelForCausalLM
     with torch.device("meta"):

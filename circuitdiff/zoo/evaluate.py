@@ -19,7 +19,8 @@ import torch
 
 from ..catalogue import TRAINED, ZOO_DIR
 from ..tasks import generate
-from ..vocabulary import Family, family_of_model_type
+from ..architectures import family_of_model_type
+from ..vocabulary import Family
 from .tokenizer import answer_token
 
 EVAL_SEED = 12345

@@ -12,7 +12,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM,
 
 from ..catalogue import zoo_model
 from ..errors import ModelLoadError, UnknownModelError
-from ..vocabulary import family_of_model_type
+from ..architectures import family_of_model_type
 
 
 def load_model_dir(path: str | Path):
