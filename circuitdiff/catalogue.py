@@ -15,6 +15,7 @@ models with seeded random weights, built at load time, for benchmarks.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -232,6 +233,23 @@ def zoo_path(name: str) -> Path:
     if path is None:
         raise KeyError(name)
     return path
+
+
+def zoo_model_type(name: str) -> str | None:
+    """A zoo model's ``model_type`` (its ``config.json``; the random ones are GPT-2); None if unknown."""
+    m = ZOO.get(name.removeprefix("zoo:"))
+    if m is None:
+        return None
+    return config_model_type(m.path) if m.trained else "gpt2"
+
+
+def config_model_type(model_dir: Path) -> str | None:
+    """The ``model_type`` a checkpoint directory's ``config.json`` names; None without a readable one."""
+    try:
+        value = json.loads((Path(model_dir) / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def list_zoo() -> list[dict[str, Any]]:

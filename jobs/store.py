@@ -198,6 +198,13 @@ class JobStore:
         pipe.hincrby(job_key(job_id), "rev", 1)
         pipe.execute()
 
+    def set_spec(self, job_id: str, spec: dict) -> None:
+        """The spec as the engine resolved it (worker/tasks.py): what the status and re-runs show."""
+        pipe = self.r.pipeline()
+        pipe.hset(job_key(job_id), "spec", json.dumps(spec, sort_keys=True))
+        pipe.hincrby(job_key(job_id), "rev", 1)
+        pipe.execute()
+
     def cancel_requested(self, job_id: str) -> bool:
         return self.r.hget(job_key(job_id), "cancel_requested") == "1"
 

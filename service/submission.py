@@ -26,7 +26,7 @@ from .problems import Problem
 
 @dataclass(frozen=True)
 class Prepared:
-    spec: ComparisonSpec  # local paths made absolute and real
+    spec: ComparisonSpec  # resolved; local paths made absolute and real
     fingerprints: dict[str, str]
     dataset_digest: str
     content_key: str
@@ -94,6 +94,9 @@ def prepare(spec: ComparisonSpec, settings: Settings, owner: str) -> Prepared:
         first = problems[0]
         errors = [e for p in problems for e in (p.errors or [])]
         raise Problem(first.status, first.code, "; ".join(p.detail for p in problems), errors=errors)
-    spec = spec.model_copy(update={"teacher": teacher, "student": student, "dataset": dataset})
+    # Resolved once, here, with the models' layout where it can be known before loading (zoo, local
+    # checkpoints, catalogue.HUB_SHAPES); the record, the status and the result then show one spec.
+    # A hub model not seen before leaves the paper preset's ablation pending: the worker fills it in.
+    spec = spec.model_copy(update={"teacher": teacher, "student": student, "dataset": dataset}).resolve_known()
     fingerprints = {"teacher": fp_t, "student": fp_s}
     return Prepared(spec, fingerprints, digest, content_key(spec, fingerprints, digest))

@@ -64,11 +64,11 @@ def _violations(package: str, forbidden: tuple[str, ...]) -> list[str]:
 TORCH = ("torch", "transformers", "transformer_lens", "safetensors")
 # engine modules that load torch: the service and the jobs package use only the torch-free leaves
 ENGINE_WITH_TORCH = ("circuitdiff.models", "circuitdiff.scan", "circuitdiff.pipeline", "circuitdiff.cache",
-                     "circuitdiff.sections", "circuitdiff.tasks.dataset", "circuitdiff.cli")
+                     "circuitdiff.stages", "circuitdiff.tasks.dataset", "circuitdiff.cli")
 
 RULES = [
     # (package, what it must never import, why)
-    ("circuitdiff.models", ("circuitdiff.analysis", "circuitdiff.scan", "circuitdiff.pipeline"),
+    ("circuitdiff.models", ("circuitdiff.analysis", "circuitdiff.scan", "circuitdiff.pipeline", "circuitdiff.stages"),
      "models are the bottom layer: analyses use models, never the reverse"),
     ("circuitdiff.analysis", TORCH + ("circuitdiff.models", "circuitdiff.scan", "circuitdiff.pipeline"),
      "statistics are numpy-only, so the report and the service may use them"),

@@ -257,9 +257,35 @@ def test_llama_pair_compares_and_the_paper_preset_follows_the_llama_notebook(tin
     # the resolved spec re-runs the same comparison
     again = run_comparison(dict(paper.spec), cache=False)
     assert again.alignment.score == pytest.approx(paper.alignment.score, abs=1e-9)
+    assert again.spec == paper.spec and again.scan.ablation_protocol == paper.scan.ablation_protocol
     # an ablation the spec names wins over the preset's
     zero = run_comparison(dict(base, preset="paper", ablation="zero"), cache=False)
     assert zero.spec["ablation"] == "zero" and "asked in the spec" in zero.scan.ablation_protocol
+    # the engine tells its caller the spec it resolved before any scan (a worker records it)
+    seen = []
+    run_comparison(dict(base, preset="paper", n_prompts=2), cache=False, resolved=seen.append)
+    assert [s.ablation for s in seen] == ["token_mean"]
+
+
+def test_the_spec_resolves_once_with_the_pair_layout(tiny_llama_dir, tiny_gpt_dir):
+    """The paper preset's ablation depends on the pair's layout: known before loading for zoo models and
+    local checkpoints (their config.json), pending (None) for a hub model circuitdiff has not seen."""
+    from circuitdiff.spec import ComparisonSpec, ablation_protocol
+
+    llama = ComparisonSpec(teacher="zoo:llama-teacher", student=str(tiny_llama_dir), task="ioi", preset="paper")
+    assert llama.resolve_known().ablation == "token_mean" and llama.resolve_known().resolved
+    mixed = ComparisonSpec(teacher=str(tiny_gpt_dir), student=str(tiny_llama_dir), task="ioi", preset="paper")
+    assert mixed.resolve_known().ablation == "zero"  # the IOI notebook's: not a Llama pair
+    hub = ComparisonSpec(teacher="org/unseen-model", student="zoo:llama-student", task="ioi", preset="paper")
+    assert hub.resolve_known().ablation is None and not hub.resolve_known().resolved
+    assert hub.resolve({"teacher": "llama", "student": "llama"}).ablation == "token_mean"
+    assert ComparisonSpec(teacher="org/unseen-model", student="zoo:gpt-student", task="ioi").resolve_known().ablation \
+        == "mean"  # the default preset does not depend on the layout
+    done = llama.resolve_known()
+    assert done.resolve_known() == done  # resolving a resolved spec changes nothing
+    types = {"teacher": "llama", "student": "llama"}
+    assert "llama_influence.ipynb" in ablation_protocol(done, types)
+    assert "asked in the spec" in ablation_protocol(done.model_copy(update={"ablation": "mean"}), types)
 
 
 @pytest.mark.parametrize("direction", ["gpt_teacher", "llama_teacher"])

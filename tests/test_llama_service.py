@@ -29,12 +29,16 @@ def test_llama_pairs_compare_over_http(alice, svc_worker, svc_data, tiny_llama_o
         r = alice.post("/v1/comparisons", json=spec)
         assert r.status_code == 202, r.text
         ids[k] = r.json()["id"]
+    # resolved once, at submission: the status shows the ablation the result will carry (issue #22)
+    assert alice.get(f"/v1/comparisons/{ids['llama']}").json()["spec"]["ablation"] == "token_mean"
     for k, jid in ids.items():
         done = poll_until(alice, jid, {"succeeded", "failed"}, timeout=600)
         assert done["status"] == "succeeded", done
     llama = ComparisonResult.model_validate(alice.get(f"/v1/comparisons/{ids['llama']}/result").json())
     assert llama.models["teacher"].architecture == llama.models["student"].architecture == "LlamaForCausalLM"
     assert llama.spec["ablation"] == "token_mean" and "llama_influence.ipynb" in llama.scan.ablation_protocol
+    status = alice.get(f"/v1/comparisons/{ids['llama']}").json()
+    assert status["spec"] == llama.spec  # status, result and a re-run show one spec
     assert llama.models["teacher"].placement["dtype"] == "float32" and llama.scan.microbatch_rows
     assert all(p.performs_task for p in llama.performance.values())  # the zoo pair solves IOI
     assert llama.task.token_alignment == "shared_vocabulary"  # it shares the zoo GPT tokenizer

@@ -91,12 +91,13 @@ def _no_progress_bars() -> None:
     hf_logging.disable_progress_bar()
 
 
-def run(spec, *, progress, cancelled, datasets_dir: Path, cache_dir: Path):
+def run(spec, *, progress, cancelled, datasets_dir: Path, cache_dir: Path, resolved=None):
     """``run_comparison`` with the worker's hooks: uploaded datasets resolve under ``datasets_dir``
     (the spec keeps the dataset id), models come from the LRU, activations are cached under the
-    data dir so every worker sharing the volume reuses them."""
+    data dir so every worker sharing the volume reuses them. ``resolved(spec)``: the spec resolved
+    against the loaded models, before any scan."""
     from circuitdiff.pipeline import run_comparison
 
     _no_progress_bars()
     return run_comparison(spec, progress, cancelled, datasets_dir=str(datasets_dir), loader=cached_loader,
-                          cache=str(cache_dir))
+                          cache=str(cache_dir), resolved=resolved)

@@ -93,6 +93,13 @@ class CancelFlag:
         return self.value
 
 
+def _record_resolved(store: JobStore, job_id: str, submitted: ComparisonSpec, resolved: ComparisonSpec) -> None:
+    """The engine resolved what the API could not (the paper preset on a hub model it had not seen):
+    the record shows the spec the result will carry from now on."""
+    if resolved != submitted:
+        patiently(store.set_spec, job_id, resolved.model_dump(mode="json"))
+
+
 @app.task(name=TASK_NAME)
 def run_job(job_id: str) -> None:
     settings = get_settings()
@@ -132,7 +139,7 @@ def run_job(job_id: str) -> None:
         patiently(store.count_engine_run)
         hits_before = engine.models().hits
         result = engine.run(spec, progress=progress, cancelled=cancelled, datasets_dir=settings.datasets_dir,
-                            cache_dir=settings.cache_dir)
+                            cache_dir=settings.cache_dir, resolved=lambda s: _record_resolved(store, job_id, spec, s))
         warnings = artifacts.write(result, tmp_dir)
         if patiently(store.cancel_requested, job_id):  # asked to stop after the last component boundary
             raise Cancelled("cancelled after the last component")

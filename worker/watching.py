@@ -130,7 +130,8 @@ def _new_entry(app: Celery, ws: WatchStore, w: dict, c: Checkpoint, key: str) ->
     teacher = ModelRef.model_validate(spec["teacher"])
     student = ModelRef(id=spec["checkpoints"]["hub"], revision=c.revision) if c.revision else ModelRef(id=c.path)
     cs = ComparisonSpec.model_validate({**spec["comparison"], "teacher": teacher.model_dump(),
-                                        "student": student.model_dump(), "dataset": w["resolved"].get("dataset")})
+                                        "student": student.model_dump(), "dataset": w["resolved"].get("dataset")}
+                                       ).resolve_known()  # as a submission resolves it (service/submission.py)
     fps = {"teacher": model_fingerprint(teacher), "student": c.fingerprint}
     outcome = jobs.create(
         owner=w["owner"], spec=cs.model_dump(mode="json"), content_key=content_key(cs, fps, w["resolved"]["dataset_digest"]),

@@ -25,6 +25,8 @@ and ``cancelled()`` is polled before each, raising :class:`~circuitdiff.errors.C
 
 from __future__ import annotations
 
+import copy
+
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -76,6 +78,13 @@ class CircuitEvaluator:
 
     # ------------------------------------------------------------------ public
     @property
+
+    def for_stage(self, stage: str) -> "CircuitEvaluator":
+        """This evaluator (same model, task and memo) reporting its progress as ``stage``."""
+        other = copy.copy(self)
+        other.stage = stage
+        return other
+
     def n_evaluations(self) -> int:
         return len(self.memo) - 1  # the clean pass is not an ablated run
 

@@ -162,10 +162,13 @@ def build_task_data(
     bos: Bos = "prepend",
     device: torch.device | str = "cpu",
     forms: dict[str, Family] | None = None,
+    word_alignment: TokenAlignment = "word_pooled",
 ) -> TaskData:
     """Tokenise ``items`` for every model in ``tokenizers`` (role -> tokenizer).
 
-    forms: role -> ``causal`` | ``masked`` (the model family; default causal for every role)."""
+    forms: role -> ``causal`` | ``masked`` (the model family; default causal for every role).
+    word_alignment: how attention is compared where the pair shares no tokenisation (``word_pooled``,
+    or ``word_end_row``, the paper's end-query row); pairs that share one are ``shared_vocabulary``."""
     forms = {r: (forms or {}).get(r, "causal") for r in tokenizers}
     kind = "text" if any(it.kind == "text" for it in items) else "answers"
     if kind == "text" and any(it.kind != "text" for it in items):
@@ -254,7 +257,7 @@ def build_task_data(
     return TaskData(
         name=name, options=dict(options or {}), form=kinds.pop() if len(kinds) == 1 else "mixed", bos=prepend,
         items=kept, rejected=rejected, dataset_sha256=dataset_digest(kept, masked="masked" in forms.values()),
-        views=views, warnings=warnings, token_alignment="word_pooled" if word_aligned else "shared_vocabulary",
+        views=views, warnings=warnings, token_alignment=word_alignment if word_aligned else "shared_vocabulary",
         words=shared_words if word_aligned else None, kind=kind, max_tokens=max_tokens, n_truncated=truncated,
     )
 
