@@ -221,7 +221,12 @@ def test_search_is_deterministic_and_batching_does_not_change_it(planted):
     ev = CircuitEvaluator(adapter, view, "mean")
     one_by_one = find_circuit(ev.score, 2, 4, threshold=20.0, full_score=ev.clean_ld)  # no speculation
     assert one_by_one.components == runs[0].circuits[20.0].components
-    assert one_by_one.trace == runs[0].circuits[20.0].trace
+    # the same decisions in the same order; a score may differ in the last bits, since a batch of sets
+    # sums in another order than one set alone (seen: 100.00000124 vs 100.00000166 on a loaded machine)
+    batched = runs[0].circuits[20.0].trace
+    assert [(s.pass_index, s.direction, s.component, s.removed) for s in one_by_one.trace] == \
+        [(s.pass_index, s.direction, s.component, s.removed) for s in batched]
+    assert [s.score_pct for s in one_by_one.trace] == pytest.approx([s.score_pct for s in batched], rel=1e-6)
 
 
 def test_progress_per_evaluation_and_cancel_between_evaluations(planted):

@@ -77,14 +77,13 @@ class CircuitEvaluator:
         self.memo[frozenset()] = self.clean_ld
 
     # ------------------------------------------------------------------ public
-    @property
-
     def for_stage(self, stage: str) -> "CircuitEvaluator":
         """This evaluator (same model, task and memo) reporting its progress as ``stage``."""
         other = copy.copy(self)
         other.stage = stage
         return other
 
+    @property
     def n_evaluations(self) -> int:
         return len(self.memo) - 1  # the clean pass is not an ablated run
 
