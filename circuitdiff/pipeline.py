@@ -1,4 +1,4 @@
-"""``run_comparison(spec) -> ComparisonResult``: the paper's analysis end to end (PAPER.md §Method).
+"""``run_comparison(spec) -> ComparisonResult``: the paper's analysis end to end (docs/method.md §Method).
 
 The single entry point shared by the CLI and the worker. This module is the sequence of stages and
 nothing else; each stage's work lives in its own module, and circuitdiff.sections turns what the

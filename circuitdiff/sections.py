@@ -45,7 +45,7 @@ from .spec import ComparisonSpec
 from .tasks.dataset import TaskData
 from .vocabulary import N_ATTENTION_VIEWS, ROLES, head_ids, mlp_ids, parse_component
 
-# The robustness bootstrap's seed is the authors' (paper-notes §3.7: numpy default_rng(42) per
+# The robustness bootstrap's seed is the authors' (docs/authors-code.md §3.7: numpy default_rng(42) per
 # statistic), so the paper preset reproduces their intervals exactly; the alignment bootstrap uses
 # the spec's seed.
 ROBUSTNESS_SEED = robustness_mod.SEED
@@ -109,7 +109,7 @@ def similarities(
     t_pat = np.stack([to_numpy(p) for p in t.patterns]).reshape(-1, *t.patterns[0].shape[1:])
     paper = spec.preset == "paper"
     # The paper averages every query row, including row 0 (trivially identical in a causal model);
-    # the default preset leaves it out (paper-notes §7 pitfall 8).
+    # the default preset leaves it out (docs/authors-code.md §7 pitfall 8).
     qmask = None if paper else similarity_mod.query_rows(s_pat.shape[1], exclude_first=True)
     head_method = "row_cosine_all_rows" if paper else "row_cosine_excl_first_row"
     if alignment == "word_end_row":  # word patterns: the last row is the end query (circuitdiff.scan.words)

@@ -3,7 +3,7 @@
 One pydantic model is shared by the library, the CLI and the HTTP API. ``resolve()`` expands the
 preset into explicit values so that every result carries a spec that re-runs it exactly.
 
-Presets (PAPER.md §Method, paper-notes §7):
+Presets (docs/method.md §Method, docs/authors-code.md §7):
 - ``paper``: per task, what the authors' notebook for it did (circuitdiff.catalogue.PaperProtocol):
   IOI (``IOI_alignment_metric.ipynb``) zero ablation, raw eigenvector MLP similarity, no thresholds,
   no duplicated pairs; sequence (``seq_alignment_metric.ipynb``, per-position mean ablation over the
@@ -112,7 +112,7 @@ class ModelRef(BaseModel):
 
 
 class CircuitsSpec(BaseModel):
-    """Circuit discovery for both models and the circuit diff (PAPER.md §Method 7). Components outside
+    """Circuit discovery for both models and the circuit diff (docs/method.md §Method 7). Components outside
     a circuit are ablated as the spec's ``ablation`` says."""
 
     model_config = ConfigDict(extra="forbid")

@@ -2,7 +2,7 @@
 
 Everything cached is a function of one model and that model's token batches, never of the other
 model of the pair, so a new student checkpoint compared against the same teacher finds every
-teacher-side entry warm and recomputes only the student side (DESIGN.md §Activation cache).
+teacher-side entry warm and recomputes only the student side (docs/design.md §Activation cache).
 
 Keys (:func:`circuitdiff.cache.cache_key`):
 - model: the weight sha256 the loader recorded (hub models: id@revision); a model without an

@@ -1,4 +1,4 @@
-"""Content-addressed activation store on disk (DESIGN.md §Activation cache).
+"""Content-addressed activation store on disk (docs/design.md §Activation cache).
 
 An entry is a directory ``<root>/<key>/`` holding safetensors files plus ``manifest.json``
 (per-file sha256 and size, created / last-used times, free-form ``meta``). The key is a sha256 over
