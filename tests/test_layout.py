@@ -220,3 +220,20 @@ def test_references_stay_inside_the_repository():
                 missing.append(f"{rel}: {m[1]} has no section {m[2].strip()!r}")
     assert not outside, "cites documents outside the repository (point at docs/):\n" + "\n".join(outside)
     assert not missing, "\n".join(missing)
+
+
+def test_the_engine_reads_its_environment_in_one_place():
+    """Issue 22 §4: only circuitdiff/settings.py reads the process environment (the zoo's
+    reproducibility mode, which prepares training processes, aside), and it is a stdlib-only leaf."""
+    allowed = {REPO / "circuitdiff" / "settings.py", REPO / "circuitdiff" / "zoo" / "reproducible.py"}
+    readers = []
+    for path in modules_under("circuitdiff"):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if (isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "environb")
+                    and isinstance(node.value, ast.Name) and node.value.id == "os") or (
+                    isinstance(node, ast.ImportFrom) and node.module == "os"
+                    and any(a.name in ("environ", "getenv") for a in node.names)):
+                readers.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert not [r for r in readers if REPO / r.split(":")[0] not in allowed], readers
+    imported = {n.split(".")[0] for n in imports_of(REPO / "circuitdiff" / "settings.py")}
+    assert imported <= set(sys.stdlib_module_names) | {"__future__", "circuitdiff"}, imported
