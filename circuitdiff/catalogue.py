@@ -59,7 +59,7 @@ LLAMA_PAPER_ABLATION: Ablation = "token_mean"
 LLAMA_PAPER_PROTOCOL = (
     f"authors' Llama_experiments/llama_influence.ipynb ({AUTHORS_REPO}): mean ablation with one mean vector per head "
     "(its slice of the o_proj input) and per MLP over all non-pad tokens of the corrupted set, BOS prepended "
-    "(paper-notes §3.1 D); the paper preset uses it for every task when both models have the Llama layout"
+    "(docs/authors-code.md §3.1 D); the paper preset uses it for every task when both models have the Llama layout"
 )
 """The ``paper`` preset on a pair of Llama-layout models (vocabulary.LLAMA_MODEL_TYPES): the authors'
 Llama notebook's ablation instead of the GPT-2 notebooks' (their Llama alignment script zeroed o_proj
@@ -68,7 +68,7 @@ output columns, not heads: that bug is not reproduced)."""
 
 @dataclass(frozen=True)
 class PaperProtocol:
-    """What the authors' notebook for a task did (paper-notes §3, checked against their saved outputs);
+    """What the authors' notebook for a task did (docs/authors-code.md §3, checked against their saved outputs);
     the ``paper`` preset runs exactly this for the task."""
 
     notebook: str

@@ -36,9 +36,9 @@ def run_comparison(
     loader: ``loader(ref, device=, dtype=, field=, workload=) -> ModelAdapter``; a worker passes one that keeps
     recently used models loaded (worker/engine.py).
     cache: per-model clean statistics and influence scans are reused from the activation cache
-    (circuitdiff.cache): None/True = the default root ($CIRCUITDIFF_CACHE_DIR; off with
-    CIRCUITDIFF_CACHE=0), a directory or an ActivationCache, False = off. ``scan.cache`` in the
-    result says per model whether it came from the cache.
+    (circuitdiff.cache): None/True = the active engine settings' cache (circuitdiff.settings; by
+    default $CIRCUITDIFF_CACHE_DIR, off with CIRCUITDIFF_CACHE=0), a directory or an ActivationCache,
+    False = off. ``scan.cache`` in the result says per model whether it came from the cache.
     resolved: called with the spec resolved against the loaded models (the one the result carries),
     before any scan; a worker writes it into the job record.
     """

@@ -6,7 +6,7 @@ resolved once: by the API at submission with the models' layout where it can be 
 loading (``resolve_known``; zoo models, local checkpoints), else by the engine's load stage; the job
 record, its status and the result then show the same spec.
 
-Presets (PAPER.md §Method, paper-notes §7):
+Presets (docs/method.md §Method, docs/authors-code.md §7):
 - ``paper``: per task, what the authors' notebook for it did (circuitdiff.catalogue.PaperProtocol):
   IOI (``IOI_alignment_metric.ipynb``) zero ablation, raw eigenvector MLP similarity, no thresholds,
   no duplicated pairs; sequence (``seq_alignment_metric.ipynb``, per-position mean ablation over the
@@ -133,7 +133,7 @@ class ModelRef(BaseModel):
 
 
 class CircuitsSpec(BaseModel):
-    """Circuit discovery for both models and the circuit diff (PAPER.md §Method 7). Components outside
+    """Circuit discovery for both models and the circuit diff (docs/method.md §Method 7). Components outside
     a circuit are ablated as the spec's ``ablation`` says."""
 
     model_config = ConfigDict(extra="forbid")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ def add_watch(sub: argparse._SubParsersAction) -> None:
 
     def common(q: argparse.ArgumentParser) -> None:
         q.add_argument("--server", required=True, metavar="URL", help="the circuitdiff service, e.g. http://127.0.0.1:8000")
-        q.add_argument("--api-key", default=os.environ.get("CIRCUITDIFF_KEY"), metavar="KEY",
+        q.add_argument("--api-key", default=None, metavar="KEY",  # None: circuitdiff.cli.main fills it in
                        help="the API key (default: $CIRCUITDIFF_KEY)")
         q.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
 
@@ -49,7 +48,7 @@ def add_watch(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--logit-diff-drop-pct", type=float, default=None)
     q.add_argument("--no-stops-performing", action="store_true", help="do not alert when the student stops performing")
     q.add_argument("--webhook-url", default=None)
-    q.add_argument("--webhook-secret", default=os.environ.get("CIRCUITDIFF_WEBHOOK_SECRET"),
+    q.add_argument("--webhook-secret", default=None,  # None: circuitdiff.cli.main fills it in
                    help="HMAC key (default: $CIRCUITDIFF_WEBHOOK_SECRET)")
     q.set_defaults(func=cmd_create)
 

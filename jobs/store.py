@@ -1,4 +1,4 @@
-"""Job records in Redis: ours, not Celery's result backend (DESIGN.md §Decisions).
+"""Job records in Redis: ours, not Celery's result backend (docs/design.md §Decisions).
 
 One hash per job (``cd:job:<id>``) holds status, progress, attempts, timestamps, sanitized error,
 owner and the result pointer. Every status change is one Lua script (:mod:`jobs.store_scripts`), so

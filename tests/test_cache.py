@@ -126,3 +126,22 @@ def test_lru_eviction_removes_least_recently_used_first(tmp_path):
     assert set(last_used) == {_key(2), _key(3), _key(4)}
     manifest = json.loads((tmp_path / "c" / _key(4) / MANIFEST).read_text())
     assert set(manifest["files"]) == {"acts.safetensors", "stats.safetensors"}
+
+
+def test_the_cache_follows_the_engine_settings(tmp_path):
+    """Root, size and on/off come from the engine settings handed in, else the active ones; a directory
+    given by the caller (the worker's <data_dir>/cache) wins over the root, never over the size."""
+    from circuitdiff.cache.engine import open_cache
+    from circuitdiff.settings import EngineSettings, use
+
+    settings = EngineSettings(cache_dir=tmp_path / "root", cache_max_bytes=1234)
+    opened = open_cache(None, settings)
+    assert opened.root == tmp_path / "root" and opened.max_bytes == 1234
+    assert open_cache(None, EngineSettings(cache=False, cache_dir=tmp_path / "off")) is None
+    assert open_cache(False, settings) is None
+    assert open_cache(str(tmp_path / "given"), settings).root == tmp_path / "given"
+    with use(settings):
+        assert open_cache(True).root == tmp_path / "root"
+        plain = ActivationCache()
+        assert plain.root == tmp_path / "root" and plain.max_bytes == 1234
+        assert ActivationCache(tmp_path / "x", max_bytes=5).max_bytes == 5

@@ -1,4 +1,4 @@
-"""Circuits by iterative node pruning and the circuit diff (PAPER.md §Method 7; issue 15).
+"""Circuits by iterative node pruning and the circuit diff (docs/method.md §Method 7; issue 15).
 
 - a planted model whose task is carried by known components: the search finds exactly them;
 - a circuit's score (exact machinery and the adapter path) equals a plain HF forward with hooks that

@@ -1,4 +1,4 @@
-"""The exact fast scan equals one full forward per ablated component (PAPER.md §Method 1).
+"""The exact fast scan equals one full forward per ablated component (docs/method.md §Method 1).
 
 Two references: a plain HF forward with hooks written here (independent of the engine), and the
 engine's naive scan through the model adapter (tests at the bottom, on the zoo models).

@@ -1,4 +1,4 @@
-"""Imports run one way (DESIGN.md "Layout"): read from the source, and checked in a fresh interpreter.
+"""Imports run one way (docs/design.md "Layout"): read from the source, and checked in a fresh interpreter.
 
 The static check parses every module's imports (``import x``, ``from x import y``, relative ones
 resolved) and fails on an arrow that points the wrong way; the runtime checks import modules in a
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -162,3 +163,77 @@ def test_scan_methods_are_one_explicit_table():
     assert set(METHODS) == set(choices(ScanMethod))
     with pytest.raises(ValueError, match="choose one of: naive, exact, attribution"):
         scan(None, None, "zero", method="fast")  # type: ignore[arg-type]
+
+
+# Documents that live outside a clone, written so that this file does not cite them itself.
+OUTSIDE_DOCS = re.compile(r"\.\./shared|(?<![\w/.-])(?i:paper\.md|paper[-]notes)|DESIGN\.md|STYLE\.md")
+# a page under docs/, then maybe a section: ``§7 pitfall 4`` (also wrapped onto a comment's next line),
+# ``§3.1``, ``§Method 5``, ``§Decisions``, or a quoted heading (``"Layout"``)
+DOCS_CITATION = re.compile(r"(?<![\w/.-])(docs/[\w./-]*?\.md)"
+                           r"(,?[ \t]*(?:§7[\s#*]+pitfall[\s#*]+\d+|§[^\s,;:)]+(?:[ \t]+\d+)?|\"[^\"\n]+\"))?")
+
+
+def _tracked_files() -> list[Path]:
+    try:
+        out = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout.decode()
+        names = [n for n in out.split("\0") if n]
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout: every file but the venv
+        names = [str(p.relative_to(REPO)) for p in REPO.rglob("*") if p.is_file() and ".venv" not in p.parts]
+    return [REPO / n for n in names if not n.startswith("docs/") and (REPO / n).is_file()]
+
+
+def _anchor_exists(doc: str, anchor: str) -> bool:
+    """``§3.1 D``, ``§7 pitfall 8``, ``§Method 5``, ``§Activation cache`` or ``"Layout"``: a heading (or
+    a numbered pitfall) of that name in the cited page."""
+    anchor = " ".join(anchor.replace("#", " ").replace("*", " ").split()).strip(",. ")
+    if anchor.startswith('"'):
+        return anchor.strip('"').lower() in doc.lower()
+    anchor = anchor.lstrip("§")
+    headings = [h.strip() for h in re.findall(r"^#+ (.+)$", doc, re.MULTILINE)]
+    if m := re.fullmatch(r"7 pitfall (\d+)", anchor):
+        section7 = doc.split("\n## 7.", 1)[-1].split("\n## ", 1)[0]
+        return re.search(rf"^{m[1]}\. ", section7, re.MULTILINE) is not None
+    if m := re.match(r"Method (\d+)", anchor):
+        return any(h.startswith(f"{m[1]}. ") for h in headings)
+    if m := re.match(r"(\d+(?:\.\d+)?)", anchor):
+        return any(re.match(rf"{re.escape(m[1])}\.?(\s|$)", h) for h in headings)
+    first = anchor.split()[0].lower()
+    return any(h.lower().startswith(first) for h in headings)
+
+
+def test_references_stay_inside_the_repository():
+    """Issue 22 §5: nothing outside docs/ cites a document a clone lacks (the old notes outside the
+    repository), and every page under docs/ cited, with its section, exists."""
+    outside, missing = [], []
+    for path in _tracked_files():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        rel = path.relative_to(REPO)
+        outside += [f"{rel}: {m[0]}" for m in OUTSIDE_DOCS.finditer(text)]
+        for m in DOCS_CITATION.finditer(text):
+            page = REPO / m[1]
+            if not page.is_file():
+                missing.append(f"{rel}: {m[1]} does not exist")
+            elif m[2] and not _anchor_exists(page.read_text(encoding="utf-8"), m[2].lstrip(", \t")):
+                missing.append(f"{rel}: {m[1]} has no section {m[2].strip()!r}")
+    assert not outside, "cites documents outside the repository (point at docs/):\n" + "\n".join(outside)
+    assert not missing, "\n".join(missing)
+
+
+def test_the_engine_reads_its_environment_in_one_place():
+    """Issue 22 §4: only circuitdiff/settings.py reads the process environment (the zoo's
+    reproducibility mode, which prepares training processes, aside), and it is a stdlib-only leaf."""
+    allowed = {REPO / "circuitdiff" / "settings.py", REPO / "circuitdiff" / "zoo" / "reproducible.py"}
+    readers = []
+    for path in modules_under("circuitdiff"):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if (isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "environb")
+                    and isinstance(node.value, ast.Name) and node.value.id == "os") or (
+                    isinstance(node, ast.ImportFrom) and node.module == "os"
+                    and any(a.name in ("environ", "getenv") for a in node.names)):
+                readers.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert not [r for r in readers if REPO / r.split(":")[0] not in allowed], readers
+    imported = {n.split(".")[0] for n in imports_of(REPO / "circuitdiff" / "settings.py")}
+    assert imported <= set(sys.stdlib_module_names) | {"__future__", "circuitdiff"}, imported

@@ -162,7 +162,7 @@ def test_exact_scan_equals_plain_reference_on_the_zoo_llama_teacher(ablation):
 def test_a_query_head_ablation_never_touches_the_heads_sharing_its_key_value_head(llama, word_tok):
     """GQA: heads 0-3 share key/value head 0. Zeroing query head 1 at the o_proj input leaves the
     o_proj input of heads 0, 2, 3 bit-identical in that layer; the authors' Llama script zeroed
-    o_proj *output* columns [h*d_head, (h+1)*d_head) instead (paper-notes §3.1 D), a different thing."""
+    o_proj *output* columns [h*d_head, (h+1)*d_head) instead (docs/authors-code.md §3.1 D), a different thing."""
     from circuitdiff.models.hooks import HooksAdapter
 
     ad = HooksAdapter(llama, word_tok, {"id": "tiny-llama"}, torch.device("cpu"), torch.float32)

@@ -160,7 +160,7 @@ def test_zoo_pair_reproduces_the_method(zoo_gpt_pair, task, options):
     assert a["ci95"][0] <= a["score"] <= a["ci95"][1]
     assert rb["teacher"] is not None and rb["student"] is not None
     assert 0 < rb["compression_ratio"] < 1
-    # the paper's finding (PAPER.md §Method 6): the student leans harder on fewer components
+    # the paper's finding (docs/method.md §Method 6): the student leans harder on fewer components
     assert rb["student"]["mean_drop"] > rb["teacher"]["mean_drop"]
     assert rb["student"]["severity"] > rb["teacher"]["severity"]
     assert data["models"]["teacher"]["sha256"] and data["models"]["teacher"]["kind"] == "zoo"

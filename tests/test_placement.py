@@ -2,10 +2,10 @@
 any weight loads, the dtype rule, the layers spread over several GPUs, ``insufficient_memory``.
 
 What really runs on this CPU machine is tested for real: the plan on the real 8B / 4B shapes (built on
-the meta device, no memory), loads refused on a fake-small budget given through the
-``CIRCUITDIFF_MEMORY_BUDGET`` setting, micro-batches sized from that budget. A placement over several
-GPUs is a device map over devices this machine does not have, so its test checks the map itself;
-benchmarks/llama_scale.py runs the real thing on a GPU machine.
+the meta device, no memory), loads refused on a fake-small budget given through the engine settings'
+``memory_budget`` (``CIRCUITDIFF_MEMORY_BUDGET``), micro-batches sized from that budget. A placement
+over several GPUs is a device map over devices this machine does not have, so its test checks the map
+itself; benchmarks/llama_scale.py runs the real thing on a GPU machine.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 
 from circuitdiff.errors import InsufficientMemoryError
 from circuitdiff.models.placement import Workload, parse_bytes, plan_memory
+from circuitdiff.settings import EngineSettings, use
 from circuitdiff.vocabulary import BF16_ABOVE_PARAMS, MEMORY_BUDGET_ENV
 
 GIB = 2**30
@@ -90,7 +91,7 @@ def test_budget_setting_parses_units():
         parse_bytes("lots")
 
 
-def test_a_load_over_budget_fails_before_any_weight_is_read(tiny_llama_dir, tmp_path, monkeypatch):
+def test_a_load_over_budget_fails_before_any_weight_is_read(tiny_llama_dir, tmp_path):
     """The checkpoint's weights file is garbage: a loader that read weights first would fail with
     model_load_failed. The plan reads only config.json and refuses first."""
     from circuitdiff.models.loading import load_model
@@ -100,17 +101,16 @@ def test_a_load_over_budget_fails_before_any_weight_is_read(tiny_llama_dir, tmp_
     for f in tiny_llama_dir.iterdir():
         (broken / f.name).write_bytes(f.read_bytes())
     (broken / "model.safetensors").write_bytes(b"not a safetensors file")
-    monkeypatch.setenv(MEMORY_BUDGET_ENV, "100KB")
-    with pytest.raises(InsufficientMemoryError) as e:
+    with use(EngineSettings(memory_budget=parse_bytes("100KB"))), pytest.raises(InsufficientMemoryError) as e:
         load_model(str(broken), field="student.id", workload=Workload(50))
     assert e.value.available_bytes == 100_000 and e.value.field == "student.id"
-    monkeypatch.setenv(MEMORY_BUDGET_ENV, "4GiB")  # within budget the real loader runs (and finds the garbage)
-    with pytest.raises(Exception) as e2:
+    # within budget the real loader runs (and finds the garbage)
+    with use(EngineSettings(memory_budget=parse_bytes("4GiB"))), pytest.raises(Exception) as e2:
         load_model(str(broken))
     assert getattr(e2.value, "code", None) == "model_load_failed"
 
 
-def test_micro_batches_follow_free_memory_and_the_size_is_recorded(tiny_llama_dir, monkeypatch):
+def test_micro_batches_follow_free_memory_and_the_size_is_recorded(tiny_llama_dir):
     """The same exact scan under a generous and a tight budget: the tight one runs smaller micro-batches,
     records that size, and gives the same numbers."""
     from circuitdiff.catalogue import task_items
@@ -124,8 +124,8 @@ def test_micro_batches_follow_free_memory_and_the_size_is_recorded(tiny_llama_di
     view = build_task_data(task_items("ioi", {}, 8, seed=0), {"teacher": tok, "student": tok}, name="ioi").view("teacher")
     runs = {}
     for budget in ("4GiB", "40KB"):
-        monkeypatch.setenv(MEMORY_BUDGET_ENV, budget)
-        runs[budget] = scan(adapter, view, "zero", method="exact")
+        with use(EngineSettings(memory_budget=parse_bytes(budget))):
+            runs[budget] = scan(adapter, view, "zero", method="exact")
     big, small = runs["4GiB"].microbatch_rows, runs["40KB"].microbatch_rows
     print(f"micro-batch rows: {big} (4GiB budget) vs {small} (40KB budget)")
     assert big > small >= 1

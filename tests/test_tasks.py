@@ -12,6 +12,7 @@ from circuitdiff.tasks.custom import parse_items
 from circuitdiff.tasks.dataset import build_task_data
 from circuitdiff.catalogue import task_items
 from circuitdiff.tasks.custom import resolve_dataset
+from circuitdiff.settings import EngineSettings, use
 
 
 @pytest.fixture(scope="module")
@@ -146,11 +147,12 @@ def test_invalid_jsonl_names_the_line(text, message):
         parse_items(text)
 
 
-def test_dataset_reference_resolution(tmp_path, monkeypatch):
+def test_dataset_reference_resolution(tmp_path):
     f = tmp_path / "abc123.jsonl"
     f.write_text(JSONL_OK[0])
     assert resolve_dataset(str(f)) == f
-    monkeypatch.setenv("CIRCUITDIFF_DATASETS_DIR", str(tmp_path))
-    assert resolve_dataset("abc123") == f
+    with use(EngineSettings(datasets_dir=tmp_path)):  # the worker's: jobs.settings.Settings.engine
+        assert resolve_dataset("abc123") == f
+    assert resolve_dataset("abc123", tmp_path) == f
     with pytest.raises(DatasetError, match="no such file"):
         resolve_dataset("../abc123")

@@ -47,3 +47,18 @@ def test_message_carries_only_the_job_id(tmp_path, local_pair):
     finally:
         api.stop()
         server.stop()
+
+
+def test_service_settings_compose_the_engine_settings(tmp_path, monkeypatch):
+    """The worker runs the engine with ``Settings.engine``: cache and datasets under the deployment's
+    data_dir (not re-read from the library's variables), the engine's own limits read once."""
+    monkeypatch.setenv("CIRCUITDIFF_CACHE_DIR", str(tmp_path / "library-cache"))
+    monkeypatch.setenv("CIRCUITDIFF_MEMORY_BUDGET", "2GiB")
+    monkeypatch.setenv("CIRCUITDIFF_SCAN_CPU_TOKENS", "1024")
+    s = Settings(data_dir=tmp_path / "data", redis_url="redis://127.0.0.1:1/0")
+    engine = s.engine
+    assert engine.cache and engine.cache_dir == s.cache_dir == s.data_dir / "cache"
+    assert engine.datasets_dir == s.datasets_dir
+    assert engine.memory_budget == 2 * 2**30 and engine.scan_cpu_tokens == 1024
+    monkeypatch.setenv("CIRCUITDIFF_SCAN_CPU_TOKENS", "1")
+    assert s.engine is engine  # read once per settings object

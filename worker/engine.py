@@ -14,6 +14,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
+from circuitdiff.settings import EngineSettings, use
 from jobs.settings import get_settings
 
 
@@ -91,13 +92,15 @@ def _no_progress_bars() -> None:
     hf_logging.disable_progress_bar()
 
 
-def run(spec, *, progress, cancelled, datasets_dir: Path, cache_dir: Path, resolved=None):
-    """``run_comparison`` with the worker's hooks: uploaded datasets resolve under ``datasets_dir``
-    (the spec keeps the dataset id), models come from the LRU, activations are cached under the
-    data dir so every worker sharing the volume reuses them. ``resolved(spec)``: the spec resolved
-    against the loaded models, before any scan."""
+def run(spec, *, progress, cancelled, settings: EngineSettings, resolved=None):
+    """``run_comparison`` with the worker's hooks and engine settings (``Settings.engine``): uploaded
+    datasets resolve under ``settings.datasets_dir`` (the spec keeps the dataset id), models come from
+    the LRU, activations are cached under the data dir so every worker sharing the volume reuses
+    them; the memory budget and micro-batch sizes below the pipeline read ``settings`` too.
+    ``resolved(spec)``: the spec resolved against the loaded models, before any scan."""
     from circuitdiff.pipeline import run_comparison
 
     _no_progress_bars()
-    return run_comparison(spec, progress, cancelled, datasets_dir=str(datasets_dir), loader=cached_loader,
-                          cache=str(cache_dir), resolved=resolved)
+    with use(settings):
+        return run_comparison(spec, progress, cancelled, datasets_dir=str(settings.datasets_dir),
+                              loader=cached_loader, cache=str(settings.cache_dir), resolved=resolved)

@@ -138,8 +138,8 @@ def run_job(job_id: str) -> None:
         spec = ComparisonSpec.model_validate(record["spec"])
         patiently(store.count_engine_run)
         hits_before = engine.models().hits
-        result = engine.run(spec, progress=progress, cancelled=cancelled, datasets_dir=settings.datasets_dir,
-                            cache_dir=settings.cache_dir, resolved=lambda s: _record_resolved(store, job_id, spec, s))
+        result = engine.run(spec, progress=progress, cancelled=cancelled, settings=settings.engine,
+                            resolved=lambda s: _record_resolved(store, job_id, spec, s))
         warnings = artifacts.write(result, tmp_dir)
         if patiently(store.cancel_requested, job_id):  # asked to stop after the last component boundary
             raise Cancelled("cancelled after the last component")

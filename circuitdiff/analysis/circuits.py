@@ -1,4 +1,4 @@
-"""Circuit discovery by iterative node pruning (PAPER.md §Method 7, paper-notes §3.2).
+"""Circuit discovery by iterative node pruning (docs/method.md §Method 7, docs/authors-code.md §3.2).
 
 The seqcont method the paper uses for its case studies: start from the full model; with every
 component *outside* the candidate set mean-ablated, try removing one component at a time and remove

@@ -2,7 +2,7 @@
 
 Everything cached is a function of one model and that model's token batches, never of the other
 model of the pair, so a new student checkpoint compared against the same teacher finds every
-teacher-side entry warm and recomputes only the student side (DESIGN.md §Activation cache).
+teacher-side entry warm and recomputes only the student side (docs/design.md §Activation cache).
 
 Keys (:func:`circuitdiff.cache.cache_key`):
 - model: the weight sha256 the loader recorded (hub models: id@revision); a model without an
@@ -25,6 +25,7 @@ from typing import Any, Callable
 import torch
 
 from .. import ENGINE_VERSION
+from ..settings import EngineSettings, current
 from .store import ActivationCache, cache_key
 
 _ENGINE_SOURCES = ("models", "scan", "tasks/dataset.py", "cache/engine.py")
@@ -163,20 +164,21 @@ class PipelineCache:
         return self._through(role, key, compute, load, store)
 
 
-def open_cache(cache: ActivationCache | bool | str | Path | None) -> ActivationCache | None:
+def open_cache(cache: ActivationCache | bool | str | Path | None,
+               settings: EngineSettings | None = None) -> ActivationCache | None:
     """The pipeline's ``cache`` argument: an ActivationCache, a root directory, True / None (the
-    default root, unless ``CIRCUITDIFF_CACHE=0``), or False (disabled)."""
-    import os
-
+    settings' cache root, unless their ``cache`` is off), or False (disabled). ``settings``: the
+    engine settings (default: the active ones, circuitdiff.settings)."""
+    settings = settings or current()
     if cache is False:
         return None
     if isinstance(cache, ActivationCache):
         return cache
     if isinstance(cache, (str, Path)):
-        return ActivationCache(cache)
-    if os.environ.get("CIRCUITDIFF_CACHE", "1").lower() in ("0", "false", "no", "off"):
+        return ActivationCache(cache, settings.cache_max_bytes)
+    if not settings.cache:
         return None
     try:
-        return ActivationCache()
+        return ActivationCache(settings.cache_dir, settings.cache_max_bytes)
     except OSError:
         return None  # unwritable cache dir: run uncached rather than fail the comparison

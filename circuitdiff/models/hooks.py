@@ -14,7 +14,7 @@ Where each capture is read and where each ablation acts (per layer, one site eac
   Qwen2 ``self_attn.o_proj``), split into heads (for grouped-query attention: *query* heads).
   That input is the per-head context vectors concatenated head-major, so head h is the slice
   ``[h*d_head, (h+1)*d_head)``. A head is ablated by a forward-*pre*-hook that replaces its slice
-  before W_O is applied (DESIGN.md; paper-notes §7 pitfall 4: the authors' HF code zeroed a
+  before W_O is applied (docs/design.md; docs/authors-code.md §7 pitfall 4: the authors' HF code zeroed a
   *sequence position* of the attention output instead). The output bias b_O is untouched, as
   with transformer_lens ``hook_z``.
 - ``pattern`` [batch, head, query, key]: the softmax probabilities the self-attention module

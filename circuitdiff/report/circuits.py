@@ -1,6 +1,6 @@
 """The report's circuits section (result schema >= 4): both circuits on the layer/head grid, what the
 student kept, discarded and rebuilt of the teacher's circuit, the threshold sweep, and the
-transferred circuit against its null controls (PAPER.md §Method 7; circuitdiff.result.Circuits).
+transferred circuit against its null controls (docs/method.md §Method 7; circuitdiff.result.Circuits).
 
 Grids are HTML tables coloured by CSS classes (no inline styles: the page's CSP allows none), so the
 section reads without images or scripts; every cell also carries its state as text.

@@ -1,6 +1,6 @@
 """Everything that runs a model to measure it: the clean pass, ablations and the influence scans.
 
-:func:`scan` is the one door to the influence scans (PAPER.md §Method 1), dispatching on an
+:func:`scan` is the one door to the influence scans (docs/method.md §Method 1), dispatching on an
 explicit table of methods (:data:`METHODS`):
 
 - ``naive`` (:mod:`.influence`): the reference, one forward pass per component and prompt batch;

@@ -1,4 +1,4 @@
-"""Scores of circuits: the task metric with every component *outside* a set ablated (PAPER.md §Method 7).
+"""Scores of circuits: the task metric with every component *outside* a set ablated (docs/method.md §Method 7).
 
 Circuit discovery (:func:`circuitdiff.analysis.circuits.find_circuit`) and the transfer of a
 circuit onto another model ask one question many times: the mean logit difference over the task's

@@ -1,6 +1,6 @@
 """Exact influence scan for causal pre-LN decoders, without one full forward per component.
 
-The naive scan (PAPER.md §Method 1) ablates each head / MLP alone and reruns the whole model,
+The naive scan (docs/method.md §Method 1) ablates each head / MLP alone and reruns the whole model,
 computing logits over the whole vocabulary at every position: 156 passes for GPT-2. Almost all of
 that work is identical between passes, so this module computes exactly the same numbers with less:
 

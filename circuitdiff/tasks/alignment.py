@@ -2,7 +2,7 @@
 
 Two models with different vocabularies (GPT BPE vs BERT WordPiece), or a causal model reading
 "... gave a drink to" next to a masked LM reading "... gave a drink to [MASK].", cannot be
-compared token by token (paper-notes §7 pitfall 12: the authors cropped matrices or compared
+compared token by token (docs/authors-code.md §7 pitfall 12: the authors cropped matrices or compared
 the last row "aligned from the end"). Words are the unit both sides share:
 
 1. Each model's input text is split into words: runs of word characters, or runs of other

@@ -1,13 +1,13 @@
 """Task data for a model pair: text items -> token batches both models run on.
 
-Decoder (causal) form, PAPER.md §Tasks: the answer is the next token after the prompt, read at
+Decoder (causal) form, docs/method.md §Tasks: the answer is the next token after the prompt, read at
 the prompt's last position; answer/distractor ids are the single token of ``" " + word``. Every
 check is done for *both* tokenizers:
 
 - answer and distractor are exactly one token each, and different tokens;
 - the clean and corrupted prompts tokenise to the same length (resample/mean ablation pair
   positions across them);
-- the prompt does not end in whitespace (paper-notes §7 pitfall 13: the answer token carries the
+- the prompt does not end in whitespace (docs/authors-code.md §7 pitfall 13: the answer token carries the
   space; a trailing space changes the tokenisation and the task).
 
 A prompt that fails is reported with its index, text and reason (``TaskData.rejected``), never
@@ -18,7 +18,7 @@ Masked-LM form (issue #4), for models whose family is ``masked``: the input is
 ``TextItem.masked_prompt`` with the literal ``[MASK]`` replaced by the tokenizer's mask token and
 framed by the tokenizer's own special tokens ([CLS] ... [SEP]; the BOS policy does not apply), the
 end position is the mask's index, and answer/distractor ids are the single token of the bare word
-(lower-cased for an uncased tokenizer; no leading space; [UNK] is refused, paper-notes §7
+(lower-cased for an uncased tokenizer; no leading space; [UNK] is refused, docs/authors-code.md §7
 pitfall 12). Each model gets the form of its family, so one pair may mix forms.
 
 Plain-text form (issue #17), for items of kind ``text`` (custom ``{"text": ...}`` lines; metrics kl
