@@ -85,7 +85,7 @@ class JobStore:
         link: tuple[str, str] | None = None,
         extra: dict[str, str] | None = None,
     ) -> CreateOutcome:
-        """``link`` = (hash key, field): a watch's one-job-per-checkpoint link (jobs.watches), checked
+        """``link`` = (hash key, field): a watch's one-job-per-checkpoint link (watches.store), checked
         and set in the same script; ``extra`` = more record fields (``watch_id``, ``checkpoint``)."""
         job_id = new_job_id()
         now = time.time()

@@ -4,13 +4,13 @@ One pass over a watch (under its lock, so two beat processes or a ``check`` raci
 never work on it at once; the job-create script's link makes the one-job-per-pair rule hold even
 without the lock):
 
-1. list the source (jobs.checkpoints); a source that cannot be read records ``last_error`` and is
+1. list the source (watches.checkpoints); a source that cannot be read records ``last_error`` and is
    tried again next interval;
 2. each settled checkpoint whose (name, fingerprint) pair has no history entry yet becomes one
    ordinary comparison job (dedup and the activation cache as usual), owned by the watch's owner
    and carrying ``watch_id`` and ``checkpoint``;
 3. entries whose job finished are judged against the baseline in checkpoint order
-   (jobs.regressions), and their webhook events are queued, each exactly once.
+   (watches.regressions), and their webhook events are queued, each exactly once.
 
 A checkpoint still being written brings the next check forward to when it will have settled.
 """
@@ -28,13 +28,13 @@ import httpx
 from celery import Celery
 
 from circuitdiff.spec import ComparisonSpec, ModelRef
-from jobs import regressions, webhooks
-from jobs.checkpoints import Checkpoint, natural_key, scan_directory, scan_hub
 from jobs.content import content_key, model_fingerprint
 from jobs.queue import WATCH_QUEUE, WEBHOOK_DELIVER, send_job
 from jobs.settings import get_settings
 from jobs.store import TERMINAL, JobStore
-from jobs.watches import WatchStore, entry_key
+from watches import regressions, webhooks
+from watches.checkpoints import Checkpoint, natural_key, scan_directory, scan_hub
+from watches.store import WatchStore, entry_key
 
 log = logging.getLogger("circuitdiff.watch")
 WAIT = object()  # the baseline is not known yet: judge this entry on a later pass

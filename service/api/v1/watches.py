@@ -16,9 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from circuitdiff.report.trend import render_trend
 from circuitdiff.spec import ComparisonSpec
 from jobs.queue import send_watch_check
-from jobs.checkpoints import natural_key
-from jobs.watches import Alerts, WatchSpec, WatchStore
-from jobs.webhooks import TargetRefused, check_target
+from watches.checkpoints import natural_key
+from watches.request import Alerts, WatchSpec
+from watches.store import WatchStore
+from watches.webhooks import TargetRefused, check_target
 
 from ...deps import OwnerDep, ProducerDep, SettingsDep, StoreDep
 from ...modelroots import resolve_under_roots
