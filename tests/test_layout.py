@@ -78,7 +78,8 @@ RULES = [
     ("circuitdiff.result", TORCH, "the result schema is torch-free"),
     ("circuitdiff.errors", TORCH, "errors are torch-free"),
     ("circuitdiff.tasks.custom", TORCH, "dataset validation is shared with the service"),
-    ("circuitdiff.api_models", TORCH, "the API's bodies are shared by the service and the client"),
+    ("circuitdiff.client.wire", TORCH + ENGINE_WITH_TORCH + ("httpx",),
+     "the API's bodies and the job statuses are shared by the service, the jobs core and the client: pydantic only"),
     ("circuitdiff.client", TORCH + ENGINE_WITH_TORCH, "the HTTP client runs where torch is not installed"),
     ("circuitdiff.report", TORCH + ("circuitdiff.models", "circuitdiff.scan", "circuitdiff.pipeline"),
      "a stored result re-renders anywhere matplotlib is installed"),
@@ -114,7 +115,8 @@ TORCH_FREE = [
     "circuitdiff.tasks.custom", "circuitdiff.analysis.similarity", "circuitdiff.analysis.matching",
     "circuitdiff.analysis.alignment", "circuitdiff.analysis.robustness", "circuitdiff.analysis.circuits",
     "circuitdiff.analysis.performance", "circuitdiff.analysis.authors", "circuitdiff.report",
-    "circuitdiff.report.html", "circuitdiff.report.plots", "circuitdiff.api_models", "circuitdiff.client",
+    "circuitdiff.report.html", "circuitdiff.report.plots", "circuitdiff.client.wire", "circuitdiff.client",
+    "circuitdiff.client.watch_cli",
 ]
 
 
@@ -124,6 +126,14 @@ def test_torch_free_modules_load_no_torch_at_runtime():
         f"for m in {TORCH_FREE!r}: importlib.import_module(m)\n"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {TORCH!r}))\n"
     )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_wire_models_load_without_the_http_client():
+    """The jobs core and the service import the statuses and bodies of ``circuitdiff.client.wire``;
+    that must not load httpx (the client package exports its HTTP names lazily)."""
+    code = "import sys, circuitdiff.client.wire\nprint(sorted(m for m in sys.modules if m.split('.')[0] == 'httpx'))\n"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
 

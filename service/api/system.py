@@ -14,7 +14,7 @@ from jobs.settings import Settings
 from jobs.store import JobStore
 
 from ..deps import SettingsDep, StoreDep
-from ..metrics import CONTENT_TYPE, render
+from ..prometheus import CONTENT_TYPE, render
 from ..problems import Problem, ProblemDetail
 from ..schemas import Health, Ready, Version
 

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import CircuitdiffError
+from ..errors import CircuitdiffError
 
 
 class WatchCommandError(CircuitdiffError):
@@ -105,7 +105,7 @@ def _spec_from_args(args: argparse.Namespace) -> dict:
 
 
 def _client(args: argparse.Namespace):
-    from .client import Client
+    from .http import Client
 
     return Client(args.server, api_key=args.api_key)
 
@@ -113,7 +113,7 @@ def _client(args: argparse.Namespace):
 def _call(args: argparse.Namespace, fn):
     import httpx
 
-    from .client import ApiError
+    from .http import ApiError
 
     try:
         with _client(args) as c:

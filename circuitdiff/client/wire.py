@@ -1,6 +1,6 @@
 """The HTTP API's job, artifact and dataset bodies: one definition for the service, which answers
-with them, and :mod:`circuitdiff.client`, which reads them. Pydantic only (torch-free leaf); the
-result body is :class:`circuitdiff.result.ComparisonResult`.
+with them, and the client (:mod:`circuitdiff.client.http`), which reads them. Pydantic only
+(torch-free, no httpx); the result body is :class:`circuitdiff.result.ComparisonResult`.
 
 The service's own bodies (health, catalogue) stay in ``service/schemas.py``, which re-exports these.
 """
