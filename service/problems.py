@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from circuitdiff.client.wire import STATUSES
 from circuitdiff.errors import CircuitdiffError
 from jobs.errors import fix_for
 
@@ -99,7 +100,7 @@ def problem_response(p: Problem, request: Request | None = None) -> JSONResponse
 # Parameters whose values come from the API itself: the fix says where to get a good one.
 FIELD_FIXES = {
     "cursor": "pass the `next_cursor` of the previous page unchanged (leave `cursor` out for the first page)",
-    "status": "use one of: queued, running, succeeded, failed, cancelled",
+    "status": f"use one of: {', '.join(STATUSES)}",
 }
 JSON_TYPES = ("application/json",)
 _BUILTIN_CODES = {"json_invalid": "invalid_json", "extra_forbidden": "unknown_field", "missing": "missing_field"}

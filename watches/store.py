@@ -1,8 +1,8 @@
 """Watches: compare every new checkpoint of a distillation run against its teacher (issue 16).
 
 A watch names a teacher, a checkpoint source, a comparison template, a schedule, a baseline and
-alert rules (the request body, :mod:`watches.request`). This module holds the Redis store; the
-worker checks watches (worker/watching.py), the API serves them (service/api/v1/watches.py).
+alert rules (the request body, :mod:`watches.request`). This module holds the Redis store, whose
+records are :class:`WatchRecord`; the worker checks watches (worker/watching.py), the API serves them (service/api/v1/watches.py).
 
 Redis layout (one hash per watch, like jobs):
 
@@ -36,6 +36,9 @@ import time
 from typing import Any, Literal
 
 import redis
+from pydantic import BaseModel, ConfigDict
+
+from jobs.store import decode_hash
 
 from .request import WatchSpec
 
@@ -45,6 +48,33 @@ WITH_PENDING = P + "watches:pending"  # set of watch ids with entries still to j
 OUTBOX = P + "webhooks:outbox"  # zset delivery id -> emit time, until its first send succeeded
 MAX_DELIVERIES = 200
 WatchStatus = Literal["active", "paused", "deleted"]
+
+
+class WatchRecord(BaseModel):
+    """One watch as ``cd:watch:<id>`` holds it, decoded. ``spec`` is the public form of the
+    :class:`~watches.request.WatchSpec` (checkpoint source as it applies, the webhook without its
+    secret), which the API answers with; the secret is kept apart.
+
+    Read with :meth:`from_redis`: a field an older record lacks (or holds empty) takes its default.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str
+    owner: str
+    name: str
+    spec: dict[str, Any]
+    secret: str = ""  # the webhook's HMAC key; "" without a webhook
+    status: WatchStatus
+    created_at: float
+    last_checked_at: float | None = None
+    last_error: str = ""
+    next_check_at: float | None = None
+    resolved: dict[str, Any] = {}  # fixed at creation: the real directory, the dataset and its digest
+
+    @classmethod
+    def from_redis(cls, raw: dict[str, str]) -> "WatchRecord":
+        return cls.model_validate(decode_hash(raw, ("spec", "resolved")))
 
 
 def watch_key(wid: str) -> str:
@@ -103,16 +133,9 @@ class WatchStore:
         pipe.execute()
         return wid
 
-    def get(self, wid: str) -> dict | None:
+    def get(self, wid: str) -> WatchRecord | None:
         raw = self.r.hgetall(watch_key(wid))
-        if not raw:
-            return None
-        out: dict[str, Any] = dict(raw)
-        out["spec"] = json.loads(out["spec"])
-        out["resolved"] = json.loads(out.get("resolved") or "{}")
-        for k in ("created_at", "last_checked_at", "next_check_at"):
-            out[k] = float(out[k]) if out.get(k) else None
-        return out
+        return WatchRecord.from_redis(raw) if raw else None
 
     def list_ids(self, owner: str, *, before: str | None, limit: int) -> list[str]:
         hi = f"({before}" if before else "+"

@@ -19,9 +19,9 @@ torch-free engine leaves (``tests/test_layout.py``).
 import importlib
 
 _EXPORTS = {  # module (relative to this package) -> the names it gives
-    ".http": ("ApiError", "Client", "Job", "JobCancelled", "JobEnded", "JobFailed", "TERMINAL", "WaitTimeout"),
+    ".http": ("ApiError", "Client", "Job", "JobCancelled", "JobEnded", "JobFailed", "WaitTimeout"),
     ".watch": ("WatchMethods",),
-    ".wire": ("Artifact", "ArtifactList", "DatasetInfo", "JobList", "JobStatus"),
+    ".wire": ("Artifact", "ArtifactList", "DatasetInfo", "JobList", "JobStatus", "STATUSES", "Status", "TERMINAL"),
     "..result": ("ComparisonResult",),
 }
 __all__ = sorted(name for names in _EXPORTS.values() for name in names)

@@ -30,7 +30,6 @@ from .watch import WatchMethods
 from .wire import Artifact, ArtifactList, DatasetInfo, JobList, JobStatus
 
 Job = JobStatus  # what the service answers about a comparison job
-TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 class ApiError(Exception):

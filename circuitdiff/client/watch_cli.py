@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from ..errors import CircuitdiffError
+from .wire import TERMINAL
 
 
 class WatchCommandError(CircuitdiffError):
@@ -168,7 +169,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     for h in items:
         ci = h.get("alignment_ci95")
         verdict = ("REGRESSION: " + ", ".join(r["rule"] for r in h["reasons"]) if h["regression"]
-                   else "ok" if h["regression"] is False else "pending" if h["status"] in ("queued", "running")
+                   else "ok" if h["regression"] is False else "pending" if h["status"] not in TERMINAL
                    else h["status"])
         print(f"{h['checkpoint'][:24]:24s} {h['status']:9s} {_num(h['alignment']):>9s} "
               f"{(_num(ci[0]) + '–' + _num(ci[1])) if ci else '—':>15s} {_num(h['student_logit_diff']):>10s}  {verdict}")
