@@ -49,7 +49,7 @@ def owned_job(job_id: Annotated[str, Path(max_length=64)], owner: OwnerDep, stor
     """The job record if the caller owns it; another key's job answers 404 just like a missing one."""
     job = store.get(job_id) if job_id.isalnum() else None
     if job is None or job.owner != owner:
-        raise Problem.field(404, "job_not_found", "job_id", f"no comparison {job_id!r}", "list yours with GET /v1/comparisons")
+        raise Problem.field("job_not_found", "job_id", f"no comparison {job_id!r}")
     return job
 
 

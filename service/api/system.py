@@ -62,7 +62,7 @@ async def ready(settings: SettingsDep, store: StoreDep):
     failing = {k: shown for k, (passed, shown) in outcomes.items() if not passed}
     if failing:
         detail = "; ".join(f"{k}: {v}" for k, v in failing.items())
-        raise Problem(503, "not_ready", detail, extra={"checks": checks}, headers={"Retry-After": "5"})
+        raise Problem("not_ready", detail, extra={"checks": checks}, headers={"Retry-After": "5"})
     return Ready(status="ready", checks=checks)
 
 

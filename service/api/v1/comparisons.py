@@ -87,16 +87,14 @@ def submit(
         body_hash=prepared.content_key,
     )
     if outcome.kind == "idem" and outcome.idem_body_hash != prepared.content_key:
-        raise Problem.field(
-            422, "idempotency_key_reused", "Idempotency-Key",
-            "this key was already used for a different comparison", "send a new Idempotency-Key for a new request",
-        )
+        raise Problem.field("idempotency_key_reused", "Idempotency-Key",
+                            "this key was already used for a different comparison")
     if outcome.kind == "new":
         try:
             send_job(producer, outcome.job_id)
         except Exception as e:  # broker unreachable: leave nothing behind, let the client retry
             store.discard(outcome.job_id, owner, prepared.content_key, idempotency_key)
-            raise Problem(503, "queue_unavailable", f"could not queue the job ({type(e).__name__})",
+            raise Problem("queue_unavailable", f"could not queue the job ({type(e).__name__})",
                           headers={"Retry-After": "5"}) from e
     else:
         response.status_code = 200
@@ -168,7 +166,7 @@ def cancel(response: Response, job: OwnedJobDep, store: StoreDep):
     (202, ``cancel_requested``; poll until ``cancelled``); its partial files are removed."""
     outcome = store.cancel(job.id)  # "cancelled" (now or before), "requested", or the final status
     if outcome in ("succeeded", "failed"):
-        raise Problem(409, "job_finished", f"the comparison already {outcome}; nothing to cancel",
+        raise Problem("job_finished", f"the comparison already {outcome}; nothing to cancel",
                       extra={"job_status": outcome})
     if outcome == "cancelled":
         response.status_code = 200
@@ -181,7 +179,7 @@ def _require_succeeded(job: JobRecord) -> None:
     if job.status != "succeeded":
         code = {"failed": "job_failed", "cancelled": "job_cancelled"}.get(job.status, "job_not_finished")
         raise Problem(
-            409, code, f"the comparison is {job.status}; its result exists once it has succeeded",
+            code, f"the comparison is {job.status}; its result exists once it has succeeded",
             extra={"job_status": job.status, "error": job.error or None},
             headers={"Retry-After": RETRY_AFTER[job.status]} if job.status in RETRY_AFTER else None,
         )
@@ -193,7 +191,7 @@ def _file_response(request: Request, settings: Settings, job: JobRecord, entry: 
         return Response(status_code=304, headers={"ETag": etag})
     path = settings.results_dir / job.id / entry["name"]
     if not path.is_file():
-        raise Problem(410, "artifact_gone", f"{entry['name']} is no longer on disk")
+        raise Problem("artifact_gone", f"{entry['name']} is no longer on disk")
     return FileResponse(
         path,
         media_type=entry["media_type"],
@@ -212,8 +210,7 @@ def _entry(job: JobRecord, name: str) -> dict:
     for e in job.artifacts:
         if e["name"] == name:
             return e
-    raise Problem.field(404, "artifact_not_found", "name", f"the comparison wrote no file {name!r}",
-                        "list its files with GET /v1/comparisons/{id}/artifacts")
+    raise Problem.field("artifact_not_found", "name", f"the comparison wrote no file {name!r}")
 
 
 # What a job writes (worker/artifacts.py): result.json, report.html, plots as SVG and PNG; any other

@@ -139,7 +139,7 @@ def owned_watch(watch_id: Annotated[str, Path(max_length=64)], owner: OwnerDep, 
     """The watch if the caller owns it; another key's watch answers 404 just like a missing one."""
     w = ws.get(watch_id) if watch_id.isalnum() else None
     if w is None or w.owner != owner:
-        raise Problem.field(404, "watch_not_found", "watch_id", f"no watch {watch_id!r}", "list yours with GET /v1/watches")
+        raise Problem.field("watch_not_found", "watch_id", f"no watch {watch_id!r}")
     return w
 
 
@@ -181,8 +181,7 @@ def _check_webhook(alerts: Alerts, allow_private: bool) -> None:
     try:
         check_target(alerts.webhook.url, allow_private=allow_private)
     except TargetRefused as e:
-        raise Problem.field(422, "webhook_target_refused", "alerts.webhook.url", str(e),
-                            "give a public http(s) URL (private targets need CIRCUITDIFF_WEBHOOK_ALLOW_PRIVATE=true)")
+        raise Problem.field("webhook_target_refused", "alerts.webhook.url", str(e))
 
 
 @router.post("", status_code=201, response_model=Watch, responses={401: PROBLEM, 413: PROBLEM, 422: PROBLEM},
@@ -193,7 +192,7 @@ def create_watch(spec: WatchSpec, response: Response, owner: OwnerDep, settings:
     roots like a local model path; the comparison template is validated as a full comparison."""
     bad = [k for k in SPEC_ONLY if k in spec.comparison]
     if bad:
-        raise Problem.field(422, "unknown_field", f"comparison.{bad[0]}", "the watch sets teacher and student itself",
+        raise Problem.field("unknown_field", f"comparison.{bad[0]}", "the watch sets teacher and student itself",
                             "name the teacher at the top level and remove it from comparison")
     try:  # the template as a comparison of the teacher with itself: every field checked as in POST /v1/comparisons
         template = ComparisonSpec.model_validate({**spec.comparison, "teacher": spec.teacher.model_dump(),
@@ -237,7 +236,7 @@ def get_watch(ws: WatchStoreDep, w: OwnedWatchDep):
               summary="Pause, resume, change alerts or interval")
 def patch_watch(patch: WatchPatch, ws: WatchStoreDep, settings: SettingsDep, w: OwnedWatchDep):
     if w.status == "deleted":
-        raise Problem(409, "watch_deleted", "the watch was deleted; create a new one")
+        raise Problem("watch_deleted", "the watch was deleted; create a new one")
     spec = dict(w.spec)
     secret = None
     if patch.alerts is not None:
@@ -266,8 +265,8 @@ def check_now(ws: WatchStoreDep, producer: ProducerDep, w: OwnedWatchDep):
     """Looks for new checkpoints without waiting for the interval (a paused watch is checked too
     only when resumed)."""
     if w.status != "active":
-        raise Problem(409, f"watch_{w.status}", f"the watch is {w.status}",
-                      extra={"watch_status": w.status})
+        code = {"paused": "watch_paused", "deleted": "watch_deleted"}[w.status]
+        raise Problem(code, f"the watch is {w.status}", extra={"watch_status": w.status})
     ws.request_check(w.id)
     try:
         send_watch_check(producer, w.id)
