@@ -20,7 +20,7 @@ from .settings import CliSettings, EngineSettings, SettingsError, quiet_tokenize
 from .vocabulary import (
     CIRCUIT_THRESHOLD, SCREEN_TOP, Ablation, Bos, Device, Dtype, Matching, Metric, MlpSimilarity, Preset, ScanMethod, choices,
 )
-from .watch_cli import add_watch
+from .client.watch_cli import add_watch
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL = 1

@@ -40,9 +40,7 @@ def _model(ref: ModelRef, role: str, settings: Settings) -> tuple[ModelRef, str]
             return ref, f"zoo-random:{name}@{ENGINE_VERSION}"  # generated from a fixed seed by the engine
         d = zoo_path(name)
         if not (d / "config.json").is_file():
-            raise Problem.field(
-                422, "model_unavailable", field, f"zoo model {ref.id} is not built on this server", "run `make zoo`"
-            )
+            raise Problem.field("model_unavailable", field, f"zoo model {ref.id} is not built on this server")
         return ref, "sha256:" + weights_fingerprint(d)
     if ref.kind == "hub":
         return ref, f"hub:{ref.id}@{ref.revision or 'main'}"
@@ -58,9 +56,7 @@ def _dataset(spec: ComparisonSpec, settings: Settings, owner: str) -> tuple[str 
     if ds.startswith("ds_"):
         meta = datasets.load_meta(settings.datasets_dir, owner, ds)  # another key's dataset: not found
         if meta is None:
-            raise Problem.field(
-                422, "dataset_not_found", "dataset", f"no uploaded dataset {ds!r}", "upload it with POST /v1/datasets"
-            )
+            raise Problem.field("dataset_not_found", "dataset", f"no uploaded dataset {ds!r}")
         _check_metric(spec, datasets.kind_of(settings.datasets_dir, meta))
         return ds, "sha256:" + meta["sha256"]
     real = resolve_under_roots(ds, settings.model_roots, "dataset", want_dir=False)
@@ -71,7 +67,7 @@ def _dataset(spec: ComparisonSpec, settings: Settings, owner: str) -> tuple[str 
 def _check_metric(spec: ComparisonSpec, kind: str) -> None:
     """An answer metric cannot run a plain-text dataset: refused now, not when a worker gets the job."""
     if kind == "text" and METRICS[spec.metric].needs_answer:
-        raise Problem.field(422, "invalid_metric", "metric",
+        raise Problem.field("invalid_metric", "metric",
                             f"{spec.metric} reads an answer token and dataset {spec.dataset!r} is plain text", METRIC_FIX)
 
 
@@ -93,7 +89,7 @@ def prepare(spec: ComparisonSpec, settings: Settings, owner: str) -> Prepared:
     if problems:
         first = problems[0]
         errors = [e for p in problems for e in (p.errors or [])]
-        raise Problem(first.status, first.code, "; ".join(p.detail for p in problems), errors=errors)
+        raise Problem(first.code, "; ".join(p.detail for p in problems), status=first.status, errors=errors)
     # Resolved once, here, with the models' layout where it can be known before loading (zoo, local
     # checkpoints, catalogue.HUB_SHAPES); the record, the status and the result then show one spec.
     # A hub model not seen before leaves the paper preset's ablation pending: the worker fills it in.

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from circuitdiff.vocabulary import SCHEMA_VERSION
-from jobs.redis_server import RedisServer
+from launcher.redis_server import RedisServer
 from tests.service_fixtures import (ALICE_KEY, broker_settled, poll_until, service_env, start_api, start_worker,
                                     wait_for)
 

@@ -12,8 +12,8 @@ from tests.service_fixtures import PY, REPO
 
 TORCH_FREE_MODULES = [
     "circuitdiff.spec", "circuitdiff.errors", "circuitdiff.fingerprint", "circuitdiff.catalogue", "circuitdiff.vocabulary",
-    "circuitdiff.result", "circuitdiff.tasks.custom", "circuitdiff.api_models", "circuitdiff.client", "service.main", "service.__main__", "service.openapi_dump",
-    "jobs.settings", "jobs.store", "jobs.queue", "jobs.errors", "jobs.commands", "jobs.stack",
+    "circuitdiff.result", "circuitdiff.tasks.custom", "circuitdiff.client.wire", "circuitdiff.client", "service.main", "service.__main__", "service.openapi_dump",
+    "jobs.settings", "jobs.store", "jobs.queue", "jobs.errors", "jobs.commands", "launcher.stack",
 ]
 
 

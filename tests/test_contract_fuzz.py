@@ -22,7 +22,7 @@ import subprocess
 import pytest
 
 from jobs.commands import worker_argv
-from jobs.redis_server import RedisServer
+from launcher.redis_server import RedisServer
 from tests.service_fixtures import ALICE_KEY, PY, REPO, Proc, service_env, start_api, wait_for
 
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance", "response_schema_conformance",

@@ -90,7 +90,7 @@ def test_dockerfile_targets_commands_and_ports():
                     assert (REPO / src).exists(), f"Dockerfile copies missing {src}"
     # each image holds its own side and the shared package, never the other side
     copied = {line.split()[1] for stage in (api, worker) for line in stage if line.startswith("COPY ")}
-    assert {"circuitdiff", "jobs", "service", "worker"} <= copied
+    assert {"circuitdiff", "jobs", "watches", "service", "worker"} <= copied
     assert not any(line.startswith("COPY worker") for line in api), "the api image must not hold the worker"
     assert not any(line.startswith("COPY service") for line in worker), "the worker image must not hold the API"
     expose = next(x for x in api if x.startswith("EXPOSE")).split()[1]
@@ -163,7 +163,7 @@ def test_compose_runs_beat_and_the_watch_worker_with_the_command_lines_of_jobs_c
     worker.watch_main ROLE``, which executes ``beat_argv`` / ``watcher_argv`` (as ``make run`` does)."""
     from jobs.commands import beat_argv, watcher_argv
     from jobs.queue import WATCH_QUEUE
-    from jobs.stack import processes
+    from launcher.stack import processes
     from worker.watch_main import argv_for
 
     services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]

@@ -3,7 +3,7 @@
 The static check parses every module's imports (``import x``, ``from x import y``, relative ones
 resolved) and fails on an arrow that points the wrong way; the runtime checks import modules in a
 new process and look at ``sys.modules``: the torch-free engine leaves, and every module of the
-service, the jobs package and the worker, each without the package it must never reach.
+service, the jobs core, the watches, the launcher and the worker, each without the package it must never reach.
 """
 
 from __future__ import annotations
@@ -79,16 +79,23 @@ RULES = [
     ("circuitdiff.result", TORCH, "the result schema is torch-free"),
     ("circuitdiff.errors", TORCH, "errors are torch-free"),
     ("circuitdiff.tasks.custom", TORCH, "dataset validation is shared with the service"),
-    ("circuitdiff.api_models", TORCH, "the API's bodies are shared by the service and the client"),
+    ("circuitdiff.client.wire", TORCH + ENGINE_WITH_TORCH + ("httpx",),
+     "the API's bodies and the job statuses are shared by the service, the jobs core and the client: pydantic only"),
     ("circuitdiff.client", TORCH + ENGINE_WITH_TORCH, "the HTTP client runs where torch is not installed"),
     ("circuitdiff.report", TORCH + ("circuitdiff.models", "circuitdiff.scan", "circuitdiff.pipeline"),
      "a stored result re-renders anywhere matplotlib is installed"),
-    ("circuitdiff", ("fastapi", "celery", "jobs", "service", "worker"), "the engine knows nothing of HTTP or Celery"),
-    ("jobs", ("service", "worker", "fastapi") + TORCH + ENGINE_WITH_TORCH,
-     "the jobs package is what the API and the workers share: it depends on neither, and never on torch"),
-    ("service", ("worker",) + TORCH + ENGINE_WITH_TORCH,
+    ("circuitdiff", ("fastapi", "celery", "jobs", "watches", "launcher", "service", "worker"),
+     "the engine knows nothing of HTTP or Celery"),
+    ("jobs", ("service", "worker", "watches", "launcher", "fastapi") + TORCH + ENGINE_WITH_TORCH,
+     "the jobs package is the core the API, the workers, the watches and the launcher share: it depends on "
+     "none of them, and never on torch"),
+    ("watches", ("service", "worker", "launcher", "fastapi") + TORCH + ENGINE_WITH_TORCH,
+     "the watch feature is used by the API and the watch worker: it depends on neither, and never on torch"),
+    ("launcher", ("service", "worker", "watches", "fastapi") + TORCH + ENGINE_WITH_TORCH,
+     "make run's launcher starts the API and the workers as processes (jobs.commands), never imports them"),
+    ("service", ("worker", "launcher") + TORCH + ENGINE_WITH_TORCH,
      "the API sends work by task name (jobs.queue) and never loads torch"),
-    ("worker", ("service", "fastapi"), "the worker shares only the jobs package with the API"),
+    ("worker", ("service", "launcher", "fastapi"), "the worker shares only jobs and watches with the API"),
 ]
 
 
@@ -109,7 +116,8 @@ TORCH_FREE = [
     "circuitdiff.tasks.custom", "circuitdiff.analysis.similarity", "circuitdiff.analysis.matching",
     "circuitdiff.analysis.alignment", "circuitdiff.analysis.robustness", "circuitdiff.analysis.circuits",
     "circuitdiff.analysis.performance", "circuitdiff.analysis.authors", "circuitdiff.report",
-    "circuitdiff.report.html", "circuitdiff.report.plots", "circuitdiff.api_models", "circuitdiff.client",
+    "circuitdiff.report.html", "circuitdiff.report.plots", "circuitdiff.client.wire", "circuitdiff.client",
+    "circuitdiff.client.watch_cli",
 ]
 
 
@@ -123,15 +131,25 @@ def test_torch_free_modules_load_no_torch_at_runtime():
     assert out.stdout.strip() == "[]", out.stdout
 
 
+def test_wire_models_load_without_the_http_client():
+    """The jobs core and the service import the statuses and bodies of ``circuitdiff.client.wire``;
+    that must not load httpx (the client package exports its HTTP names lazily)."""
+    code = "import sys, circuitdiff.client.wire\nprint(sorted(m for m in sys.modules if m.split('.')[0] == 'httpx'))\n"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
 def _modules(package: str) -> list[str]:
     return [_module_name(p) for p in modules_under(package)]
 
 
 # package -> top-level names that must not be in sys.modules after importing all its modules
 RUNTIME_RULES = {
-    "jobs": ("service", "worker", "fastapi") + TORCH,
-    "service": ("worker",) + TORCH,
-    "worker": ("service", "fastapi"),
+    "jobs": ("service", "worker", "watches", "launcher", "fastapi") + TORCH,
+    "watches": ("service", "worker", "launcher", "fastapi") + TORCH,
+    "launcher": ("service", "worker", "watches", "fastapi") + TORCH,
+    "service": ("worker", "launcher") + TORCH,
+    "worker": ("service", "launcher", "fastapi"),
 }
 
 

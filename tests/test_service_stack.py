@@ -1,4 +1,4 @@
-"""`make run` (python -m jobs.stack) as a user runs it: a subprocess on free ports that starts its
+"""`make run` (python -m launcher) as a user runs it: a subprocess on free ports that starts its
 own Redis, a worker and the API, serves a real comparison over HTTP, and leaves no child behind
 after SIGTERM."""
 
@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import redis
 
-from jobs.children import spawn
-from jobs.redis_server import free_port
+from launcher.children import spawn
+from launcher.redis_server import free_port
 from tests.service_fixtures import PY, REPO, wait_for
 
 
@@ -128,7 +128,7 @@ def test_make_run_stack_serves_supervises_and_stops_cleanly(tmp_path, tiny_gpt_d
 def test_banner_commands_send_the_key_when_pasted_into_a_shell():
     """Issue 11 #4: the banner's curl lines, run by bash with CIRCUITDIFF_KEY set, send that key
     (single quotes around the header kept `$CIRCUITDIFF_KEY` literal)."""
-    from jobs.stack import banner
+    from launcher.stack import banner
 
     text = banner("http://127.0.0.1:8000", keyed=True)
     commands = re.findall(r"^\s*(curl .*?[^\\])$", text, re.M | re.S)

@@ -24,11 +24,11 @@ import pytest
 import redis
 
 from circuitdiff.catalogue import zoo_path
-from jobs.checkpoints import last_change, natural_key
 from jobs.commands import beat_argv, watcher_argv
-from jobs.redis_server import RedisServer, free_port
-from jobs.regressions import judge
-from jobs.webhooks import TargetRefused, check_target, sign
+from launcher.redis_server import RedisServer, free_port
+from watches.checkpoints import last_change, natural_key
+from watches.regressions import judge
+from watches.webhooks import TargetRefused, check_target, sign
 from tests.conftest import require_zoo
 from tests.service_fixtures import ALICE_KEY, BOB_KEY, Proc, service_env, start_api, start_worker, wait_for
 
@@ -387,7 +387,7 @@ def test_a_check_that_died_after_creating_its_job_is_finished_by_the_next_one(st
     from jobs.content import weights_fingerprint
     from jobs.settings import hash_key
     from jobs.store import JobStore
-    from jobs.watches import entry_key
+    from watches.store import entry_key
     from service.auth import owner_of
 
     alice = stack["alice"]
@@ -448,7 +448,7 @@ def test_delivery_to_a_private_address_is_refused_at_delivery_time(stack, monkey
     not retried."""
     from jobs.queue import make_celery
     from jobs.settings import get_settings
-    from jobs.watches import WatchStore
+    from watches.store import WatchStore
     from worker import watching
 
     alice, receiver = stack["alice"], stack["receiver"]
@@ -481,7 +481,7 @@ def test_delivery_to_a_private_address_is_refused_at_delivery_time(stack, monkey
 def test_an_event_whose_emitter_died_before_sending_is_sent_by_a_later_tick(stack):
     """The event is recorded in the outbox in the same script that marks it emitted; an emitter that
     dies before queueing the delivery leaves it there, and beat's tick sends it."""
-    from jobs.watches import OUTBOX, WatchStore
+    from watches.store import OUTBOX, WatchStore
 
     alice, receiver = stack["alice"], stack["receiver"]
     (stack["data"] / "models" / "runs" / "outbox").mkdir()

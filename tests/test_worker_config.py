@@ -11,8 +11,8 @@ import httpx
 import redis
 
 from jobs.queue import QUEUE, TASK_NAME, make_celery
-from jobs.redis_server import RedisServer
 from jobs.settings import Settings
+from launcher.redis_server import RedisServer
 from tests.service_fixtures import ALICE_KEY, service_env, start_api
 
 

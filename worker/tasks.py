@@ -135,7 +135,7 @@ def run_job(job_id: str) -> None:
             log.warning("job %s: could not record %s (%s)", job_id, status, outcome)
 
     try:
-        spec = ComparisonSpec.model_validate(record["spec"])
+        spec = ComparisonSpec.model_validate(record.spec)
         patiently(store.count_engine_run)
         hits_before = engine.models().hits
         result = engine.run(spec, progress=progress, cancelled=cancelled, settings=settings.engine,

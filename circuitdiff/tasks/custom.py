@@ -45,7 +45,6 @@ class DatasetTooLargeError(DatasetError):
     """Over :data:`MAX_LINES` items or :data:`MAX_BYTES`: refused as a whole."""
 
     code = "dataset_too_large"
-    http_status = 413
 
 
 def validate_lines(data: bytes | str) -> tuple[list[dict], list[dict]]:

@@ -22,6 +22,8 @@ import socket
 import time
 from urllib.parse import urlsplit
 
+from .store import WatchRecord
+
 EVENTS = ("checkpoint.compared", "regression.detected", "checkpoint.failed")
 SIGNATURE_HEADER = "X-Circuitdiff-Signature"
 
@@ -62,12 +64,12 @@ def check_target(url: str, *, allow_private: bool) -> None:
             raise TargetRefused(f"host {parts.hostname!r} resolves to {ip}, a loopback/private/link-local address")
 
 
-def event_body(event: str, watch: dict, entry: dict, base_path: str = "/v1") -> bytes:
-    wid = watch["id"]
+def event_body(event: str, watch: WatchRecord, entry: dict, base_path: str = "/v1") -> bytes:
+    wid = watch.id
     body = {
         "event": event,
         "watch_id": wid,
-        "watch_name": watch["name"],
+        "watch_name": watch.name,
         "checkpoint": entry["checkpoint"],
         "fingerprint": entry["fingerprint"],
         "job_id": entry["job_id"],

@@ -1,6 +1,10 @@
 """The HTTP API's job, artifact and dataset bodies: one definition for the service, which answers
-with them, and :mod:`circuitdiff.client`, which reads them. Pydantic only (torch-free leaf); the
-result body is :class:`circuitdiff.result.ComparisonResult`.
+with them, and the client (:mod:`circuitdiff.client.http`), which reads them. Pydantic only
+(torch-free, no httpx); the result body is :class:`circuitdiff.result.ComparisonResult`.
+
+The job statuses are defined here, once: :data:`Status`, :data:`STATUSES` (every one, in lifecycle
+order) and :data:`TERMINAL` (a job in one never changes again). The job store (``jobs.store``), the
+API's routes and problems, the Prometheus exposition and the client all read them from here.
 
 The service's own bodies (health, catalogue) stay in ``service/schemas.py``, which re-exports these.
 """
@@ -8,11 +12,13 @@ The service's own bodies (health, catalogue) stay in ``service/schemas.py``, whi
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+STATUSES: tuple[Status, ...] = get_args(Status)
+TERMINAL: tuple[Status, ...] = ("succeeded", "failed", "cancelled")
 
 
 class Progress(BaseModel):

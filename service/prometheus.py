@@ -4,7 +4,8 @@ replica reports the same numbers."""
 
 from __future__ import annotations
 
-from jobs.store import DURATION_BUCKETS, STATUSES, JobStore
+from circuitdiff.client.wire import STATUSES
+from jobs.store import DURATION_BUCKETS, JobStore
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

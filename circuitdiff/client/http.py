@@ -8,7 +8,7 @@
         result = cd.result(job.id)          # circuitdiff.result.ComparisonResult, as the engine wrote it
         cd.download(job.id, "report.html", "report.html")
 
-Bodies are the service's own models (:mod:`circuitdiff.api_models`, :class:`~circuitdiff.result.ComparisonResult`).
+Bodies are the service's own models (:mod:`circuitdiff.client.wire`, :class:`~circuitdiff.result.ComparisonResult`).
 Every problem+json answer becomes an :class:`ApiError` carrying ``status``, ``code``, ``detail``,
 ``errors`` (one item per bad field) and ``fix``; a job that ends failed or cancelled while waited on
 raises :class:`JobFailed` / :class:`JobCancelled` with the job's own error. All HTTP goes through
@@ -25,12 +25,11 @@ from typing import Any
 
 import httpx
 
-from .api_models import Artifact, ArtifactList, DatasetInfo, JobList, JobStatus
-from .result import ComparisonResult
-from .watch_client import WatchMethods
+from ..result import ComparisonResult
+from .watch import WatchMethods
+from .wire import Artifact, ArtifactList, DatasetInfo, JobList, JobStatus
 
 Job = JobStatus  # what the service answers about a comparison job
-TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 class ApiError(Exception):

@@ -12,7 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import CircuitdiffError
+from ..errors import CircuitdiffError
+from .wire import TERMINAL
 
 
 class WatchCommandError(CircuitdiffError):
@@ -104,7 +105,7 @@ def _spec_from_args(args: argparse.Namespace) -> dict:
 
 
 def _client(args: argparse.Namespace):
-    from .client import Client
+    from .http import Client
 
     return Client(args.server, api_key=args.api_key)
 
@@ -112,7 +113,7 @@ def _client(args: argparse.Namespace):
 def _call(args: argparse.Namespace, fn):
     import httpx
 
-    from .client import ApiError
+    from .http import ApiError
 
     try:
         with _client(args) as c:
@@ -167,7 +168,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     for h in items:
         ci = h.get("alignment_ci95")
         verdict = ("REGRESSION: " + ", ".join(r["rule"] for r in h["reasons"]) if h["regression"]
-                   else "ok" if h["regression"] is False else "pending" if h["status"] in ("queued", "running")
+                   else "ok" if h["regression"] is False else "pending" if h["status"] not in TERMINAL
                    else h["status"])
         print(f"{h['checkpoint'][:24]:24s} {h['status']:9s} {_num(h['alignment']):>9s} "
               f"{(_num(ci[0]) + '–' + _num(ci[1])) if ci else '—':>15s} {_num(h['student_logit_diff']):>10s}  {verdict}")

@@ -1,4 +1,4 @@
-"""``make run`` (``python -m jobs.stack``): the whole stack on one machine, no Docker, supervised.
+"""``make run`` (``python -m launcher``): the whole stack on one machine, no Docker, supervised.
 
 Starts, in order: a private Redis server (only when ``REDIS_URL`` is unset; its AOF lives in
 ``<data_dir>/redis`` so job records survive a restart), ``CIRCUITDIFF_WORKERS`` Celery workers
@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from jobs.commands import api_argv, beat_argv, watcher_argv, worker_argv
+from jobs.settings import Settings
+
 from .children import spawn
-from .commands import api_argv, beat_argv, watcher_argv, worker_argv
 from .redis_server import RedisServer
-from .settings import Settings
 
 STOP_TIMEOUT = 15.0
 
@@ -154,7 +155,7 @@ Press Ctrl-C to stop.
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m jobs.stack", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m launcher", description=__doc__.splitlines()[0])
     ap.add_argument("--port", type=int, help="API port (default: CIRCUITDIFF_PORT or 8000)")
     args = ap.parse_args(argv)
     settings = Settings(**({"port": args.port} if args.port is not None else {}))
@@ -206,6 +207,3 @@ def main(argv: list[str] | None = None) -> int:
             child.stop()
         print("stopped", flush=True)
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

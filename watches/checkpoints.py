@@ -21,7 +21,7 @@ from pathlib import Path
 
 from circuitdiff.fingerprint import WEIGHT_SUFFIXES
 
-from .content import weights_fingerprint, weights_stamp
+from jobs.content import weights_fingerprint, weights_stamp
 
 
 @dataclass(frozen=True)
