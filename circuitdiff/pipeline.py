@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Callable
 
 from .cache import ActivationCache
-from .cache.engine import PipelineCache, open_cache
+from .cache.pipeline_cache import PipelineCache, open_cache
 from .models import ModelAdapter, load_model
 from .result import ComparisonResult
 from .spec import ComparisonSpec
@@ -34,7 +34,7 @@ def run_comparison(
 
     datasets_dir: where uploaded custom datasets live (``<id>.jsonl``).
     loader: ``loader(ref, device=, dtype=, field=, workload=) -> ModelAdapter``; a worker passes one that keeps
-    recently used models loaded (worker/engine.py).
+    recently used models loaded (worker/runner.py).
     cache: per-model clean statistics and influence scans are reused from the activation cache
     (circuitdiff.cache): None/True = the active engine settings' cache (circuitdiff.settings; by
     default $CIRCUITDIFF_CACHE_DIR, off with CIRCUITDIFF_CACHE=0), a directory or an ActivationCache,

@@ -162,7 +162,7 @@ TaskForm = Literal["causal", "masked", "mixed"]
 
 TokenAlignment = Literal["shared_vocabulary", "word_offsets", "word_pooled", "word_end_row"]
 """How teacher and student positions correspond: token by token (one tokenisation), or through the
-words both inputs share (circuitdiff.tasks.alignment)."""
+words both inputs share (circuitdiff.tasks.word_alignment)."""
 
 ComponentKind = Literal["head", "mlp"]
 

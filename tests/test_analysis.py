@@ -395,7 +395,7 @@ def test_robustness_stats_without_bootstrap_and_without_compression():
 
 # ---------------------------------------------------------------- circuits (iterative node pruning)
 
-from circuitdiff.analysis.circuits import circuit_overlap, find_circuit, jaccard, pass_order  # noqa: E402
+from circuitdiff.analysis.pruning import circuit_overlap, find_circuit, jaccard, pass_order  # noqa: E402
 
 
 def test_pass_orders_are_generic_and_follow_the_authors():

@@ -131,7 +131,7 @@ def test_lru_eviction_removes_least_recently_used_first(tmp_path):
 def test_the_cache_follows_the_engine_settings(tmp_path):
     """Root, size and on/off come from the engine settings handed in, else the active ones; a directory
     given by the caller (the worker's <data_dir>/cache) wins over the root, never over the size."""
-    from circuitdiff.cache.engine import open_cache
+    from circuitdiff.cache.pipeline_cache import open_cache
     from circuitdiff.settings import EngineSettings, use
 
     settings = EngineSettings(cache_dir=tmp_path / "root", cache_max_bytes=1234)

@@ -14,7 +14,7 @@ import pytest
 import torch
 from transformers import GPT2LMHeadModel
 
-from circuitdiff.analysis.circuits import circuit_diff, depth_layer, depth_sets, find_circuit, random_sets
+from circuitdiff.analysis.pruning import circuit_diff, depth_layer, depth_sets, find_circuit, random_sets
 from circuitdiff.models.adapter import Batch
 from circuitdiff.models.hooks import HooksAdapter
 from circuitdiff.scan.circuits import CircuitEvaluator, search

@@ -20,7 +20,7 @@ from circuitdiff.scan.words import pool_patterns, pool_rows
 from circuitdiff.errors import IncompatibleModelsError
 from circuitdiff.pipeline import run_comparison
 from circuitdiff.result import result_json_schema
-from circuitdiff.tasks.alignment import align, word_spans
+from circuitdiff.tasks.word_alignment import align, word_spans
 from circuitdiff.tasks.dataset import build_task_data
 from circuitdiff.catalogue import task_items
 from tests.conftest import require_zoo

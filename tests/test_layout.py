@@ -114,7 +114,7 @@ def test_imports_run_one_way(package, forbidden, why):
 TORCH_FREE = [
     "circuitdiff.vocabulary", "circuitdiff.catalogue", "circuitdiff.spec", "circuitdiff.result", "circuitdiff.errors",
     "circuitdiff.tasks.custom", "circuitdiff.analysis.similarity", "circuitdiff.analysis.matching",
-    "circuitdiff.analysis.alignment", "circuitdiff.analysis.robustness", "circuitdiff.analysis.circuits",
+    "circuitdiff.analysis.alignment", "circuitdiff.analysis.robustness", "circuitdiff.analysis.pruning",
     "circuitdiff.analysis.performance", "circuitdiff.analysis.authors", "circuitdiff.report",
     "circuitdiff.report.html", "circuitdiff.report.plots", "circuitdiff.client.wire", "circuitdiff.client",
     "circuitdiff.client.watch_cli",

@@ -21,7 +21,7 @@ from ..result import ComparisonResult
 from .assets import CSS, JS, content_security_policy
 from .plots import PNG_DPI, Plot
 from ..vocabulary import layer_key, parse_component
-from . import circuits as circuits_section
+from . import circuit_views as circuits_section
 from .summary import (SIDES, UNSTABLE_CONFIDENCE, component_drops, fmt_ci, fmt_params, influence_shares,
                       interpretation, matched_counts, needs_caution, unstable_matches)
 

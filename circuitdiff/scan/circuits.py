@@ -1,6 +1,6 @@
 """Scores of circuits: the task metric with every component *outside* a set ablated (docs/method.md §Method 7).
 
-Circuit discovery (:func:`circuitdiff.analysis.circuits.find_circuit`) and the transfer of a
+Circuit discovery (:func:`circuitdiff.analysis.pruning.find_circuit`) and the transfer of a
 circuit onto another model ask one question many times: the mean logit difference over the task's
 prompts when a given set of heads and MLPs is ablated at once (heads at ``z``, MLPs at ``mlp_out``,
 replaced as :mod:`.ablation` says). :class:`CircuitEvaluator` answers it for one model and task.
@@ -33,7 +33,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..analysis.circuits import (
+from ..analysis.pruning import (
     Circuit, CircuitDiff, NullSummary, circuit_diff, depth_sets, find_circuit, null_summary, random_sets,
 )
 from ..errors import Cancelled, UnsupportedArchitectureError

@@ -1,13 +1,13 @@
 """Stages ``circuits:<role>`` and ``circuits:transfer`` (spec.circuits): each model's circuit by
 iterative node pruning with the threshold sweep, then the teacher's circuit mapped through the
 matching and run on the student against null controls (circuitdiff.scan.circuits runs them,
-circuitdiff.analysis.circuits holds the search, diff and null statistics)."""
+circuitdiff.analysis.pruning holds the search, diff and null statistics)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..analysis.circuits import jaccard
+from ..analysis.pruning import jaccard
 from ..result import CircuitDiffSection, Circuits, CircuitTransfer, ModelCircuit, NullControl, Performance, SweepRow
 from ..scan import circuits as circuit_scan
 from ..scan.clean import BATCH_SIZE

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..cache.engine import PipelineCache
+from ..cache.pipeline_cache import PipelineCache
 from ..models import ModelAdapter
 from ..spec import ComparisonSpec
 from ..vocabulary import ROLES

@@ -29,7 +29,7 @@ answer or distractor ids. A ``corrupted_text`` is cut likewise and must have the
 
 Pairs that share a vocabulary and a form are aligned token by token (``shared_vocabulary``).
 Otherwise (different vocabularies, or a causal model next to a masked one) tokens are mapped to
-the words both inputs share by character offsets (:mod:`circuitdiff.tasks.alignment`); each view
+the words both inputs share by character offsets (:mod:`circuitdiff.tasks.word_alignment`); each view
 then carries ``word_groups`` and attention is compared on words. A pair whose tokenizers give no
 offsets has no sound mapping and is refused with :class:`IncompatibleModelsError`.
 """
@@ -47,7 +47,7 @@ import torch
 from ..errors import IncompatibleModelsError, TaskTokenizationError
 from ..models.adapter import Batch
 from ..vocabulary import MAX_TEXT_TOKENS, Bos, Family, TaskForm, TokenAlignment
-from .alignment import MIN_SHARED_WORDS, align
+from .word_alignment import MIN_SHARED_WORDS, align
 from .generate import MASK, TextItem
 
 MIN_PROMPTS = 4  # below this no mean/CI is worth reporting

@@ -28,7 +28,7 @@ from .. import ENGINE_VERSION
 from ..settings import EngineSettings, current
 from .store import ActivationCache, cache_key
 
-_ENGINE_SOURCES = ("models", "scan", "tasks/dataset.py", "cache/engine.py")
+_ENGINE_SOURCES = ("models", "scan", "tasks/dataset.py", "cache/pipeline_cache.py")
 
 
 @lru_cache(maxsize=1)
