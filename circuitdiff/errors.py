@@ -3,7 +3,7 @@
 :data:`CODES` is the one table of every ``code`` the API can answer, in a problem+json response or
 in a failed job's recorded error: its HTTP status and the fix given when the error itself names
 none. The service builds every problem from it (``service.problems``: a code missing from the table
-cannot be answered, and ``tests/test_error_codes.py`` finds every code the code base writes), and a
+cannot be answered, and ``tests/service/test_error_codes.py`` finds every code the code base writes), and a
 failed job's error takes its default fix from it (``jobs.errors``).
 
 Every error a user can cause carries a stable ``code`` (never renamed: API surface), the spec

@@ -120,7 +120,7 @@ PRECISION_CONTRACTS: dict[str, dict] = {
                  "top_k_identical": 10, "top_k_ties_within": 2.0, "measured_for": "exact"},
 }
 """What a scan in each dtype promises against the same scan in float32 (``result.scan.precision``),
-measured on the bundled pairs by tests/test_precision.py. ``max_abs_influence_diff_rel``: the largest
+measured on the bundled pairs by tests/engine/test_precision.py. ``max_abs_influence_diff_rel``: the largest
 |influence − influence_fp32| over every component, divided by the clean LD scale (mean |LD_clean| in
 float32); ``spearman_min``: the rank correlation over the components whose float32 influence exceeds
 ``spearman_over`` of the largest; ``top_k_identical``: the k most influential components are the same

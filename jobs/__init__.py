@@ -16,5 +16,5 @@ launcher (:mod:`launcher`); both import ``jobs``, and ``jobs`` imports neither.
 Imports run one way: ``service`` and ``worker`` import ``jobs``; ``jobs`` imports neither of them,
 nor torch (only redis, celery, pydantic-settings and the torch-free leaves of ``circuitdiff``).
 The service never imports the worker and the worker never imports the service: the API sends a task
-by name and the launcher starts both as processes (``tests/test_layout.py`` checks it).
+by name and the launcher starts both as processes (``tests/system/test_layout.py`` checks it).
 """

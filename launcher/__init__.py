@@ -8,5 +8,5 @@
 
 The launcher starts the API, the workers and beat as processes, with the command lines of
 :mod:`jobs.commands`; it imports ``jobs`` (settings, command lines) and never ``service``,
-``worker``, ``watches`` or torch (``tests/test_layout.py``).
+``worker``, ``watches`` or torch (``tests/system/test_layout.py``).
 """

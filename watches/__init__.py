@@ -10,5 +10,5 @@
 Used by the API (service/api/v1/watches.py) and the watch worker (worker/watching.py). The jobs a
 watch creates are ordinary comparison jobs (:mod:`jobs.store`); ``watches`` imports ``jobs`` and
 the torch-free engine leaves, never ``service``, ``worker``, the launcher or torch, and ``jobs``
-never imports ``watches`` (``tests/test_layout.py``).
+never imports ``watches`` (``tests/system/test_layout.py``).
 """

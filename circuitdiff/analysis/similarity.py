@@ -41,7 +41,7 @@ subspace) and to isotropic scaling, is in [0, 1] without any per-run rescaling, 
 spectrum rather than three directions, and compares layers of different widths (student d_model ≠
 teacher d_model) where subspaces of different spaces cannot be compared. Its one requirement, the
 same rows for both models, holds by construction: both models read the same prompts, token by token
-or (pairs without a shared tokenisation) word by word. tests/test_analysis.py checks the identity
+or (pairs without a shared tokenisation) word by word. tests/engine/test_analysis.py checks the identity
 and the invariances.
 
 

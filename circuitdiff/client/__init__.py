@@ -13,7 +13,7 @@
 
 The names below load lazily (as ``circuitdiff.run_comparison`` does), so ``circuitdiff.client.wire``
 and the CLI's parser stay free of httpx until a client is made. Imports only pydantic, httpx and the
-torch-free engine leaves (``tests/test_layout.py``).
+torch-free engine leaves (``tests/system/test_layout.py``).
 """
 
 import importlib

@@ -6,7 +6,7 @@ input), ``blocks.{l}.attn.hook_pattern`` ([batch, head, q, k]) and ``blocks.{l}.
 ([batch, pos, d_model]) all exist on the default bridge. ``enable_compatibility_mode()`` is
 deliberately *not* called: it folds LayerNorm, centres writing weights and folds the value bias
 into the output bias, which changes what "z = 0" means and the MLP-output basis (docs/authors-code.md §7
-pitfall 14). Without it, logits equal the plain HF forward (checked in tests/test_models.py) and
+pitfall 14). Without it, logits equal the plain HF forward (checked in tests/engine/test_models.py) and
 zeroing ``hook_z`` equals zeroing the ``c_proj`` input slice of the HF module.
 """
 

@@ -2,7 +2,7 @@
 
 Used for ``DistilBertForMaskedLM`` (transformer_lens 4.x has no DistilBERT adapter) and, after
 testing, for ``BertForMaskedLM`` too: both adapters give the same numbers on BERT
-(tests/test_hooks_adapter.py), and running teacher and student through the *same* hook points
+(tests/engine/test_hooks_adapter.py), and running teacher and student through the *same* hook points
 means "z", "pattern" and "mlp_out" mean exactly the same thing on both sides of a BERT →
 DistilBERT comparison. GPT-2 is covered as well, so the two adapters can be checked against each
 other on a decoder.

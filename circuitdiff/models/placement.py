@@ -14,7 +14,7 @@ Estimate, in bytes, for one model of a comparison:
 Available memory: per visible device, what is free (CUDA ``mem_get_info``; CPU ``MemAvailable``),
 capped by the engine settings' ``memory_budget`` (``CIRCUITDIFF_MEMORY_BUDGET``, bytes per device,
 ``24GiB`` / ``512MB`` / a plain number; circuitdiff.settings) when it is set: a worker that shares its GPUs says so there, and tests fake a small machine
-with it (tests/test_placement.py).
+with it (tests/engine/test_placement.py).
 
 Placement: the whole model on one device when weights + activations fit there. Otherwise, on a
 worker with several GPUs, the decoder layers are spread over them in order, filling each GPU's free

@@ -5,7 +5,7 @@ explicit table of methods (:data:`METHODS`):
 
 - ``naive`` (:mod:`.influence`): the reference, one forward pass per component and prompt batch;
 - ``exact`` (:mod:`.exact`): the same numbers from the clean pass and the blocks above the ablated
-  layer (tests/test_fast_scan.py: equal to ``naive`` to 1e-5);
+  layer (tests/engine/test_fast_scan.py: equal to ``naive`` to 1e-5);
 - ``attribution`` (:mod:`.attribution`): a first-order estimate from one forward and one backward
   pass, labelled approximate;
 - ``screened`` (:mod:`.screened`): attribution for every component, then exact values for the top

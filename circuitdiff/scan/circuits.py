@@ -5,7 +5,7 @@ circuit onto another model ask one question many times: the mean logit differenc
 prompts when a given set of heads and MLPs is ablated at once (heads at ``z``, MLPs at ``mlp_out``,
 replaced as :mod:`.ablation` says). :class:`CircuitEvaluator` answers it for one model and task.
 
-Two ways to run one evaluation, one number (tests/test_circuits.py checks them against each other
+Two ways to run one evaluation, one number (tests/engine/test_circuits.py checks them against each other
 to 1e-5 of the clean logit difference):
 
 - ``exact`` (architectures with a functional view, :mod:`circuitdiff.models.functional`): the exact

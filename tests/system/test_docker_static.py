@@ -17,7 +17,7 @@ from jobs.commands import api_argv, worker_argv
 from jobs.queue import QUEUE
 from jobs.settings import Settings
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _stages() -> dict[str, list[str]]:

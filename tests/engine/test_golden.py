@@ -20,7 +20,7 @@ from circuitdiff.analysis.authors import drops_from_impact, median_with_ci
 from circuitdiff.analysis.robustness import drops_from_retained, robustness_stats
 from circuitdiff.analysis.similarity import rescale_to_distribution
 
-REFERENCE = Path(__file__).resolve().parent / "golden"
+REFERENCE = Path(__file__).resolve().parents[1] / "golden"
 
 
 def _load(name: str) -> dict:

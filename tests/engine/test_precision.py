@@ -5,7 +5,7 @@ For each model and task: the same scan with the model in float32 and in bfloat16
 influence difference relative to the clean LD scale, the Spearman correlation over components
 whose float32 influence exceeds 1% of the largest, and the top-10 as a set (identical up to
 components whose influences are tied at bf16's measured error). The screened scan in bf16 is
-exercised end to end in tests/test_screened.py.
+exercised end to end in tests/engine/test_screened.py.
 """
 
 from __future__ import annotations

@@ -211,7 +211,7 @@ def test_result_model_and_file_inputs(tmp_path):
 
 def test_a_result_of_schema_version_1_still_renders(tmp_path):
     """tests/data/result_v1.json was written by the first release (zoo GPT pair, IOI, 8 prompts)."""
-    data = json.loads((Path(__file__).parent / "data" / "result_v1.json").read_text())
+    data = json.loads((Path(__file__).resolve().parents[1] / "data" / "result_v1.json").read_text())
     assert data["schema_version"] == 1 and "worst5_mean" not in data["robustness"]["teacher"]
     r = load_result(data)
     assert r.schema_version == SCHEMA_VERSION and r.alignment.score == data["alignment"]["score"]

@@ -143,7 +143,7 @@ def test_different_vocabularies_are_compared_on_shared_words(loud_gpt_dir, tiny_
 @pytest.mark.parametrize("task, options", [("ioi", {}), ("sequence", {})])
 def test_zoo_pair_reproduces_the_method(zoo_gpt_pair, task, options):
     teacher, student = zoo_gpt_pair
-    # default (exact) scan: equal to the naive one (tests/test_fast_scan.py), minutes faster on CPU
+    # default (exact) scan: equal to the naive one (tests/engine/test_fast_scan.py), minutes faster on CPU
     r = run_comparison({"teacher": teacher, "student": student, "task": task, "task_options": options,
                         "n_prompts": 40, "bootstrap": 200})
     data = _validate(r)

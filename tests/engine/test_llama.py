@@ -20,7 +20,7 @@ from circuitdiff.models.functional import LlamaStack, functional_view
 from circuitdiff.scan.exact import exact_scan
 from circuitdiff.vocabulary import Component, component_ids, parse_component
 
-from .conftest import LLAMA_RATIOS, build_tiny_llama, causal_batch
+from tests.conftest import LLAMA_RATIOS, build_tiny_llama, causal_batch
 
 TOL = 1e-5
 

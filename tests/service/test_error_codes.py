@@ -26,7 +26,7 @@ from jobs.store import JobRecord
 from service.problems import _BUILTIN_CODES, Problem, from_engine_error, validation_problem
 from tests.service_fixtures import SMALL_SPEC
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 REWORDED = "a message rewritten from scratch: unknown_model dataset_too_large"
 

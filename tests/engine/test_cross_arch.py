@@ -183,7 +183,7 @@ def test_cli_accepts_a_cross_architecture_pair_without_flags(tiny_gpt_dir, tiny_
 @pytest.fixture(scope="module")
 def zoo_results(tmp_path_factory):
     """The three comparisons through the CLI's code path (in process: the subprocess entry point is
-    tests/test_cli.py's subject)."""
+    tests/engine/test_cli.py's subject)."""
     from circuitdiff.cli import main
 
     require_zoo("bert-teacher", "distilbert-student", "gpt-teacher")
