@@ -4,7 +4,8 @@
 #   docker build --target worker -t circuitdiff-worker .  # Celery GPU worker on a CUDA PyTorch base
 # docker-compose.yml builds both and adds Redis (AOF, noeviction) and a shared data volume.
 # Each image holds only its side: the api never imports worker/, the worker never imports service/;
-# both share jobs/ (settings, job store, queue, command lines) and the engine's torch-free leaves.
+# both share jobs/ (settings, job store, queue, command lines), watches/ (the API serves watches, the
+# watch worker checks them) and the engine's torch-free leaves. launcher/ is `make run` only.
 
 # ---------------------------------------------------------------------------------------- api
 FROM python:3.11-slim AS api
@@ -14,6 +15,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY circuitdiff ./circuitdiff
 COPY jobs ./jobs
+COPY watches ./watches
 COPY service ./service
 # The service never imports torch: install our package without its engine dependencies, then only
 # what the API process needs.
@@ -37,6 +39,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY circuitdiff ./circuitdiff
 COPY jobs ./jobs
+COPY watches ./watches
 COPY worker ./worker
 RUN pip install ".[gpu]" && python -c "import torch, accelerate, circuitdiff.pipeline; print('torch', torch.__version__)"
 RUN useradd --uid 10001 --no-create-home app && mkdir -p /data && chown app /data

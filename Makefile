@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m jobs.stack
+	$(PY) -m launcher
 
 test: $(STAMP) chromium
 	$(PY) -m pytest -q -ra --timeout=900

@@ -266,7 +266,7 @@ def spearman_vs(a: dict, b: dict) -> float:
 
 
 def precision_vs(low: dict, ref: dict) -> dict:
-    """The precision contract's figures per model, worst over the two (tests/test_precision.py)."""
+    """The precision contract's figures per model, worst over the two (tests/engine/test_precision.py)."""
     from circuitdiff.scan.attribution import spearman
     from circuitdiff.vocabulary import PRECISION_CONTRACTS
 

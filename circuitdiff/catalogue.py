@@ -15,6 +15,7 @@ models with seeded random weights, built at load time, for benchmarks.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -58,16 +59,16 @@ LLAMA_PAPER_ABLATION: Ablation = "token_mean"
 LLAMA_PAPER_PROTOCOL = (
     f"authors' Llama_experiments/llama_influence.ipynb ({AUTHORS_REPO}): mean ablation with one mean vector per head "
     "(its slice of the o_proj input) and per MLP over all non-pad tokens of the corrupted set, BOS prepended "
-    "(paper-notes §3.1 D); the paper preset uses it for every task when both models have the Llama layout"
+    "(docs/authors-code.md §3.1 D); the paper preset uses it for every task when both models have the Llama layout"
 )
-"""The ``paper`` preset on a pair of Llama-layout models (vocabulary.LLAMA_MODEL_TYPES): the authors'
+"""The ``paper`` preset on a pair of Llama-layout models (architectures.LLAMA_MODEL_TYPES): the authors'
 Llama notebook's ablation instead of the GPT-2 notebooks' (their Llama alignment script zeroed o_proj
 output columns, not heads: that bug is not reproduced)."""
 
 
 @dataclass(frozen=True)
 class PaperProtocol:
-    """What the authors' notebook for a task did (paper-notes §3, checked against their saved outputs);
+    """What the authors' notebook for a task did (docs/authors-code.md §3, checked against their saved outputs);
     the ``paper`` preset runs exactly this for the task."""
 
     notebook: str
@@ -232,6 +233,23 @@ def zoo_path(name: str) -> Path:
     if path is None:
         raise KeyError(name)
     return path
+
+
+def zoo_model_type(name: str) -> str | None:
+    """A zoo model's ``model_type`` (its ``config.json``; the random ones are GPT-2); None if unknown."""
+    m = ZOO.get(name.removeprefix("zoo:"))
+    if m is None:
+        return None
+    return config_model_type(m.path) if m.trained else "gpt2"
+
+
+def config_model_type(model_dir: Path) -> str | None:
+    """The ``model_type`` a checkpoint directory's ``config.json`` names; None without a readable one."""
+    try:
+        value = json.loads((Path(model_dir) / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def list_zoo() -> list[dict[str, Any]]:

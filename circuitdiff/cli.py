@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -17,10 +16,11 @@ from typing import Any, Callable
 
 from .report.command import add_report, check_report_path, write_report
 from .metrics import METRICS
+from .settings import CliSettings, EngineSettings, SettingsError, quiet_tokenizers, use
 from .vocabulary import (
     CIRCUIT_THRESHOLD, SCREEN_TOP, Ablation, Bos, Device, Dtype, Matching, Metric, MlpSimilarity, Preset, ScanMethod, choices,
 )
-from .watch_cli import add_watch
+from .client.watch_cli import add_watch
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL = 1
@@ -82,7 +82,7 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--server", default=None, metavar="URL",
                    help="run on a circuitdiff service (e.g. http://127.0.0.1:8000) instead of locally; "
                         "model paths and --dataset files are read there (a --dataset file is uploaded)")
-    p.add_argument("--api-key", default=os.environ.get("CIRCUITDIFF_KEY"), metavar="KEY",
+    p.add_argument("--api-key", default=None, metavar="KEY",
                    help="with --server: the API key (default: $CIRCUITDIFF_KEY)")
     p.add_argument("--out", required=True, help="where to write result.json")
     p.add_argument("--report", default=None, metavar="REPORT.html",
@@ -145,7 +145,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
         bar = ProgressBar(sys.stderr)
         try:
-            result = run_comparison(spec, progress=bar, cache=False if args.no_cache else None)
+            with use(EngineSettings.from_env()):  # the engine's variables, read once for this run
+                result = run_comparison(spec, progress=bar, cache=False if args.no_cache else None)
         finally:
             bar.close()
         data = result.model_dump(mode="json")
@@ -407,7 +408,7 @@ def _quiet_libraries() -> None:
     import logging
     import warnings
 
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    quiet_tokenizers()
     warnings.filterwarnings("ignore")
     logging.getLogger("transformers").setLevel(logging.ERROR)
     logging.getLogger("transformer_lens").setLevel(logging.ERROR)
@@ -442,12 +443,16 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import CircuitdiffError
 
     args = build_parser().parse_args(argv)
+    env = CliSettings.from_env()  # the command line's own variables, read once
+    for name in ("api_key", "webhook_secret"):  # flags whose default is a variable
+        if getattr(args, name, False) is None:
+            setattr(args, name, getattr(env, name))
     try:
         return int(args.func(args) or 0)
     except ValidationError as e:
         _fail(f"invalid input: {format_validation_error(e)}")
         return EXIT_USER_ERROR
-    except (CircuitdiffError, _UsageError) as e:
+    except (CircuitdiffError, _UsageError, SettingsError) as e:
         msg = getattr(e, "message", None) or str(e)
         fix = getattr(e, "fix", None)
         _fail(msg + (f" ({fix})" if fix else ""))
@@ -456,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         _fail("interrupted")
         return 130
     except Exception as e:  # noqa: BLE001 - the last line of defence: one line, no traceback
-        if os.environ.get("CIRCUITDIFF_DEBUG"):
+        if env.debug:
             raise
         _fail(f"internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
         return EXIT_INTERNAL

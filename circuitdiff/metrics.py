@@ -1,7 +1,7 @@
 """The job's metric: what a component's influence is measured on. The one place each metric is defined.
 
 A comparison measures every component by ablating it alone and reading one number per prompt from
-the model's output (PAPER.md §Method 1 uses the logit difference). The spec's ``metric`` chooses
+the model's output (docs/method.md §Method 1 uses the logit difference). The spec's ``metric`` chooses
 that number; :data:`METRICS` holds, per metric, its definition, units, which part of the output it
 reads, how it reduces over positions and prompts, and the rules that depend on it (retained %,
 "performs the task"). The scans compute it with :mod:`circuitdiff.scan.readout` (every scan

@@ -1,7 +1,7 @@
 """The comparison result file (``result.json``). Importable without torch.
 
 Results are data first: the service, the report and the scheduler all read this one structure.
-Component ids follow DESIGN.md: ``L{layer}H{head}`` for a head, ``L{layer}MLP`` for an MLP
+Component ids follow docs/design.md: ``L{layer}H{head}`` for a head, ``L{layer}MLP`` for an MLP
 (circuitdiff.vocabulary). Units are the job's metric's (``metric``, defined in circuitdiff.metrics;
 the paper's logit difference is in logits): ``influence`` = |m_ablated - m_clean|; ``retained_pct``
 the metric's ratio (100 * LD_ablated / LD_clean for the logit difference), null when the model does
@@ -236,7 +236,7 @@ class AttentionView(_Model):
 
 
 class ModelCircuit(_Model):
-    """One model's circuit found by iterative node pruning (PAPER.md §Method 7)."""
+    """One model's circuit found by iterative node pruning (docs/method.md §Method 7)."""
 
     threshold: float = Field(description="T: a component is pruned if performance stays within T points")
     components: list[str] = Field(description="canonical ids, canonical order")

@@ -1,9 +1,12 @@
 """The comparison spec: what a user asks circuitdiff to compare. Importable without torch.
 
 One pydantic model is shared by the library, the CLI and the HTTP API. ``resolve()`` expands the
-preset into explicit values so that every result carries a spec that re-runs it exactly.
+preset into explicit values so that every result carries a spec that re-runs it exactly. A spec is
+resolved once: by the API at submission with the models' layout where it can be known before
+loading (``resolve_known``; zoo models, local checkpoints), else by the engine's load stage; the job
+record, its status and the result then show the same spec.
 
-Presets (PAPER.md §Method, paper-notes §7):
+Presets (docs/method.md §Method, docs/authors-code.md §7):
 - ``paper``: per task, what the authors' notebook for it did (circuitdiff.catalogue.PaperProtocol):
   IOI (``IOI_alignment_metric.ipynb``) zero ablation, raw eigenvector MLP similarity, no thresholds,
   no duplicated pairs; sequence (``seq_alignment_metric.ipynb``, per-position mean ablation over the
@@ -14,6 +17,9 @@ Presets (PAPER.md §Method, paper-notes §7):
 - ``default``: the same alignment formula with measures that mean what they say: mean ablation for
   every task, linear CKA for MLPs (1 for identical layers, no per-run rescaling), no duplicated
   pairs, 1,000 bootstrap resamples. One BOS policy for every pass of a job in both presets.
+- the ``paper`` preset on a pair of Llama-layout models runs the authors' Llama notebook's
+  ``token_mean`` ablation (:func:`preset_ablation`); until the pair's layout is known the ablation
+  is ``None`` (pending).
 
 Both presets calibrate the score against chance (``chance_draws`` permutations, circuitdiff.analysis.chance).
 
@@ -28,16 +34,21 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from .catalogue import TASKS, ZOO
+from .architectures import LLAMA_MODEL_TYPES
+from .catalogue import (
+    HUB_SHAPES, LLAMA_PAPER_ABLATION, LLAMA_PAPER_PROTOCOL, TASKS, ZOO, config_model_type, zoo_model_type,
+)
 from .errors import MetricError
 from .metrics import check_metric
 from .vocabulary import (
-    CIRCUIT_THRESHOLD, MAX_PROMPTS, PAPER_HEAD_THRESHOLD, PAPER_MLP_THRESHOLD, Ablation, Bos, Device, Dtype, Matching,
+    ROLES, CIRCUIT_THRESHOLD, MAX_PROMPTS, PAPER_HEAD_THRESHOLD, PAPER_MLP_THRESHOLD, Ablation, Bos, Device, Dtype, Matching,
     SCREEN_TOP, Metric, MlpSimilarity, ModelKind, Preset, ScanMethod,
 )
 
@@ -63,6 +74,17 @@ def model_kind(model_id: str) -> ModelKind:
     if model_id.startswith(("/", "./", "../", "~")) or model_id in (".", ".."):
         return "local"
     return "hub"
+
+
+def model_type_of(ref: "ModelRef") -> str | None:
+    """The ``model_type`` of a model, known without loading it: a zoo model, a local checkpoint's
+    ``config.json``, or a hub model of catalogue.HUB_SHAPES. None for any other hub model: the
+    engine learns it when it loads the model."""
+    if ref.kind == "zoo":
+        return zoo_model_type(ref.id)
+    if ref.kind == "hub":
+        return HUB_SHAPES.get(ref.id, {}).get("model_type")
+    return config_model_type(Path(ref.id).expanduser())
 
 
 class ModelRef(BaseModel):
@@ -114,7 +136,7 @@ class ModelRef(BaseModel):
 
 
 class CircuitsSpec(BaseModel):
-    """Circuit discovery for both models and the circuit diff (PAPER.md §Method 7). Components outside
+    """Circuit discovery for both models and the circuit diff (docs/method.md §Method 7). Components outside
     a circuit are ablated as the spec's ``ablation`` says."""
 
     model_config = ConfigDict(extra="forbid")
@@ -241,22 +263,29 @@ class ComparisonSpec(BaseModel):
                              "remove `dataset`, or use \"task\": \"custom\"", field="dataset")
         return self
 
-    def resolve(self) -> "ComparisonSpec":
-        """Expand the preset: every field explicit, task options filled with their defaults."""
+    def resolve(self, model_types: Mapping[str, str | None] | None = None) -> "ComparisonSpec":
+        """Expand the preset: every field explicit, task options filled with their defaults.
+
+        ``model_types``: role -> the models' ``config.json`` ``model_type`` where known
+        (:func:`circuitdiff.catalogue.model_type_of`). The ``paper`` preset's ablation depends on the
+        pair's layout (:func:`preset_ablation`); while a type is unknown it stays ``None`` (pending),
+        and the engine fills it once the models are loaded. Resolving a resolved spec changes nothing.
+        """
         task = TASKS[self.task]
         if self.preset == "paper":
             p = task.paper
-            preset = {"ablation": p.ablation, "mlp_similarity": p.mlp_similarity,
+            preset = {"mlp_similarity": p.mlp_similarity,
                       "head_threshold": PAPER_HEAD_THRESHOLD if p.thresholds else 0.0,
                       "mlp_threshold": PAPER_MLP_THRESHOLD if p.thresholds else 0.0,
                       "duplicate_unmatched": p.duplicate_heads, "bootstrap": 10_000}
         else:
-            preset = {"ablation": "mean", "mlp_similarity": "cka", "head_threshold": PAPER_HEAD_THRESHOLD,
+            preset = {"mlp_similarity": "cka", "head_threshold": PAPER_HEAD_THRESHOLD,
                       "mlp_threshold": PAPER_MLP_THRESHOLD, "duplicate_unmatched": False, "bootstrap": 1000}
         chosen = {k: getattr(self, k) for k in preset}
         return self.model_copy(
             update={
                 **{k: preset[k] if v is None else v for k, v in chosen.items()},
+                "ablation": self.ablation or preset_ablation(self.preset, self.task, model_types),
                 "task_options": {**task.defaults(), **self.task_options},
                 "matching": self.matching or "student_to_teacher",
                 "bos": self.bos or "prepend",
@@ -264,10 +293,51 @@ class ComparisonSpec(BaseModel):
             }
         )
 
+    def resolve_known(self) -> "ComparisonSpec":
+        """:meth:`resolve` with the model types that can be known without loading (:func:`model_type_of`)."""
+        return self.resolve({r: model_type_of(getattr(self, r)) for r in ROLES})
+
+    @property
+    def resolved(self) -> bool:
+        """Whether every preset-dependent field is explicit (the ablation may wait for the models' layout)."""
+        return self.ablation is not None and self.matching is not None and self.bootstrap is not None
+
     def canonical_json(self) -> str:
-        """Stable serialisation of the resolved spec (sorted keys, no whitespace) for content keys."""
+        """Stable serialisation of the resolved spec (sorted keys, no whitespace) for content keys.
+        Resolve with the models' types first where they are known: a pending ablation keys as null."""
         data = self.resolve().model_dump(mode="json")
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     def spec_digest(self) -> str:
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+
+def _all_llama(model_types: Mapping[str, str | None] | None) -> bool | None:
+    """Whether both models have the Llama layout; None while either type is unknown."""
+    types = [None if model_types is None else model_types.get(r) for r in ROLES]
+    if any(t is None for t in types):
+        return None
+    return all(t in LLAMA_MODEL_TYPES for t in types)
+
+
+def preset_ablation(preset: str, task: str, model_types: Mapping[str, str | None] | None) -> Ablation | None:
+    """The ablation a preset runs: ``default`` mean ablation everywhere; ``paper`` the task notebook's,
+    or the authors' Llama notebook's (catalogue.LLAMA_PAPER_ABLATION) for a pair of Llama-layout
+    models. None: the paper preset on a pair whose layout is not known yet."""
+    if preset != "paper":
+        return "mean"
+    llama = _all_llama(model_types)
+    if llama is None:
+        return None
+    return LLAMA_PAPER_ABLATION if llama else TASKS[task].paper.ablation
+
+
+def ablation_protocol(spec: ComparisonSpec, model_types: Mapping[str, str | None]) -> str:
+    """What the resolved spec's ablation follows, for ``scan.ablation_protocol``: the preset's protocol
+    where the spec runs the preset's ablation, else the ablation the spec names. A function of the
+    resolved spec and the pair only, so a result's spec re-runs with the same text."""
+    if spec.ablation != preset_ablation(spec.preset, spec.task, model_types):
+        return f"{spec.ablation} ablation (asked in the spec)"
+    if spec.preset != "paper":
+        return f"{spec.ablation} ablation ({spec.preset} preset)"
+    return LLAMA_PAPER_PROTOCOL if _all_llama(model_types) else TASKS[spec.task].paper.describe()

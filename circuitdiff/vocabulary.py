@@ -5,7 +5,7 @@ report, the CLI and the HTTP service all import their literals from here and now
 source for each name; the model for this module is auto-circuit's ``types.py``).
 
 Contents, in order: the result schema version and shared limits; the literal choices of a
-comparison spec; the names of model and task properties; component addresses (DESIGN.md:
+comparison spec; the names of model and task properties; component addresses (docs/design.md:
 ``L{layer}H{head}`` for an attention head, ``L{layer}MLP`` for an MLP) with their parser and the
 two orders components are listed in.
 """
@@ -40,11 +40,11 @@ a dataset the engine cannot run is refused when it is uploaded, not when a worke
 N_ATTENTION_VIEWS = 4
 
 CIRCUIT_THRESHOLD = 20.0
-"""T of the circuit search (PAPER.md §Method 7): a component leaves the circuit if performance stays
+"""T of the circuit search (docs/method.md §Method 7): a component leaves the circuit if performance stays
 within T points (% of the full model's logit difference) without it; the authors' case studies use 20."""
 
 CIRCUIT_SWEEP: tuple[float, ...] = (10.0, 15.0, 20.0, 25.0, 30.0)
-"""The authors' threshold sweep (``case_study/threshold_sweep.py``, paper-notes §3.2), in points."""
+"""The authors' threshold sweep (``case_study/threshold_sweep.py``, docs/authors-code.md §3.2), in points."""
 """Matched head pairs whose mean attention patterns a result carries for side-by-side views."""
 
 PAPER_HEAD_THRESHOLD = 0.95
@@ -70,7 +70,7 @@ Ablation = Literal["zero", "mean", "resample", "token_mean"]
 """What an ablated activation is replaced with: 0, its per-position mean over the corrupted prompts,
 its value on the prompt's own corrupted prompt, or ``token_mean``: one mean vector per head / MLP
 over every real token of the corrupted set, at every position (the authors' ``llama_influence.ipynb``,
-paper-notes §3.1 D) (circuitdiff.scan.ablation)."""
+docs/authors-code.md §3.1 D) (circuitdiff.scan.ablation)."""
 
 Metric = Literal["logit_diff", "answer_prob", "answer_logprob", "kl", "loss"]
 """What a component's influence is measured on. One record per name (definition, units, reduction,
@@ -98,7 +98,7 @@ SCREEN_TOP = 20
 (the spec's ``screen_top`` default)."""
 
 Bos = Literal["prepend", "none"]
-"""BOS policy for causal models, one for every pass of a job (paper-notes §7 pitfall 1)."""
+"""BOS policy for causal models, one for every pass of a job (docs/authors-code.md §7 pitfall 1)."""
 
 Device = Literal["auto", "cpu", "cuda"]
 Dtype = Literal["auto", "float32", "float16", "bfloat16"]
@@ -118,7 +118,7 @@ PRECISION_CONTRACTS: dict[str, dict] = {
                  "top_k_identical": 10, "top_k_ties_within": 2.0, "measured_for": "exact"},
 }
 """What a scan in each dtype promises against the same scan in float32 (``result.scan.precision``),
-measured on the bundled pairs by tests/test_precision.py. ``max_abs_influence_diff_rel``: the largest
+measured on the bundled pairs by tests/engine/test_precision.py. ``max_abs_influence_diff_rel``: the largest
 |influence − influence_fp32| over every component, divided by the clean LD scale (mean |LD_clean| in
 float32); ``spearman_min``: the rank correlation over the components whose float32 influence exceeds
 ``spearman_over`` of the largest; ``top_k_identical``: the k most influential components are the same
@@ -143,16 +143,6 @@ ModelType = Literal["gpt2", "llama", "mistral", "qwen2", "bert", "distilbert"]
 functional view): circuitdiff.architectures.ARCHITECTURES. Other decoders may run through the bridge."""
 
 
-def __getattr__(name: str):
-    """Names that moved to the record that owns them (circuitdiff.architectures), still importable from
-    here for the callers not yet switched (circuitdiff.pipeline imports LLAMA_MODEL_TYPES)."""
-    if name in ("MASKED_LM_MODEL_TYPES", "LLAMA_MODEL_TYPES", "family_of_model_type"):
-        from . import architectures
-
-        return getattr(architectures, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 AdapterName = Literal["bridge", "hooks"]
 """Which adapter ran a model: transformer_lens ``TransformerBridge`` or plain forward hooks."""
 
@@ -161,7 +151,7 @@ TaskForm = Literal["causal", "masked", "mixed"]
 
 TokenAlignment = Literal["shared_vocabulary", "word_offsets", "word_pooled", "word_end_row"]
 """How teacher and student positions correspond: token by token (one tokenisation), or through the
-words both inputs share (circuitdiff.tasks.alignment)."""
+words both inputs share (circuitdiff.tasks.word_alignment)."""
 
 ComponentKind = Literal["head", "mlp"]
 
@@ -241,7 +231,7 @@ def component_ids(n_layers: int, n_heads: int, *, mlps: bool = True) -> list[str
 def canonical_key(cid: str) -> tuple[int, int, int]:
     """Sort key of the **canonical order**: all heads row-major (layer, then head), then the MLPs by
     layer. Every per-component list of a result is in this order, and the authors' robustness
-    bootstrap depends on it (paper-notes §3.7): resampling with ``rng.choice`` draws indices, so
+    bootstrap depends on it (docs/authors-code.md §3.7): resampling with ``rng.choice`` draws indices, so
     the same numbers in another order give another interval."""
     c = parse_component(cid)
     return (0, c.layer, c.head) if c.head is not None else (1, c.layer, 0)

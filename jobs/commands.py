@@ -1,5 +1,5 @@
 """The command lines of the two processes, as argv lists: the one source for ``make run``
-(:mod:`jobs.stack`), the tests (``tests/service_fixtures.py``) and the Dockerfile (whose worker
+(:mod:`launcher.stack`), the tests (``tests/service_fixtures.py``) and the Dockerfile (whose worker
 runs ``python -m worker``, which executes :func:`worker_argv`).
 
 The worker: one job per GPU (solo pool, prefetch 1) on queue ``gpu``; all other Celery settings are

@@ -25,7 +25,7 @@ from .settings import Settings
 
 QUEUE = "gpu"  # also the Redis list that holds the waiting messages
 TASK_NAME = "circuitdiff.run_job"
-# Watches (jobs.watches): checks and webhook deliveries run on their own light queue and worker, so a
+# Watches (the watches package): checks and webhook deliveries run on their own light queue and worker, so a
 # long comparison on the gpu queue never holds back a check or an alert.
 WATCH_QUEUE = "watches"
 WATCH_TICK = "circuitdiff.watch_tick"  # beat: check due watches, judge finished watch jobs

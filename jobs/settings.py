@@ -2,19 +2,22 @@
 
 Every field reads an environment variable named ``CIRCUITDIFF_<FIELD>`` (``REDIS_URL`` is also read
 unprefixed, the name every Redis deployment uses). The README's configuration table is this class.
+The engine's own variables are read by ``circuitdiff.settings``; :attr:`Settings.engine` composes
+them with this deployment's ``data_dir`` (activation cache and uploaded datasets live under it).
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from circuitdiff.settings import EngineSettings
 from circuitdiff.tasks.custom import MAX_BYTES
 
 LOOPBACK_HOSTS = {"localhost"}
@@ -121,6 +124,13 @@ class Settings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"
+
+    @cached_property
+    def engine(self) -> EngineSettings:
+        """The engine's settings for this deployment, what the worker runs comparisons with: cache
+        and datasets under ``data_dir``, the rest (cache size, memory budget, CPU micro-batches) from
+        the engine's variables, read here once (circuitdiff.settings)."""
+        return EngineSettings.from_env(data_dir=self.data_dir)
 
     def require_redis_url(self) -> str:
         if not self.redis_url:

@@ -1,7 +1,7 @@
-"""Job records in Redis: ours, not Celery's result backend (DESIGN.md §Decisions).
+"""Job records in Redis: ours, not Celery's result backend (docs/design.md §Decisions).
 
 One hash per job (``cd:job:<id>``) holds status, progress, attempts, timestamps, sanitized error,
-owner and the result pointer. Every status change is one Lua script (:mod:`jobs.store_scripts`), so
+owner and the result pointer; :meth:`JobStore.get` returns it as a :class:`JobRecord`. Every status change is one Lua script (:mod:`jobs.store_scripts`), so
 a transition, the per-status counters and the queue index move together even with the API and
 several workers writing at once. Job ids sort by creation time, which makes the per-owner index a lexicographic
 sorted set that pages newest-first with the last id as the cursor.
@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from pydantic import BaseModel, ConfigDict
+
+from circuitdiff.client.wire import STATUSES, Status
 
 from . import errors, store_scripts
 
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 P = "cd:"
 QUEUED = P + "queued"  # zset job id -> enqueue time: queue positions
 RUNNING = P + "running"  # zset job id -> start time: what the orphan sweep looks at
@@ -33,6 +34,57 @@ ENGINE_RUNS = P + "engine_runs"  # how many times a worker called the engine
 DURATION_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600)
 IDEMPOTENCY_TTL = 24 * 3600
 _JSON_FIELDS = ("spec", "progress", "error", "artifacts", "fingerprints", "warnings")
+
+
+class JobRecord(BaseModel):
+    """One job as its hash holds it, decoded: what the API answers about and the worker runs.
+
+    Read with :meth:`from_redis`, which loads every record written so far: a field an older record
+    lacks (or holds empty, or JSON null) takes its default. Fields are only ever written one by one,
+    by the Lua scripts, never as a whole record.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str
+    owner: str | None = None  # the hash of the API key that made it (``local`` on an open API)
+    status: Status
+    spec: dict[str, Any]  # the resolved spec, as ComparisonSpec dumps it
+    content_key: str
+    fingerprints: dict[str, str] = {}
+    created_at: float
+    started_at: float | None = None  # the first attempt's start
+    attempt_started_at: float | None = None  # the current attempt's start
+    finished_at: float | None = None
+    attempts: int = 0
+    rev: int = 0  # bumped by every change: what a long poll waits on
+    progress: dict[str, Any] = {}  # {stage, done, total}; {} before the first report
+    cancel_requested: bool = False
+    worker: str | None = None  # who holds it while running
+    error: dict[str, Any] | None = None  # jobs.errors: {code, detail, field, fix, ...}
+    warnings: list[str] = []
+    artifacts: list[dict[str, Any]] = []  # the manifest: {name, size, sha256, media_type}
+    model_cache_hits: int | None = None
+    result: str | None = None  # results/<id>/result.json, relative to the data dir
+    watch_id: str | None = None  # the watch that created it
+    checkpoint: str | None = None  # the watched checkpoint it compares
+
+    @classmethod
+    def from_redis(cls, raw: dict[str, str]) -> "JobRecord":
+        fields = decode_hash(raw, _JSON_FIELDS)
+        fields["cancel_requested"] = raw.get("cancel_requested") == "1"
+        return cls.model_validate(fields)
+
+
+def decode_hash(raw: dict[str, str], json_fields: tuple[str, ...]) -> dict[str, Any]:
+    """A record's Redis hash as the fields of its model (job and watch records): an empty field is an
+    absent one, and so is a JSON field holding null, so the model's default applies; numbers stay
+    strings for pydantic to convert."""
+    fields: dict[str, Any] = {k: v for k, v in raw.items() if v != ""}
+    for k in json_fields:
+        if k in fields and (value := json.loads(fields.pop(k))) is not None:
+            fields[k] = value
+    return fields
 
 
 def job_key(job_id: str) -> str:
@@ -85,7 +137,7 @@ class JobStore:
         link: tuple[str, str] | None = None,
         extra: dict[str, str] | None = None,
     ) -> CreateOutcome:
-        """``link`` = (hash key, field): a watch's one-job-per-checkpoint link (jobs.watches), checked
+        """``link`` = (hash key, field): a watch's one-job-per-checkpoint link (watches.store), checked
         and set in the same script; ``extra`` = more record fields (``watch_id``, ``checkpoint``)."""
         job_id = new_job_id()
         now = time.time()
@@ -131,9 +183,9 @@ class JobStore:
         if idempotency_key:
             self.r.delete(f"{P}idem:{owner}:{idempotency_key}")
 
-    def get(self, job_id: str) -> dict[str, Any] | None:
+    def get(self, job_id: str) -> JobRecord | None:
         raw = self.r.hgetall(job_key(job_id))
-        return _decode(raw) if raw else None
+        return JobRecord.from_redis(raw) if raw else None
 
     def rev(self, job_id: str) -> int | None:
         v = self.r.hget(job_key(job_id), "rev")
@@ -198,6 +250,13 @@ class JobStore:
         pipe.hincrby(job_key(job_id), "rev", 1)
         pipe.execute()
 
+    def set_spec(self, job_id: str, spec: dict) -> None:
+        """The spec as the engine resolved it (worker/tasks.py): what the status and re-runs show."""
+        pipe = self.r.pipeline()
+        pipe.hset(job_key(job_id), "spec", json.dumps(spec, sort_keys=True))
+        pipe.hincrby(job_key(job_id), "rev", 1)
+        pipe.execute()
+
     def cancel_requested(self, job_id: str) -> bool:
         return self.r.hget(job_key(job_id), "cancel_requested") == "1"
 
@@ -233,18 +292,3 @@ class JobStore:
     def count_engine_run(self) -> None:
         self.r.incr(ENGINE_RUNS)
 
-
-def _decode(raw: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = dict(raw)
-    for k in _JSON_FIELDS:
-        if k in out and out[k]:
-            out[k] = json.loads(out[k])
-    for k in ("created_at", "started_at", "attempt_started_at", "finished_at"):
-        if k in out and out[k]:
-            out[k] = float(out[k])
-    for k in ("attempts", "rev"):
-        out[k] = int(out.get(k) or 0)
-    if "model_cache_hits" in out:
-        out["model_cache_hits"] = int(out["model_cache_hits"])
-    out["cancel_requested"] = out.get("cancel_requested") == "1"
-    return out

@@ -10,7 +10,7 @@ prefix CREATE uses to read an existing duplicate's status.
 # ARGV: id, now, idem value, idem ttl, link field, field, value, ...
 # The link is a watch's (checkpoint, fingerprint) -> job hash: a pair already linked returns that
 # job, and whatever job this call returns is linked in the same step, so a pair gets one job however
-# many checks race (jobs.watches).
+# many checks race (watches.store).
 CREATE = """
 if KEYS[7] ~= '' then
   local linked = redis.call('HGET', KEYS[7], ARGV[5])

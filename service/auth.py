@@ -27,12 +27,12 @@ def owner_for(authorization: str, key_hashes: list[str]) -> str:
     scheme, _, key = authorization.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise Problem.field(
-            401, "unauthorized", "Authorization", "missing API key", "send `Authorization: Bearer <your key>`"
+            "unauthorized", "Authorization", "missing API key", "send `Authorization: Bearer <your key>`"
         ).with_headers({"WWW-Authenticate": "Bearer"})
     given = hash_key(key.strip())
     for h in key_hashes:  # constant-time per comparison; the set of keys is small
         if hmac.compare_digest(given, h):
             return owner_of(h)
     raise Problem.field(
-        401, "unauthorized", "Authorization", "unknown API key", "check the key you were given"
+        "unauthorized", "Authorization", "unknown API key", "check the key you were given"
     ).with_headers({"WWW-Authenticate": "Bearer"})

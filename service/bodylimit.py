@@ -49,8 +49,5 @@ class BodyLimit:
         return await self.app(scope, replay, send)
 
     async def _reject(self, scope, receive, send, limit: int):
-        p = Problem.field(
-            413, "body_too_large", "body", f"the request body is larger than {limit} bytes",
-            "send a smaller body (the limit is set by CIRCUITDIFF_MAX_BODY_BYTES / CIRCUITDIFF_MAX_UPLOAD_BYTES)",
-        )
+        p = Problem.field("body_too_large", "body", f"the request body is larger than {limit} bytes")
         await problem_response(p)(scope, receive, send)

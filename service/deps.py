@@ -2,7 +2,8 @@
 
 The app's lifespan opens the job store and the Celery producer and keeps them, with the settings,
 on ``app.state``; only this module reads ``app.state``. Handlers write ``store: StoreDep``,
-``settings: SettingsDep``, ``owner: OwnerDep``, ``producer: ProducerDep`` or ``job: OwnedJobDep``.
+``settings: SettingsDep``, ``owner: OwnerDep``, ``producer: ProducerDep`` or ``job: OwnedJobDep`` (a
+:class:`~jobs.store.JobRecord`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from celery import Celery
 from fastapi import Depends, Path, Request
 
 from jobs.settings import Settings
-from jobs.store import JobStore
+from jobs.store import JobRecord, JobStore
 
 from .auth import owner_for
 from .problems import Problem
@@ -44,12 +45,12 @@ def current_owner(request: Request, settings: SettingsDep) -> str:
 OwnerDep = Annotated[str, Depends(current_owner)]
 
 
-def owned_job(job_id: Annotated[str, Path(max_length=64)], owner: OwnerDep, store: StoreDep) -> dict:
+def owned_job(job_id: Annotated[str, Path(max_length=64)], owner: OwnerDep, store: StoreDep) -> JobRecord:
     """The job record if the caller owns it; another key's job answers 404 just like a missing one."""
     job = store.get(job_id) if job_id.isalnum() else None
-    if job is None or job.get("owner") != owner:
-        raise Problem.field(404, "job_not_found", "job_id", f"no comparison {job_id!r}", "list yours with GET /v1/comparisons")
+    if job is None or job.owner != owner:
+        raise Problem.field("job_not_found", "job_id", f"no comparison {job_id!r}")
     return job
 
 
-OwnedJobDep = Annotated[dict, Depends(owned_job)]
+OwnedJobDep = Annotated[JobRecord, Depends(owned_job)]

@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(redis.exceptions.TimeoutError)
     async def _redis_down(request: Request, exc: Exception):
         log.warning("redis unavailable on %s: %s", request.url.path, exc)
-        p = Problem(503, "redis_unavailable", "the job store is unreachable; try again shortly",
+        p = Problem("redis_unavailable", "the job store is unreachable; try again shortly",
                     headers={"Retry-After": "5"})
         return problem_response(p, request)
 

@@ -25,9 +25,9 @@ def _inside(real: Path, roots: list[Path]) -> bool:
 def resolve_under_roots(raw: str, roots: list[Path], field: str, *, want_dir: bool) -> Path:
     """The real path of ``raw`` if it exists inside a root; else a 422 problem naming ``field``."""
     if ".." in PurePosixPath(raw).parts:
-        raise Problem.field(422, "path_traversal", field, "'..' path segments are not allowed", _roots_fix(roots))
+        raise Problem.field("path_traversal", field, "'..' path segments are not allowed", _roots_fix(roots))
     if raw.startswith("~"):
-        raise Problem.field(422, "path_outside_roots", field, "home-relative paths are not allowed", _roots_fix(roots))
+        raise Problem.field("path_outside_roots", field, "home-relative paths are not allowed", _roots_fix(roots))
     candidates = [Path(raw)] if raw.startswith("/") else [r / raw for r in roots]
     found_outside = False
     for c in candidates:
@@ -38,25 +38,18 @@ def resolve_under_roots(raw: str, roots: list[Path], field: str, *, want_dir: bo
         if real.exists() and (real.is_dir() if want_dir else real.is_file()):
             return real
     if found_outside:
-        raise Problem.field(422, "path_outside_roots", field, f"{raw!r} is outside the allowed roots", _roots_fix(roots))
+        raise Problem.field("path_outside_roots", field, f"{raw!r} is outside the allowed roots", _roots_fix(roots))
     kind = "directory" if want_dir else "file"
-    raise Problem.field(422, "path_not_found", field, f"no such {kind}: {raw!r}", _roots_fix(roots))
+    raise Problem.field("path_not_found", field, f"no such {kind}: {raw!r}", _roots_fix(roots))
 
 
 def check_checkpoint(path: Path, field: str) -> None:
     """A checkpoint directory in transformers format with safetensors weights (never pickles)."""
     if not (path / "config.json").is_file():
-        raise Problem.field(
-            422, "not_a_checkpoint", field, f"{path} has no config.json", "save the model with save_pretrained()"
-        )
+        raise Problem.field("not_a_checkpoint", field, f"{path} has no config.json")
     if not any(p.name.endswith(WEIGHT_SUFFIXES) for p in path.iterdir()):
-        raise Problem.field(
-            422,
-            "unsupported_weights",
-            field,
-            f"{path} has no .safetensors weights (pickled weights are never loaded)",
-            "save with save_pretrained(..., safe_serialization=True)",
-        )
+        raise Problem.field("unsupported_weights", field,
+                            f"{path} has no .safetensors weights (pickled weights are never loaded)")
 
 
 def list_local_models(roots: list[Path], max_depth: int = 2) -> list[dict]:

@@ -1,7 +1,9 @@
 """RFC 9457 problem details: every error the API returns is ``application/problem+json``.
 
 Each problem carries ``type``, ``title``, ``status``, ``detail`` and a stable ``code`` (API surface:
-never rename one). Validation problems add ``errors``: one item per bad field with its dotted path
+never rename one). Every code is a row of the one table, :data:`circuitdiff.errors.CODES`, which
+gives its HTTP status and its default fix: a problem is built from its code, and one whose code is
+missing from the table cannot be built. Validation problems add ``errors``: one item per bad field with its dotted path
 (``task_options.members``, ``teacher.id``), the message and a ``fix``. Engine errors
 (:class:`circuitdiff.errors.CircuitdiffError`) already carry code/field/fix and map one to one.
 Users never see a traceback.
@@ -19,8 +21,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from circuitdiff.errors import CircuitdiffError
-from jobs.errors import fix_for
+from circuitdiff.client.wire import STATUSES
+from circuitdiff.errors import CircuitdiffError, default_fix, status_of
 
 from .methods import allow_header, allowed_methods
 
@@ -49,23 +51,30 @@ class ProblemDetail(BaseModel):
 
 
 class Problem(Exception):
+    """A problem+json answer with ``code``, whose status is the table's (``status`` overrides it
+    where a route answers a code otherwise). A code missing from the table raises KeyError."""
+
     def __init__(
         self,
-        status: int,
         code: str,
         detail: str,
         *,
+        status: int | None = None,
         errors: list[dict] | None = None,
         headers: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
     ):
         super().__init__(detail)
-        self.status, self.code, self.detail = status, code, detail
+        self.status = status_of(code) if status is None else status
+        self.code, self.detail = code, detail
         self.errors, self.headers, self.extra = errors, headers or {}, extra or {}
 
     @classmethod
-    def field(cls, status: int, code: str, field: str, message: str, fix: str) -> "Problem":
-        return cls(status, code, f"{field}: {message}", errors=[_item(field, message, fix, code)])
+    def field(cls, code: str, field: str, message: str, fix: str | None = None, *,
+              status: int | None = None) -> "Problem":
+        """One bad ``field``; ``fix`` defaults to the code's fix in the table."""
+        fix = default_fix(code) if fix is None else fix
+        return cls(code, f"{field}: {message}", status=status, errors=[_item(field, message, fix, code)])
 
     def with_headers(self, headers: dict[str, str]) -> "Problem":
         self.headers.update(headers)
@@ -99,7 +108,7 @@ def problem_response(p: Problem, request: Request | None = None) -> JSONResponse
 # Parameters whose values come from the API itself: the fix says where to get a good one.
 FIELD_FIXES = {
     "cursor": "pass the `next_cursor` of the previous page unchanged (leave `cursor` out for the first page)",
-    "status": "use one of: queued, running, succeeded, failed, cancelled",
+    "status": f"use one of: {', '.join(STATUSES)}",
 }
 JSON_TYPES = ("application/json",)
 _BUILTIN_CODES = {"json_invalid": "invalid_json", "extra_forbidden": "unknown_field", "missing": "missing_field"}
@@ -163,8 +172,7 @@ def validation_problem(errors: list[dict], *, strip_body: bool = True) -> Proble
     items = field_errors(errors, strip_body=strip_body)
     detail = "; ".join(f"{i['field']}: {i['message']}" for i in items)
     code = items[0]["code"] if items else "invalid_request"
-    status = 400 if code == "invalid_json" else 422
-    return Problem(status, code, detail, errors=items)
+    return Problem(code, detail, errors=items)
 
 
 def _is_json(content_type: str) -> bool:
@@ -174,9 +182,8 @@ def _is_json(content_type: str) -> bool:
 
 def wrong_content_type(content_type: str) -> Problem:
     return Problem.field(
-        415, "unsupported_media_type", "Content-Type",
+        "unsupported_media_type", "Content-Type",
         f"the body was sent as {content_type.split(';', 1)[0].strip() or 'no type'}, so it was not read as JSON",
-        "send the JSON body with `Content-Type: application/json` (curl: -H 'Content-Type: application/json')",
     )
 
 
@@ -191,13 +198,13 @@ def unparsable_body(cause: BaseException | None) -> Problem:
     else:
         message = "the body could not be read as JSON"
         fix = "send a valid JSON object (Content-Type: application/json)"
-    return Problem.field(400, "invalid_json", "body", message, fix)
+    return Problem.field("invalid_json", "body", message, fix)
 
 
 def from_engine_error(e: CircuitdiffError) -> Problem:
-    """The error's class gives the code and status; its field and fix, the ``errors`` item."""
-    errors = [_item(e.field, e.message, fix_for(e), e.code)] if e.field else None
-    return Problem(e.http_status, e.code, e.message, errors=errors)
+    """The error's class gives the code (and the table its status); its field and fix, the ``errors`` item."""
+    errors = [_item(e.field, e.message, e.fix_or_default(), e.code)] if e.field else None
+    return Problem(e.code, e.message, errors=errors)
 
 
 def install(app: FastAPI) -> None:
@@ -230,9 +237,9 @@ def install(app: FastAPI) -> None:
             detail = f"{request.method} is not allowed on {request.url.path}; allowed: {allow_header(methods)}"
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no route for {request.method} {request.url.path}"
-        return problem_response(Problem(exc.status_code, code, detail, headers=headers), request)
+        return problem_response(Problem(code, detail, status=exc.status_code, headers=headers), request)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(Problem(500, "internal_error", "the server failed unexpectedly; see its log"), request)
+        return problem_response(Problem("internal_error", "the server failed unexpectedly; see its log"), request)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from circuitdiff.api_models import (  # noqa: F401 - re-exported: the API's bodies, shared with the client
+from circuitdiff.client.wire import (  # noqa: F401 - re-exported: the API's bodies, shared with the client
     Artifact, ArtifactList, DatasetInfo, JobError, JobList, JobStatus, Links, Progress, RejectedLine, Status,
 )
 

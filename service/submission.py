@@ -27,7 +27,7 @@ from .problems import Problem
 
 @dataclass(frozen=True)
 class Prepared:
-    spec: ComparisonSpec  # local paths made absolute and real
+    spec: ComparisonSpec  # resolved; local paths made absolute and real
     fingerprints: dict[str, str]
     dataset_digest: str
     content_key: str
@@ -41,9 +41,7 @@ def _model(ref: ModelRef, role: str, settings: Settings) -> tuple[ModelRef, str]
             return ref, f"zoo-random:{name}@{ENGINE_VERSION}"  # generated from a fixed seed by the engine
         d = zoo_path(name)
         if not (d / "config.json").is_file():
-            raise Problem.field(
-                422, "model_unavailable", field, f"zoo model {ref.id} is not built on this server", "run `make zoo`"
-            )
+            raise Problem.field("model_unavailable", field, f"zoo model {ref.id} is not built on this server")
         return ref, "sha256:" + weights_fingerprint(d)
     if ref.kind == "hub":
         return ref, f"hub:{ref.id}@{ref.revision or 'main'}"
@@ -59,9 +57,7 @@ def _dataset(spec: ComparisonSpec, settings: Settings, owner: str) -> tuple[str 
     if ds.startswith("ds_"):
         meta = datasets.load_meta(settings.datasets_dir, owner, ds)  # another key's dataset: not found
         if meta is None:
-            raise Problem.field(
-                422, "dataset_not_found", "dataset", f"no uploaded dataset {ds!r}", "upload it with POST /v1/datasets"
-            )
+            raise Problem.field("dataset_not_found", "dataset", f"no uploaded dataset {ds!r}")
         _check_metric(spec, datasets.kind_of(settings.datasets_dir, meta))
         return ds, "sha256:" + meta["sha256"]
     real = resolve_under_roots(ds, settings.model_roots, "dataset", want_dir=False)
@@ -75,7 +71,7 @@ def _check_metric(spec: ComparisonSpec, kind: str) -> None:
     try:
         check_metric(spec.metric, kind)
     except MetricError as e:
-        raise Problem.field(422, e.code, e.field or "metric", e.message, e.fix or "") from None
+        raise Problem.field(e.code, e.field or "metric", e.message, e.fix) from None
 
 
 def prepare(spec: ComparisonSpec, settings: Settings, owner: str) -> Prepared:
@@ -96,7 +92,10 @@ def prepare(spec: ComparisonSpec, settings: Settings, owner: str) -> Prepared:
     if problems:
         first = problems[0]
         errors = [e for p in problems for e in (p.errors or [])]
-        raise Problem(first.status, first.code, "; ".join(p.detail for p in problems), errors=errors)
-    spec = spec.model_copy(update={"teacher": teacher, "student": student, "dataset": dataset})
+        raise Problem(first.code, "; ".join(p.detail for p in problems), status=first.status, errors=errors)
+    # Resolved once, here, with the models' layout where it can be known before loading (zoo, local
+    # checkpoints, catalogue.HUB_SHAPES); the record, the status and the result then show one spec.
+    # A hub model not seen before leaves the paper preset's ablation pending: the worker fills it in.
+    spec = spec.model_copy(update={"teacher": teacher, "student": student, "dataset": dataset}).resolve_known()
     fingerprints = {"teacher": fp_t, "student": fp_s}
     return Prepared(spec, fingerprints, digest, content_key(spec, fingerprints, digest))

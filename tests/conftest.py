@@ -250,7 +250,7 @@ def cli(capsys, monkeypatch):
     """Run ``circuitdiff ARGS`` in this process (``circuitdiff.cli.main``), optionally in ``cwd``.
 
     For tests whose subject is what a command does, not how a new Python process starts: the
-    subprocess path is covered once by tests/test_cli.py. A user error is exit 2 with one line."""
+    subprocess path is covered once by tests/engine/test_cli.py. A user error is exit 2 with one line."""
     from circuitdiff.cli import main
 
     def run(*args: str, cwd: Path | None = None) -> CliRun:

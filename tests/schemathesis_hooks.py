@@ -1,4 +1,4 @@
-"""Loaded by schemathesis (SCHEMATHESIS_HOOKS) in tests/test_contract_fuzz.py: the dataset upload's
+"""Loaded by schemathesis (SCHEMATHESIS_HOOKS) in tests/service/test_contract_fuzz.py: the dataset upload's
 body is JSONL text (application/x-ndjson), which schemathesis then sends as it sends text/plain."""
 
 import schemathesis

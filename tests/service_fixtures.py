@@ -20,10 +20,10 @@ import httpx
 import pytest
 import redis
 
-from jobs.children import spawn
 from jobs.commands import api_argv, worker_argv
 from jobs.queue import QUEUE
-from jobs.redis_server import RedisServer, free_port
+from launcher.children import spawn
+from launcher.redis_server import RedisServer, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable

@@ -24,7 +24,7 @@ from jobs.queue import TASK_NAME, send_job
 from jobs.settings import get_settings
 from jobs.store import JobStore
 
-from . import artifacts, engine
+from . import artifacts, runner
 from .celery_app import app
 from .liveness import WORKER_NAME, job_store
 
@@ -93,6 +93,13 @@ class CancelFlag:
         return self.value
 
 
+def _record_resolved(store: JobStore, job_id: str, submitted: ComparisonSpec, resolved: ComparisonSpec) -> None:
+    """The engine resolved what the API could not (the paper preset on a hub model it had not seen):
+    the record shows the spec the result will carry from now on."""
+    if resolved != submitted:
+        patiently(store.set_spec, job_id, resolved.model_dump(mode="json"))
+
+
 @app.task(name=TASK_NAME)
 def run_job(job_id: str) -> None:
     settings = get_settings()
@@ -128,11 +135,11 @@ def run_job(job_id: str) -> None:
             log.warning("job %s: could not record %s (%s)", job_id, status, outcome)
 
     try:
-        spec = ComparisonSpec.model_validate(record["spec"])
+        spec = ComparisonSpec.model_validate(record.spec)
         patiently(store.count_engine_run)
-        hits_before = engine.models().hits
-        result = engine.run(spec, progress=progress, cancelled=cancelled, datasets_dir=settings.datasets_dir,
-                            cache_dir=settings.cache_dir)
+        hits_before = runner.models().hits
+        result = runner.run(spec, progress=progress, cancelled=cancelled, settings=settings.engine,
+                            resolved=lambda s: _record_resolved(store, job_id, spec, s))
         warnings = artifacts.write(result, tmp_dir)
         if patiently(store.cancel_requested, job_id):  # asked to stop after the last component boundary
             raise Cancelled("cancelled after the last component")
@@ -144,7 +151,7 @@ def run_job(job_id: str) -> None:
             "succeeded",
             artifacts=manifest,
             warnings=warnings,
-            model_cache_hits=engine.models().hits - hits_before,
+            model_cache_hits=runner.models().hits - hits_before,
             progress={"stage": "done", "done": last[2], "total": last[2]},
             result=f"results/{job_id}/result.json",  # the pointer goes in last, with the status
         )

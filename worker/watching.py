@@ -4,13 +4,13 @@ One pass over a watch (under its lock, so two beat processes or a ``check`` raci
 never work on it at once; the job-create script's link makes the one-job-per-pair rule hold even
 without the lock):
 
-1. list the source (jobs.checkpoints); a source that cannot be read records ``last_error`` and is
+1. list the source (watches.checkpoints); a source that cannot be read records ``last_error`` and is
    tried again next interval;
 2. each settled checkpoint whose (name, fingerprint) pair has no history entry yet becomes one
    ordinary comparison job (dedup and the activation cache as usual), owned by the watch's owner
    and carrying ``watch_id`` and ``checkpoint``;
 3. entries whose job finished are judged against the baseline in checkpoint order
-   (jobs.regressions), and their webhook events are queued, each exactly once.
+   (watches.regressions), and their webhook events are queued, each exactly once.
 
 A checkpoint still being written brings the next check forward to when it will have settled.
 """
@@ -27,14 +27,15 @@ from pathlib import Path
 import httpx
 from celery import Celery
 
+from circuitdiff.client.wire import TERMINAL
 from circuitdiff.spec import ComparisonSpec, ModelRef
-from jobs import regressions, webhooks
-from jobs.checkpoints import Checkpoint, natural_key, scan_directory, scan_hub
 from jobs.content import content_key, model_fingerprint
 from jobs.queue import WATCH_QUEUE, WEBHOOK_DELIVER, send_job
 from jobs.settings import get_settings
-from jobs.store import TERMINAL, JobStore
-from jobs.watches import WatchStore, entry_key
+from jobs.store import JobStore
+from watches import regressions, webhooks
+from watches.checkpoints import Checkpoint, natural_key, scan_directory, scan_hub
+from watches.store import WatchRecord, WatchStore, entry_key
 
 log = logging.getLogger("circuitdiff.watch")
 WAIT = object()  # the baseline is not known yet: judge this entry on a later pass
@@ -69,7 +70,7 @@ def check(app: Celery, wid: str) -> None:
         return
     try:
         w = ws.get(wid)
-        if w is None or w["status"] != "active":
+        if w is None or w.status != "active":
             return
         _check(app, ws, w)
         judge_pending(app, wid)
@@ -77,23 +78,23 @@ def check(app: Celery, wid: str) -> None:
         ws.unlock(wid, token)
 
 
-def _scan(ws: WatchStore, w: dict) -> list[Checkpoint]:
-    src, settings = w["spec"]["checkpoints"], get_settings()
+def _scan(ws: WatchStore, w: WatchRecord) -> list[Checkpoint]:
+    src, settings = w.spec["checkpoints"], get_settings()
     if src.get("hub"):
         return scan_hub(src["hub"], src["revisions"])
-    directory = Path(w["resolved"]["directory"])
+    directory = Path(w.resolved["directory"])
     if not directory.is_dir():
         raise FileNotFoundError(f"the checkpoint directory {directory} is gone")
-    known = ws.fingerprints(w["id"])
+    known = ws.fingerprints(w.id)
     found = scan_directory(directory, src["pattern"], src["settle_seconds"], settings.model_roots, known=known)
     present = {c.name for c in found}
-    ws.save_fingerprints(w["id"], {k: v for k, v in known.items() if k in present})
+    ws.save_fingerprints(w.id, {k: v for k, v in known.items() if k in present})
     return found
 
 
-def _check(app: Celery, ws: WatchStore, w: dict) -> None:
-    wid, now = w["id"], time.time()
-    next_at = now + w["spec"]["interval_seconds"]
+def _check(app: Celery, ws: WatchStore, w: WatchRecord) -> None:
+    wid, now = w.id, time.time()
+    next_at = now + w.spec["interval_seconds"]
     try:
         found = _scan(ws, w)
     except Exception as e:  # noqa: BLE001 - an unreadable source (hub down, directory gone) is recorded, not raised
@@ -124,29 +125,30 @@ def _check(app: Celery, ws: WatchStore, w: dict) -> None:
     ws.set_next(wid, next_at)
 
 
-def _new_entry(app: Celery, ws: WatchStore, w: dict, c: Checkpoint, key: str) -> None:
+def _new_entry(app: Celery, ws: WatchStore, w: WatchRecord, c: Checkpoint, key: str) -> None:
     jobs, _ = stores()
-    spec = w["spec"]
+    spec = w.spec
     teacher = ModelRef.model_validate(spec["teacher"])
     student = ModelRef(id=spec["checkpoints"]["hub"], revision=c.revision) if c.revision else ModelRef(id=c.path)
     cs = ComparisonSpec.model_validate({**spec["comparison"], "teacher": teacher.model_dump(),
-                                        "student": student.model_dump(), "dataset": w["resolved"].get("dataset")})
+                                        "student": student.model_dump(), "dataset": w.resolved.get("dataset")}
+                                       ).resolve_known()  # as a submission resolves it (service/submission.py)
     fps = {"teacher": model_fingerprint(teacher), "student": c.fingerprint}
     outcome = jobs.create(
-        owner=w["owner"], spec=cs.model_dump(mode="json"), content_key=content_key(cs, fps, w["resolved"]["dataset_digest"]),
-        fingerprints=fps, link=(ws.link_key(w["id"]), key), extra={"watch_id": w["id"], "checkpoint": c.name},
+        owner=w.owner, spec=cs.model_dump(mode="json"), content_key=content_key(cs, fps, w.resolved["dataset_digest"]),
+        fingerprints=fps, link=(ws.link_key(w.id), key), extra={"watch_id": w.id, "checkpoint": c.name},
     )
     job = jobs.get(outcome.job_id)
     # "linked" without a history entry: an earlier check stopped between the two; its message may be lost
-    if outcome.kind == "new" or (outcome.kind == "linked" and job and job["status"] == "queued"):
+    if outcome.kind == "new" or (outcome.kind == "linked" and job and job.status == "queued"):
         send_job(app, outcome.job_id)
-    ws.add_entry(w["id"], key, {
+    ws.add_entry(w.id, key, {
         "checkpoint": c.name, "fingerprint": c.fingerprint, "job_id": outcome.job_id, "order": c.order,
-        "status": job["status"] if job else "queued", "created_at": time.time(), "judged": False,
+        "status": job.status if job else "queued", "created_at": time.time(), "judged": False,
         "alignment": None, "alignment_ci95": None, "student_logit_diff": None, "student_performs_task": None,
         "regression": None, "reasons": [],
     })
-    log.info("watch %s: checkpoint %s -> job %s (%s)", w["id"], c.name, outcome.job_id, outcome.kind)
+    log.info("watch %s: checkpoint %s -> job %s (%s)", w.id, c.name, outcome.job_id, outcome.kind)
 
 
 def ordered(history: dict[str, dict]) -> list[tuple[str, dict]]:
@@ -192,7 +194,7 @@ def judge_pending(app: Celery, wid: str) -> None:
             ws.save_entry(wid, key, e, judged=True)
             continue
         job = jobs.get(e["job_id"])
-        status = job["status"] if job else "failed"
+        status = job.status if job else "failed"
         if status not in TERMINAL:
             if status != e["status"]:
                 e["status"] = status
@@ -200,22 +202,22 @@ def judge_pending(app: Celery, wid: str) -> None:
             continue
         e["status"] = status
         if status != "succeeded":
-            e["error"] = (job or {}).get("error") or {"code": "job_missing", "detail": "the job record is gone"}
+            e["error"] = (job.error if job else None) or {"code": "job_missing", "detail": "the job record is gone"}
             e["judged"] = True
             ws.save_entry(wid, key, e, judged=True)
             _emit(app, ws, w, key, e, ["checkpoint.failed"])
             continue
         if "detail" not in e:
-            result = json.loads((data_dir / job["result"]).read_text())
+            result = json.loads((data_dir / job.result).read_text())
             m = regressions.metrics(result)
             e["detail"] = {"influence": m.pop("influence"), "pairs": m.pop("pairs")}
             e.update(m)
-        base = _baseline(w["spec"]["baseline"], items, key)
+        base = _baseline(w.spec["baseline"], items, key)
         if base is WAIT:
             ws.save_entry(wid, key, e, judged=False)
             continue
         e["baseline"] = base["checkpoint"] if base else None
-        e["reasons"] = regressions.judge(e, base, w["spec"]["alerts"])
+        e["reasons"] = regressions.judge(e, base, w.spec["alerts"])
         e["regression"] = bool(e["reasons"])
         e["judged"] = True
         ws.save_entry(wid, key, e, judged=True)
@@ -223,12 +225,12 @@ def judge_pending(app: Celery, wid: str) -> None:
     ws.settle_pending(wid)
 
 
-def _emit(app: Celery, ws: WatchStore, w: dict, key: str, entry: dict, events: list[str]) -> None:
-    if not w["spec"]["alerts"].get("webhook"):
+def _emit(app: Celery, ws: WatchStore, w: WatchRecord, key: str, entry: dict, events: list[str]) -> None:
+    if not w.spec["alerts"].get("webhook"):
         return
     for event in events:
         did = "d" + secrets.token_hex(8)
-        if ws.emit(w["id"], key, event, did, webhooks.event_body(event, w, entry)):
+        if ws.emit(w.id, key, event, did, webhooks.event_body(event, w, entry)):
             _send(app, ws, did)
 
 
@@ -249,7 +251,7 @@ def deliver(app: Celery, delivery_id: str, attempt: int) -> None:
     settings = get_settings()
     d = ws.delivery_body(delivery_id)
     w = ws.get(d["watch_id"]) if d else None
-    hook = w and w["status"] != "deleted" and w["spec"]["alerts"].get("webhook")
+    hook = w and w.status != "deleted" and w.spec["alerts"].get("webhook")
     if not hook:
         return
     body = d["body"].encode()
@@ -259,7 +261,7 @@ def deliver(app: Celery, delivery_id: str, attempt: int) -> None:
     try:
         webhooks.check_target(hook["url"], allow_private=settings.webhook_allow_private)
         r = httpx.post(hook["url"], content=body, timeout=settings.webhook_timeout_seconds, follow_redirects=False,
-                       headers={"Content-Type": "application/json", webhooks.SIGNATURE_HEADER: webhooks.sign(body, w["secret"]),
+                       headers={"Content-Type": "application/json", webhooks.SIGNATURE_HEADER: webhooks.sign(body, w.secret),
                                 "X-Circuitdiff-Event": d["event"], "X-Circuitdiff-Delivery": delivery_id,
                                 "User-Agent": "circuitdiff-webhook"})
         item["status_code"] = r.status_code
@@ -272,4 +274,4 @@ def deliver(app: Celery, delivery_id: str, attempt: int) -> None:
         delay = settings.webhook_backoff_seconds * 2 ** (attempt - 1)
         item["next_attempt_at"] = time.time() + delay
         app.send_task(WEBHOOK_DELIVER, args=[delivery_id, attempt + 1], queue=WATCH_QUEUE, countdown=delay)
-    ws.record_delivery(w["id"], item)
+    ws.record_delivery(w.id, item)

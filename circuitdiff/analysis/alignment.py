@@ -1,4 +1,4 @@
-"""The influence-weighted alignment score (PAPER.md §Method 5, paper-notes §3.6).
+"""The influence-weighted alignment score (docs/method.md §Method 5, docs/authors-code.md §3.6).
 
 For the list of matched pairs p = (I_S, I_T, S) — influence of the student component, influence of
 the teacher component it is paired with, and their similarity —::

@@ -1,7 +1,7 @@
 """The authors' computations that circuitdiff's own results do not use, kept to reproduce their numbers.
 
-Only the golden tests (tests/test_golden.py) call these: each reproduces a step of the authors'
-``robustness/plots/compute_robustness.py`` (paper-notes §3.7) that the engine does differently or not
+Only the golden tests (tests/engine/test_golden.py) call these: each reproduces a step of the authors'
+``robustness/plots/compute_robustness.py`` (docs/authors-code.md §3.7) that the engine does differently or not
 at all. The engine's own statistics are in :mod:`circuitdiff.analysis.robustness`.
 """
 

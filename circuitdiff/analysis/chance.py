@@ -13,7 +13,7 @@ teacher role is random. Because every matching rule (argmax either way, one-to-o
 duplicated pairs) depends on the similarity rows alone, matching the permuted rows gives the same
 pairs with the student labels permuted: the null score of a draw is A with the student influences
 permuted within kind over the fixed pair list. :func:`chance_null` computes it that way, all draws
-at once; tests/test_analysis.py checks it against re-matching permuted similarity matrices.
+at once; tests/engine/test_analysis.py checks it against re-matching permuted similarity matrices.
 
 Reported: the null's mean and 95% interval over ``n_draws`` seeded draws, and the permutation
 p-value (1 + #{null ≥ observed}) / (n_draws + 1). A pair is *above chance* when the observed score

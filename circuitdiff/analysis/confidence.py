@@ -164,7 +164,7 @@ def _top3(c_mats: np.ndarray, warm: np.ndarray, k: int = 3, iters: int = SUBSPAC
     with two guard vectors, then Rayleigh–Ritz: batched matrix products instead of one full
     eigendecomposition per resample and layer (30x faster at d = 128 here). A matrix whose Ritz
     vectors have not converged (nearly equal eigenvalues around the third) gets numpy's eigh, so
-    the result is always the exact top-k. tests/test_calibration.py checks it against eigh."""
+    the result is always the exact top-k. tests/engine/test_calibration.py checks it against eigh."""
     d = c_mats.shape[-1]
     if d < k or warm is None:
         return None

@@ -1,4 +1,4 @@
-"""Matching student components to teacher components (PAPER.md §Method 4, paper-notes §3.5).
+"""Matching student components to teacher components (docs/method.md §Method 4, docs/authors-code.md §3.5).
 
 Given a similarity matrix ``sim: [Ns, Nt]`` (rows = student components, columns = teacher components
 of the same type), each component on the *source* side is paired with its most similar component on

@@ -1,10 +1,10 @@
-"""Does a model perform the task? The one place that decides (DESIGN.md "does not perform the task").
+"""Does a model perform the task? The one place that decides (docs/design.md "does not perform the task").
 
 A model **performs the task** when its mean clean logit difference LD = logit[answer] −
 logit[distractor] over the prompts is above 0 *and* distinguishable from 0: the lower end of the
 95% Student-t interval of the mean is above 0. The interval matters: a seeded random-weight model's
 mean LD over a few prompts is positive half of the time, and percentages of such a baseline
-(retained %, drops) would be built on noise (paper-notes §7 pitfall 2). With one prompt there is no
+(retained %, drops) would be built on noise (docs/authors-code.md §7 pitfall 2). With one prompt there is no
 interval, and the sign decides.
 
 Everything downstream reads this decision: a model that does not perform the task has no retained

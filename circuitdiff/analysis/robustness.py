@@ -1,4 +1,4 @@
-"""Robustness ("brittleness") statistics (PAPER.md §Method 6, paper-notes §3.7).
+"""Robustness ("brittleness") statistics (docs/method.md §Method 6, docs/authors-code.md §3.7).
 
 The question: does the student rely on fewer components, so that losing one of them costs more?
 Per model, every component's single-ablation **drop** in percentage points of the clean logit
@@ -18,7 +18,7 @@ canonical component order (heads row-major, then MLPs; the bootstrap depends on 
   slopes β_mean = Δmean/C and β_sev = Δsev/C (pp per unit of compression);
 - the earlier notebook's heads-only extras: worst-5% mean, maximum, Gini coefficient.
 
-Reproducibility contract (``reference/robustness_expected.json`` ``definitions``): every bootstrap
+Reproducibility contract (``tests/golden/robustness_expected.json`` ``definitions``): every bootstrap
 statistic creates ``numpy.random.default_rng(seed)`` (seed 42) afresh and draws each resample with
 one ``rng.choice(values, size=n, replace=True)``; Δmean draws the teacher resample *then* the
 student resample in each iteration and reports the **mean of the bootstrap differences**. The loops

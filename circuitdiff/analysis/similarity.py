@@ -1,23 +1,23 @@
-"""Similarity between student and teacher components (PAPER.md §Method 2–3, paper-notes §3.3–3.4).
+"""Similarity between student and teacher components (docs/method.md §Method 2–3, docs/authors-code.md §3.3–3.4).
 
 Attention heads
 ---------------
 Each head is summarised by its attention pattern averaged over the prompts, ``A: [T, T]`` (query
 rows × key columns; both models see the same tokenisation, so the matrices line up). The paper's
 similarity of a student head and a teacher head is the **mean over query rows of the cosine between
-the two rows** (paper-notes §3.3)::
+the two rows** (docs/authors-code.md §3.3)::
 
     sim(A_s, A_t) = 1/|Q| Σ_{q ∈ Q} cos(A_s[q, :], A_t[q, :])
 
 with Q all T rows in the paper. Two kinds of rows carry no information and inflate every score
-(paper-notes §7 pitfall 8): in a causal model row 0 can only attend to itself (cosine 1 for every
+(docs/authors-code.md §7 pitfall 8): in a causal model row 0 can only attend to itself (cosine 1 for every
 pair), and rows at padded positions average pad-token attention. ``query_mask`` selects the rows to
 keep; :func:`query_rows` builds the default-preset mask (drop row 0 and padding); the paper preset
 passes ``None`` (all rows).
 
 MLPs
 ----
-The paper (``activation_eigenvector_similarity``, paper-notes §3.4) stacks a layer's MLP outputs over
+The paper (``activation_eigenvector_similarity``, docs/authors-code.md §3.4) stacks a layer's MLP outputs over
 prompts and positions, ``X: [n, d]``, forms the *uncentred* second-moment matrix ``C = XᵀX / n``,
 takes its top ``k = 3`` eigenvectors for each model, and scores a pair by ``|mean(M)|`` where ``M`` is
 the k×k matrix of cosines between the two sets of eigenvectors. It returns 0.0 when ``n < k``.
@@ -41,7 +41,7 @@ subspace) and to isotropic scaling, is in [0, 1] without any per-run rescaling, 
 spectrum rather than three directions, and compares layers of different widths (student d_model ≠
 teacher d_model) where subspaces of different spaces cannot be compared. Its one requirement, the
 same rows for both models, holds by construction: both models read the same prompts, token by token
-or (pairs without a shared tokenisation) word by word. tests/test_analysis.py checks the identity
+or (pairs without a shared tokenisation) word by word. tests/engine/test_analysis.py checks the identity
 and the invariances.
 
 
@@ -194,7 +194,7 @@ def mlp_similarity_eigen(
 
 
 def rescale_to_distribution(raw: ArrayLike, mean: float, std: float, *, zero_negative: bool = False) -> np.ndarray:
-    """The authors' MLP normalisation onto a target distribution (paper-notes §3.4).
+    """The authors' MLP normalisation onto a target distribution (docs/authors-code.md §3.4).
 
     v' = (v − mean(v⁺)) / std_pop(v⁺) · std + mean, with v⁺ the positive entries of ``raw``;
     everything is then divided by max(v') so the best pair is 1.0. The authors' rescaling cell

@@ -1,4 +1,4 @@
-"""Content-addressed activation store on disk (DESIGN.md §Activation cache).
+"""Content-addressed activation store on disk (docs/design.md §Activation cache).
 
 An entry is a directory ``<root>/<key>/`` holding safetensors files plus ``manifest.json``
 (per-file sha256 and size, created / last-used times, free-form ``meta``). The key is a sha256 over
@@ -36,22 +36,19 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from ..errors import CacheCorruptError
+from ..settings import current
 
 MANIFEST = "manifest.json"
 TMP_DIR = ".tmp"
-DEFAULT_MAX_BYTES = 20 * 2**30
 
 Tensors = dict[str, torch.Tensor]
 Entry = dict[str, Tensors]  # file stem -> tensors stored in "<stem>.safetensors"
 
 
 def default_cache_dir() -> Path:
-    """``$CIRCUITDIFF_CACHE_DIR``, else ``$CIRCUITDIFF_DATA_DIR/cache``, else ``~/.cache/circuitdiff``."""
-    if d := os.environ.get("CIRCUITDIFF_CACHE_DIR"):
-        return Path(d).expanduser()
-    if d := os.environ.get("CIRCUITDIFF_DATA_DIR"):
-        return Path(d).expanduser() / "cache"
-    return Path("~/.cache/circuitdiff").expanduser()
+    """The active engine settings' cache root (circuitdiff.settings: ``$CIRCUITDIFF_CACHE_DIR``, else
+    ``$CIRCUITDIFF_DATA_DIR/cache``, else ``~/.cache/circuitdiff``)."""
+    return current().cache_dir
 
 
 def cache_key(
@@ -91,9 +88,9 @@ class CachedEntry:
 
 class ActivationCache:
     def __init__(self, root: str | Path | None = None, max_bytes: int | None = None):
-        self.root = Path(root) if root is not None else default_cache_dir()
-        env_max = os.environ.get("CIRCUITDIFF_CACHE_MAX_BYTES")
-        self.max_bytes = max_bytes if max_bytes is not None else int(env_max or DEFAULT_MAX_BYTES)
+        """``root`` and ``max_bytes`` default to the active engine settings' (circuitdiff.settings)."""
+        self.root = Path(root) if root is not None else current().cache_dir
+        self.max_bytes = max_bytes if max_bytes is not None else current().cache_max_bytes
         self.stats = CacheStats()
         (self.root / TMP_DIR).mkdir(parents=True, exist_ok=True)
 

@@ -3,10 +3,10 @@
 A :class:`ModelAdapter` runs a batch of token sequences with a list of interventions and returns
 the logits at each sequence's end position (the answer position: the last token for a decoder,
 the ``[MASK]`` for a masked LM), plus optional captures of the three activations the method
-needs (PAPER.md §Method):
+needs (docs/method.md §Method):
 
 - ``z``: per-head attention output *before* W_O, ``[batch, pos, head, d_head]``. A head is
-  ablated here and only here (paper-notes §7 pitfall 4: never the projected output, never a
+  ablated here and only here (docs/authors-code.md §7 pitfall 4: never the projected output, never a
   sequence position).
 - ``pattern``: attention probabilities, ``[batch, head, query, key]``.
 - ``mlp_out``: the MLP's output, ``[batch, pos, d_model]``; an MLP is ablated here.

@@ -5,8 +5,8 @@ weight processing: ``blocks.{l}.attn.hook_z`` ([batch, pos, head, d_head], the o
 input), ``blocks.{l}.attn.hook_pattern`` ([batch, head, q, k]) and ``blocks.{l}.hook_mlp_out``
 ([batch, pos, d_model]) all exist on the default bridge. ``enable_compatibility_mode()`` is
 deliberately *not* called: it folds LayerNorm, centres writing weights and folds the value bias
-into the output bias, which changes what "z = 0" means and the MLP-output basis (paper-notes §7
-pitfall 14). Without it, logits equal the plain HF forward (checked in tests/test_models.py) and
+into the output bias, which changes what "z = 0" means and the MLP-output basis (docs/authors-code.md §7
+pitfall 14). Without it, logits equal the plain HF forward (checked in tests/engine/test_models.py) and
 zeroing ``hook_z`` equals zeroing the ``c_proj`` input slice of the HF module.
 """
 

@@ -10,7 +10,7 @@ plugs in here, once.
 
 Every implementation computes exactly what the model's own forward computes (same modules'
 weights, same operations), for pre-LN decoders whose block is
-``x_mid = x + attn_out(attention(x)); x_out = x_mid + mlp(x_mid)``. tests/test_fast_scan.py checks
+``x_mid = x + attn_out(attention(x)); x_out = x_mid + mlp(x_mid)``. tests/engine/test_fast_scan.py checks
 the view against the HF forward with hooks.
 
 Shapes: x / residual ``[batch, pos, d_model]``; z ``[batch, pos, head, d_head]`` (the per-head

@@ -2,7 +2,7 @@
 
 Used for ``DistilBertForMaskedLM`` (transformer_lens 4.x has no DistilBERT adapter) and, after
 testing, for ``BertForMaskedLM`` too: both adapters give the same numbers on BERT
-(tests/test_hooks_adapter.py), and running teacher and student through the *same* hook points
+(tests/engine/test_hooks_adapter.py), and running teacher and student through the *same* hook points
 means "z", "pattern" and "mlp_out" mean exactly the same thing on both sides of a BERT →
 DistilBERT comparison. GPT-2 is covered as well, so the two adapters can be checked against each
 other on a decoder.
@@ -15,7 +15,7 @@ type's modules: its ``hooks`` in :mod:`circuitdiff.architectures`):
   Qwen2 ``self_attn.o_proj``), split into heads (for grouped-query attention: *query* heads).
   That input is the per-head context vectors concatenated head-major, so head h is the slice
   ``[h*d_head, (h+1)*d_head)``. A head is ablated by a forward-*pre*-hook that replaces its slice
-  before W_O is applied (DESIGN.md; paper-notes §7 pitfall 4: the authors' HF code zeroed a
+  before W_O is applied (docs/design.md; docs/authors-code.md §7 pitfall 4: the authors' HF code zeroed a
   *sequence position* of the attention output instead). The output bias b_O is untouched, as
   with transformer_lens ``hook_z``.
 - ``pattern`` [batch, head, query, key]: the softmax probabilities the self-attention module

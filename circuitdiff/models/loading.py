@@ -106,7 +106,7 @@ def build_adapter(hf_model: Any, tokenizer: Any, info: dict, device: torch.devic
                              field=field, fix="compare decoder-only (GPT-2, Llama) or masked (BERT) models")
     if spread or family_of_model_type(cfg.model_type) == "masked" or not bridge_supports(cfg):
         # BERT also boots in the bridge, and both adapters give the same numbers on it
-        # (tests/test_hooks_adapter.py); the masked-LM family goes through hooks so that a BERT
+        # (tests/engine/test_hooks_adapter.py); the masked-LM family goes through hooks so that a BERT
         # teacher and its DistilBERT student (which the bridge refuses) share the same hook points.
         return _hooks_adapter(hf_model, tokenizer, info, device, dtype, field)
     from .bridge import BridgeAdapter, boot_bridge

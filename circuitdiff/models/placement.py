@@ -12,9 +12,9 @@ Estimate, in bytes, for one model of a comparison:
   vocabulary for a batch of :data:`circuitdiff.scan.clean.BATCH_SIZE` prompts (the naive pass).
 
 Available memory: per visible device, what is free (CUDA ``mem_get_info``; CPU ``MemAvailable``),
-capped by the ``CIRCUITDIFF_MEMORY_BUDGET`` setting (bytes per device, ``24GiB`` / ``512MB`` / a plain
-number) when it is set: a worker that shares its GPUs says so there, and tests fake a small machine
-with it (tests/test_placement.py).
+capped by the engine settings' ``memory_budget`` (``CIRCUITDIFF_MEMORY_BUDGET``, bytes per device,
+``24GiB`` / ``512MB`` / a plain number; circuitdiff.settings) when it is set: a worker that shares its GPUs says so there, and tests fake a small machine
+with it (tests/engine/test_placement.py).
 
 Placement: the whole model on one device when weights + activations fit there. Otherwise, on a
 worker with several GPUs, the decoder layers are spread over them in order, filling each GPU's free
@@ -30,15 +30,14 @@ parameters, bfloat16 above (the authors ran the 8B pair in bfloat16).
 
 from __future__ import annotations
 
-import os
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
 from ..errors import InsufficientMemoryError
-from ..vocabulary import BF16_ABOVE_PARAMS, MEMORY_BUDGET_ENV
+from ..settings import EngineSettings, current, parse_bytes  # noqa: F401 (parse_bytes re-exported)
+from ..vocabulary import BF16_ABOVE_PARAMS
 
 ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2}
 DEFAULT_SEQ_LEN = 64
@@ -75,17 +74,6 @@ class MemoryPlan:
         return d
 
 
-def parse_bytes(text: str) -> int:
-    """``"24GiB"``, ``"512MB"``, ``"1e9"``, ``"1048576"`` -> bytes."""
-    m = re.fullmatch(r"\s*([0-9.eE+]+)\s*([KMGT]i?B?|B)?\s*", text or "")
-    if not m:
-        raise ValueError(f"{MEMORY_BUDGET_ENV}={text!r}: expected bytes like 24GiB, 512MB or 1000000")
-    unit = (m[2] or "B").upper().rstrip("B")
-    scale = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
-             "KI": 2**10, "MI": 2**20, "GI": 2**30, "TI": 2**40}[unit]
-    return int(float(m[1]) * scale)
-
-
 def free_memory_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
@@ -105,21 +93,22 @@ def bytes_per_row(d_model: int, d_mlp: int, n_heads: int, seq_len: int, itemsize
     return itemsize * seq_len * (8 * d_model + 2 * d_mlp + 2 * n_heads * seq_len)
 
 
-def budget_cap() -> int | None:
-    text = os.environ.get(MEMORY_BUDGET_ENV)
-    return parse_bytes(text) if text else None
+def budget_cap(settings: EngineSettings | None = None) -> int | None:
+    """Bytes per device a job may plan to use: ``settings.memory_budget`` (default: the active engine
+    settings', circuitdiff.settings); None = what each device has free."""
+    return (settings or current()).memory_budget
 
 
-def available_memory(device: torch.device) -> dict[str, int]:
+def available_memory(device: torch.device, settings: EngineSettings | None = None) -> dict[str, int]:
     """Free bytes per device a model may use: every visible GPU for ``cuda``, the host for ``cpu``;
-    each capped by the memory budget setting."""
+    each capped by the engine settings' memory budget (default: the active settings)."""
     if device.type == "cuda":
         devs = [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
         if device.index is not None:
             devs = [device]
     else:
         devs = [device]
-    cap = budget_cap()
+    cap = budget_cap(settings)
     return {str(d): min(free_memory_bytes(d), cap) if cap is not None else free_memory_bytes(d) for d in devs}
 
 
@@ -239,12 +228,12 @@ def _assign_rest(model, name: str, prefix: str, layer_names: set[str], home: str
 
 
 def check_activations(config: Any, dtype: torch.dtype, workload: Workload, device: torch.device, *,
-                      field: str, model_id: str) -> int:
+                      field: str, model_id: str, settings: EngineSettings | None = None) -> int:
     """After the task is tokenised (real length): do this model's scan activations still fit in what
     its home device has free now? Returns the bytes estimated; raises InsufficientMemoryError."""
     size = torch.empty((), dtype=dtype).element_size()
     acts = activation_bytes(config, workload, size)
-    free = available_memory(device)
+    free = available_memory(device, settings)
     home = str(device) if str(device) in free else next(iter(free))
     if acts > free[home]:
         gib = acts / 2**30

@@ -21,7 +21,7 @@ from ..result import ComparisonResult
 from .assets import CSS, JS, content_security_policy
 from .plots import PNG_DPI, Plot
 from ..vocabulary import layer_key, parse_component
-from . import circuits as circuits_section
+from . import circuit_views as circuits_section
 from .summary import (SIDES, UNSTABLE_CONFIDENCE, component_drops, fmt_ci, fmt_params, influence_shares,
                       interpretation, matched_counts, needs_caution, unstable_matches)
 
@@ -222,7 +222,7 @@ def _estimated_note(r: ComparisonResult) -> str:
 
 
 def _matches_table(r: ComparisonResult) -> str:
-    """The alignment score's pairs with each pair's term S·(1 − |Î_S − Î_T|) (PAPER.md §Method 5)."""
+    """The alignment score's pairs with each pair's term S·(1 − |Î_S − Î_T|) (docs/method.md §Method 5)."""
     shares_s, shares_t = influence_shares(r)
     rows = []
     order = sorted(range(len(r.matches)), key=lambda i: (r.matches[i].kind, layer_key(r.matches[i].student)))

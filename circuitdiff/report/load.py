@@ -16,7 +16,6 @@ class ResultFileError(CircuitdiffError):
     """The input is not a readable ``result.json`` of a schema version this report understands."""
 
     code = "invalid_result"
-    http_status = 422
 
 
 def load_result(source: str | Path | dict | ComparisonResult) -> ComparisonResult:

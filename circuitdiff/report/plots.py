@@ -2,7 +2,7 @@
 and returns a ``Figure``; :func:`make_plots` builds them all and :func:`save_plots` writes PNG + SVG.
 
 Conventions shared by every figure: the teacher is drawn first (left), the student second; teacher
-blue, student orange; component ids as in DESIGN.md. Text from the result (token strings) is drawn
+blue, student orange; component ids as in docs/design.md. Text from the result (token strings) is drawn
 with mathtext off, so a ``$`` in a user's prompt is a dollar sign and not LaTeX.
 """
 
@@ -31,7 +31,7 @@ COLORS = {"teacher": "#3b6ea5", "student": "#d9822b"}
 MATCHED, BELOW = "#2e7d4f", "#c0392b"
 INFLUENCE_CMAP = "OrRd"
 SIMILARITY_CMAP = "viridis"
-ATTENTION_CMAP = "inferno"  # as the paper's attention heatmaps (paper-notes §3.8)
+ATTENTION_CMAP = "inferno"  # as the paper's attention heatmaps (docs/authors-code.md §3.8)
 RC = {
     "text.parse_math": False,
     "text.usetex": False,

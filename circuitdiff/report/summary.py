@@ -1,7 +1,7 @@
 """Numbers the report derives from a result, and the plain-language reading of them.
 
 Everything here is computed from ``result.json`` alone (no torch), so a report can be re-rendered
-from a stored result. Drops follow PAPER.md §Method 6: m = 100 - clamp(retained %, 0, 100).
+from a stored result. Drops follow docs/method.md §Method 6: m = 100 - clamp(retained %, 0, 100).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from ..vocabulary import ROLES
 
 SIDES = ROLES
 
-# Reference points for the sentence (PAPER.md, headline table): distilled pairs score 0.82-0.94,
+# Reference points for the sentence (docs/method.md, headline table): distilled pairs score 0.82-0.94,
 # the non-distilled control pair (GPT-2 vs DistilBERT) 0.72.
 PAPER_DISTILLED_MIN = 0.82
 PAPER_CONTROL = 0.725
@@ -97,7 +97,7 @@ def interpretation(r: ComparisonResult) -> list[str]:
 
     The first sentence is the verdict; it refuses to read an alignment score as evidence of shared
     circuitry when either model fails the task, because influences around a failing baseline
-    measure noise (DESIGN.md, "does not perform the task"), or when the score is no higher than the
+    measure noise (docs/design.md, "does not perform the task"), or when the score is no higher than the
     same two models score with their correspondence broken (circuitdiff.analysis.chance).
     """
     t, s = r.models["teacher"].id, r.models["student"].id
@@ -185,7 +185,7 @@ def interpretation(r: ComparisonResult) -> list[str]:
 
 
 def largest_mismatch(r: ComparisonResult):
-    """(pair, Î_S, Î_T) of the pair with the largest penalty S·|Î_S − Î_T| (PAPER.md §Method 5), or
+    """(pair, Î_S, Î_T) of the pair with the largest penalty S·|Î_S − Î_T| (docs/method.md §Method 5), or
     None when no pair differs by 5 points of influence share."""
     ms = r.matches
     if not ms or sum(m.student_influence for m in ms) <= 0 or sum(m.teacher_influence for m in ms) <= 0:

@@ -141,7 +141,7 @@ def _reasons(rs: list[dict]) -> str:
 
 
 def render_trend(watch: dict, entries: list[dict]) -> str:
-    """The page for a watch record (``jobs.watches`` layout) and its history entries, in order."""
+    """The page for a watch record (``watches.store`` layout) and its history entries, in order."""
     spec = watch["spec"]
     names = [x["checkpoint"] for x in entries]
     ok = [x["status"] == "succeeded" and bool(x.get("detail")) for x in entries]

@@ -1,11 +1,11 @@
 """Everything that runs a model to measure it: the clean pass, ablations and the influence scans.
 
-:func:`scan` is the one door to the influence scans (PAPER.md §Method 1), dispatching on an
+:func:`scan` is the one door to the influence scans (docs/method.md §Method 1), dispatching on an
 explicit table of methods (:data:`METHODS`):
 
 - ``naive`` (:mod:`.influence`): the reference, one forward pass per component and prompt batch;
 - ``exact`` (:mod:`.exact`): the same numbers from the clean pass and the blocks above the ablated
-  layer (tests/test_fast_scan.py: equal to ``naive`` to 1e-5);
+  layer (tests/engine/test_fast_scan.py: equal to ``naive`` to 1e-5);
 - ``attribution`` (:mod:`.attribution`): a first-order estimate from one forward and one backward
   pass, labelled approximate;
 - ``screened`` (:mod:`.screened`): attribution for every component, then exact values for the top
@@ -20,7 +20,8 @@ Every method returns an :class:`~.influence.InfluenceScan` whose ``method`` says
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 from ..models.adapter import ModelAdapter
 from ..models.functional import UnsupportedArchitectureError
@@ -31,14 +32,31 @@ from .exact import exact_method
 from .influence import InfluenceScan, Progress, naive_scan
 from .screened import screened_method
 
-METHODS: dict[str, Callable[..., InfluenceScan]] = {
-    "naive": naive_scan,
-    "exact": exact_method,
-    "attribution": attribution_method,
-    "screened": screened_method,
+
+
+@dataclass(frozen=True)
+class Method:
+    """A scan method: the function that runs it and the options it takes from a resolved spec
+    (circuitdiff.spec.ComparisonSpec), which also key its activation-cache entries."""
+
+    run: Callable[..., InfluenceScan]
+    options: Callable[[Any], dict[str, Any]] = lambda spec: {}
+
+
+METHODS: dict[str, Method] = {
+    "naive": Method(naive_scan),
+    "exact": Method(exact_method),
+    "attribution": Method(attribution_method, lambda spec: {"check": spec.attribution_check, "seed": spec.seed}
+                          if spec.attribution_check else {}),
+    "screened": Method(screened_method, lambda spec: {"screen_top": spec.screen_top}),
 }
 
-__all__ = ["METHODS", "InfluenceScan", "scan"]
+__all__ = ["METHODS", "InfluenceScan", "scan", "method_options"]
+
+
+def method_options(spec: Any) -> dict[str, Any]:
+    """The options ``spec.scan`` takes from ``spec`` (see :class:`Method`)."""
+    return METHODS[spec.scan].options(spec)
 
 
 def scan(
@@ -69,4 +87,4 @@ def scan(
         stack = adapter.functional()
     except UnsupportedArchitectureError:  # none for this architecture: the reference scan (it says naive)
         return naive_scan(adapter, view, ablation, **common)
-    return METHODS[method](adapter, view, ablation, stack=stack, **common, **options)
+    return METHODS[method].run(adapter, view, ablation, stack=stack, **common, **options)

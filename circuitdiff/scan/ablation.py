@@ -1,15 +1,15 @@
-"""What an ablated component's activation is replaced with (PAPER.md §Method 1).
+"""What an ablated component's activation is replaced with (docs/method.md §Method 1).
 
 - ``zero``: the activation is set to 0 (heads at ``z``, before W_O; MLPs at ``mlp_out``).
 - ``mean``: the per-position mean of the component's activation over the corrupted set (the
-  seqcont choice, paper-notes §3.1 A). Prompts of different lengths are right-padded; a position's
+  seqcont choice, docs/authors-code.md §3.1 A). Prompts of different lengths are right-padded; a position's
   mean is taken only over corrupted prompts that have a real token there (the authors averaged
   padding in, pitfall 8).
 - ``resample``: the activation the component had on prompt i's own corrupted prompt, position by
   position (clean and corrupted prompts have the same token length, checked by the task layer).
 - ``token_mean``: one mean vector per head / MLP over every real (non-pad) token of every corrupted
   prompt, the same at every position: the authors' Llama choice (``llama_influence.ipynb``,
-  paper-notes §3.1 D), which the ``paper`` preset uses for Llama-family pairs.
+  docs/authors-code.md §3.1 D), which the ``paper`` preset uses for Llama-family pairs.
 
 :data:`ABLATIONS` holds one :class:`AblationRule` per name of :data:`~circuitdiff.vocabulary.Ablation`:
 its replacement values on both paths and which corrupted tokens they read. The scans ask the rule,

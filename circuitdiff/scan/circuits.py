@@ -1,11 +1,11 @@
-"""Scores of circuits: the task metric with every component *outside* a set ablated (PAPER.md §Method 7).
+"""Scores of circuits: the task metric with every component *outside* a set ablated (docs/method.md §Method 7).
 
-Circuit discovery (:func:`circuitdiff.analysis.circuits.find_circuit`) and the transfer of a
+Circuit discovery (:func:`circuitdiff.analysis.pruning.find_circuit`) and the transfer of a
 circuit onto another model ask one question many times: the mean logit difference over the task's
 prompts when a given set of heads and MLPs is ablated at once (heads at ``z``, MLPs at ``mlp_out``,
 replaced as :mod:`.ablation` says). :class:`CircuitEvaluator` answers it for one model and task.
 
-Two ways to run one evaluation, one number (tests/test_circuits.py checks them against each other
+Two ways to run one evaluation, one number (tests/engine/test_circuits.py checks them against each other
 to 1e-5 of the clean logit difference):
 
 - ``exact`` (architectures with a functional view, :mod:`circuitdiff.models.functional`): the exact
@@ -25,13 +25,15 @@ and ``cancelled()`` is polled before each, raising :class:`~circuitdiff.errors.C
 
 from __future__ import annotations
 
+import copy
+
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 
-from ..analysis.circuits import (
+from ..analysis.pruning import (
     Circuit, CircuitDiff, NullSummary, circuit_diff, depth_sets, find_circuit, null_summary, random_sets,
 )
 from ..errors import Cancelled, UnsupportedArchitectureError
@@ -75,6 +77,12 @@ class CircuitEvaluator:
         self.memo[frozenset()] = self.clean_ld
 
     # ------------------------------------------------------------------ public
+    def for_stage(self, stage: str) -> "CircuitEvaluator":
+        """This evaluator (same model, task and memo) reporting its progress as ``stage``."""
+        other = copy.copy(self)
+        other.stage = stage
+        return other
+
     @property
     def n_evaluations(self) -> int:
         return len(self.memo) - 1  # the clean pass is not an ablated run

@@ -1,8 +1,8 @@
-"""The clean pass: what a model does on the task's prompts with nothing ablated (PAPER.md §Method 2–3).
+"""The clean pass: what a model does on the task's prompts with nothing ablated (docs/method.md §Method 2–3).
 
 One pass over the clean prompts collects, per model, what the similarity stage compares: the mean
 attention pattern of every head and the MLP outputs of every layer, plus each prompt's top-1
-correctness. Same batches and BOS policy as every other pass of the job (paper-notes §7 pitfall 1).
+correctness. Same batches and BOS policy as every other pass of the job (docs/authors-code.md §7 pitfall 1).
 
 Patterns are also kept as sums per block of prompts (one prompt per block up to
 ``MAX_BLOCKS`` prompts), so that match confidences can resample prompts without another pass

@@ -1,6 +1,6 @@
 """Exact influence scan for causal pre-LN decoders, without one full forward per component.
 
-The naive scan (PAPER.md §Method 1) ablates each head / MLP alone and reruns the whole model,
+The naive scan (docs/method.md §Method 1) ablates each head / MLP alone and reruns the whole model,
 computing logits over the whole vocabulary at every position: 156 passes for GPT-2. Almost all of
 that work is identical between passes, so this module computes exactly the same numbers with less:
 
@@ -23,8 +23,8 @@ that work is identical between passes, so this module computes exactly the same 
    dimension, in micro-batches sized from free memory (halved and retried on out-of-memory).
 
 Each step is an algebraic identity, so results equal the naive scan up to float rounding
-(tests/test_fast_scan.py checks 1e-5 for zero, mean and resample ablation of heads and MLPs;
-tests/test_metrics.py for every metric).
+(tests/engine/test_fast_scan.py checks 1e-5 for zero, mean and resample ablation of heads and MLPs;
+tests/engine/test_metrics.py for every metric).
 Dropout is inactive (eval). The model is read through its adapter's functional view
 (:class:`circuitdiff.models.functional.LayerStack`): the model's own weights and operations, one
 implementation per architecture; architectures without one run the naive scan instead, and the

@@ -1,4 +1,4 @@
-"""Influence of every component: ablate it alone, measure the job's metric (PAPER.md §Method 1).
+"""Influence of every component: ablate it alone, measure the job's metric (docs/method.md §Method 1).
 
 For prompt i, m_i is the job's metric (:mod:`circuitdiff.metrics`; the paper's is the logit
 difference LD_i = logit[answer_i] − logit[distractor_i] at the prompt's end position). For a
@@ -12,7 +12,7 @@ component c ablated alone (heads at their pre-W_O output ``z``, MLPs at ``mlp_ou
                                                        ``kl`` m_clean = 0 and this is the mean KL)
     retained_c  = the metric's retained % (circuitdiff.metrics.retained_pct; for LD 100 · m_c / m_clean,
                                            None when m_clean ≤ 0: a model that does not perform the
-                                           task has no meaningful "%", paper-notes §7 pitfall 2)
+                                           task has no meaningful "%", docs/authors-code.md §7 pitfall 2)
 
 Per-prompt values are kept (``InfluenceScan.ablated_ld``) so that confidence intervals can resample
 prompts; the field names keep the paper's "ld" whatever the metric (``InfluenceScan.metric`` says which).

@@ -26,7 +26,7 @@ So ``scan: "screened"`` spends exact work only where an estimate could change th
 multiple of ``err`` measured on those it did, reached 2.4 on the GPT-2-small-shaped random student
 (``zoo:distilgpt2-random``, IOI, 10 prompts: L0H5 estimated 0.0074, exact 0.0117, while the
 re-scanned heads' largest error was 0.0019) and stayed below 1 on the bundled tiny checkpoints
-(tests/test_screened.py prints it); 3 covers the worst case measured. The returned scan's
+(tests/engine/test_screened.py prints it); 3 covers the worst case measured. The returned scan's
 ``agreement`` states the measured error, the margin, τ, how many components were re-scanned and
 the estimate's rank agreement with the exact values on the re-scanned heads.
 

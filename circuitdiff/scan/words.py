@@ -1,6 +1,6 @@
 """Attention patterns and MLP outputs pooled to shared words, for pairs that do not share tokens.
 
-A cross-tokenizer or cross-architecture pair (circuitdiff.tasks.alignment) has, per prompt, W
+A cross-tokenizer or cross-architecture pair (circuitdiff.tasks.word_alignment) has, per prompt, W
 shared words and for each model a map token -> word (``view.word_groups``, -1 for tokens outside
 every shared word: BOS, [CLS], [SEP], [MASK], padding, words only one model reads). Per prompt and
 head, with A [T, T] the token pattern:

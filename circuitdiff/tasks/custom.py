@@ -24,10 +24,10 @@ Torch-free: the HTTP service imports this module.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from ..errors import DatasetError
+from ..settings import current
 from ..vocabulary import MAX_PROMPTS
 from .generate import MASK, TextItem
 
@@ -37,7 +37,6 @@ FIELDS = REQUIRED + OPTIONAL
 TEXT_FIELDS = ("text", "corrupted_text")  # a plain-text line: text required, corrupted_text optional
 MAX_LINES = MAX_PROMPTS  # a comparison runs at most MAX_PROMPTS items: more lines could never be used
 MAX_BYTES = 16 * 1024 * 1024
-DATASETS_DIR_ENV = "CIRCUITDIFF_DATASETS_DIR"
 LINE_FIX = ('each line must be a JSON object with non-empty string "prompt", "answer" and "distractor", '
             'or (plain text, for metrics kl and loss) a non-empty string "text"')
 
@@ -46,7 +45,6 @@ class DatasetTooLargeError(DatasetError):
     """Over :data:`MAX_LINES` items or :data:`MAX_BYTES`: refused as a whole."""
 
     code = "dataset_too_large"
-    http_status = 413
 
 
 def validate_lines(data: bytes | str) -> tuple[list[dict], list[dict]]:
@@ -179,11 +177,11 @@ def load_items(path: str | Path) -> list[TextItem]:
 
 def resolve_dataset(dataset: str, datasets_dir: str | Path | None = None) -> Path:
     """A dataset reference is a JSONL path, or an uploaded dataset id stored as ``<dir>/<id>.jsonl``
-    (dir: ``datasets_dir`` or $CIRCUITDIFF_DATASETS_DIR, which the worker sets)."""
+    (dir: ``datasets_dir``, else the active engine settings' ``datasets_dir``, circuitdiff.settings)."""
     p = Path(dataset).expanduser()
     if p.is_file():
         return p
-    root = datasets_dir or os.environ.get(DATASETS_DIR_ENV)
+    root = datasets_dir or current().datasets_dir
     if root and "/" not in dataset and not dataset.startswith("."):
         candidate = Path(root) / f"{dataset}.jsonl"
         if candidate.is_file():

@@ -1,13 +1,13 @@
 """Task data for a model pair: text items -> token batches both models run on.
 
-Decoder (causal) form, PAPER.md §Tasks: the answer is the next token after the prompt, read at
+Decoder (causal) form, docs/method.md §Tasks: the answer is the next token after the prompt, read at
 the prompt's last position; answer/distractor ids are the single token of ``" " + word``. Every
 check is done for *both* tokenizers:
 
 - answer and distractor are exactly one token each, and different tokens;
 - the clean and corrupted prompts tokenise to the same length (resample/mean ablation pair
   positions across them);
-- the prompt does not end in whitespace (paper-notes §7 pitfall 13: the answer token carries the
+- the prompt does not end in whitespace (docs/authors-code.md §7 pitfall 13: the answer token carries the
   space; a trailing space changes the tokenisation and the task).
 
 A prompt that fails is reported with its index, text and reason (``TaskData.rejected``), never
@@ -18,7 +18,7 @@ Masked-LM form (issue #4), for models whose family is ``masked``: the input is
 ``TextItem.masked_prompt`` with the literal ``[MASK]`` replaced by the tokenizer's mask token and
 framed by the tokenizer's own special tokens ([CLS] ... [SEP]; the BOS policy does not apply), the
 end position is the mask's index, and answer/distractor ids are the single token of the bare word
-(lower-cased for an uncased tokenizer; no leading space; [UNK] is refused, paper-notes §7
+(lower-cased for an uncased tokenizer; no leading space; [UNK] is refused, docs/authors-code.md §7
 pitfall 12). Each model gets the form of its family, so one pair may mix forms.
 
 Plain-text form (issue #17), for items of kind ``text`` (custom ``{"text": ...}`` lines; metrics kl
@@ -29,7 +29,7 @@ answer or distractor ids. A ``corrupted_text`` is cut likewise and must have the
 
 Pairs that share a vocabulary and a form are aligned token by token (``shared_vocabulary``).
 Otherwise (different vocabularies, or a causal model next to a masked one) tokens are mapped to
-the words both inputs share by character offsets (:mod:`circuitdiff.tasks.alignment`); each view
+the words both inputs share by character offsets (:mod:`circuitdiff.tasks.word_alignment`); each view
 then carries ``word_groups`` and attention is compared on words. A pair whose tokenizers give no
 offsets has no sound mapping and is refused with :class:`IncompatibleModelsError`.
 """
@@ -47,7 +47,7 @@ import torch
 from ..errors import IncompatibleModelsError, TaskTokenizationError
 from ..models.adapter import Batch
 from ..vocabulary import MAX_TEXT_TOKENS, Bos, Family, TaskForm, TokenAlignment
-from .alignment import MIN_SHARED_WORDS, align
+from .word_alignment import MIN_SHARED_WORDS, align
 from .generate import MASK, TextItem
 
 MIN_PROMPTS = 4  # below this no mean/CI is worth reporting
@@ -162,10 +162,13 @@ def build_task_data(
     bos: Bos = "prepend",
     device: torch.device | str = "cpu",
     forms: dict[str, Family] | None = None,
+    word_alignment: TokenAlignment = "word_pooled",
 ) -> TaskData:
     """Tokenise ``items`` for every model in ``tokenizers`` (role -> tokenizer).
 
-    forms: role -> ``causal`` | ``masked`` (the model family; default causal for every role)."""
+    forms: role -> ``causal`` | ``masked`` (the model family; default causal for every role).
+    word_alignment: how attention is compared where the pair shares no tokenisation (``word_pooled``,
+    or ``word_end_row``, the paper's end-query row); pairs that share one are ``shared_vocabulary``."""
     forms = {r: (forms or {}).get(r, "causal") for r in tokenizers}
     kind = "text" if any(it.kind == "text" for it in items) else "answers"
     if kind == "text" and any(it.kind != "text" for it in items):
@@ -254,7 +257,7 @@ def build_task_data(
     return TaskData(
         name=name, options=dict(options or {}), form=kinds.pop() if len(kinds) == 1 else "mixed", bos=prepend,
         items=kept, rejected=rejected, dataset_sha256=dataset_digest(kept, masked="masked" in forms.values()),
-        views=views, warnings=warnings, token_alignment="word_pooled" if word_aligned else "shared_vocabulary",
+        views=views, warnings=warnings, token_alignment=word_alignment if word_aligned else "shared_vocabulary",
         words=shared_words if word_aligned else None, kind=kind, max_tokens=max_tokens, n_truncated=truncated,
     )
 

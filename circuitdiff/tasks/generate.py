@@ -1,4 +1,4 @@
-"""Text-level generators for the built-in tasks (PAPER.md §Tasks).
+"""Text-level generators for the built-in tasks (docs/method.md §Tasks).
 
 Pure Python, no tokenizer: each generator yields :class:`TextItem` records (clean prompt, answer,
 distractor, corrupted prompt, cloze form). Tokenisation, single-token checks and batching live in

@@ -2,7 +2,7 @@
 
 For every model and task kind (IOI; sequence for each member kind x frame; QA on the zoo facts):
 top-1 accuracy (the answer token is the arg-max) and mean logit difference LD = logit[answer] -
-logit[distractor] (PAPER.md §Tasks), on ``split="eval"`` prompts drawn with ``EVAL_SEED``, a seed
+logit[distractor] (docs/method.md §Tasks), on ``split="eval"`` prompts drawn with ``EVAL_SEED``, a seed
 the training corpus never uses, so name / object / member combinations are unseen.
 
 - GPT family: next-token logits after ``<|endoftext|>`` + prompt; answer token = " " + answer.

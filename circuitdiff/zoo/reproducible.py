@@ -27,7 +27,7 @@ The environment variables are read once, when the libraries start, so they must 
 started with (``train.py`` runs each family in a spawned child), and :func:`apply` (called in
 that child) sets the in-process switches and refuses to train if the kernels were already chosen
 otherwise. What this buys and costs is measured in ``circuitdiff/zoo/README.md``; the proof is
-``tests/test_zoo_reproducible.py`` (and ``benchmarks/zoo_reproducible.py`` for full retrains).
+``tests/engine/test_zoo_reproducible.py`` (and ``benchmarks/zoo_reproducible.py`` for full retrains).
 """
 
 from __future__ import annotations

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import subprocess
 import sys
 import time
@@ -418,8 +417,8 @@ def _run_child(family: str, out: Path, seed: int, r: Recipe, reproducible_mode: 
            "--timings-file", str(result)]
     if not reproducible_mode:
         cmd.append("--no-reproducible")
-    base = dict(os.environ if env is None else env)
-    proc = subprocess.run(cmd, env=reproducible.environment(base) if reproducible_mode else base)
+    # env None: the children inherit this process's environment (reproducible.environment reads it)
+    proc = subprocess.run(cmd, env=reproducible.environment(env) if reproducible_mode else env)
     if proc.returncode:
         raise RuntimeError(f"training the {family} family failed (exit {proc.returncode})")
     timings = json.loads(result.read_text())

@@ -14,7 +14,7 @@ from jobs.settings import Settings
 from jobs.store import JobStore
 
 from ..deps import SettingsDep, StoreDep
-from ..metrics import CONTENT_TYPE, render
+from ..prometheus import CONTENT_TYPE, render
 from ..problems import Problem, ProblemDetail
 from ..schemas import Health, Ready, Version
 
@@ -62,7 +62,7 @@ async def ready(settings: SettingsDep, store: StoreDep):
     failing = {k: shown for k, (passed, shown) in outcomes.items() if not passed}
     if failing:
         detail = "; ".join(f"{k}: {v}" for k, v in failing.items())
-        raise Problem(503, "not_ready", detail, extra={"checks": checks}, headers={"Retry-After": "5"})
+        raise Problem("not_ready", detail, extra={"checks": checks}, headers={"Retry-After": "5"})
     return Ready(status="ready", checks=checks)
 
 

@@ -9,11 +9,12 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
+from circuitdiff.client.wire import STATUSES, TERMINAL
 from circuitdiff.result import ComparisonResult
 from circuitdiff.spec import ComparisonSpec
 from jobs.queue import send_job
 from jobs.settings import Settings
-from jobs.store import TERMINAL, JobStore
+from jobs.store import JobRecord, JobStore
 
 from ...deps import OwnedJobDep, OwnerDep, ProducerDep, SettingsDep, StoreDep, owned_job
 from ...problems import Problem, ProblemDetail
@@ -25,29 +26,29 @@ PROBLEM = {"model": ProblemDetail, "content": {"application/problem+json": {}}}
 RETRY_AFTER = {"queued": "5", "running": "2"}
 
 
-def status_body(job: dict, store: JobStore) -> JobStatus:
-    jid = job["id"]
+def status_body(job: JobRecord, store: JobStore) -> JobStatus:
+    jid = job.id
     base = f"/v1/comparisons/{jid}"
-    spec = ComparisonSpec.model_validate(job["spec"]).resolve().model_dump(mode="json")
+    spec = ComparisonSpec.model_validate(job.spec).resolve().model_dump(mode="json")
     return JobStatus(
         id=jid,
-        status=job["status"],
-        progress=job.get("progress") or None,
-        queue_position=store.queue_position(jid) if job["status"] == "queued" else None,
-        attempts=job["attempts"],
-        cancel_requested=job["cancel_requested"],
-        created_at=ts(job["created_at"]),
-        started_at=ts(job.get("started_at")),
-        attempt_started_at=ts(job.get("attempt_started_at")),
-        finished_at=ts(job.get("finished_at")),
-        error=job.get("error") or None,
-        warnings=job.get("warnings") or [],
-        model_cache_hits=job.get("model_cache_hits"),
-        content_key=job["content_key"],
-        fingerprints=job.get("fingerprints") or {},
+        status=job.status,
+        progress=job.progress or None,
+        queue_position=store.queue_position(jid) if job.status == "queued" else None,
+        attempts=job.attempts,
+        cancel_requested=job.cancel_requested,
+        created_at=ts(job.created_at),
+        started_at=ts(job.started_at),
+        attempt_started_at=ts(job.attempt_started_at),
+        finished_at=ts(job.finished_at),
+        error=job.error or None,
+        warnings=job.warnings,
+        model_cache_hits=job.model_cache_hits,
+        content_key=job.content_key,
+        fingerprints=job.fingerprints,
         spec=spec,
-        watch_id=job.get("watch_id"),
-        checkpoint=job.get("checkpoint"),
+        watch_id=job.watch_id,
+        checkpoint=job.checkpoint,
         links={"self": base, "result": base + "/result", "artifacts": base + "/artifacts", "report": base + "/report"},
     )
 
@@ -86,22 +87,20 @@ def submit(
         body_hash=prepared.content_key,
     )
     if outcome.kind == "idem" and outcome.idem_body_hash != prepared.content_key:
-        raise Problem.field(
-            422, "idempotency_key_reused", "Idempotency-Key",
-            "this key was already used for a different comparison", "send a new Idempotency-Key for a new request",
-        )
+        raise Problem.field("idempotency_key_reused", "Idempotency-Key",
+                            "this key was already used for a different comparison")
     if outcome.kind == "new":
         try:
             send_job(producer, outcome.job_id)
         except Exception as e:  # broker unreachable: leave nothing behind, let the client retry
             store.discard(outcome.job_id, owner, prepared.content_key, idempotency_key)
-            raise Problem(503, "queue_unavailable", f"could not queue the job ({type(e).__name__})",
+            raise Problem("queue_unavailable", f"could not queue the job ({type(e).__name__})",
                           headers={"Retry-After": "5"}) from e
     else:
         response.status_code = 200
     job = store.get(outcome.job_id)
     response.headers["Location"] = f"/v1/comparisons/{outcome.job_id}"
-    _status_headers(response, job["status"])
+    _status_headers(response, job.status)
     return status_body(job, store)
 
 
@@ -109,20 +108,20 @@ def submit(
 def list_jobs(
     owner: OwnerDep,
     store: StoreDep,
-    status: str | None = Query(None, pattern="^(queued|running|succeeded|failed|cancelled)$"),
+    status: str | None = Query(None, pattern=f"^({'|'.join(STATUSES)})$"),
     limit: int = Query(20, ge=1, le=100),
     cursor: str | None = Query(None, max_length=64, pattern="^[0-9a-z]+$"),
 ):
     """Newest first. ``next_cursor`` pages on to older jobs; it is given only when another job (with
     ``status``, when filtered) exists after this page, so following it never yields an empty page."""
-    jobs: list[dict] = []
+    jobs: list[JobRecord] = []
     before = cursor
     while len(jobs) <= limit:  # one past the page: is there a next one?
         ids = store.list_ids(owner, before=before, limit=100)
         for jid in ids:
             before = jid
             job = store.get(jid)
-            if job and (status is None or job["status"] == status):
+            if job and (status is None or job.status == status):
                 jobs.append(job)
                 if len(jobs) > limit:
                     break
@@ -130,7 +129,7 @@ def list_jobs(
             break
     page = jobs[:limit]
     more = len(jobs) > limit
-    return JobList(items=[status_body(j, store) for j in page], next_cursor=page[-1]["id"] if more else None)
+    return JobList(items=[status_body(j, store) for j in page], next_cursor=page[-1].id if more else None)
 
 
 @router.get("/{job_id}", response_model=JobStatus, responses={401: PROBLEM, 404: PROBLEM}, summary="Job status")
@@ -144,14 +143,14 @@ async def get_job(
 ):
     job = await run_in_threadpool(owned_job, job_id, owner, store)
     wait = min(wait, settings.max_wait_seconds)
-    if wait > 0 and job["status"] not in TERMINAL:
+    if wait > 0 and job.status not in TERMINAL:
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             await asyncio.sleep(0.2)
-            if await run_in_threadpool(store.rev, job_id) != job["rev"]:
+            if await run_in_threadpool(store.rev, job_id) != job.rev:
                 break
         job = await run_in_threadpool(store.get, job_id)
-    _status_headers(response, job["status"])
+    _status_headers(response, job.status)
     return await run_in_threadpool(status_body, job, store)
 
 
@@ -165,34 +164,34 @@ async def get_job(
 def cancel(response: Response, job: OwnedJobDep, store: StoreDep):
     """A queued job never starts (200, cancelled). A running job stops at the next component boundary
     (202, ``cancel_requested``; poll until ``cancelled``); its partial files are removed."""
-    outcome = store.cancel(job["id"])  # "cancelled" (now or before), "requested", or the final status
+    outcome = store.cancel(job.id)  # "cancelled" (now or before), "requested", or the final status
     if outcome in ("succeeded", "failed"):
-        raise Problem(409, "job_finished", f"the comparison already {outcome}; nothing to cancel",
+        raise Problem("job_finished", f"the comparison already {outcome}; nothing to cancel",
                       extra={"job_status": outcome})
     if outcome == "cancelled":
         response.status_code = 200
-    fresh = store.get(job["id"])
-    _status_headers(response, fresh["status"])
+    fresh = store.get(job.id)
+    _status_headers(response, fresh.status)
     return status_body(fresh, store)
 
 
-def _require_succeeded(job: dict) -> None:
-    if job["status"] != "succeeded":
-        code = {"failed": "job_failed", "cancelled": "job_cancelled"}.get(job["status"], "job_not_finished")
+def _require_succeeded(job: JobRecord) -> None:
+    if job.status != "succeeded":
+        code = {"failed": "job_failed", "cancelled": "job_cancelled"}.get(job.status, "job_not_finished")
         raise Problem(
-            409, code, f"the comparison is {job['status']}; its result exists once it has succeeded",
-            extra={"job_status": job["status"], "error": job.get("error") or None},
-            headers={"Retry-After": RETRY_AFTER[job["status"]]} if job["status"] in RETRY_AFTER else None,
+            code, f"the comparison is {job.status}; its result exists once it has succeeded",
+            extra={"job_status": job.status, "error": job.error or None},
+            headers={"Retry-After": RETRY_AFTER[job.status]} if job.status in RETRY_AFTER else None,
         )
 
 
-def _file_response(request: Request, settings: Settings, job: dict, entry: dict) -> Response:
+def _file_response(request: Request, settings: Settings, job: JobRecord, entry: dict) -> Response:
     etag = f'"{entry["sha256"]}"'
     if _etag_matches(request.headers.get("if-none-match", ""), etag):
         return Response(status_code=304, headers={"ETag": etag})
-    path = settings.results_dir / job["id"] / entry["name"]
+    path = settings.results_dir / job.id / entry["name"]
     if not path.is_file():
-        raise Problem(410, "artifact_gone", f"{entry['name']} is no longer on disk")
+        raise Problem("artifact_gone", f"{entry['name']} is no longer on disk")
     return FileResponse(
         path,
         media_type=entry["media_type"],
@@ -207,12 +206,11 @@ def _etag_matches(if_none_match: str, etag: str) -> bool:
     return "*" in tags or etag in (t.removeprefix("W/") for t in tags)
 
 
-def _entry(job: dict, name: str) -> dict:
-    for e in job.get("artifacts") or []:
+def _entry(job: JobRecord, name: str) -> dict:
+    for e in job.artifacts:
         if e["name"] == name:
             return e
-    raise Problem.field(404, "artifact_not_found", "name", f"the comparison wrote no file {name!r}",
-                        "list its files with GET /v1/comparisons/{id}/artifacts")
+    raise Problem.field("artifact_not_found", "name", f"the comparison wrote no file {name!r}")
 
 
 # What a job writes (worker/artifacts.py): result.json, report.html, plots as SVG and PNG; any other
@@ -246,8 +244,8 @@ def get_report(request: Request, job: OwnedJobDep, settings: SettingsDep):
             summary="Files the job wrote")
 def list_artifacts(job: OwnedJobDep):
     _require_succeeded(job)
-    base = f"/v1/comparisons/{job['id']}/artifacts/"
-    return ArtifactList(items=[Artifact(**e, href=base + e["name"]) for e in job.get("artifacts") or []])
+    base = f"/v1/comparisons/{job.id}/artifacts/"
+    return ArtifactList(items=[Artifact(**e, href=base + e["name"]) for e in job.artifacts])
 
 
 @router.get("/{job_id}/artifacts/{name:path}", responses={200: FILE, 304: {"description": "ETag matched"},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from circuitdiff.errors import default_fix
 from circuitdiff.tasks.custom import LINE_FIX, validate_lines
 
 from ... import datasets
@@ -53,9 +54,9 @@ async def upload(request: Request, response: Response, settings: SettingsDep, ow
         errors = [
             {"field": _field(r), "message": r["reason"], "fix": LINE_FIX, "code": "invalid_dataset_line"}
             for r in rejected[:MAX_LISTED]
-        ] or [{"field": "body", "message": "the upload has no lines", "fix": "send JSONL, one item per line",
+        ] or [{"field": "body", "message": "the upload has no lines", "fix": default_fix("empty_dataset"),
                "code": "empty_dataset"}]
-        raise Problem(422, "invalid_dataset", f"no valid line in the upload ({len(rejected)} rejected)", errors=errors)
+        raise Problem("invalid_dataset", f"no valid line in the upload ({len(rejected)} rejected)", errors=errors)
     meta = datasets.store(settings.datasets_dir, owner, items, rejected, len(body))
     response.headers["Location"] = f"/v1/datasets/{meta['id']}"
     return _info(meta)
@@ -66,6 +67,5 @@ def get_dataset(dataset_id: str, settings: SettingsDep, owner: OwnerDep):
     """The caller's latest upload of this dataset; another key's dataset answers 404."""
     meta = datasets.load_meta(settings.datasets_dir, owner, dataset_id)
     if meta is None:
-        raise Problem.field(404, "dataset_not_found", "dataset_id", f"no dataset {dataset_id!r}",
-                            "upload it with POST /v1/datasets")
+        raise Problem.field("dataset_not_found", "dataset_id", f"no dataset {dataset_id!r}", status=404)
     return _info(meta)

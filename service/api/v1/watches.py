@@ -7,18 +7,20 @@ checking (worker/watching.py). The jobs a watch creates are ordinary comparisons
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from circuitdiff.client.wire import Status
 from circuitdiff.report.trend import render_trend
 from circuitdiff.spec import ComparisonSpec
 from jobs.queue import send_watch_check
-from jobs.checkpoints import natural_key
-from jobs.watches import Alerts, WatchSpec, WatchStore
-from jobs.webhooks import TargetRefused, check_target
+from watches.checkpoints import natural_key
+from watches.request import Alerts, WatchSpec
+from watches.store import WatchRecord, WatchStatus, WatchStore
+from watches.webhooks import TargetRefused, check_target
 
 from ...deps import OwnerDep, ProducerDep, SettingsDep, StoreDep
 from ...modelroots import resolve_under_roots
@@ -63,7 +65,7 @@ class WatchLinks(BaseModel):
 class Watch(BaseModel):
     id: str
     name: str
-    status: Literal["active", "paused", "deleted"]
+    status: WatchStatus
     teacher: dict[str, Any]
     checkpoints: dict[str, Any]
     comparison: dict[str, Any]
@@ -94,7 +96,7 @@ class HistoryItem(BaseModel):
     checkpoint: str
     fingerprint: str = Field(description="sha256 of the weights (directories) or hub:repo@commit")
     job_id: str
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    status: Status
     alignment: float | None
     alignment_ci95: list[float] | None
     student_logit_diff: float | None
@@ -133,15 +135,15 @@ def get_watch_store(store: StoreDep) -> WatchStore:
 WatchStoreDep = Annotated[WatchStore, Depends(get_watch_store)]
 
 
-def owned_watch(watch_id: Annotated[str, Path(max_length=64)], owner: OwnerDep, ws: WatchStoreDep) -> dict:
+def owned_watch(watch_id: Annotated[str, Path(max_length=64)], owner: OwnerDep, ws: WatchStoreDep) -> WatchRecord:
     """The watch if the caller owns it; another key's watch answers 404 just like a missing one."""
     w = ws.get(watch_id) if watch_id.isalnum() else None
-    if w is None or w["owner"] != owner:
-        raise Problem.field(404, "watch_not_found", "watch_id", f"no watch {watch_id!r}", "list yours with GET /v1/watches")
+    if w is None or w.owner != owner:
+        raise Problem.field("watch_not_found", "watch_id", f"no watch {watch_id!r}")
     return w
 
 
-OwnedWatchDep = Annotated[dict, Depends(owned_watch)]
+OwnedWatchDep = Annotated[WatchRecord, Depends(owned_watch)]
 
 
 def _ordered(history: dict[str, dict]) -> list[dict]:
@@ -149,18 +151,18 @@ def _ordered(history: dict[str, dict]) -> list[dict]:
         kv[1].get("order") or 0, natural_key(kv[1]["checkpoint"]), kv[1]["created_at"]))]
 
 
-def watch_body(w: dict, ws: WatchStore) -> Watch:
-    spec, wid = w["spec"], w["id"]
+def watch_body(w: WatchRecord, ws: WatchStore) -> Watch:
+    spec, wid = w.spec, w.id
     hist = ws.history(wid).values()
     hook = spec["alerts"].get("webhook")
     base = f"/v1/watches/{wid}"
     return Watch(
-        id=wid, name=w["name"], status=w["status"], teacher=spec["teacher"], checkpoints=spec["checkpoints"],
+        id=wid, name=w.name, status=w.status, teacher=spec["teacher"], checkpoints=spec["checkpoints"],
         comparison=spec["comparison"], interval_seconds=spec["interval_seconds"], baseline=spec["baseline"],
-        alerts=AlertsOut(**{**spec["alerts"], "webhook": WebhookOut(url=hook["url"], has_secret=bool(w["secret"]))
+        alerts=AlertsOut(**{**spec["alerts"], "webhook": WebhookOut(url=hook["url"], has_secret=bool(w.secret))
                             if hook else None}),
-        created_at=ts(w["created_at"]), last_checked_at=ts(w["last_checked_at"]), last_error=w["last_error"] or None,
-        next_check_at=ts(w["next_check_at"]) if w["status"] == "active" else None,
+        created_at=ts(w.created_at), last_checked_at=ts(w.last_checked_at), last_error=w.last_error or None,
+        next_check_at=ts(w.next_check_at) if w.status == "active" else None,
         counts=WatchCounts(
             checkpoints=len(hist), pending=sum(not e.get("judged") for e in hist),
             succeeded=sum(e["status"] == "succeeded" for e in hist),
@@ -179,8 +181,7 @@ def _check_webhook(alerts: Alerts, allow_private: bool) -> None:
     try:
         check_target(alerts.webhook.url, allow_private=allow_private)
     except TargetRefused as e:
-        raise Problem.field(422, "webhook_target_refused", "alerts.webhook.url", str(e),
-                            "give a public http(s) URL (private targets need CIRCUITDIFF_WEBHOOK_ALLOW_PRIVATE=true)")
+        raise Problem.field("webhook_target_refused", "alerts.webhook.url", str(e))
 
 
 @router.post("", status_code=201, response_model=Watch, responses={401: PROBLEM, 413: PROBLEM, 422: PROBLEM},
@@ -191,7 +192,7 @@ def create_watch(spec: WatchSpec, response: Response, owner: OwnerDep, settings:
     roots like a local model path; the comparison template is validated as a full comparison."""
     bad = [k for k in SPEC_ONLY if k in spec.comparison]
     if bad:
-        raise Problem.field(422, "unknown_field", f"comparison.{bad[0]}", "the watch sets teacher and student itself",
+        raise Problem.field("unknown_field", f"comparison.{bad[0]}", "the watch sets teacher and student itself",
                             "name the teacher at the top level and remove it from comparison")
     try:  # the template as a comparison of the teacher with itself: every field checked as in POST /v1/comparisons
         template = ComparisonSpec.model_validate({**spec.comparison, "teacher": spec.teacher.model_dump(),
@@ -234,9 +235,9 @@ def get_watch(ws: WatchStoreDep, w: OwnedWatchDep):
 @router.patch("/{watch_id}", response_model=Watch, responses={401: PROBLEM, 404: PROBLEM, 409: PROBLEM, 422: PROBLEM},
               summary="Pause, resume, change alerts or interval")
 def patch_watch(patch: WatchPatch, ws: WatchStoreDep, settings: SettingsDep, w: OwnedWatchDep):
-    if w["status"] == "deleted":
-        raise Problem(409, "watch_deleted", "the watch was deleted; create a new one")
-    spec = dict(w["spec"])
+    if w.status == "deleted":
+        raise Problem("watch_deleted", "the watch was deleted; create a new one")
+    spec = dict(w.spec)
     secret = None
     if patch.alerts is not None:
         _check_webhook(patch.alerts, settings.webhook_allow_private)
@@ -246,16 +247,16 @@ def patch_watch(patch: WatchPatch, ws: WatchStoreDep, settings: SettingsDep, w: 
     if patch.interval_seconds is not None:
         spec["interval_seconds"] = patch.interval_seconds
     status = None if patch.paused is None else ("paused" if patch.paused else "active")
-    ws.update(w["id"], spec=spec, secret=secret, status=status,
-              interval=patch.interval_seconds if w["status"] == "active" and status is None else None)
-    return watch_body(ws.get(w["id"]), ws)
+    ws.update(w.id, spec=spec, secret=secret, status=status,
+              interval=patch.interval_seconds if w.status == "active" and status is None else None)
+    return watch_body(ws.get(w.id), ws)
 
 
 @router.delete("/{watch_id}", response_model=Watch, responses={401: PROBLEM, 404: PROBLEM}, summary="Stop a watch")
 def delete_watch(ws: WatchStoreDep, w: OwnedWatchDep):
     """No more checks; its jobs, history and report stay readable."""
-    ws.update(w["id"], status="deleted")
-    return watch_body(ws.get(w["id"]), ws)
+    ws.update(w.id, status="deleted")
+    return watch_body(ws.get(w.id), ws)
 
 
 @router.post("/{watch_id}/check", status_code=202, response_model=Watch,
@@ -263,12 +264,12 @@ def delete_watch(ws: WatchStoreDep, w: OwnedWatchDep):
 def check_now(ws: WatchStoreDep, producer: ProducerDep, w: OwnedWatchDep):
     """Looks for new checkpoints without waiting for the interval (a paused watch is checked too
     only when resumed)."""
-    if w["status"] != "active":
-        raise Problem(409, f"watch_{w['status']}", f"the watch is {w['status']}",
-                      extra={"watch_status": w["status"]})
-    ws.request_check(w["id"])
+    if w.status != "active":
+        code = {"paused": "watch_paused", "deleted": "watch_deleted"}[w.status]
+        raise Problem(code, f"the watch is {w.status}", extra={"watch_status": w.status})
+    ws.request_check(w.id)
     try:
-        send_watch_check(producer, w["id"])
+        send_watch_check(producer, w.id)
     except Exception:  # noqa: BLE001 - due now: the next beat tick checks it
         pass
     return watch_body(w, ws)
@@ -277,14 +278,14 @@ def check_now(ws: WatchStoreDep, producer: ProducerDep, w: OwnedWatchDep):
 @router.get("/{watch_id}/history", response_model=History, responses={401: PROBLEM, 404: PROBLEM},
             summary="Every compared checkpoint, in checkpoint order")
 def get_history(ws: WatchStoreDep, w: OwnedWatchDep):
-    entries = _ordered(ws.history(w["id"]))
+    entries = _ordered(ws.history(w.id))
     return History(items=[HistoryItem(**{**e, "created_at": ts(e["created_at"])}) for e in entries])
 
 
 @router.get("/{watch_id}/deliveries", response_model=DeliveryList, responses={401: PROBLEM, 404: PROBLEM},
             summary="Webhook delivery attempts, newest first")
 def get_deliveries(ws: WatchStoreDep, w: OwnedWatchDep):
-    items = ws.deliveries(w["id"])
+    items = ws.deliveries(w.id)
     return DeliveryList(items=[Delivery(**{**d, "at": ts(d["at"]), "next_attempt_at": ts(d.get("next_attempt_at"))})
                                for d in items])
 
@@ -293,5 +294,5 @@ def get_deliveries(ws: WatchStoreDep, w: OwnedWatchDep):
             responses={200: {"content": {"text/html": {}}}, 401: PROBLEM, 404: PROBLEM},
             summary="The trend report (self-contained HTML)")
 def get_report(ws: WatchStoreDep, w: OwnedWatchDep):
-    entries = _ordered(ws.history(w["id"]))
-    return HTMLResponse(render_trend(w, entries))
+    entries = _ordered(ws.history(w.id))
+    return HTMLResponse(render_trend(w.model_dump(), entries))

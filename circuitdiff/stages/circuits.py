@@ -1,0 +1,81 @@
+"""Stages ``circuits:<role>`` and ``circuits:transfer`` (spec.circuits): each model's circuit by
+iterative node pruning with the threshold sweep, then the teacher's circuit mapped through the
+matching and run on the student against null controls (circuitdiff.scan.circuits runs them,
+circuitdiff.analysis.pruning holds the search, diff and null statistics)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..analysis.pruning import jaccard
+from ..result import CircuitDiffSection, Circuits, CircuitTransfer, ModelCircuit, NullControl, Performance, SweepRow
+from ..scan import circuits as circuit_scan
+from ..scan.clean import BATCH_SIZE
+from ..spec import ComparisonSpec
+from ..tasks.dataset import TaskData
+from ..vocabulary import ROLES, parse_component
+from .context import RunContext
+from .matching import Matching
+
+
+def find_circuits(ctx: RunContext, task: TaskData, matching: Matching, perf: dict[str, Performance]) -> Circuits:
+    spec, c = ctx.spec, ctx.spec.circuits
+    searches: dict[str, circuit_scan.ModelSearch] = {}
+    evaluators: dict[str, circuit_scan.CircuitEvaluator] = {}
+    for role in ROLES:
+        stage = f"circuits:{role}"
+        with ctx.clock.stage(stage):
+            if perf[role].performs_task:  # a circuit is pruned relative to a model that performs the task
+                evaluators[role] = circuit_scan.CircuitEvaluator(
+                    ctx.models[role], task.view(role), spec.ablation,
+                    method="naive" if spec.scan == "naive" else "exact", batch_size=BATCH_SIZE,
+                    progress=ctx.clock.progress, cancelled=ctx.clock.cancelled, stage=stage)
+                searches[role] = circuit_scan.search(evaluators[role], [c.threshold, *(c.sweep or [])])
+    moved = None
+    if len(searches) == 2:
+        with ctx.clock.stage("circuits:transfer"):
+            moved = circuit_scan.transfer(
+                evaluators["student"].for_stage("circuits:transfer"), searches["teacher"].circuits[c.threshold].components,
+                searches["student"].circuits[c.threshold].components,
+                [(p.student, p.teacher) for p in matching.pairs if not p.duplicated], ctx.teacher.n_layers,
+                c.null_draws, spec.seed)
+    return circuits_section(searches, moved, spec)
+
+
+def circuits_section(searches: dict[str, Any], moved: Any, spec: ComparisonSpec) -> Circuits:
+    """searches: role -> circuitdiff.scan.circuits.ModelSearch (only models that perform the task);
+    moved: circuitdiff.scan.circuits.Transfer or None."""
+    base = spec.circuits.threshold
+
+    def model_circuit(s: Any, t: float, cls=ModelCircuit, **extra) -> ModelCircuit:
+        c = s.circuits[t]
+        return cls(threshold=t, components=c.components, n_heads=len(c.heads), n_mlps=len(c.mlps),
+                   kept_pct=c.score_pct, removed_pct=s.removed_pct[t], trace_length=len(c.trace),
+                   n_passes=c.n_passes, n_evaluations=c.n_evaluations, **extra)
+
+    sweep = {}
+    if spec.circuits.sweep:
+        for r, s in searches.items():
+            ref = s.circuits[base].components
+            sweep[r] = [model_circuit(s, t, SweepRow, jaccard=jaccard(s.circuits[t].components, ref))
+                        for t in spec.circuits.sweep]
+    diff = None
+    if moved is not None:
+        d = moved.diff
+        n_h = sum(parse_component(c).head is not None for c in d.mapped)
+        diff = CircuitDiffSection(
+            mapped=d.mapped, jaccard=d.jaccard, kept=d.kept, discarded=d.discarded, new=d.new,
+            transfer=CircuitTransfer(
+                kept_pct=moved.kept_pct, n_heads=n_h, n_mlps=len(d.mapped) - n_h,
+                nulls={k: NullControl(method=v.method, n=v.n, mean=v.mean, ci95=list(v.ci95), p_value=v.p_value)
+                       for k, v in moved.nulls.items()}),
+        )
+    missing = [r for r in ROLES if r not in searches]
+    return Circuits(
+        threshold=base, ablation=spec.ablation,
+        method={r: s.method for r, s in searches.items()},
+        **{r: model_circuit(searches[r], base) if r in searches else None for r in ROLES},
+        sweep=sweep, diff=diff, search_s={r: round(s.wall_s, 4) for r, s in searches.items()},
+        note=(f"{' and '.join(missing)} does not perform the task: no circuit to prune relative to it"
+              if missing else None),
+    )
