@@ -201,6 +201,10 @@ ZOO: dict[str, ZooModel] = {
         ZooModel("gpt-teacher", "GPT-2 architecture, 4 layers x 4 heads, trained on the bundled task corpus",
                  "causal", student="gpt-student"),
         ZooModel("gpt-student", "2 layers x 4 heads, distilled from gpt-teacher (KD, T=2)", "causal"),
+        ZooModel("gpt-control-scratch", "Control: gpt-student's shape, corpus, batches and steps, random init, "
+                 "next-token loss only (never saw gpt-teacher)", "causal"),
+        ZooModel("gpt-control-kd", "Control: gpt-student's shape and recipe (KD from gpt-teacher, T=2), random init "
+                 "instead of the teacher's layers", "causal"),
         ZooModel("bert-teacher", "BERT masked LM, 4 layers, trained on the bundled task corpus", "masked",
                  student="distilbert-student"),
         ZooModel("distilbert-student", "DistilBERT masked LM, 2 layers, distilled from bert-teacher", "masked"),

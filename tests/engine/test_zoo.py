@@ -27,7 +27,11 @@ KINDS = [
 ]
 # Share of the handful that must be top-1 (the issue's targets hold on the full table).
 MIN_TOP1 = {"gpt-teacher": 0.8, "gpt-student": 0.7, "bert-teacher": 0.75, "distilbert-student": 0.6,
-            "llama-teacher": 0.8, "llama-student": 0.7}
+            "llama-teacher": 0.8, "llama-student": 0.7, "gpt-control-scratch": 0.7, "gpt-control-kd": 0.7}
+# Cells the model card says a model does not perform (and why): the controls, from random weights at
+# gpt-student's budget, solve every sequence kind and QA but not IOI (held-out top-1 0.41 and 0.33).
+# Kept as a check that the card stays true: a retrain that changes it fails here.
+NOT_PERFORMED = {("gpt-control-scratch", "ioi"), ("gpt-control-kd", "ioi")}
 
 
 @pytest.fixture(scope="module", params=catalogue.TRAINED)
@@ -45,6 +49,9 @@ def test_zoo_model_solves_held_out_prompts(zoo_model, kind, opts):
     name, model, tok = zoo_model
     items = task_items(kind, opts, seed=EVAL_SEED + 1)[:N_CHECK]
     s = score(model, tok, family_of_model_type(model.config.model_type), items)
+    if (name, kind) in NOT_PERFORMED:
+        assert s["top1"] < 0.9 and s["logit_diff"] < 2.0, (name, kind, opts, s)
+        return
     assert s["logit_diff"] > 0.5, (name, kind, opts, s)
     assert s["top1"] >= MIN_TOP1[name], (name, kind, opts, s)
 
@@ -68,6 +75,27 @@ def test_committed_models_are_small_safetensors():
             assert recipe["temperature"] == 2.0 and recipe["init_from_teacher_layers"] == keep
         elif name.endswith("student"):
             assert recipe["temperature"] == 2.0 and recipe["init_from_teacher_layers"] == [0, 2]
+        elif name.startswith("gpt-control"):  # the student's shape and batches, never its teacher's layers
+            assert recipe["role"] == "control" and recipe["init"] == "random" and "init_from_teacher_layers" not in recipe
+            assert recipe["steps"] == recipe["recipe"]["student_steps"]
+            assert ("distilled_from" in recipe) == (name == "gpt-control-kd")
+
+
+def test_control_students_share_nothing_with_the_teacher_but_the_tokenizer():
+    """gpt-control-scratch / -kd: gpt-student's shape, random init (the same for both), so their weights
+    are neither the teacher's layers (as gpt-student's start) nor each other's after training."""
+    teacher, _ = load_zoo("zoo:gpt-teacher")
+    student, _ = load_zoo("zoo:gpt-student")
+    scratch, tok = load_zoo("zoo:gpt-control-scratch")
+    kd, _ = load_zoo("zoo:gpt-control-kd")
+    for m in (scratch, kd):
+        assert (m.config.n_layer, m.config.n_head, m.config.n_embd) == (2, 4, 128)
+        assert sum(p.numel() for p in m.parameters()) == sum(p.numel() for p in student.parameters())
+        for k in (0, 2):  # the teacher blocks gpt-student was initialised from
+            w, t = m.transformer.h[0].attn.c_attn.weight, teacher.transformer.h[k].attn.c_attn.weight
+            assert torch.corrcoef(torch.stack([w.flatten(), t.flatten()]))[0, 1].abs() < 0.5
+    assert not torch.equal(scratch.transformer.h[0].attn.c_attn.weight, kd.transformer.h[0].attn.c_attn.weight)
+    assert tok.get_vocab() == load_zoo("zoo:gpt-teacher")[1].get_vocab()
 
 
 def test_student_shapes_follow_the_recipe():
