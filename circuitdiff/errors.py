@@ -57,9 +57,13 @@ _ROWS = [
     # -- a failed job's recorded error (jobs.errors, worker/watching.py): answered inside a 200 body
     ErrorCode("internal_error", 500, "submit the comparison again; if it fails the same way, report the job id"),
     ErrorCode("worker_lost", 500, "try fewer prompts, a smaller dtype, or a machine with more memory"),
+    ErrorCode("results_not_writable", 500, "the operator must make <data_dir>/results writable by the worker "
+                                           "(mounted read-write, owned by its user, space left), then submit again"),
     ErrorCode("job_missing", 404),  # a watch's history entry whose job record is gone
     # -- the request itself (service.problems, service.bodylimit, service.auth)
     ErrorCode("invalid_json", 400),
+    ErrorCode("invalid_http", 400, "send a well-formed HTTP/1.1 request: a numeric Content-Length, "
+                                   "no CR or LF inside a header (service.http_server)"),
     ErrorCode("invalid_request", 422),
     ErrorCode("invalid_value", 422),
     ErrorCode("missing_field", 422),

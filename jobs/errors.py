@@ -35,3 +35,8 @@ def worker_lost(max_attempts: int) -> dict:
         "field": None,
         "fix": default_fix("worker_lost"),
     }
+
+
+def results_not_writable(detail: str) -> dict:
+    """The worker could not write the job's files: the deployment's disk, not the comparison."""
+    return {"code": "results_not_writable", "detail": detail, "field": None, "fix": default_fix("results_not_writable")}

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
         default_factory=list,
         description="comma-separated API keys, each plain or `sha256:<hex>`; kept only as hashes; empty = open API on loopback",
     )
+    metrics_token: str | None = Field(
+        default=None, min_length=16,
+        description="a bearer token for `/metrics` alone (a Prometheus scraper), kept as its hash; with API keys set, "
+                    "`/metrics` answers only this token or an API key")
     host: str = Field(default="127.0.0.1", description="API bind address (non-loopback requires API keys)")
     port: int = Field(default=8000, ge=0, le=65535)
     max_body_bytes: int = Field(default=64 * 1024, description="request body limit (413 above it)")
@@ -71,6 +75,9 @@ class Settings(BaseSettings):
     worker_heartbeat_seconds: float = Field(default=5.0, description="worker liveness write interval")
     worker_stale_seconds: float = Field(default=30.0, description="a worker silent this long counts as gone")
     workers: int = Field(default=1, ge=1, le=64, description="worker processes `make run` starts and supervises")
+    unsent_grace_seconds: float = Field(
+        default=30.0, gt=0,
+        description="a queued job whose message is not known to be sent this long after creation is queued by a worker's sweep")
     orphan_sweep: bool = Field(
         default=True, description="workers re-queue running jobs of workers gone silent (else only visibility_timeout)"
     )
@@ -99,6 +106,11 @@ class Settings(BaseSettings):
         # Plain keys never stay in memory past this point: only their sha256 is kept and compared.
         items = [s.strip() for s in v.split(",")] if isinstance(v, str) else list(v or [])
         return [k[7:].lower() if k.startswith("sha256:") else hash_key(k) for k in items if k]
+
+    @field_validator("metrics_token", mode="after")
+    @classmethod
+    def _hash_token(cls, v):
+        return None if not v else (v[7:].lower() if v.startswith("sha256:") else hash_key(v))
 
     @model_validator(mode="after")
     def _defaults_and_safety(self) -> "Settings":

@@ -27,6 +27,8 @@ from . import errors, store_scripts
 P = "cd:"
 QUEUED = P + "queued"  # zset job id -> enqueue time: queue positions
 RUNNING = P + "running"  # zset job id -> start time: what the orphan sweep looks at
+UNSENT = P + "unsent"  # zset job id -> creation time: records whose message is not known to be sent
+STATUS_INDEX_READY = P + "status_index:v1"  # set once every record is in its owner's status index
 COUNTS = P + "counts"  # hash status -> number of jobs in it
 WORKERS = P + "workers"  # zset worker name -> last heartbeat
 DURATIONS = P + "durations"  # hash histogram of finished job durations
@@ -95,6 +97,11 @@ def owner_key(owner: str) -> str:
     return f"{P}jobs:{owner}"
 
 
+def status_key(owner: str, status: str) -> str:
+    """The owner's jobs in one status (kept by the scripts: jobs.store_scripts.REINDEX)."""
+    return f"{P}jobs:{owner}:s:{status}"
+
+
 def new_job_id() -> str:
     # 12 hex digits of milliseconds keep ids in creation order until the year 10889.
     return f"j{time.time_ns() // 1_000_000:012x}{secrets.token_hex(5)}"
@@ -114,6 +121,7 @@ class JobStore:
         self._transition = client.register_script(store_scripts.TRANSITION)
         self._claim = client.register_script(store_scripts.CLAIM)
         self._cancel = client.register_script(store_scripts.CANCEL)
+        self._backfill = client.register_script(store_scripts.BACKFILL)
 
     @classmethod
     def from_url(cls, url: str) -> "JobStore":
@@ -159,7 +167,7 @@ class JobStore:
         flat = [x for kv in fields.items() for x in kv]
         kind, value = self._create(
             keys=[job_key(job_id), owner_key(owner), f"{P}dedup:{owner}:{content_key}", QUEUED, COUNTS, idem,
-                  link[0] if link else ""],
+                  link[0] if link else "", UNSENT],
             args=[job_id, repr(now), body_hash + ":", IDEMPOTENCY_TTL, link[1] if link else "", *flat],
         )
         if kind == "idem":
@@ -174,14 +182,31 @@ class JobStore:
         pipe.delete(job_key(job_id))
         pipe.zrem(owner_key(owner), job_id)
         pipe.zrem(QUEUED, job_id)
+        pipe.zrem(UNSENT, job_id)
         if st:
             pipe.hincrby(COUNTS, st, -1)
+            pipe.zrem(status_key(owner, st), job_id)
         pipe.execute()
         dedup = f"{P}dedup:{owner}:{content_key}"
         if self.r.get(dedup) == job_id:
             self.r.delete(dedup)
         if idempotency_key:
             self.r.delete(f"{P}idem:{owner}:{idempotency_key}")
+
+    def mark_sent(self, job_id: str) -> None:
+        """The job's message is on the queue: the record no longer needs the unsent sweep."""
+        self.r.zrem(UNSENT, job_id)
+
+    def unsent(self, *, older_than: float) -> list[str]:
+        """Jobs created over ``older_than`` s ago whose message is not known to be sent, still queued
+        (others are dropped from the list here)."""
+        out = []
+        for jid in self.r.zrangebyscore(UNSENT, "-inf", time.time() - older_than, start=0, num=100):
+            if self.r.hget(job_key(jid), "status") == "queued":
+                out.append(jid)
+            else:
+                self.mark_sent(jid)
+        return out
 
     def get(self, job_id: str) -> JobRecord | None:
         raw = self.r.hgetall(job_key(job_id))
@@ -198,9 +223,25 @@ class JobStore:
     def cancel(self, job_id: str) -> str:
         return self._cancel(keys=[job_key(job_id), COUNTS, QUEUED], args=[job_id, repr(time.time())])
 
-    def list_ids(self, owner: str, *, before: str | None, limit: int) -> list[str]:
+    def list_ids(self, owner: str, *, before: str | None, limit: int, status: str | None = None) -> list[str]:
+        """The owner's job ids, newest first, older than ``before``; with ``status``, from that status's
+        index, so a filtered page reads only its own records whatever the history holds."""
         hi = f"({before}" if before else "+"
-        return self.r.zrevrangebylex(owner_key(owner), hi, "-", start=0, num=limit)
+        if status is not None:
+            self.ensure_status_index()  # one EXISTS once done
+        key = owner_key(owner) if status is None else status_key(owner, status)
+        return self.r.zrevrangebylex(key, hi, "-", start=0, num=limit)
+
+    def ensure_status_index(self) -> int:
+        """Index records written before the status indexes existed (once per Redis; run at API start).
+        Safe beside live writers: each record is re-indexed by one script that reads its status."""
+        if self.r.exists(STATUS_INDEX_READY):
+            return 0
+        n = 0
+        for key in self.r.scan_iter(match=f"{P}job:*", count=500):
+            n += self._backfill(keys=[key], args=[key[len(job_key("")):], *STATUSES])
+        self.r.set(STATUS_INDEX_READY, "1")
+        return n
 
     def counts(self) -> dict[str, int]:
         raw = self.r.hgetall(COUNTS)

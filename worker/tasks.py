@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
 import redis
 
@@ -56,6 +58,25 @@ def patiently(fn, *args, **kw):
         if warned:
             log.info("Redis reachable again")
         return value
+
+
+class ResultsNotWritable(Exception):
+    """The worker could not write where jobs write (``results/``): the deployment's fault, not the
+    engine's, so the job's error says which directory and what to change."""
+
+    def __init__(self, results_dir: Path, e: OSError):
+        self.detail = (f"the results directory {results_dir} is not writable by the worker "
+                       f"({e.strerror or type(e).__name__}: {e.filename or results_dir})")
+        super().__init__(self.detail)
+
+
+@contextmanager
+def results_io(results_dir: Path):
+    """File operations under ``results_dir``: an OSError there is :class:`ResultsNotWritable`."""
+    try:
+        yield
+    except OSError as e:
+        raise ResultsNotWritable(results_dir, e) from e
 
 
 class LostJob(Exception):
@@ -117,14 +138,8 @@ def run_job(job_id: str) -> None:
     if kind != "run":
         log.info("job %s not run: %s %s", job_id, kind, info)
         return
-    record = patiently(store.get, job_id)
-    log.info("job %s attempt %s", job_id, info)
-    final_dir = settings.results_dir / job_id
-    for stale in settings.results_dir.glob(f".{job_id}.*.partial"):
-        shutil.rmtree(stale, ignore_errors=True)  # left by earlier attempts, whose workers lost the job
-    tmp_dir = settings.results_dir / f".{job_id}.{info}.partial"
-    tmp_dir.mkdir(parents=True)
     t0 = time.monotonic()
+    tmp_dir = settings.results_dir / f".{job_id}.{info}.partial"
     progress = ThrottledProgress(store, job_id, settings.progress_interval)
     cancelled = CancelFlag(store, job_id)
 
@@ -134,18 +149,29 @@ def run_job(job_id: str) -> None:
         if outcome != "ok":
             log.warning("job %s: could not record %s (%s)", job_id, status, outcome)
 
+    # Everything after the claim is inside this try: whatever fails, the job ends (failed, with a
+    # clear error) instead of staying `running` under a worker that is alive and idle, which the
+    # orphan sweep would never take back and which would answer every identical POST.
     try:
+        log.info("job %s attempt %s", job_id, info)
+        record = patiently(store.get, job_id)
+        with results_io(settings.results_dir):
+            for stale in settings.results_dir.glob(f".{job_id}.*.partial"):
+                shutil.rmtree(stale, ignore_errors=True)  # left by earlier attempts, whose workers lost the job
+            tmp_dir.mkdir(parents=True)
         spec = ComparisonSpec.model_validate(record.spec)
         patiently(store.count_engine_run)
         hits_before = runner.models().hits
         result = runner.run(spec, progress=progress, cancelled=cancelled, settings=settings.engine,
                             resolved=lambda s: _record_resolved(store, job_id, spec, s))
-        warnings = artifacts.write(result, tmp_dir)
+        with results_io(settings.results_dir):
+            warnings = artifacts.write(result, tmp_dir)
         if patiently(store.cancel_requested, job_id):  # asked to stop after the last component boundary
             raise Cancelled("cancelled after the last component")
         if patiently(store.holder, job_id) != WORKER_NAME:
             raise LostJob("another worker took the job over (this one looked dead)")
-        manifest = artifacts.publish(tmp_dir, final_dir)
+        with results_io(settings.results_dir):
+            manifest = artifacts.publish(tmp_dir, settings.results_dir / job_id)
         last = progress.latest or ("done", 1, 1)
         finish(
             "succeeded",
@@ -163,6 +189,9 @@ def run_job(job_id: str) -> None:
         raise Reject(str(e), requeue=True) from None
     except Cancelled:
         finish("cancelled")
+    except ResultsNotWritable as e:
+        log.error("job %s: %s", job_id, e.detail)
+        finish("failed", error=errors.results_not_writable(e.detail))
     except CircuitdiffError as e:
         finish("failed", error=errors.engine_error(e))
     except Exception as e:  # noqa: BLE001 - users get a sanitized error, the log gets the traceback

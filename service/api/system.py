@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import hmac
 import os
 import uuid
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 import circuitdiff
 from circuitdiff.vocabulary import SCHEMA_VERSION
-from jobs.settings import Settings
+from jobs.settings import Settings, hash_key
 from jobs.store import JobStore
 
+from ..auth import owner_for
 from ..deps import SettingsDep, StoreDep
 from ..prometheus import CONTENT_TYPE, render
 from ..problems import Problem, ProblemDetail
@@ -34,14 +36,16 @@ def _checks(settings: Settings, store: JobStore) -> dict[str, tuple[bool, str]]:
         checks["redis"] = (True, "ok")
     except Exception as e:  # noqa: BLE001 - any failure means "not ready", with the reason
         checks["redis"] = (False, f"unreachable: {type(e).__name__}: {e}")
-    try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        probe = settings.data_dir / f".ready-{uuid.uuid4().hex}"
-        probe.write_bytes(b"ok")
-        os.unlink(probe)
-        checks["data_dir"] = (True, "ok")
-    except OSError as e:
-        checks["data_dir"] = (False, f"not writable: {e}")
+    problems = []
+    for d in (settings.data_dir, settings.results_dir, settings.datasets_dir, settings.cache_dir):
+        try:  # where the API and the workers write: a read-only results/ fails every job
+            d.mkdir(parents=True, exist_ok=True)
+            probe = d / f".ready-{uuid.uuid4().hex}"
+            probe.write_bytes(b"ok")
+            os.unlink(probe)
+        except OSError as e:
+            problems.append(f"{d} not writable ({e.strerror or type(e).__name__})")
+    checks["data_dir"] = (False, "; ".join(problems)) if problems else (True, "ok")
     if checks["redis"][0]:
         alive = store.workers_alive(settings.worker_stale_seconds)
         checks["worker"] = (True, f"ok ({len(alive)} alive)") if alive else (False, "no worker heartbeat")
@@ -72,7 +76,16 @@ def version():
                    result_schema_version=SCHEMA_VERSION)
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE: {}}}},
-            summary="Prometheus metrics")
-def metrics(settings: SettingsDep, store: StoreDep):
+@router.get("/metrics", response_class=Response,
+            responses={200: {"content": {CONTENT_TYPE: {}}}, 401: {"model": ProblemDetail}},
+            summary="Prometheus metrics (service-wide: with API keys set, an API key or the metrics token)")
+def metrics(request: Request, settings: SettingsDep, store: StoreDep):
+    """Counts over every key's jobs, so not open once keys are: ``Authorization: Bearer`` with an API
+    key or ``CIRCUITDIFF_METRICS_TOKEN`` (a scraper's token, which opens nothing else)."""
+    authorization = request.headers.get("authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    is_scraper = (settings.metrics_token is not None and scheme.lower() == "bearer"
+                  and hmac.compare_digest(hash_key(token.strip()), settings.metrics_token))
+    if not is_scraper:
+        owner_for(authorization, settings.api_keys)  # 401 problem unless an API key (or an open API)
     return Response(render(store, settings.worker_stale_seconds), media_type=CONTENT_TYPE)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import redis
+
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
@@ -16,6 +18,7 @@ from jobs.queue import send_job
 from jobs.settings import Settings
 from jobs.store import JobRecord, JobStore
 
+from ...headers import page_policy
 from ...deps import OwnedJobDep, OwnerDep, ProducerDep, SettingsDep, StoreDep, owned_job
 from ...problems import Problem, ProblemDetail
 from ...schemas import Artifact, ArtifactList, JobList, JobStatus, ts
@@ -93,9 +96,16 @@ def submit(
         try:
             send_job(producer, outcome.job_id)
         except Exception as e:  # broker unreachable: leave nothing behind, let the client retry
-            store.discard(outcome.job_id, owner, prepared.content_key, idempotency_key)
+            try:
+                store.discard(outcome.job_id, owner, prepared.content_key, idempotency_key)
+            except Exception:  # noqa: BLE001 - Redis gone too: the record stays marked unsent, and a
+                pass  # worker's sweep queues it (worker/liveness.py); a resubmission returns it
             raise Problem("queue_unavailable", f"could not queue the job ({type(e).__name__})",
                           headers={"Retry-After": "5"}) from e
+        try:
+            store.mark_sent(outcome.job_id)
+        except redis.exceptions.RedisError:
+            pass  # still marked unsent: the sweep sends a second message, which the claim skips
     else:
         response.status_code = 200
     job = store.get(outcome.job_id)
@@ -117,15 +127,15 @@ def list_jobs(
     jobs: list[JobRecord] = []
     before = cursor
     while len(jobs) <= limit:  # one past the page: is there a next one?
-        ids = store.list_ids(owner, before=before, limit=100)
+        want = limit + 1 - len(jobs)
+        ids = store.list_ids(owner, before=before, limit=want, status=status)
         for jid in ids:
             before = jid
             job = store.get(jid)
+            # the index and the record move in one script; a job may still have moved on since
             if job and (status is None or job.status == status):
                 jobs.append(job)
-                if len(jobs) > limit:
-                    break
-        if len(ids) < 100:
+        if len(ids) < want:
             break
     page = jobs[:limit]
     more = len(jobs) > limit
@@ -192,10 +202,13 @@ def _file_response(request: Request, settings: Settings, job: JobRecord, entry: 
     path = settings.results_dir / job.id / entry["name"]
     if not path.is_file():
         raise Problem("artifact_gone", f"{entry['name']} is no longer on disk")
+    extra = {}
+    if entry["media_type"] == "text/html":  # a report: its own inline script may run, nothing else
+        extra["Content-Security-Policy"] = page_policy(path.read_bytes())
     return FileResponse(
         path,
         media_type=entry["media_type"],
-        headers={"ETag": etag, "Cache-Control": "private, max-age=3600"},
+        headers={"ETag": etag, "Cache-Control": "private, max-age=3600", **extra},
     )
 
 
