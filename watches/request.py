@@ -7,31 +7,48 @@ apart, is the watch record's ``spec`` (:mod:`watches.store`).
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
-from circuitdiff.spec import ModelRef, spec_error
+from circuitdiff.spec import ModelRef, hub_id_problem, spec_error
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+from .webhooks import url_problem
+
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "8", true and 1.0 are not 8, 1 and 1 (#24)
+
+
+def _no_default(schema: dict) -> None:
+    schema.pop("default", None)  # absent, not null: the schema's oneOf is about which one is given
 
 
 class CheckpointSource(_Strict):
     """Either a directory (``directory``, ``pattern``, ``settle_seconds``) or a hub repo (``hub``,
-    ``revisions``): exactly one of ``directory`` and ``hub``."""
+    ``revisions``): exactly one of ``directory`` and ``hub`` (the schema's ``oneOf`` says so too)."""
 
-    directory: str | None = Field(None, min_length=1, max_length=1000, examples=["runs/42"],
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"required": ["directory"], "not": {"required": ["hub"]}},
+        {"required": ["hub"], "not": {"required": ["directory"]}},
+    ]})
+
+    directory: str | SkipJsonSchema[None] = Field(None, min_length=1, json_schema_extra=_no_default, max_length=1000, examples=["runs/42"],
                                   description="under an allowed model root, like a local model path")
     pattern: str = Field("step-*", min_length=1, max_length=200, description="glob matched against subdirectory names")
     settle_seconds: float = Field(30, ge=0, le=86400, description="a checkpoint is compared once unchanged this long")
-    hub: str | None = Field(None, max_length=200, examples=["org/name"],
+    hub: str | SkipJsonSchema[None] = Field(None, min_length=3, json_schema_extra=_no_default, max_length=200, examples=["org/name"],
                             description="instead of a directory: a hub model repo, polled with huggingface_hub")
     revisions: Literal["branches", "tags", "commits"] = Field("branches", description="with hub: what a checkpoint is")
+
+    @field_validator("directory", "hub", mode="before")
+    @classmethod
+    def _not_null(cls, v: Any) -> Any:
+        if v is None:
+            raise ValueError("leave the field out rather than send null")
+        return v
 
     @field_validator("directory")
     @classmethod
@@ -50,8 +67,9 @@ class CheckpointSource(_Strict):
     @field_validator("hub")
     @classmethod
     def _hub_id(cls, v: str | None) -> str | None:
-        if v is not None and not _HUB_ID.match(v):
-            raise ValueError("give a hub repo id like 'org/name'")
+        problem = v is not None and hub_id_problem(v, namespace_required=True)
+        if problem:
+            raise ValueError(f"{problem}: give a hub repo id like 'org/name'")
         return v
 
     @model_validator(mode="after")
@@ -72,6 +90,14 @@ class CheckpointSource(_Strict):
 class Webhook(_Strict):
     url: str = Field(max_length=2000, examples=["https://hooks.example/cd"])
     secret: str = Field(min_length=8, max_length=256, description="HMAC-SHA256 key; never returned by the API")
+
+    @field_validator("url")
+    @classmethod
+    def _well_formed(cls, v: str) -> str:
+        problem = url_problem(v)
+        if problem:
+            raise ValueError(f"{problem}: give an http(s) URL with a host and a port from 1 to 65535")
+        return v
 
 
 class Alerts(_Strict):

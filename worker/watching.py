@@ -142,6 +142,7 @@ def _new_entry(app: Celery, ws: WatchStore, w: WatchRecord, c: Checkpoint, key: 
     # "linked" without a history entry: an earlier check stopped between the two; its message may be lost
     if outcome.kind == "new" or (outcome.kind == "linked" and job and job.status == "queued"):
         send_job(app, outcome.job_id)
+        jobs.mark_sent(outcome.job_id)
     ws.add_entry(w.id, key, {
         "checkpoint": c.name, "fingerprint": c.fingerprint, "job_id": outcome.job_id, "order": c.order,
         "status": job.status if job else "queued", "created_at": time.time(), "judged": False,
@@ -259,13 +260,15 @@ def deliver(app: Celery, delivery_id: str, attempt: int) -> None:
             "status_code": None, "ok": False, "error": None, "next_attempt_at": None}
     retry = True
     try:
-        webhooks.check_target(hook["url"], allow_private=settings.webhook_allow_private)
-        r = httpx.post(hook["url"], content=body, timeout=settings.webhook_timeout_seconds, follow_redirects=False,
-                       headers={"Content-Type": "application/json", webhooks.SIGNATURE_HEADER: webhooks.sign(body, w.secret),
-                                "X-Circuitdiff-Event": d["event"], "X-Circuitdiff-Delivery": delivery_id,
-                                "User-Agent": "circuitdiff-webhook"})
+        r = webhooks.post(hook["url"], body, allow_private=settings.webhook_allow_private,
+                          timeout=settings.webhook_timeout_seconds,
+                          headers={"Content-Type": "application/json", webhooks.SIGNATURE_HEADER: webhooks.sign(body, w.secret),
+                                   "X-Circuitdiff-Event": d["event"], "X-Circuitdiff-Delivery": delivery_id,
+                                   "User-Agent": "circuitdiff-webhook"})
         item["status_code"] = r.status_code
         item["ok"] = 200 <= r.status_code < 300
+    except webhooks.TargetUnresolved as e:  # DNS may come back: retried
+        item["error"] = f"unresolved: {e}"
     except webhooks.TargetRefused as e:
         item["error"], retry = f"refused: {e}", False
     except httpx.HTTPError as e:

@@ -63,10 +63,46 @@ def test_natural_order_and_signature():
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:9/x", "http://localhost/x", "http://10.1.2.3/", "http://[::1]/",
                                  "http://169.254.169.254/latest", "http://192.168.0.10/", "ftp://example.com/",
-                                 "http://user:pw@example.com/"])
+                                 "http://user:pw@example.com/",
+                                 # IPv6 forms that embed a private IPv4 address: 6to4 of 169.254.169.254,
+                                 # NAT64 of 10.0.0.1, IPv4-mapped and -compatible loopback, Teredo
+                                 "http://[2002:a9fe:a9fe::1]/", "http://[64:ff9b::a00:1]/", "http://[::ffff:127.0.0.1]/",
+                                 "http://[::127.0.0.1]/", "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
+                                 "http://h.example:99999/", "http://[::1/h"])
 def test_private_or_odd_webhook_targets_are_refused(url):
     with pytest.raises(TargetRefused):
         check_target(url, allow_private=False)
+
+
+def test_delivery_connects_to_the_address_it_checked(monkeypatch):
+    """DNS rebinding: a name that answers a public address to the check and loopback afterwards. The
+    POST goes to the checked (public, here unreachable) address; the loopback receiver gets nothing.
+    The resolver is the one test double here: no real resolver can be made to rebind on cue."""
+    import socket
+
+    from watches import webhooks
+
+    receiver = Receiver()
+    port = receiver.server.server_address[1]
+    real, answers = socket.getaddrinfo, iter(["8.8.8.8", "127.0.0.1", "127.0.0.1"])
+
+    def rebinding(host, *a, **kw):
+        if host == "rebind.example":
+            ip = next(answers)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, port))]
+        return real(host, *a, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    try:
+        with pytest.raises(httpx.TransportError):
+            webhooks.post(f"http://rebind.example:{port}/hook", b"{}", {}, allow_private=False, timeout=1.0)
+        assert receiver.got == []  # before the fix: delivered to 127.0.0.1
+        # the pinned connection still names the URL's host
+        r = webhooks.post(f"http://localhost:{port}/hook", b"{}", {"X-Circuitdiff-Delivery": "d1"},
+                          allow_private=True, timeout=5.0)
+        assert r.status_code == 503 and receiver.got[0]["headers"]["Host"] == f"localhost:{port}"
+    finally:
+        receiver.server.shutdown()
 
 
 def test_allow_private_lets_loopback_through():
@@ -162,6 +198,10 @@ def test_bad_watches_are_problems_naming_the_field(stack):
         (watch_spec(url, checkpoints={"directory": "runs/42", "pattern": "../step-*"}), "checkpoints.pattern"),
         (watch_spec(url, checkpoints={"hub": "not a repo"}), "checkpoints.hub"),
         (watch_spec(url, checkpoints={"directory": "runs/42", "settle_seconds": -1}), "checkpoints.settle_seconds"),
+        # malformed ports and hosts (issue #24: these answered 500 and dropped the connection)
+        *[(watch_spec(bad), "alerts.webhook.url")
+          for bad in ("http://h.example:99999/", "http://h.example:abc/", "http://h.example:-1/",
+                      "http://h.example:65536/", "http://[::1/h", "http://h.example:0/")],
     ]
     for body, field in cases:
         r = alice.post("/v1/watches", json=body)
@@ -347,8 +387,14 @@ def test_watch_compares_each_checkpoint_once_and_flags_the_damaged_one(stack, tm
     # the trend report, in a real browser
     page = alice.get(f"/v1/watches/{wid}/report")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in page.headers["content-security-policy"]  # #24 item 9
     _browser_checks(page.text, tmp_path, ["step-1000", "step-2000"])
 
+    # strict types on PATCH (#24 item 11): 0 is not false, "60" is not 60
+    for body, field in (({"alerts": {"stops_performing": 0}}, "alerts.stops_performing"),
+                        ({"interval_seconds": "60"}, "interval_seconds"), ({"paused": "yes"}, "paused")):
+        r = alice.patch(f"/v1/watches/{wid}", json=body)
+        assert r.status_code == 422 and field in [e["field"] for e in r.json()["errors"]], (body, r.text)
     # pause / resume / delete: history and jobs stay readable
     paused = alice.patch(f"/v1/watches/{wid}", json={"paused": True}).json()
     assert paused["status"] == "paused" and paused["next_check_at"] is None
