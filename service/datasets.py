@@ -23,10 +23,61 @@ import re
 import time
 from pathlib import Path
 
-from circuitdiff.tasks.custom import dataset_kind, validate_lines
+from circuitdiff.errors import default_fix
+from circuitdiff.tasks.custom import LINE_FIX, MAX_BYTES, DatasetTooLargeError, dataset_kind, validate_lines
+
+from .problems import Problem
 
 ID_RE = re.compile(r"^ds_[0-9a-f]{24}$")
 LEGACY_OWNER = "local"  # datasets stored before owners existed (``<id>.json``) belong to the open API's owner
+
+
+MAX_LISTED = 50  # rejected lines listed in a problem or an answer
+
+
+def _field(prefix: str, r: dict) -> str:
+    """Where a rejected line is: ``lines[3].answer`` in an upload's body, ``dataset.lines[3].answer``
+    for a file a spec names."""
+    if not r["line"]:
+        return prefix
+    where = f"lines[{r['line']}]" + ("" if r["field"] == "line" else f".{r['field']}")
+    return where if prefix == "body" else f"{prefix}.{where}"
+
+
+def valid_lines(data: bytes, field: str = "body") -> tuple[list[dict], list[dict]]:
+    """The one rule for a dataset the service is given, uploaded (``field`` ``body``) or named by a
+    local path in a spec (``field`` ``dataset``): the engine's validator, and no valid line is a 422
+    problem listing the rejected lines, before anything is stored or queued."""
+    try:
+        items, rejected = validate_lines(data)
+    except DatasetTooLargeError as e:
+        raise Problem.field(e.code, field, e.message, e.fix) from None
+    if not items:
+        errors = [
+            {"field": _field(field, r), "message": r["reason"], "fix": LINE_FIX, "code": "invalid_dataset_line"}
+            for r in rejected[:MAX_LISTED]
+        ] or [{"field": field, "message": "the dataset has no lines", "fix": default_fix("empty_dataset"),
+               "code": "empty_dataset"}]
+        raise Problem("invalid_dataset", f"no valid line in the dataset ({len(rejected)} rejected)", errors=errors)
+    return items, rejected
+
+
+def read_local(path: Path, field: str = "dataset") -> bytes:
+    """A dataset file named by path, read only when it is within the limit (checked on its size
+    before reading, and again while reading, should it grow in between): a multi-GB file costs the
+    API one ``stat``, not its memory."""
+    too_large = (f"{path.name} is over {MAX_BYTES:,} bytes ({MAX_BYTES // 2**20} MiB), the most a dataset may hold",
+                 f"name a JSONL file under {MAX_BYTES // 2**20} MiB")
+    if path.stat().st_size > MAX_BYTES:
+        raise Problem.field("dataset_too_large", field, *too_large)
+    chunks, size = [], 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            size += len(chunk)
+            if size > MAX_BYTES:
+                raise Problem.field("dataset_too_large", field, *too_large)
+            chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def dataset_id(sha256: str) -> str:

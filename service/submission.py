@@ -15,7 +15,7 @@ from circuitdiff.fingerprint import file_sha256
 from circuitdiff.errors import MetricError
 from circuitdiff.metrics import check_metric
 from circuitdiff.spec import ComparisonSpec, ModelRef
-from circuitdiff.tasks.custom import dataset_kind, validate_lines
+from circuitdiff.tasks.custom import dataset_kind
 from circuitdiff.catalogue import RANDOM, zoo_path
 from jobs.content import content_key, weights_fingerprint
 from jobs.settings import Settings
@@ -61,7 +61,8 @@ def _dataset(spec: ComparisonSpec, settings: Settings, owner: str) -> tuple[str 
         _check_metric(spec, datasets.kind_of(settings.datasets_dir, meta))
         return ds, "sha256:" + meta["sha256"]
     real = resolve_under_roots(ds, settings.model_roots, "dataset", want_dir=False)
-    _check_metric(spec, dataset_kind(validate_lines(real.read_bytes())[0]))
+    items, _ = datasets.valid_lines(datasets.read_local(real), field="dataset")  # the upload's rule
+    _check_metric(spec, dataset_kind(items))
     return str(real), "sha256:" + file_sha256(real)
 
 

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from circuitdiff.errors import default_fix
-from circuitdiff.tasks.custom import LINE_FIX, validate_lines
-
 from ... import datasets
 from ...deps import OwnerDep, SettingsDep, current_owner
 from ...problems import Problem, ProblemDetail
@@ -14,13 +11,7 @@ from ...schemas import DatasetInfo, ts
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], dependencies=[Depends(current_owner)])
 PROBLEM = {"model": ProblemDetail, "content": {"application/problem+json": {}}}
-MAX_LISTED = 50
-
-
-def _field(r: dict) -> str:
-    if not r["line"]:
-        return r["field"]
-    return f"lines[{r['line']}]" + ("" if r["field"] == "line" else f".{r['field']}")
+MAX_LISTED = datasets.MAX_LISTED
 
 
 def _info(meta: dict) -> DatasetInfo:
@@ -49,14 +40,7 @@ async def upload(request: Request, response: Response, settings: SettingsDep, ow
     the calling key: another key neither reads it nor names it in a comparison. No valid line: 422; more lines or
     bytes than a comparison can use: 413 naming the limit; either way nothing is stored."""
     body = await request.body()
-    items, rejected = validate_lines(body)  # DatasetTooLargeError: 413 problem (problems.from_engine_error)
-    if not items:
-        errors = [
-            {"field": _field(r), "message": r["reason"], "fix": LINE_FIX, "code": "invalid_dataset_line"}
-            for r in rejected[:MAX_LISTED]
-        ] or [{"field": "body", "message": "the upload has no lines", "fix": default_fix("empty_dataset"),
-               "code": "empty_dataset"}]
-        raise Problem("invalid_dataset", f"no valid line in the upload ({len(rejected)} rejected)", errors=errors)
+    items, rejected = datasets.valid_lines(body)  # 413 over the limits, 422 without a valid line
     meta = datasets.store(settings.datasets_dir, owner, items, rejected, len(body))
     response.headers["Location"] = f"/v1/datasets/{meta['id']}"
     return _info(meta)
