@@ -52,7 +52,27 @@ from .vocabulary import (
     SCREEN_TOP, Metric, MlpSimilarity, ModelKind, Preset, ScanMethod,
 )
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+_HUB_PART = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?$")
+
+
+def hub_id_problem(v: str, *, namespace_required: bool = False) -> str | None:
+    """Why ``v`` cannot be a hub repository id, by the hub's own rules (``huggingface_hub``'s
+    ``validate_repo_id``: ``name`` or ``namespace/name``, at most 96 characters, letters, digits and
+    ``-_.``, no ``--`` or ``..``, no ``-``/``.`` at either end of a part), plus one of ours: an id
+    without a namespace is one of the hub's early canonical names (``gpt2``, ``bert-base-uncased``),
+    which all begin with a letter, so ``0`` is refused rather than looked up. None: it can be one."""
+    parts = v.split("/")
+    if len(v) > 96:
+        return "a hub id has at most 96 characters"
+    if len(parts) > 2 or (namespace_required and len(parts) != 2):
+        return "a hub id is 'org/name'" + ("" if namespace_required else " (or a canonical name like 'gpt2')")
+    if "--" in v or ".." in v:
+        return "a hub id cannot contain '--' or '..'"
+    if not all(_HUB_PART.match(p) for p in parts):
+        return "a hub id uses letters, digits, '-', '_' and '.', and starts and ends each part with a letter, digit or '_'"
+    if len(parts) == 1 and not v[0].isalpha():
+        return "a hub id without an organisation is a canonical name, which starts with a letter (like 'gpt2')"
+    return None
 _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
 MODEL_ID_FIX = "use zoo:NAME, a hub id like 'gpt2' or 'org/name', or a local checkpoint directory"
 
@@ -91,10 +111,11 @@ class ModelRef(BaseModel):
     """A model: ``zoo:NAME``, a hub id (``gpt2``, ``org/name``) with optional revision, or a
     local checkpoint directory (absolute or ``./``-relative path)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "8", true and 1.0 are not 8, 1 and 1 (#24)
 
     id: str = Field(min_length=1, max_length=500, examples=["zoo:gpt-teacher"])
-    revision: str | None = Field(default=None, max_length=100)
+    revision: str | None = Field(default=None, min_length=1, max_length=100, pattern=_REVISION.pattern,
+                                 description="a branch, tag or commit of a hub model")
 
     @field_validator("id")
     @classmethod
@@ -108,9 +129,10 @@ class ModelRef(BaseModel):
                 raise spec_error("unknown_model", f"unknown zoo model {name!r}; available: {available}",
                                  f"use one of: {available} (GET /v1/models)")
         elif kind == "hub":
-            if not _HUB_ID.match(v) or ".." in v:
-                raise spec_error("invalid_model", "not a valid model id: use zoo:NAME, a hub id like 'gpt2' or "
-                                 "'org/name', or a local directory starting with '/' or './'", MODEL_ID_FIX)
+            problem = hub_id_problem(v)
+            if problem:
+                raise spec_error("invalid_model", f"not a valid model id ({problem}): use zoo:NAME, a hub id like "
+                                 "'gpt2' or 'org/name', or a local directory starting with '/' or './'", MODEL_ID_FIX)
         elif "\x00" in v:
             raise spec_error("invalid_model", "local path contains a NUL byte", MODEL_ID_FIX)
         return v
@@ -139,7 +161,7 @@ class CircuitsSpec(BaseModel):
     """Circuit discovery for both models and the circuit diff (docs/method.md §Method 7). Components outside
     a circuit are ablated as the spec's ``ablation`` says."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "8", true and 1.0 are not 8, 1 and 1 (#24)
 
     threshold: float = Field(default=CIRCUIT_THRESHOLD, gt=0, lt=100,
                              description="T in points of the full model's logit difference (the authors': 20)")
@@ -163,7 +185,7 @@ class CircuitsSpec(BaseModel):
 class ComparisonSpec(BaseModel):
     """One comparison job. Fields left ``None`` are filled by the preset in :meth:`resolve`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "8", true and 1.0 are not 8, 1 and 1 (#24)
 
     teacher: ModelRef
     student: ModelRef

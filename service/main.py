@@ -18,10 +18,11 @@ from jobs.queue import make_celery
 from jobs.settings import Settings, get_settings
 from jobs.store import JobStore
 
-from . import docs, problems
+from . import docs, headers, problems
 from .api import system
 from .api.v1 import routers
 from .bodylimit import BodyLimit
+from .headers import SecurityHeaders
 from .methods import Methods
 from .problems import FieldError, Problem, ProblemDetail, problem_response
 
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(r)
     app.add_middleware(BodyLimit, max_body=settings.max_body_bytes, max_upload=settings.max_upload_bytes)
     app.add_middleware(Methods, router=app.router)
+    app.add_middleware(SecurityHeaders, policies={"/docs": headers.DOCS, "/redoc": headers.DOCS})
     _problem_json_in_openapi(app)
     return app
 
@@ -95,6 +97,8 @@ def _problem_json_in_openapi(app: FastAPI) -> None:
                     responses.setdefault("401", {"description": "missing or unknown API key"})
                 if op.get("requestBody"):
                     responses.setdefault("413", {"description": "request body over the configured limit"})
+                    if "application/json" in op["requestBody"].get("content", {}):
+                        responses.setdefault("400", {"description": "the body is not valid JSON (invalid_json)"})
                 for code, resp in responses.items():
                     if code[0] in "45":
                         resp["content"] = {"application/problem+json": {"schema": ref}}

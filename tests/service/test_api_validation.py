@@ -49,6 +49,14 @@ def test_unknown_task(alice, nothing_left_behind):
 
 def test_wrong_option_type(alice, nothing_left_behind):
     assert_problem(alice.post("/v1/comparisons", json=_spec(n_prompts="many")), 422, "n_prompts")
+    # strict types (#24 item 11): these were taken as 8, 1 and 1
+    assert_problem(alice.post("/v1/comparisons", json=_spec(n_prompts="8")), 422, "n_prompts")
+    assert_problem(alice.post("/v1/comparisons", json=_spec(n_prompts=True)), 422, "n_prompts")
+    assert_problem(alice.post("/v1/comparisons", json=_spec(seed=1.0)), 422, "seed")
+    assert_problem(alice.post("/v1/comparisons", json=_spec(circuits={"null_draws": "50"})), 422, "circuits.null_draws")
+    # and hub ids that cannot be hub repositories (#24 item 10): "0" became hub:0@main
+    for bad in ("0", "org/-x", "a--b", "x" * 97):
+        assert_problem(alice.post("/v1/comparisons", json=_spec(student=bad)), 422, "student.id", "invalid_model")
     body = assert_problem(
         alice.post("/v1/comparisons", json=_spec(task="sequence", task_options={"members": 7})),
         422, "task_options.members", "invalid_task_option",
@@ -143,6 +151,36 @@ def test_malformed_dataset_upload(alice, nothing_left_behind):
     assert_problem(alice.get("/v1/datasets/ds_nothere"), 404, "dataset_id", "dataset_not_found")
 
 
+def _peak_rss_kib(pid: int) -> int:
+    return next(int(x.split()[1]) for x in open(f"/proc/{pid}/status") if x.startswith("VmHWM:"))
+
+
+def test_local_dataset_is_size_checked_before_it_is_read(alice, svc_api_proc, svc_data, nothing_left_behind):
+    """A 1 GB file under a model root named as a dataset: 413 on the `dataset` field, without the API
+    reading it (before the fix its peak memory grew by the file's size before the 413)."""
+    big = svc_data / "models" / "huge.jsonl"
+    with big.open("wb") as f:
+        f.truncate(2**30)  # sparse: costs no disk
+    try:
+        before = _peak_rss_kib(svc_api_proc[0].pid)
+        r = alice.post("/v1/comparisons", json=_spec(task="custom", dataset=str(big)))
+        assert_problem(r, 413, "dataset", "dataset_too_large")
+        assert _peak_rss_kib(svc_api_proc[0].pid) - before < 100 * 1024  # KiB: far below the file's 1 GiB
+    finally:
+        big.unlink()
+
+
+def test_local_dataset_without_a_valid_line_is_refused_like_an_upload(alice, svc_data, nothing_left_behind):
+    bad = svc_data / "models" / "bad.jsonl"
+    bad.write_bytes(b'not json\n{"prompt": "p", "answer": "x"}\n')
+    try:
+        r = alice.post("/v1/comparisons", json=_spec(task="custom", dataset=str(bad)))
+        body = assert_problem(r, 422, "dataset.lines[1]", "invalid_dataset_line")  # before the fix: 202
+        assert body["code"] == "invalid_dataset" and "dataset.lines[2].distractor" in {e["field"] for e in body["errors"]}
+    finally:
+        bad.unlink()
+
+
 def _dataset(n_lines: int) -> bytes:
     item = {"prompt": "When Mary and John went to the store, John gave a drink to", "answer": "Mary",
             "distractor": "John"}
@@ -224,3 +262,28 @@ def test_empty_task_is_schema_invalid():
     doc = json.loads((REPO / "openapi" / "openapi.json").read_text())
     task = doc["components"]["schemas"]["ComparisonSpec"]["properties"]["task"]
     assert task["enum"] == list(TASKS) and "" not in task["enum"]
+
+
+@pytest.mark.parametrize("head", [
+    b"POST /v1/comparisons HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    b"POST /v1/comparisons HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+    b"POST /v1/comparisons HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000000000000\r\n\r\n",
+    b"GET /health HTTP/1.1\r\nHost: x\r\nX-Bad: a\rb\r\n\r\n",
+])
+def test_requests_the_http_server_cannot_parse_get_a_problem_too(svc_api, head):
+    """#24 item 13: these never reach the app; uvicorn answered them with a plain-text 400."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(svc_api)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as s:
+        s.sendall(head)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    status, _, rest = data.partition(b"\r\n")
+    headers, _, body = rest.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 400"), data
+    assert b"content-type: application/problem+json" in headers.lower(), data
+    problem = json.loads(body)
+    assert problem["code"] == "invalid_http" and problem["status"] == 400 and problem["errors"][0]["fix"]

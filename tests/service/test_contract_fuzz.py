@@ -36,22 +36,25 @@ def contract_stack(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("contract")
     server = RedisServer(root / "redis").start()
-    (root / "data" / "models").mkdir(parents=True)
-    env = service_env(server.url, root / "data", CIRCUITDIFF_MAX_WAIT_SECONDS=1)
+    (root / "data" / "models" / "runs").mkdir(parents=True)  # the directory generated watches watch
+    env = service_env(server.url, root / "data", CIRCUITDIFF_MAX_WAIT_SECONDS=1, CIRCUITDIFF_WEBHOOK_ALLOW_PRIVATE="true")
     idle = Proc(worker_argv("contract-idle", "-Q", "contract-idle"), env, root / "worker.log")
     api, base = start_api(env, root)
     r = redis_client.Redis.from_url(server.url, decode_responses=True)
     wait_for(lambda: any(w.endswith(f":{idle.pid}") for w in r.zrange("cd:workers", 0, -1)), 60, "worker heartbeat",
              idle)
     r.close()
-    yield base
+    yield base, server.url
     api.stop()
     idle.stop()
     server.stop()
 
 
 def test_openapi_contract_holds_against_the_running_service(contract_stack, tmp_path):
-    args = [PY, "-m", "schemathesis.cli", "run", str(REPO / "openapi" / "openapi.json"), "--url", contract_stack,
+    import redis as redis_client
+
+    base, redis_url = contract_stack
+    args = [PY, "-m", "schemathesis.cli", "run", str(REPO / "openapi" / "openapi.json"), "--url", base,
             "-H", f"Authorization: Bearer {ALICE_KEY}", "--checks", ",".join(CHECKS),
             "--phases", "examples,coverage,fuzzing", "--max-examples", str(MAX_EXAMPLES), "--seed", "11",
             "--generation-database", "none", "--request-timeout", "20", "--no-color", "--workers", "1"]
@@ -61,4 +64,9 @@ def test_openapi_contract_holds_against_the_running_service(contract_stack, tmp_
     assert out.returncode == 0, report
     generated = int(re.search(r"(\d+) generated", out.stdout).group(1))
     assert generated >= 16 * MAX_EXAMPLES // 2, report  # every operation was exercised, not skipped
-    print(f"schemathesis: {generated} test cases, checks {', '.join(CHECKS)}")
+    # watches were created, not only refused (tests/schemathesis_hooks.py gives positive cases a world)
+    r = redis_client.Redis.from_url(redis_url, decode_responses=True)
+    watches = sum(1 for k in r.scan_iter(match="cd:watch:*") if k.count(":") == 2)
+    r.close()
+    assert watches >= 1, f"only {watches} generated watches were accepted\n{report}"
+    print(f"schemathesis: {generated} test cases, {watches} watches created, checks {', '.join(CHECKS)}")

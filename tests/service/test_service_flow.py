@@ -350,3 +350,30 @@ def test_result_over_http_equals_cli(alice, svc_worker, tmp_path):
     cli_result = json.loads(out.read_text())
     assert service_result["alignment"]["score"] == cli_result["alignment"]["score"]
     assert _comparable(service_result) == _comparable(cli_result)
+
+
+def test_html_pages_carry_a_policy_and_the_report_runs_under_it(alice, svc_worker, svc_api, local_spec):
+    """Issue #24 item 9: every response says nosniff; every HTML page has a Content-Security-Policy;
+    the report's own script (allowed by hash) runs under it in a real browser, with no violation."""
+    from tests.report_browser import Browser
+    from tests.service_fixtures import ALICE_KEY
+
+    job = alice.post("/v1/comparisons", json=local_spec).json()
+    assert poll_until(alice, job["id"], {"succeeded", "failed"})["status"] == "succeeded"
+    report = alice.get(f"/v1/comparisons/{job['id']}/report")
+    policy = report.headers["content-security-policy"]
+    assert report.headers["x-content-type-options"] == "nosniff"
+    assert "default-src 'none'" in policy and "'sha256-" in policy and "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
+    for path in ("/docs", "/v1/comparisons", "/health", "/nope"):
+        r = alice.get(path)
+        assert r.headers["x-content-type-options"] == "nosniff", path
+        if r.headers["content-type"].startswith("text/html"):
+            assert "default-src 'none'" in r.headers["content-security-policy"], path
+    with Browser() as b:
+        b.call("Network.setExtraHTTPHeaders", headers={"Authorization": f"Bearer {ALICE_KEY}"})
+        b.open(f"{svc_api}/v1/comparisons/{job['id']}/report")
+        assert b.eval("document.documentElement.classList.contains('js')") is True  # its script ran
+        assert b.console_errors() == []  # no CSP violation, nothing blocked
+        assert all(u.startswith(svc_api) or u.startswith("data:") for u in b.requests())
+        b.open(f"{svc_api}/docs")
+        assert b.eval("!!document.querySelector('.swagger-ui')") is True and b.console_errors() == []

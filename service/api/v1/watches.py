@@ -22,6 +22,7 @@ from watches.request import Alerts, WatchSpec
 from watches.store import WatchRecord, WatchStatus, WatchStore
 from watches.webhooks import TargetRefused, check_target
 
+from ...headers import page_policy
 from ...deps import OwnerDep, ProducerDep, SettingsDep, StoreDep
 from ...modelroots import resolve_under_roots
 from ...problems import Problem, ProblemDetail, validation_problem
@@ -86,7 +87,7 @@ class WatchList(BaseModel):
 
 
 class WatchPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     paused: bool | None = Field(None, description="true: stop checking; false: resume (checked at once)")
     alerts: Alerts | None = Field(None, description="replaces the alert rules (a webhook needs its secret again)")
     interval_seconds: int | None = Field(None, ge=10, le=30 * 86400)
@@ -295,4 +296,5 @@ def get_deliveries(ws: WatchStoreDep, w: OwnedWatchDep):
             summary="The trend report (self-contained HTML)")
 def get_report(ws: WatchStoreDep, w: OwnedWatchDep):
     entries = _ordered(ws.history(w.id))
-    return HTMLResponse(render_trend(w.model_dump(), entries))
+    html = render_trend(w.model_dump(), entries)
+    return HTMLResponse(html, headers={"Content-Security-Policy": page_policy(html.encode())})
