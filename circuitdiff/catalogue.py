@@ -58,7 +58,7 @@ on the build machines)."""
 LLAMA_PAPER_ABLATION: Ablation = "token_mean"
 LLAMA_PAPER_PROTOCOL = (
     f"authors' Llama_experiments/llama_influence.ipynb ({AUTHORS_REPO}): mean ablation with one mean vector per head "
-    "(its slice of the o_proj input) and per MLP over all non-pad tokens of the corrupted set, BOS prepended "
+    "(its slice of the o_proj input) and per MLP over all non-pad tokens of the corrupted set, BOS prepended and counted among them "
     "(docs/authors-code.md §3.1 D); the paper preset uses it for every task when both models have the Llama layout"
 )
 """The ``paper`` preset on a pair of Llama-layout models (architectures.LLAMA_MODEL_TYPES): the authors'

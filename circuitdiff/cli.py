@@ -33,6 +33,9 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--student", required=True, help="zoo:NAME, a hub id, or a local checkpoint directory")
     p.add_argument("--teacher-revision", default=None, help="hub revision (branch, tag or commit) of the teacher")
     p.add_argument("--student-revision", default=None, help="hub revision of the student")
+    p.add_argument("--control", action="append", default=[], metavar="MODEL",
+                   help="a model of the student's size NOT distilled from the teacher, compared with it the same "
+                        "way; repeatable (the verdict 'kept_teacher_components' needs the student beyond each)")
     p.add_argument("--task", required=True, help="ioi | sequence | qa | custom (see `circuitdiff tasks`)")
     p.add_argument("--task-option", action="append", default=[], metavar="K=V", help="task option, repeatable")
     p.add_argument("--dataset", default=None, help="custom task: a JSONL file")
@@ -125,7 +128,7 @@ def spec_from_args(args: argparse.Namespace):
         "duplicate_unmatched": args.duplicate_unmatched, "n_prompts": args.prompts, "seed": args.seed,
         "bos": args.bos, "bootstrap": args.bootstrap, "chance_draws": args.chance_draws, "device": args.device,
         "dtype": args.dtype, "scan": args.scan, "metric": args.metric, "attribution_check": args.attribution_check,
-        "circuits": circuits, "screen_top": args.screen_top,
+        "circuits": circuits, "screen_top": args.screen_top, "controls": [{"id": c} for c in args.control],
     }
     return ComparisonSpec.model_validate(data)
 
@@ -235,17 +238,27 @@ def summary(r: dict) -> str:
         lines.append(f"{len(unstable)} unstable matches (the same partner in under {UNSTABLE:.0%} of resamples): "
                      + ", ".join(f"{m['student']}->{m['teacher']} {m['confidence']:.2f}" for m in unstable[:6])
                      + (" ..." if len(unstable) > 6 else ""))
+    near = [m for m in r.get("matches", []) if m.get("ambiguous") and not m.get("duplicated")]
+    if near:
+        from .analysis.confidence import MIN_MARGIN
+
+        lines.append(f"{len(near)} near-tie matches (margin over the runner-up below {MIN_MARGIN} or its interval "
+                     "includes 0): "
+                     + ", ".join(f"{m['student']}->{m['teacher']} (runner-up {m['runner_up']}, margin {m['margin']:.3f})"
+                                 for m in near[:6]) + (" ..." if len(near) > 6 else ""))
     rb = r["robustness"]
     for role in ("teacher", "student"):
         x = rb.get(role)
         if x:
             ci = f" [{x['mean_drop_ci95'][0]:.2f}, {x['mean_drop_ci95'][1]:.2f}]" if x.get("mean_drop_ci95") else ""
-            lines.append(f"{role:8s} mean drop {x['mean_drop']:.2f}{ci} pp, severity {x['severity']:.4f}")
+            lines.append(f"{role:8s} mean drop {x['mean_drop']:.2f}{ci} pp (95% over components), "
+                         f"severity {x['severity']:.4f}")
     if rb.get("delta_mean_drop") is not None:
         ci = rb.get("delta_mean_drop_ci95")
         ci_text = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
         hedge = " (the interval includes 0)" if ci and ci[0] <= 0 <= ci[1] else ""
-        lines.append(f"student - teacher mean drop {rb['delta_mean_drop']:+.2f}{ci_text} pp{hedge}")
+        lines.append(f"student - teacher mean drop {rb['delta_mean_drop']:+.2f}{ci_text} pp (point difference; "
+                     f"95% over components){hedge}")
     lines.append(f"compression ratio {rb['compression_ratio']:.3f}"
                  + (f", slope {rb['slope_mean']:.2f} pp per unit C" if rb.get("slope_mean") is not None else ""))
     if rb.get("note"):
@@ -287,9 +300,12 @@ UNSTABLE = 0.5  # a match whose partner changes in half the resamples or more is
 
 
 def chance_line(r: dict) -> str:
-    """The first line of a summary: is the score above chance? (circuitdiff.analysis.chance)"""
+    """The first line of a summary: the verdict (circuitdiff.analysis.verdict), or for an older result
+    whether the score is above chance."""
     a = r["alignment"]
     c = a.get("chance")
+    if a.get("verdict"):
+        return f"{a['verdict'].upper().replace('_', ' ')}: {a.get('verdict_reason') or ''}".rstrip(": ")
     if a.get("score") is None or not c:
         return "alignment: not calibrated against chance (a result of an earlier schema)"
     null = f"chance {c['mean']:.4f} [95% {c['ci95'][0]:.4f}, {c['ci95'][1]:.4f}], p = {c['p_value']:.3g}"

@@ -15,7 +15,8 @@ from .cache.pipeline_cache import PipelineCache, open_cache
 from .models import ModelAdapter, load_model
 from .result import ComparisonResult
 from .spec import ComparisonSpec
-from .stages import alignment, assemble, circuits, clean, influence, load, matching, performance, robustness
+from .stages import alignment, assemble, circuits, clean, controls, influence, intervals, load, matching, performance
+from .stages import robustness
 from .stages import similarity, task
 from .stages.context import Progress, RunContext, StageClock, seed_everything
 
@@ -64,14 +65,23 @@ def run_comparison(
     with clock.stage("matching"):
         matches = matching.match(ctx, sims, compared, prepared.data.n_prompts)
     performs = performance.performances(ctx, prepared.data, stats, influences)
+
+    def compare_control(control: ComparisonSpec, prefix: str) -> ComparisonResult:
+        report = None if progress is None else (lambda stage, done, total: progress(prefix + stage, done, total))
+        return run_comparison(control, report, cancelled, datasets_dir=datasets_dir, loader=loader, cache=cache)
+
+    found_controls = controls.control_scores(ctx, compare_control)  # stages control:<model>:*
+    with clock.stage("intervals"):
+        chain = intervals.intervals(ctx, matches, influences, sims)
     with clock.stage("alignment"):
-        score = alignment.alignment(ctx, matches, influences, performs)
+        score = alignment.alignment(ctx, matches, influences, performs, sims, found_controls, chain)
     with clock.stage("robustness"):
         robust = robustness.robustness(ctx, influences, performs)
     found = None
     if ctx.spec.circuits is not None:  # stages circuits:teacher, circuits:student, circuits:transfer
         found = circuits.find_circuits(ctx, prepared.data, matches, performs)
 
-    result = assemble.assemble(ctx, prepared, influences, compared, sims, matches, performs, score, robust, found)
+    result = assemble.assemble(ctx, prepared, influences, compared, sims, matches, performs, score, robust, found,
+                               chain)
     clock.tick_stage("done", 1, 1)
     return result

@@ -3,7 +3,9 @@
 Results are data first: the service, the report and the scheduler all read this one structure.
 Component ids follow docs/design.md: ``L{layer}H{head}`` for a head, ``L{layer}MLP`` for an MLP
 (circuitdiff.vocabulary). Units are the job's metric's (``metric``, defined in circuitdiff.metrics;
-the paper's logit difference is in logits): ``influence`` = |m_ablated - m_clean|; ``retained_pct``
+the paper's logit difference is in logits): ``influence`` = |mean over prompts of m_ablated - mean
+over prompts of m_clean| (the paper's: the difference of the means, not the mean of per-prompt
+absolute differences); ``retained_pct``
 the metric's ratio (100 * LD_ablated / LD_clean for the logit difference), null when the model does
 not perform the task or the metric has none (kl, loss); drops in percentage points of the clean value.
 
@@ -25,6 +27,11 @@ Schema versions (``schema_version``; the report reads every one, circuitdiff.rep
    ``models[role].placement``); ``scan.microbatch_rows`` and ``scan.ablation_protocol``.
 7. ``scan.precision`` (the dtype the scans ran in and its accuracy contract) and the screened scan:
    each influence entry says whether it is ``exact``; ``scan.agreement`` holds the screen's measured error.
+8. the verdict (``alignment.verdict``, ``verdict_reason``) with the depth reference and the
+   controls' scores it is read against (``alignment.depth_reference``, ``alignment.controls``);
+   near-ties: each match's ``runner_up``, ``margin`` with ``margin_ci95`` and ``ambiguous``, and
+   ``alignment.n_ambiguous``; ``robustness.delta_mean_drop`` is the point difference (the paper's
+   bootstrap mean moves to ``delta_mean_drop_bootstrap_mean``).
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .metrics import metric_info
 from .vocabulary import (
     SCHEMA_VERSION, AdapterName, ComponentKind, Family, Matching, Metric, ModelKind, Role, ScanMethod, TaskForm,
-    TokenAlignment,
+    TokenAlignment, Verdict,
 )
 
 
@@ -146,6 +153,10 @@ class ComponentInfluence(_Model):
                                        "undefined (LD_clean <= 0, kl, loss)")
     exact: bool | None = Field(default=None, description="true: an exact value (naive, exact, or re-scanned by a "
                                "screened scan); false: an estimate (attribution); null in results before schema 7")
+    influence_ci95: list[float] | None = Field(
+        default=None, min_length=2, max_length=2,
+        description="percentile interval of the influence over bootstrap resamples of the prompts (schema >= 8; "
+        "null without resamples)")
 
 
 class Matrix(_Model):
@@ -174,6 +185,17 @@ class Match(_Model):
     confidence: float | None = Field(
         None, description="share of bootstrap resamples of the prompts in which this pair's source component "
         "chose the same partner (schema >= 3; null without resamples)")
+    runner_up: str | None = Field(
+        None, description="the source component's best other candidate of the same kind (schema >= 8)")
+    margin: float | None = Field(
+        None, description="similarity to the partner minus similarity to the runner-up, in the similarity the "
+        "matching used (raw eigenvector similarity for the paper's MLPs) (schema >= 8)")
+    margin_ci95: list[float] | None = Field(
+        None, min_length=2, max_length=2,
+        description="percentile interval of the margin over the confidence's resamples of the prompts (schema >= 8)")
+    ambiguous: bool | None = Field(
+        None, description="a near-tie: the margin's interval includes 0, or the margin is below "
+        "circuitdiff.analysis.confidence.MIN_MARGIN (0.02) (schema >= 8; null without resamples)")
 
 
 class ChanceCalibration(_Model):
@@ -184,6 +206,26 @@ class ChanceCalibration(_Model):
     mean: float
     ci95: list[float] = Field(min_length=2, max_length=2)
     p_value: float = Field(description="(1 + #{null >= observed}) / (n + 1)")
+
+
+class Reference(_Model):
+    """A score the alignment score is read against (circuitdiff.analysis.verdict)."""
+
+    score: float
+    ci95: list[float] | None = Field(None, min_length=2, max_length=2)
+    method: str
+
+
+class ControlScore(_Model):
+    """One control student (``spec.controls``) compared with the same teacher under the same spec and data."""
+
+    model: str = Field(description="the control's model id")
+    score: float | None
+    ci95: list[float] | None = Field(None, min_length=2, max_length=2)
+    chance_mean: float | None = None
+    above_chance: bool | None = None
+    performs_task: bool | None = Field(None, description="a control that does not perform the task is reported "
+                                       "but does not enter the verdict")
 
 
 class Alignment(_Model):
@@ -198,12 +240,24 @@ class Alignment(_Model):
     protocol: str | None = Field(None, description="which authors' notebook the paper preset follows, or the "
                                  "default preset's measures (schema >= 3)")
     confidence_resamples: int | None = Field(None, description="bootstrap resamples behind matches[].confidence")
+    n_ambiguous: int | None = Field(None, description="matches that are near-ties (matches[].ambiguous) (schema >= 8)")
+    depth_reference: Reference | None = Field(
+        None, description="the score with each similarity replaced by what the student component's relative depth "
+        "predicts (schema >= 8)")
+    controls: list[ControlScore] = Field(default_factory=list, description="spec.controls' scores (schema >= 8)")
+    verdict: Verdict | None = Field(
+        None, description="what the score means, one of a closed set (circuitdiff.analysis.verdict.VERDICTS; "
+        "schema >= 8; null for older results)")
+    verdict_reason: str | None = Field(None, description="the verdict in a sentence, with the numbers behind it")
+    ci_method: str | None = Field(None, description="what ci95 (and depth_reference.ci95) resample (schema >= 8)")
 
 
 class ModelRobustness(_Model):
     n_components: int
     mean_drop: float
-    mean_drop_ci95: list[float] | None
+    mean_drop_ci95: list[float] | None = Field(
+        description="percentile bootstrap over the model's components (not over prompts): how much the mean "
+                    "depends on which components there are")
     median_drop: float
     max_drop: float
     severity: float
@@ -215,8 +269,13 @@ class Robustness(_Model):
     teacher: ModelRobustness | None
     student: ModelRobustness | None
     compression_ratio: float
-    delta_mean_drop: float | None
-    delta_mean_drop_ci95: list[float] | None
+    delta_mean_drop: float | None = Field(
+        description="student mean drop - teacher mean drop, the point difference (schema >= 8; before, the mean of "
+                    "the bootstrap differences)")
+    delta_mean_drop_ci95: list[float] | None = Field(
+        description="percentile bootstrap over components, each model's drawn separately")
+    delta_mean_drop_bootstrap_mean: float | None = Field(
+        None, description="the paper's figure: the mean of the bootstrap differences (schema >= 8)")
     slope_mean: float | None = Field(description="delta mean drop / compression ratio (pp per unit C)")
     slope_mean_ci95: list[float] | None = Field(None, description="the slope's interval, from delta's (schema >= 2)")
     delta_severity: float | None
@@ -315,7 +374,7 @@ class ScanInfo(_Model):
 
 
 class ComparisonResult(_Model):
-    schema_version: Literal[7] = SCHEMA_VERSION
+    schema_version: Literal[8] = SCHEMA_VERSION
     created_at: str
     spec: dict[str, Any] = Field(description="the fully resolved spec (preset expanded)")
     metric: MetricInfo = Field(default_factory=lambda: MetricInfo(**metric_info("logit_diff")),
@@ -355,7 +414,7 @@ def upgrade(data: dict) -> dict:
     # 2 added worst5_mean / gini per model and slope_mean_ci95; 3 added the chance calibration, match
     # confidences, unpaired components and task items; 4 added circuits; 5 the metric; 6 added per-model dtype and
     # memory placement, the scan's micro-batch sizes and ablation protocol; 7 per-influence ``exact`` and
-    # ``scan.precision``. All optional: a missing value
+    # ``scan.precision``; 8 match runner-ups and margins. All optional: a missing value
     # reads "not computed".
     if version < 5:  # 5: the job's metric; earlier results all measured the logit difference
         out["metric"] = metric_info("logit_diff")
@@ -363,5 +422,12 @@ def upgrade(data: dict) -> dict:
                                   **p} for r, p in data.get("performance", {}).items()}
         out["influence"] = {r: {c: {"value": v.get("logit_diff"), **v} for c, v in comps.items()}
                             for r, comps in data.get("influence", {}).items()}
+    rb = data.get("robustness")
+    if version < 8 and isinstance(rb, dict) and rb.get("delta_mean_drop") is not None:
+        # before 8, delta_mean_drop held the mean of the bootstrap differences; the point difference
+        # is exactly the two mean drops' difference, which every such result holds
+        t, s = rb.get("teacher") or {}, rb.get("student") or {}
+        point = s["mean_drop"] - t["mean_drop"] if "mean_drop" in s and "mean_drop" in t else None
+        out["robustness"] = {**rb, "delta_mean_drop_bootstrap_mean": rb["delta_mean_drop"], "delta_mean_drop": point}
     out["schema_version"] = SCHEMA_VERSION
     return out

@@ -52,6 +52,7 @@ from .vocabulary import (
     SCREEN_TOP, Metric, MlpSimilarity, ModelKind, Preset, ScanMethod,
 )
 
+MAX_CONTROLS = 4  # each control is a second comparison with the teacher
 _HUB_PART = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?$")
 
 
@@ -240,11 +241,22 @@ class ComparisonSpec(BaseModel):
         default=None, description="find both models' circuits and diff them through the matching; null = off",
         examples=[{"threshold": 20, "sweep": [10, 15, 20, 25, 30]}],
     )
+    controls: list[ModelRef] = Field(
+        default_factory=list, max_length=MAX_CONTROLS, examples=[[{"id": "zoo:gpt-control-scratch"}]],
+        description="models of the student's size NOT distilled from this teacher (trained from scratch on the same "
+        "data, or another family), each compared with the teacher under this spec and data; the verdict "
+        "'kept_teacher_components' needs the student beyond every control (alignment.controls)",
+    )
 
     @field_validator("teacher", "student", mode="before")
     @classmethod
     def _str_to_ref(cls, v: Any) -> Any:
         return {"id": v} if isinstance(v, str) else v
+
+    @field_validator("controls", mode="before")
+    @classmethod
+    def _strs_to_refs(cls, v: Any) -> Any:
+        return [{"id": x} if isinstance(x, str) else x for x in v] if isinstance(v, list) else v
 
     @field_validator("task")
     @classmethod
@@ -358,8 +370,9 @@ def ablation_protocol(spec: ComparisonSpec, model_types: Mapping[str, str | None
     """What the resolved spec's ablation follows, for ``scan.ablation_protocol``: the preset's protocol
     where the spec runs the preset's ablation, else the ablation the spec names. A function of the
     resolved spec and the pair only, so a result's spec re-runs with the same text."""
+    bos = " over every real token, BOS included" if spec.ablation == "token_mean" else ""
     if spec.ablation != preset_ablation(spec.preset, spec.task, model_types):
-        return f"{spec.ablation} ablation (asked in the spec)"
+        return f"{spec.ablation} ablation{bos} (asked in the spec)"
     if spec.preset != "paper":
-        return f"{spec.ablation} ablation ({spec.preset} preset)"
+        return f"{spec.ablation} ablation{bos} ({spec.preset} preset)"
     return LLAMA_PAPER_PROTOCOL if _all_llama(model_types) else TASKS[spec.task].paper.describe()

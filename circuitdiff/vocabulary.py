@@ -20,7 +20,7 @@ from .errors import ComponentIdError
 
 __all__ = [
     "SCHEMA_VERSION", "MAX_PROMPTS", "N_ATTENTION_VIEWS", "CIRCUIT_THRESHOLD", "CIRCUIT_SWEEP", "PAPER_HEAD_THRESHOLD", "PAPER_MLP_THRESHOLD",
-    "Role", "ROLES", "Preset", "Ablation", "Metric", "MAX_TEXT_TOKENS", "Matching", "MlpSimilarity", "ScanMethod", "SCREEN_TOP", "Bos", "Device", "Dtype", "PRECISION_CONTRACTS",
+    "Role", "ROLES", "Preset", "Verdict", "Ablation", "Metric", "MAX_TEXT_TOKENS", "Matching", "MlpSimilarity", "ScanMethod", "SCREEN_TOP", "Bos", "Device", "Dtype", "PRECISION_CONTRACTS",
     "BF16_ABOVE_PARAMS", "MEMORY_BUDGET_ENV",
     "ModelKind", "Family", "ModelType", "AdapterName", "TaskForm",
     "TokenAlignment", "ComponentKind", "choices",
@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 # --------------------------------------------------------------------------- versions and limits
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 """Version of ``result.json``. Bumped with every change of the result's structure; the report still
 reads every older version (``circuitdiff.report.load`` upgrades them)."""
 
@@ -77,6 +77,9 @@ Metric = Literal["logit_diff", "answer_prob", "answer_logprob", "kl", "loss"]
 readout, what it needs): circuitdiff.metrics.METRICS."""
 
 Matching = Literal["student_to_teacher", "teacher_to_student", "one_to_one"]
+# What an alignment score means, weakest first (descriptions: circuitdiff.analysis.verdict.VERDICTS)
+Verdict = Literal["not_scored", "not_performing", "not_above_chance", "same_layout", "beyond_depth_reference",
+                  "kept_teacher_components"]
 """How components are paired (circuitdiff.analysis.matching): argmax, one pair per student
 component (the paper's TL notebooks) or per teacher component (the authors' "biased to teacher"
 variant); or ``one_to_one``, the optimal assignment (no component paired twice)."""

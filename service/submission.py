@@ -34,6 +34,7 @@ class Prepared:
 
 
 def _model(ref: ModelRef, role: str, settings: Settings) -> tuple[ModelRef, str]:
+    """``role``: teacher, student or ``controls[i]``."""
     field = f"{role}.id"
     if ref.kind == "zoo":
         name = ref.id[4:]
@@ -89,6 +90,7 @@ def prepare(spec: ComparisonSpec, settings: Settings, owner: str) -> Prepared:
 
     teacher, fp_t = attempt(_model, spec.teacher, "teacher", settings)
     student, fp_s = attempt(_model, spec.student, "student", settings)
+    controls = [attempt(_model, ref, f"controls[{i}]", settings) for i, ref in enumerate(spec.controls)]
     dataset, digest = attempt(_dataset, spec, settings, owner)
     if problems:
         first = problems[0]
@@ -97,6 +99,7 @@ def prepare(spec: ComparisonSpec, settings: Settings, owner: str) -> Prepared:
     # Resolved once, here, with the models' layout where it can be known before loading (zoo, local
     # checkpoints, catalogue.HUB_SHAPES); the record, the status and the result then show one spec.
     # A hub model not seen before leaves the paper preset's ablation pending: the worker fills it in.
-    spec = spec.model_copy(update={"teacher": teacher, "student": student, "dataset": dataset}).resolve_known()
-    fingerprints = {"teacher": fp_t, "student": fp_s}
+    spec = spec.model_copy(update={"teacher": teacher, "student": student, "dataset": dataset,
+                                   "controls": [ref for ref, _ in controls]}).resolve_known()
+    fingerprints = {"teacher": fp_t, "student": fp_s, **{f"controls[{i}]": fp for i, (_, fp) in enumerate(controls)}}
     return Prepared(spec, fingerprints, digest, content_key(spec, fingerprints, digest))

@@ -22,6 +22,7 @@ def metrics(result: dict[str, Any]) -> dict[str, Any]:
     student = result["performance"]["student"]
     al = result["alignment"]
     return {
+        "verdict": al.get("verdict"),
         "alignment": al.get("score"),
         "alignment_ci95": al.get("ci95"),
         "student_logit_diff": student["logit_diff"],

@@ -160,6 +160,7 @@ def event_body(event: str, watch: "WatchRecord", entry: dict, base_path: str = "
         "status": entry["status"],
         "regression": entry.get("regression"),
         "reasons": entry.get("reasons") or [],
+        "verdict": entry.get("verdict"),
         "alignment": entry.get("alignment"),
         "student_logit_diff": entry.get("student_logit_diff"),
         "sent_at": time.time(),

@@ -133,7 +133,8 @@ def _new_entry(app: Celery, ws: WatchStore, w: WatchRecord, c: Checkpoint, key: 
     cs = ComparisonSpec.model_validate({**spec["comparison"], "teacher": teacher.model_dump(),
                                         "student": student.model_dump(), "dataset": w.resolved.get("dataset")}
                                        ).resolve_known()  # as a submission resolves it (service/submission.py)
-    fps = {"teacher": model_fingerprint(teacher), "student": c.fingerprint}
+    fps = {"teacher": model_fingerprint(teacher), "student": c.fingerprint,
+           **{f"controls[{i}]": model_fingerprint(ref) for i, ref in enumerate(cs.controls)}}
     outcome = jobs.create(
         owner=w.owner, spec=cs.model_dump(mode="json"), content_key=content_key(cs, fps, w.resolved["dataset_digest"]),
         fingerprints=fps, link=(ws.link_key(w.id), key), extra={"watch_id": w.id, "checkpoint": c.name},
@@ -146,7 +147,7 @@ def _new_entry(app: Celery, ws: WatchStore, w: WatchRecord, c: Checkpoint, key: 
     ws.add_entry(w.id, key, {
         "checkpoint": c.name, "fingerprint": c.fingerprint, "job_id": outcome.job_id, "order": c.order,
         "status": job.status if job else "queued", "created_at": time.time(), "judged": False,
-        "alignment": None, "alignment_ci95": None, "student_logit_diff": None, "student_performs_task": None,
+        "verdict": None, "alignment": None, "alignment_ci95": None, "student_logit_diff": None, "student_performs_task": None,
         "regression": None, "reasons": [],
     })
     log.info("watch %s: checkpoint %s -> job %s (%s)", w.id, c.name, outcome.job_id, outcome.kind)

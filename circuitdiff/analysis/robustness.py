@@ -165,12 +165,16 @@ class RobustnessStats:
     teacher: ModelRobustnessStats
     student: ModelRobustnessStats
     compression_ratio: float
-    delta_mean_drop: float  # mean of bootstrap differences when n_boot > 0, else the plain difference
-    delta_mean_drop_ci95: tuple[float, float] | None
+    delta_mean_drop: float  # mean_S − mean_T, the point difference
+    delta_mean_drop_ci95: tuple[float, float] | None  # percentile bootstrap over components (each model's drawn)
     delta_severity: float
     slope_mean: float | None  # Δmean / C; None when C == 0
     slope_mean_ci95: tuple[float, float] | None
     slope_severity: float | None
+    # The paper's figures: the MEAN of the bootstrap differences (not the point difference) and β from it.
+    # For two identical drop lists the point is 0 while this is a draw-dependent ±0.3 pp.
+    delta_mean_drop_bootstrap_mean: float | None = None
+    slope_mean_paper: float | None = None
 
 
 def model_robustness(drops: ArrayLike, n_boot: int = N_BOOT, seed: int = SEED) -> ModelRobustnessStats:
@@ -205,11 +209,12 @@ def robustness_stats(
     """Everything of §3.7 for one teacher/student pair (drops in canonical component order)."""
     t, s = model_robustness(teacher_drops, n_boot, seed), model_robustness(student_drops, n_boot, seed)
     c = compression_ratio(teacher_params, student_params)
+    d = s.mean_drop - t.mean_drop
+    d_boot: float | None = None
+    d_ci: tuple[float, float] | None = None
     if n_boot > 0:
-        d, lo, hi = delta_mean_with_ci(teacher_drops, student_drops, n_boot, seed)
-        d_ci: tuple[float, float] | None = (lo, hi)
-    else:
-        d, d_ci = s.mean_drop - t.mean_drop, None
+        d_boot, lo, hi = delta_mean_with_ci(teacher_drops, student_drops, n_boot, seed)
+        d_ci = (lo, hi)
     d_sev = s.severity - t.severity
     has_c = c != 0
     return RobustnessStats(
@@ -222,4 +227,6 @@ def robustness_stats(
         slope_mean=d / c if has_c else None,
         slope_mean_ci95=tuple(sorted((d_ci[0] / c, d_ci[1] / c))) if (has_c and d_ci) else None,
         slope_severity=d_sev / c if has_c else None,
+        delta_mean_drop_bootstrap_mean=d_boot,
+        slope_mean_paper=d_boot / c if (has_c and d_boot is not None) else None,
     )

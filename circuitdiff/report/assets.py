@@ -36,6 +36,8 @@ h3 { font-size: 1rem; margin-bottom: .4rem; }
 .card.score .value { font-size: 2.6rem; }
 .card.score.ok { border-left: 4px solid var(--ok); }
 .card.score.bad { border-left: 4px solid var(--bad); }
+.card .verdict-name { text-transform: uppercase; letter-spacing: .03em; font-size: .85rem; margin: .15rem 0 .2rem; }
+.card .verdict-name small { text-transform: none; letter-spacing: 0; color: var(--muted, #666); }
 .verdict { font-size: 1.02rem; max-width: 62rem; }
 .verdict p:first-child { font-weight: 500; }
 .flag { border-left: 4px solid var(--bad); background: #fdf3f2; padding: .5rem .9rem; }

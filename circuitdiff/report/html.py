@@ -17,6 +17,7 @@ from typing import Any
 
 import matplotlib
 
+from ..analysis.confidence import MIN_MARGIN
 from ..result import ComparisonResult
 from .assets import CSS, JS, content_security_policy
 from .plots import PNG_DPI, Plot
@@ -66,17 +67,33 @@ def _status_badge(status: str) -> str:
     return f'<span class="badge {cls}">{label}</span>'
 
 
+def _verdict_line(a) -> str:
+    """The verdict, first on the first card: its name, and on hover the sentence with its numbers."""
+    if a.verdict is None:
+        return ""
+    refs = []
+    if a.depth_reference is not None:
+        refs.append(f"depth reference {a.depth_reference.score:.3f}")
+    refs += [f"control {c.model} {c.score:.3f}" for c in a.controls if c.score is not None]
+    return (f'<div class="verdict-name" id="verdict" title="{e(a.verdict_reason or "")}"><b>'
+            f'{e(a.verdict.replace("_", " "))}</b>' + (f"<br><small>{e(' · '.join(refs))}</small>" if refs else "")
+            + "</div>")
+
+
 def _summary(r: ComparisonResult) -> str:
     a, rob = r.alignment, r.robustness
     t, s = r.models["teacher"], r.models["student"]
     score = "–" if a.score is None else f"{a.score:.3f}"
     ci = f"95% CI {a.ci95[0]:.3f}–{a.ci95[1]:.3f}" if a.ci95 else "no confidence interval"
+    if a.verdict is not None:  # schema >= 8: the verdict leads the first card
+        verdict_cls = {"kept_teacher_components": " ok", "beyond_depth_reference": " ok"}.get(a.verdict, " bad")
     if a.chance is None:
         chance, verdict_cls = "not calibrated against chance (older result)", ""
     else:
-        chance = (f"{'above' if a.above_chance else 'NOT above'} chance: null {a.chance.mean:.3f} "
+        chance = (f"{'above' if a.above_chance else 'NOT above'} chance: chance level {a.chance.mean:.3f} "
                   f"[{a.chance.ci95[0]:.3f}, {a.chance.ci95[1]:.3f}], p = {a.chance.p_value:.3g}")
-        verdict_cls = " ok" if a.above_chance else " bad"
+        if a.verdict is None:
+            verdict_cls = " ok" if a.above_chance else " bad"
     hm, hn = matched_counts(r, "head")
     mm, mn = matched_counts(r, "mlp")
     sentences = interpretation(r)
@@ -85,7 +102,7 @@ def _summary(r: ComparisonResult) -> str:
     cards = f"""
 <div class="cards">
   <div class="card score{verdict_cls}" id="alignment-score"><div class="label">alignment score</div>
-    <div class="value">{score}</div><div class="detail"><b id="chance">{e(chance)}</b><br>{e(ci)}<br>{a.n_pairs} pairs · mean similarity {a.mean_similarity:.3f}</div></div>
+    {_verdict_line(a)}<div class="value">{score}</div><div class="detail"><b id="chance">{e(chance)}</b><br>{e(ci)}<br>{a.n_pairs} pairs · mean similarity {a.mean_similarity:.3f}</div></div>
   <div class="card"><div class="label">matched heads</div><div class="value">{hm}/{hn}</div>
     <div class="detail">similarity ≥ {e(r.spec.get('head_threshold', '?'))}</div></div>
   <div class="card"><div class="label">matched MLPs</div><div class="value">{mm}/{mn}</div>
@@ -142,11 +159,18 @@ def _summary(r: ComparisonResult) -> str:
         extra.append(f"{len(unstable)} unstable matches (same partner in fewer than {UNSTABLE_CONFIDENCE:.0%} of "
                      f"{a.confidence_resamples} bootstrap resamples): "
                      + e(", ".join(f"{m.student}→{m.teacher}" for m in unstable[:8])) + (" …" if len(unstable) > 8 else ""))
+    near = [m for m in r.matches if m.ambiguous and not m.duplicated]
+    if near:
+        extra.append(f"{len(near)} near-tie matches (the margin over the runner-up is below {MIN_MARGIN} or its "
+                     "interval includes 0): " + e(", ".join(f"{m.student}→{m.teacher} (runner-up {m.runner_up}, "
+                                                            f"margin {m.margin:.3f})" for m in near[:6]))
+                     + (" …" if len(near) > 6 else ""))
     for side in SIDES:
         if r.unpaired.get(side):
             extra.append(f"{side} components in no pair: {e(', '.join(r.unpaired[side]))}")
     if rob.delta_mean_drop is not None:
-        extra.append(f"Δ mean drop (student − teacher) = {rob.delta_mean_drop:.2f} pp {e(fmt_ci(rob.delta_mean_drop_ci95, 2))}")
+        extra.append(f"Δ mean drop (student − teacher) = {rob.delta_mean_drop:.2f} pp, 95% over components "
+                     f"{e(fmt_ci(rob.delta_mean_drop_ci95, 2))}")
     if rob.slope_mean is not None:
         extra.append(f"brittleness slope Δmean/C = {rob.slope_mean:.2f} pp per unit compression")
     if rob.delta_severity is not None:
@@ -233,13 +257,18 @@ def _matches_table(r: ComparisonResult) -> str:
         dup = " (counted twice)" if m.duplicated else ""
         unstable = m.confidence is not None and m.confidence < UNSTABLE_CONFIDENCE and not m.duplicated
         flag = ' <span class="badge bad">unstable</span>' if unstable else ""
+        if m.ambiguous and not m.duplicated:
+            flag += (f' <span class="badge bad" title="runner-up {e(m.runner_up or "")}: margin '
+                     f'{m.margin:.3f} {e(fmt_ci(m.margin_ci95, 3))}">near-tie</span>')
         rows.append(
             f'<tr class="{"" if m.matched else "below"}"><td class="mono">{e(m.student)}</td><td class="mono">{e(m.teacher)}</td>'
             f"<td>{e(m.kind)}</td>{_num(m.similarity)}<td>{_status_badge(status)}{dup}{flag}</td>{_num(m.confidence, 2)}"
+            f'<td class="mono">{e(m.runner_up or "–")}</td>{_num(m.margin, 3)}'
             f"{_num(m.student_influence)}{_num(m.teacher_influence)}{_num(ns)}{_num(nt)}{_num(term, 4)}</tr>"
         )
     return ('<table class="sortable" id="matches-table"><thead><tr><th>student</th><th>teacher</th><th>type</th>'
-            '<th class="num">similarity</th><th>status</th><th class="num">confidence</th><th class="num">I<sub>S</sub></th>'
+            '<th class="num">similarity</th><th>status</th><th class="num">confidence</th><th>runner-up</th>'
+            '<th class="num">margin</th><th class="num">I<sub>S</sub></th>'
             '<th class="num">I<sub>T</sub></th><th class="num">Î<sub>S</sub></th><th class="num">Î<sub>T</sub></th>'
             '<th class="num">S·(1−|Î<sub>S</sub>−Î<sub>T</sub>|)</th></tr></thead><tbody>' + "".join(rows) +
             "</tbody></table>")

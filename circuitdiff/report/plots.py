@@ -29,6 +29,7 @@ from .summary import SIDES, component_drops
 
 COLORS = {"teacher": "#3b6ea5", "student": "#d9822b"}
 MATCHED, BELOW = "#2e7d4f", "#c0392b"
+NEAR_TIE = "#e08a00"  # a near-tie match's runner-up (matches[].ambiguous)
 INFLUENCE_CMAP = "OrRd"
 SIMILARITY_CMAP = "viridis"
 ATTENTION_CMAP = "inferno"  # as the paper's attention heatmaps (docs/authors-code.md §3.8)
@@ -172,6 +173,15 @@ def matching_figure(r: ComparisonResult) -> Figure:
         ax.plot([xs["teacher"], xs["student"]], [ys["teacher"][m.teacher], ys["student"][m.student]],
                 color=MATCHED if m.matched else BELOW, lw=w, alpha=0.55 if m.matched else 0.45,
                 ls="-" if m.matched else (0, (3, 2)), solid_capstyle="round", zorder=1)
+    near_tie = False
+    for m in r.matches:  # a near-tie: the runner-up, drawn dotted from the same source component
+        if not m.ambiguous or m.duplicated or not m.runner_up:
+            continue
+        t_id, s_id = (m.runner_up, m.student) if m.runner_up in ys["teacher"] else (m.teacher, m.runner_up)
+        if t_id in ys["teacher"] and s_id in ys["student"]:
+            near_tie = True
+            ax.plot([xs["teacher"], xs["student"]], [ys["teacher"][t_id], ys["student"][s_id]], color=NEAR_TIE,
+                    lw=1.6, ls=(0, (1, 1.5)), zorder=2)
     for side in SIDES:
         infl = {c: r.influence[side][c].influence for c in nodes[side]}
         total = sum(infl.values()) or 1.0
@@ -197,6 +207,7 @@ def matching_figure(r: ComparisonResult) -> Figure:
     handles = [
         Line2D([], [], color=MATCHED, lw=3, label="pair at/above threshold"),
         Line2D([], [], color=BELOW, lw=2, ls=(0, (3, 2)), label="pair below threshold"),
+        *([Line2D([], [], color=NEAR_TIE, lw=1.6, ls=(0, (1, 1.5)), label="near-tie: the runner-up")] if near_tie else []),
         Line2D([], [], ls="", marker="o", mfc="#bbbbbb", mec="black", ms=8, label="head (area ∝ influence share)"),
         Line2D([], [], ls="", marker="s", mfc="#bbbbbb", mec="black", ms=8, label="MLP"),
         Line2D([], [], ls="", marker="o", mfc="white", mec="#888888", ms=8, label="in no pair (unmatched)"),

@@ -92,6 +92,26 @@ def unstable_matches(r: ComparisonResult) -> list:
             if not m.duplicated and m.confidence is not None and m.confidence < UNSTABLE_CONFIDENCE]
 
 
+def _verdict_sentence(r: ComparisonResult) -> str:
+    """What the verdict says of this pair (circuitdiff.analysis.verdict), with its references."""
+    a, s, t = r.alignment, r.models["student"].id, r.models["teacher"].id
+    ci = f" (95% CI {a.ci95[0]:.3f}–{a.ci95[1]:.3f})" if a.ci95 else ""
+    depth = "" if a.depth_reference is None else f"; what relative depth alone predicts: {a.depth_reference.score:.3f}"
+    used = [c for c in a.controls if c.score is not None and c.performs_task is not False]
+    controls = "".join(f"; {c.model}, never distilled from the teacher: {c.score:.3f}" for c in used)
+    head = {
+        "kept_teacher_components": f"{s} kept {t}'s own components on {r.task.name}: its alignment {a.score:.3f}{ci} "
+                                   f"is above chance, the depth reference and every control",
+        "beyond_depth_reference": f"{s} aligns with {t} on {r.task.name} above chance and above what relative depth "
+                                  f"alone predicts ({a.score:.3f}{ci}), but no control that performs the task was "
+                                  "compared, so this does not show that it kept the teacher's own components",
+        "same_layout": f"{s} solves {r.task.name} with {t}'s layout, but its alignment {a.score:.3f}{ci} is no better "
+                       "than a model that was not distilled from the teacher (or than relative depth alone) scores: "
+                       "it is not shown to use the teacher's own components",
+    }[a.verdict]
+    return head + depth + controls + "."
+
+
 def interpretation(r: ComparisonResult) -> list[str]:
     """Sentences that say what the numbers mean, in the order a reader needs them.
 
@@ -105,6 +125,8 @@ def interpretation(r: ComparisonResult) -> list[str]:
     failing = [side for side in SIDES if r.performance[side].performs_task is False]
     a = r.alignment
     out: list[str] = []
+    if a.verdict in ("same_layout", "beyond_depth_reference", "kept_teacher_components"):
+        out.append(_verdict_sentence(r))
     if failing:
         who = " and ".join(f"the {side} ({r.models[side].id})" for side in failing)
         verb = "do" if len(failing) > 1 else "does"
@@ -122,7 +144,7 @@ def interpretation(r: ComparisonResult) -> list[str]:
             f"{a.chance.ci95[1]:.3f}, p = {a.chance.p_value:.3g}), so it is no evidence that the student kept the "
             f"teacher's computation on {task}: components that all look alike score high whatever they do."
         )
-    else:
+    elif a.verdict is None:  # results before schema 8: the score's own reading
         if a.score >= 0.9:
             level = "closely follows"
         elif a.score >= PAPER_DISTILLED_MIN:

@@ -17,6 +17,7 @@ from ..spec import ablation_protocol
 from ..tasks.dataset import TaskData
 from ..vocabulary import N_ATTENTION_VIEWS, PRECISION_CONTRACTS, ROLES, SCHEMA_VERSION, parse_component
 from .context import RunContext
+from ..analysis.chain import ChainIntervals
 from .influence import Influences
 from .matching import Matching
 from .similarity import Similarities
@@ -25,9 +26,10 @@ from .task import PreparedTask
 
 def assemble(ctx: RunContext, task: PreparedTask, infl: Influences, compared: dict[str, Any], sims: Similarities,
              matching: Matching, perf: dict[str, Performance], alignment: AlignmentSection, robustness: Robustness,
-             circuits: Circuits | None) -> ComparisonResult:
+             circuits: Circuits | None, chain: ChainIntervals | None = None) -> ComparisonResult:
     spec, scans = ctx.spec, infl.scans
     by_role = infl.influences()
+    ci = {r: {} for r in ROLES} if chain is None else chain.influence_ci95
     return ComparisonResult(
         schema_version=SCHEMA_VERSION,
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -37,7 +39,8 @@ def assemble(ctx: RunContext, task: PreparedTask, infl: Influences, compared: di
         models={r: model_info(ctx.models[r].info, task.activation_bytes[r]) for r in ROLES},
         task=task.data.info(),
         performance=perf,
-        influence={r: {c: ComponentInfluence(**v) for c, v in scans[r].summary().items()} for r in ROLES},
+        influence={r: {c: ComponentInfluence(**v, influence_ci95=list(ci[r][c]) if c in ci[r] else None)
+                       for c, v in scans[r].summary().items()} for r in ROLES},
         similarity=sims.section(ctx.student, ctx.teacher),
         matches=matching.section(by_role),
         unpaired=matching.unpaired,

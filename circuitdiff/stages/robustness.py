@@ -38,7 +38,7 @@ def robustness(ctx: RunContext, infl: Influences, perf: dict[str, Performance]) 
             teacher=_model_robustness(st.teacher), student=_model_robustness(st.student), compression_ratio=c,
             delta_mean_drop=st.delta_mean_drop, delta_mean_drop_ci95=_pair(st.delta_mean_drop_ci95),
             slope_mean=st.slope_mean, slope_mean_ci95=_pair(st.slope_mean_ci95), delta_severity=st.delta_severity,
-            slope_severity=st.slope_severity,
+            slope_severity=st.slope_severity, delta_mean_drop_bootstrap_mean=st.delta_mean_drop_bootstrap_mean,
         )
     missing = [r for r in ROLES if not ok[r]]
     return Robustness(

@@ -167,3 +167,73 @@ def test_identical_models_match_with_full_confidence():
         conf = match_confidence(s, s, pairs, direction="student_to_teacher", mlp_method=method, qmask=None,
                                 n_resamples=50)
         assert conf == [1.0] * len(pairs)
+
+
+def test_a_near_tie_is_marked_and_a_clear_match_is_not():
+    """#29 §2: the student's L0H0 copies teacher head L0H0, which the teacher has twice (L0H0 = L0H1):
+    an exact tie, chosen the same way in every resample (confidence 1.0) and still ambiguous. Its
+    other heads copy unique teacher heads: a margin whose interval excludes 0, not ambiguous."""
+    from circuitdiff.analysis.confidence import MIN_MARGIN, match_stability
+
+    rng = np.random.default_rng(8)
+    t = _stats(rng)
+    # each head attends its own way (a peaked pattern), with a little prompt-to-prompt noise
+    base = np.exp(4 * rng.normal(size=t.block_patterns.shape[1:]))
+    t.block_patterns[:] = base / base.sum(-1, keepdims=True) + 0.02 * rng.uniform(size=t.block_patterns.shape)
+    t.block_patterns[:, 1] = t.block_patterns[:, 0]  # teacher L0H1 duplicates L0H0
+    s = ResampleStats(t.block_patterns.copy(), t.block_counts.copy(), [x.copy() for x in t.mlp_rows], t.row_block)
+    mean = lambda m: m.block_patterns.sum(0) / m.block_patterns.shape[0]  # noqa: E731
+    sims = {"head": head_similarity(mean(s), mean(t)), "mlp": mlp_similarity_cka(s.mlp_rows, t.mlp_rows)}
+    ids = [f"L{l}H{h}" for l in range(2) for h in range(3)]
+    pairs = match_components(sims["head"], sims["mlp"], ids, ids, ["L0MLP", "L1MLP"], ["L0MLP", "L1MLP"])
+    st = match_stability(s, t, pairs, sims, direction="student_to_teacher", mlp_method="linear_cka", qmask=None,
+                         n_resamples=200, seed=0)
+    by = {p.student: k for k, p in enumerate(pairs)}
+    tie = by["L0H0"]
+    assert st.confidence[tie] == 1.0 and st.margin[tie] == pytest.approx(0.0, abs=1e-12) and st.ambiguous[tie]
+    for cid in ("L0H2", "L1H0", "L1H1", "L1H2", "L0MLP", "L1MLP"):
+        k = by[cid]
+        assert st.margin[k] >= MIN_MARGIN and st.margin_ci95[k][0] > 0 and not st.ambiguous[k], (cid, st.margin[k])
+    # a margin below the smallest meaningful difference is a near-tie even with an interval above 0
+    k = by["L1H0"]
+    assert (st.margin_ci95[k][0] <= 0 or st.margin[k] < MIN_MARGIN) == st.ambiguous[k]
+
+
+def test_the_chain_interval_recomputes_similarities_matching_and_influences_per_resample():
+    """#29 §4: each resample's score equals the plain computation on the drawn prompts: similarities
+    from the drawn prompts' statistics, the pairs matched again, influences from the drawn prompts'
+    metric values."""
+    from circuitdiff.analysis.alignment import alignment_score_from_pairs
+    from circuitdiff.analysis.chain import block_deltas, chain_intervals
+    from circuitdiff.analysis.confidence import Resampled
+
+    rng = np.random.default_rng(11)
+    s, t = _stats(rng), _stats(rng)
+    ids = [f"L{l}H{h}" for l in range(2) for h in range(3)]
+    comps = ids + ["L0MLP", "L1MLP"]
+    P = s.block_patterns.shape[0]
+    clean = {r: rng.normal(3.0, 1.0, size=P) for r in ("student", "teacher")}
+    ablated = {r: clean[r][None, :] - rng.uniform(0, 2, size=(len(comps), P)) for r in ("student", "teacher")}
+    blocks = np.arange(P)
+    deltas = {r: block_deltas(ablated[r], clean[r], blocks) for r in ("student", "teacher")}
+    rows = {r: {c: i for i, c in enumerate(comps)} for r in ("student", "teacher")}
+
+    def rematch(heads, mlps):
+        return match_components(heads, mlps, ids, ids, ["L0MLP", "L1MLP"], ["L0MLP", "L1MLP"])
+
+    draws = [rng.integers(0, P, size=P) for _ in range(3)]
+    c = np.zeros((3, P))
+    for k, d in enumerate(draws):
+        np.add.at(c[k], d, 1.0)
+    rows_all = np.arange(len(s.row_block))
+    res = Resampled(c, _head_sims(s, t, c, None), _cka_sims(s, t, c, rows_all))
+    got = chain_intervals(res, rematch, deltas, rows)
+    for k, d in enumerate(draws):
+        mean = lambda m: m.block_patterns[d].sum(0) / len(d)  # noqa: E731
+        rows_k = np.concatenate([np.flatnonzero(s.row_block == b) for b in d])
+        heads = head_similarity(mean(s), mean(t))
+        mlps = mlp_similarity_cka([x[rows_k] for x in s.mlp_rows], [x[rows_k] for x in t.mlp_rows])
+        pairs = rematch(heads, mlps)
+        infl = {r: dict(zip(comps, np.abs(ablated[r][:, d].mean(1) - clean[r][d].mean()))) for r in rows}
+        want = alignment_score_from_pairs(pairs, infl["student"], infl["teacher"])
+        assert got.scores[k] == pytest.approx(want, abs=1e-4)

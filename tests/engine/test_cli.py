@@ -117,6 +117,7 @@ def test_summary_hedges_a_mean_drop_difference_whose_interval_includes_zero(tmp_
         "influence": {role: {"L0H0": {"influence": 1.0, "delta": -1.0}} for role in ("teacher", "student")},
     }
     text = summary(r)
-    assert "student - teacher mean drop +9.57 [-14.35, 37.28] pp (the interval includes 0)" in text
+    assert ("student - teacher mean drop +9.57 [-14.35, 37.28] pp (point difference; 95% over components) "
+            "(the interval includes 0)") in text
     r["robustness"]["delta_mean_drop_ci95"] = [2.0, 15.0]
     assert "(the interval includes 0)" not in summary(r)

@@ -129,20 +129,20 @@ def test_robustness_reproduces_recomputed_values(robustness_ref, pair):
         "teacher_mean_ci95": st.teacher.mean_drop_ci95,
         "student_mean_drop": st.student.mean_drop,
         "student_mean_ci95": st.student.mean_drop_ci95,
-        "delta_mean_bootstrap_mean": st.delta_mean_drop,
+        "delta_mean_bootstrap_mean": st.delta_mean_drop_bootstrap_mean,  # the paper's figure (#29 §5)
         "delta_mean_ci95": st.delta_mean_drop_ci95,
         "teacher_severity": st.teacher.severity,
         "student_severity": st.student.severity,
         "delta_severity": st.delta_severity,
         "C": st.compression_ratio,
-        "beta_mean_pp_per_C": st.slope_mean,
+        "beta_mean_pp_per_C": st.slope_mean_paper,
         "beta_mean_ci95_pp_per_C": st.slope_mean_ci95,
         "beta_sev_per_C": st.slope_severity,
     }
     print(f"{pair}: mean drop T {st.teacher.mean_drop:.4f} {np.round(st.teacher.mean_drop_ci95, 4)}, "
           f"S {st.student.mean_drop:.4f} {np.round(st.student.mean_drop_ci95, 4)}, "
-          f"Δmean {st.delta_mean_drop:.4f} {np.round(st.delta_mean_drop_ci95, 4)}, "
-          f"sev T {st.teacher.severity:.4f} S {st.student.severity:.4f}, β {st.slope_mean:.3f}")
+          f"Δmean {st.delta_mean_drop_bootstrap_mean:.4f} {np.round(st.delta_mean_drop_ci95, 4)}, "
+          f"sev T {st.teacher.severity:.4f} S {st.student.severity:.4f}, β {st.slope_mean_paper:.3f}")
     for key, value in got.items():
         np.testing.assert_allclose(value, exp[key], rtol=1e-12, atol=1e-12, err_msg=f"{pair}.{key}")
     assert st.teacher.n_components == exp["N_teacher"] and st.student.n_components == exp["N_student"]
@@ -163,8 +163,8 @@ def test_robustness_matches_paper_at_reported_precision(robustness_ref, pair):
     assert round(st.teacher.mean_drop, 2) == rep["teacher_mean_drop"]
     assert round(st.student.mean_drop, 2) == rep["student_mean_drop"]
     assert [round(v, 2) for v in st.delta_mean_drop_ci95] == rep["delta_mean_ci95"]
-    assert round(st.delta_mean_drop, 2) == rep["delta_mean"]
-    assert round(st.slope_mean, 1) == rep["beta_mean_pp_per_C"]
+    assert round(st.delta_mean_drop_bootstrap_mean, 2) == rep["delta_mean"]
+    assert round(st.slope_mean_paper, 1) == rep["beta_mean_pp_per_C"]
     assert round(st.teacher.severity, 4) == rep["teacher_severity"]
     assert round(st.student.severity, 4) == rep["student_severity"]
 

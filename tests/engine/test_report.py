@@ -219,6 +219,12 @@ def test_a_result_of_schema_version_1_still_renders(tmp_path):
     page = files["report.html"].read_text()
     assert f"{data['alignment']['score']:.3f}" in page and "zoo:gpt-teacher" in page
     assert r.circuits is None and 'id="circuits"' not in page and "circuit_transfer" not in str(files)
+    # before schema 8 delta_mean_drop was the mean of the bootstrap differences: it moves, and the point
+    # difference is the two mean drops' difference (#29 §5)
+    rb = data["robustness"]
+    assert r.robustness.delta_mean_drop_bootstrap_mean == rb["delta_mean_drop"]
+    assert r.robustness.delta_mean_drop == pytest.approx(rb["student"]["mean_drop"] - rb["teacher"]["mean_drop"])
+    assert all(m.ambiguous is None and m.margin is None for m in r.matches)  # not computed then
 
 
 @pytest.mark.parametrize("content, message", [

@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from circuitdiff.client.wire import Status
+from circuitdiff.vocabulary import Verdict
 from circuitdiff.report.trend import render_trend
 from circuitdiff.spec import ComparisonSpec
 from jobs.queue import send_watch_check
@@ -99,6 +100,7 @@ class HistoryItem(BaseModel):
     job_id: str
     status: Status
     alignment: float | None
+    verdict: Verdict | None = Field(None, description="the comparison's verdict (result alignment.verdict)")
     alignment_ci95: list[float] | None
     student_logit_diff: float | None
     student_performs_task: bool | None
