@@ -1,4 +1,4 @@
-"""What an alignment score means: the depth reference and the one verdict (docs/method.md §Verdicts).
+"""What an alignment score means: the depth reference and the one verdict (docs/method.md §Method 5).
 
 The alignment score A = (1/N) Σ_p S_p (1 − |Î_S,p − Î_T,p|) is dominated by the similarities S_p of
 the matched pairs, and two models trained on the same data put the task in the same places (the
