@@ -76,24 +76,27 @@ def _counts(rng: np.random.Generator, n_resamples: int, n_blocks: int) -> np.nda
 
 
 def _head_sims(s: ResampleStats, t: ResampleStats, c: np.ndarray, qmask: np.ndarray | None,
-               chunk: int = 64) -> np.ndarray:
-    """[R, Hs, Ht] head similarity under resample counts c [R, B]."""
+               chunk: int = 64, row_weighted: bool = False) -> np.ndarray:
+    """[R, Hs, Ht] head similarity under resample counts c [R, B]: the mean over the query rows the
+    resample has, each alike, or (``row_weighted``, the default preset's rule) weighted by how many
+    of the resample's prompts have the row (analysis.similarity.head_similarity)."""
     out = []
     for start in range(0, c.shape[0], chunk):
         cc = c[start:start + chunk]  # [r, B]
-        units, present = [], None
+        units, weight = [], None
         for m in (s, t):
             B, H, T, _ = m.block_patterns.shape
             num = (cc @ m.block_patterns.reshape(B, -1)).reshape(len(cc), H, T, T)
             rows = cc @ m.block_counts  # [r, T]: real query rows at each position in the resample
-            has = (rows if qmask is None else rows[:, qmask]) > 0
-            present = has if present is None else present & has
+            w = rows if qmask is None else rows[:, qmask]
+            weight = w if weight is None else np.minimum(weight, w)
             pat = num / np.maximum(rows, 1.0)[:, None, :, None]
             units.append(_unit_rows(pat if qmask is None else pat[:, :, qmask]))
-        # the mean over the query rows the resample has (as the full sample averages the rows any prompt
-        # has): a row position only the undrawn prompts reach is not a zero cosine
-        n_rows = np.maximum(present.sum(1), 1)[:, None, None]
-        out.append(np.einsum("riqk,rjqk->rij", units[0], units[1], optimize=True) / n_rows)
+        # only rows the resample has count (as the full sample counts the rows any prompt has): a row
+        # position only undrawn prompts reach is not a zero cosine
+        weight = weight if row_weighted else (weight > 0).astype(np.float64)
+        total = np.maximum(weight.sum(1), 1e-300)[:, None, None]
+        out.append(np.einsum("riqk,rjqk,rq->rij", units[0], units[1], weight, optimize=True) / total)
     return np.concatenate(out)
 
 
@@ -279,7 +282,8 @@ class Resampled:
 
 
 def resample_similarities(student: ResampleStats, teacher: ResampleStats, *, mlp_method: str,
-                          qmask: np.ndarray | None, n_resamples: int, seed: int = 0) -> Resampled:
+                          qmask: np.ndarray | None, n_resamples: int, seed: int = 0,
+                          row_weighted: bool = False) -> Resampled:
     """Every head and MLP similarity on ``n_resamples`` resamples of the prompt blocks (the same draw
     for both models; seeded, so two comparisons of the same prompts draw the same resamples)."""
     n_blocks = student.block_patterns.shape[0]
@@ -287,7 +291,7 @@ def resample_similarities(student: ResampleStats, teacher: ResampleStats, *, mlp
         raise ValueError("student and teacher statistics must come from the same prompt blocks")
     rng = np.random.default_rng([seed, 0x5EED])
     c = _counts(rng, n_resamples, n_blocks)
-    heads = _head_sims(student, teacher, c, qmask)
+    heads = _head_sims(student, teacher, c, qmask, row_weighted=row_weighted)
     if mlp_method == "linear_cka":
         mlps = _cka_sims(student, teacher, c, _row_subset(student.row_block, n_blocks, rng))
     else:

@@ -107,12 +107,16 @@ def head_similarity(
     student_patterns: ArrayLike,
     teacher_patterns: ArrayLike,
     query_mask: ArrayLike | None = None,
+    row_weights: ArrayLike | None = None,
 ) -> np.ndarray:
     """Mean row-cosine similarity of every student head with every teacher head.
 
     student_patterns: [Hs, T, T] (or [Ls, H, T, T]) mean attention patterns, query × key.
     teacher_patterns: [Ht, T, T] (or [Lt, H, T, T]).
     query_mask: bool [T], the query rows to average over; None = all rows (paper preset).
+    row_weights: [T] non-negative weights of the query rows (the default preset: how many prompts
+    have the row, so that rows only the longest prompts reach count as little as they are seen and
+    the score does not jump when a draw lacks the longest template); None = every row alike.
     Returns sim: [Hs, Ht] in [0, 1] for attention probabilities (rows are non-negative).
     """
     s = _as_heads(student_patterns, "student_patterns")
@@ -122,15 +126,19 @@ def head_similarity(
             f"student and teacher patterns cover different positions: {s.shape[1:]} vs {t.shape[1:]} "
             "(head similarity needs the same tokenisation for both models)"
         )
+    w = np.ones(s.shape[1]) if row_weights is None else to_numpy(row_weights).astype(np.float64)
+    if w.shape != (s.shape[1],) or (w < 0).any():
+        raise ValueError(f"row_weights must be {s.shape[1]} non-negative numbers")
     if query_mask is not None:
         mask = to_numpy(query_mask, dtype=bool)
         if mask.shape != (s.shape[1],):
             raise ValueError(f"query_mask must have shape ({s.shape[1]},), got {mask.shape}")
-        s, t = s[:, mask], t[:, mask]
-    n_rows = s.shape[1]
-    # cos(A_s[q], A_t[q]) summed over q == Σ_{q,k} Â_s[q,k] Â_t[q,k] with unit-norm rows.
+        s, t, w = s[:, mask], t[:, mask], w[mask]
+    if w.sum() <= 0:
+        raise ValueError("every query row has weight 0")
+    # cos(A_s[q], A_t[q]) weighted over q == Σ_{q,k} w_q Â_s[q,k] Â_t[q,k] with unit-norm rows.
     s_hat, t_hat = _unit_rows(s), _unit_rows(t)  # [H, Q, T]
-    return clip_similarity(np.einsum("iqk,jqk->ij", s_hat, t_hat, optimize=True) / n_rows)
+    return clip_similarity(np.einsum("iqk,jqk,q->ij", s_hat, t_hat, w, optimize=True) / w.sum())
 
 
 def _as_rows(acts: ArrayLike) -> np.ndarray:

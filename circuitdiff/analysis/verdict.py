@@ -14,8 +14,8 @@ same data that shares no lineage with the teacher is often "above chance". Two r
 - **Controls** (``spec.controls``): models of the student's size that were *not* distilled from this
   teacher, each compared with the teacher under the same resolved spec and data. Only a control
   tells how high a model of the same data scores without the teacher's components; the depth
-  reference is a floor that any trained model clears easily (measured on the bundled GPT pair: 0.30-0.41
-  for the distilled student and for two controls alike, whose scores are 0.88-0.93 and 0.56-0.62).
+  reference is a floor that any trained model clears easily (measured on the bundled GPT pair: 0.30-0.46
+  for the distilled student and for two controls alike, whose scores are 0.88-0.94 and 0.57-0.66).
 
 "Beyond" a reference means the score's interval lies above the reference's interval (point values
 where a run has no interval). :data:`VERDICTS` is the closed set, in order of strength.

@@ -88,7 +88,8 @@ def match(ctx: RunContext, sims: Similarities, compared: dict[str, Any], n_promp
     stability = resampled = None
     if n:
         resampled = resample_similarities(compared["student"].resample_stats(), compared["teacher"].resample_stats(),
-                                          mlp_method=sims.mlp_method, qmask=sims.qmask, n_resamples=n, seed=spec.seed)
+                                          mlp_method=sims.mlp_method, qmask=sims.qmask, n_resamples=n, seed=spec.seed,
+                                          row_weighted=sims.row_weighted)
         stability = match_stability(
             compared["student"].resample_stats(), compared["teacher"].resample_stats(), pairs, full,
             direction=spec.matching, mlp_method=sims.mlp_method, qmask=sims.qmask, n_resamples=n, seed=spec.seed,

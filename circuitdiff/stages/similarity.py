@@ -31,6 +31,7 @@ class Similarities:
     head_method: str
     mlp_method: str
     qmask: np.ndarray | None = None
+    row_weighted: bool = False  # query rows weighted by how many prompts have them (default preset)
 
     def section(self, student: Any, teacher: Any) -> Similarity:
         s_heads, t_heads = head_ids(student.n_layers, student.n_heads), head_ids(teacher.n_layers, teacher.n_heads)
@@ -63,7 +64,11 @@ def similarities(ctx: RunContext, compared: dict[str, Any], token_alignment: str
         head_method = "word_end_row_cosine"
     elif token_alignment == "word_pooled":
         head_method = "word_pooled_" + head_method
-    heads = similarity_mod.head_similarity(s_pat, t_pat, qmask)
+    weights = None
+    if not paper:  # rows weighted by how many prompts have them (the paper averages every row alike)
+        weights = np.minimum(*(np.asarray(m.resample_stats().block_counts).sum(0) for m in (s, t)))
+        head_method += "_prompt_weighted"
+    heads = similarity_mod.head_similarity(s_pat, t_pat, qmask, row_weights=weights)
     mlp_similarity = ctx.spec.mlp_similarity
     if mlp_similarity != "cka" and student.d_model != teacher.d_model:
         # eigenvectors of different widths live in different spaces; CKA compares the same rows
@@ -72,9 +77,9 @@ def similarities(ctx: RunContext, compared: dict[str, Any], token_alignment: str
                             "MLP similarity is linear CKA instead of eigenvectors")
     if mlp_similarity == "cka":
         return Similarities(heads, similarity_mod.mlp_similarity_cka(s.mlp_rows, t.mlp_rows), None, head_method,
-                            "linear_cka", qmask)
+                            "linear_cka", qmask, weights is not None)
     raw = similarity_mod.mlp_similarity_eigen(s.mlp_rows, t.mlp_rows, k=3)
     if mlp_similarity == "eigen_raw":
-        return Similarities(heads, raw, None, head_method, "eigen_top3_raw", qmask)
+        return Similarities(heads, raw, None, head_method, "eigen_top3_raw", qmask, weights is not None)
     return Similarities(heads, similarity_mod.clip_similarity(similarity_mod.rescale_to_heads(raw, heads)), raw,
-                        head_method, "eigen_top3_rescaled", qmask)
+                        head_method, "eigen_top3_rescaled", qmask, weights is not None)

@@ -237,3 +237,33 @@ def test_the_chain_interval_recomputes_similarities_matching_and_influences_per_
         infl = {r: dict(zip(comps, np.abs(ablated[r][:, d].mean(1) - clean[r][d].mean()))) for r in rows}
         want = alignment_score_from_pairs(pairs, infl["student"], infl["teacher"])
         assert got.scores[k] == pytest.approx(want, abs=1e-4)
+
+
+def test_rows_few_prompts_have_count_as_little_in_the_default_head_similarity():
+    """#29 §4: a query row only the longest prompt reaches weighs by the prompts that have it, so a
+    draw with or without that prompt moves the similarity by its share, not by a whole row's; the
+    resampled form weights the same way (it equals the plain computation on the drawn prompts)."""
+    rng = np.random.default_rng(12)
+    s = _stats(rng, n_prompts=20, T=6)
+    s.block_counts[:, 5] = 0.0
+    s.block_counts[0, 5] = 1.0  # only prompt 0 reaches the last row
+    s.block_patterns[1:, :, 5] = 0.0
+    t = ResampleStats(s.block_patterns.copy(), s.block_counts.copy(), s.mlp_rows, s.row_block)
+    t.block_patterns[0, :, 5] = rng.uniform(size=t.block_patterns[0, :, 5].shape)  # the rare row differs
+    rows = s.block_counts.sum(0)
+    mean = lambda m, d: m.block_patterns[d].sum(0) / np.maximum(m.block_counts[d].sum(0), 1)[None, :, None]  # noqa: E731
+    every = np.arange(20)
+    alike = head_similarity(mean(s, every), mean(t, every))
+    weighted = head_similarity(mean(s, every), mean(t, every), row_weights=rows)
+    diag = lambda m: np.diag(m)  # noqa: E731
+    assert diag(weighted).min() > diag(alike).min()  # the rare row costs 1/20 of its share, not 1/6
+    # the resampled form, weighted: the plain computation on the drawn prompts with their row counts
+    draws = rng.integers(0, 20, size=20)
+    c = np.zeros((1, 20))
+    np.add.at(c[0], draws, 1.0)
+    d_rows = c[0] @ s.block_counts
+    want = head_similarity((c[0] @ s.block_patterns.reshape(20, -1)).reshape(s.block_patterns.shape[1:]) /
+                           np.maximum(d_rows, 1)[None, :, None],
+                           (c[0] @ t.block_patterns.reshape(20, -1)).reshape(t.block_patterns.shape[1:]) /
+                           np.maximum(d_rows, 1)[None, :, None], row_weights=d_rows)
+    np.testing.assert_allclose(_head_sims(s, t, c, None, row_weighted=True)[0], want, atol=1e-10)

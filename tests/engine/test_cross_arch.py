@@ -118,7 +118,7 @@ def test_gpt_vs_distilbert_is_compared_on_shared_words(gpt_vs_distilbert):
     _, data = gpt_vs_distilbert
     assert data["task"]["form"] == "mixed" and data["task"]["token_alignment"] == "word_pooled"
     assert data["models"]["teacher"]["family"] == "causal" and data["models"]["student"]["family"] == "masked"
-    assert data["similarity"]["head_method"] == "word_pooled_row_cosine_excl_first_row"
+    assert data["similarity"]["head_method"] == "word_pooled_row_cosine_excl_first_row_prompt_weighted"
     assert any("character offsets" in w for w in data["warnings"])
     assert 0 < data["alignment"]["score"] <= 1
     v = data["attention"][0]
