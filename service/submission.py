@@ -34,7 +34,7 @@ class Prepared:
 
 
 def _model(ref: ModelRef, role: str, settings: Settings) -> tuple[ModelRef, str]:
-    """``role``: teacher, student or ``controls[i]``."""
+    """``role``: teacher, student or ``controls.<i>`` (the field path, as validation errors name it)."""
     field = f"{role}.id"
     if ref.kind == "zoo":
         name = ref.id[4:]
@@ -90,7 +90,7 @@ def prepare(spec: ComparisonSpec, settings: Settings, owner: str) -> Prepared:
 
     teacher, fp_t = attempt(_model, spec.teacher, "teacher", settings)
     student, fp_s = attempt(_model, spec.student, "student", settings)
-    controls = [attempt(_model, ref, f"controls[{i}]", settings) for i, ref in enumerate(spec.controls)]
+    controls = [attempt(_model, ref, f"controls.{i}", settings) for i, ref in enumerate(spec.controls)]
     dataset, digest = attempt(_dataset, spec, settings, owner)
     if problems:
         first = problems[0]
@@ -101,5 +101,5 @@ def prepare(spec: ComparisonSpec, settings: Settings, owner: str) -> Prepared:
     # A hub model not seen before leaves the paper preset's ablation pending: the worker fills it in.
     spec = spec.model_copy(update={"teacher": teacher, "student": student, "dataset": dataset,
                                    "controls": [ref for ref, _ in controls]}).resolve_known()
-    fingerprints = {"teacher": fp_t, "student": fp_s, **{f"controls[{i}]": fp for i, (_, fp) in enumerate(controls)}}
+    fingerprints = {"teacher": fp_t, "student": fp_s, **{f"controls.{i}": fp for i, (_, fp) in enumerate(controls)}}
     return Prepared(spec, fingerprints, digest, content_key(spec, fingerprints, digest))

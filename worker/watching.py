@@ -134,7 +134,7 @@ def _new_entry(app: Celery, ws: WatchStore, w: WatchRecord, c: Checkpoint, key: 
                                         "student": student.model_dump(), "dataset": w.resolved.get("dataset")}
                                        ).resolve_known()  # as a submission resolves it (service/submission.py)
     fps = {"teacher": model_fingerprint(teacher), "student": c.fingerprint,
-           **{f"controls[{i}]": model_fingerprint(ref) for i, ref in enumerate(cs.controls)}}
+           **{f"controls.{i}": model_fingerprint(ref) for i, ref in enumerate(cs.controls)}}
     outcome = jobs.create(
         owner=w.owner, spec=cs.model_dump(mode="json"), content_key=content_key(cs, fps, w.resolved["dataset_digest"]),
         fingerprints=fps, link=(ws.link_key(w.id), key), extra={"watch_id": w.id, "checkpoint": c.name},

@@ -104,6 +104,14 @@ def test_model_path_with_dotdot(alice, svc_data, nothing_left_behind):
     assert_problem(alice.post("/v1/comparisons", json=_spec(teacher="./../etc")), 422, "teacher.id")
 
 
+def test_controls_are_checked_like_the_student(alice, svc_data, nothing_left_behind):
+    """#29 §1: a control under spec.controls is refused with its own field, and at most 4 are taken."""
+    missing = str(svc_data / "models" / "no-such-control")
+    assert_problem(alice.post("/v1/comparisons", json=_spec(controls=[missing])), 422, "controls.0.id")
+    assert_problem(alice.post("/v1/comparisons", json=_spec(controls=["zoo:gpt-student"] * 5)), 422, "controls")
+    assert_problem(alice.post("/v1/comparisons", json=_spec(controls=["0"])), 422, "controls.0.id")
+
+
 def test_missing_local_model_and_dataset(alice, svc_data, nothing_left_behind):
     assert_problem(alice.post("/v1/comparisons", json=_spec(teacher=f"{svc_data}/models/absent")), 422,
                    "teacher.id", "path_not_found")

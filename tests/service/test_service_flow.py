@@ -14,6 +14,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from circuitdiff.result import ComparisonResult
 from circuitdiff.vocabulary import SCHEMA_VERSION
 from tests.conftest import require_zoo
@@ -377,3 +379,20 @@ def test_html_pages_carry_a_policy_and_the_report_runs_under_it(alice, svc_worke
         assert all(u.startswith(svc_api) or u.startswith("data:") for u in b.requests())
         b.open(f"{svc_api}/docs")
         assert b.eval("!!document.querySelector('.swagger-ui')") is True and b.console_errors() == []
+
+
+def test_a_comparison_with_a_control_student_over_http(alice, svc_worker, local_pair):
+    """#29 §1 through the service: a control is checked and fingerprinted like the student, the worker
+    compares it with the teacher, and the result reads the score against it."""
+    teacher, student = local_pair
+    spec = {"teacher": teacher, "student": student, "task": "ioi", "n_prompts": 8, "controls": [teacher]}
+    r = alice.post("/v1/comparisons", json=spec)
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert set(job["fingerprints"]) == {"teacher", "student", "controls.0"}
+    assert job["spec"]["controls"] == [{"id": teacher, "revision": None}]
+    assert poll_until(alice, job["id"], {"succeeded", "failed"})["status"] == "succeeded"
+    a = alice.get(f"/v1/comparisons/{job['id']}/result").json()["alignment"]
+    (control,) = a["controls"]
+    assert control["model"] == teacher and control["score"] == pytest.approx(1.0, abs=1e-6)  # the teacher itself
+    assert a["verdict"] in ("not_performing", "not_above_chance", "same_layout") and a["verdict_reason"]
