@@ -19,8 +19,14 @@ Here each resample r (block counts ``c_r`` over the clean pass's prompt blocks,
   per-block sums of the per-prompt differences;
 - the score, and the depth reference on the resample's own similarities.
 
-The intervals are percentiles over the resamples. Prompts are resampled in the clean pass's blocks
-(one prompt per block up to 100 prompts, consecutive runs beyond), as the match confidences are.
+The score's and the depth reference's intervals are bias-corrected percentiles
+(:func:`corrected_interval`): similarities on resampled prompts (fewer distinct prompts, so noisier
+mean patterns) run systematically below the full sample's, by 0.0023 on the bundled GPT pair with
+40 prompts, and the plain percentile interval inherits that; shifted by the resamples' own bias
+estimate (point − resample median) it covers another prompt draw's score 80% of the time instead of
+76% (ten draws, tests/engine/test_verdicts.py). Influence intervals are plain percentiles. Prompts are
+resampled in the clean pass's blocks (one prompt per block up to 100 prompts, consecutive runs
+beyond), as the match confidences are.
 """
 
 from __future__ import annotations
@@ -36,11 +42,18 @@ from .confidence import Resampled
 
 @dataclass(frozen=True)
 class ChainIntervals:
-    score_ci95: tuple[float, float]
-    depth_ci95: tuple[float, float] | None
+    scores: np.ndarray  # [R] the score on each resample
+    depths: np.ndarray | None  # [R] the depth reference on each resample
     influence_ci95: dict[str, dict[str, tuple[float, float]]]  # role -> component -> interval
-    scores: np.ndarray  # [R]
     n_resamples: int
+
+
+def corrected_interval(point: float, samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The percentile interval of ``samples`` shifted by their bias estimate, point − median: a
+    statistic the resampling pulls one way keeps its interval around the point."""
+    tail = 100 * (1 - level) / 2
+    lo, mid, hi = np.percentile(samples, [tail, 50, 100 - tail])
+    return float(point + lo - mid), float(point + hi - mid)
 
 
 def block_deltas(ablated: np.ndarray, clean: np.ndarray, blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -89,4 +102,4 @@ def chain_intervals(
         return float(lo), float(hi)
 
     influence_ci = {role: {c: pct(infl[role][:, j]) for c, j in rows[role].items()} for role in rows}
-    return ChainIntervals(pct(scores), pct(depths) if depth is not None else None, influence_ci, scores, len(counts))
+    return ChainIntervals(scores, depths if depth is not None else None, influence_ci, len(counts))

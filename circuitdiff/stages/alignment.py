@@ -19,7 +19,7 @@ from .context import RunContext
 from .influence import Influences
 from .matching import Matching
 from .similarity import Similarities
-from ..analysis.chain import ChainIntervals
+from ..analysis.chain import ChainIntervals, corrected_interval
 
 
 def protocol(spec: ComparisonSpec) -> str:
@@ -31,7 +31,7 @@ def protocol(spec: ComparisonSpec) -> str:
 
 
 CHAIN_METHOD = ("{n} bootstrap resamples of the prompts, each with the similarities, the matching and the influences "
-                "recomputed (circuitdiff.analysis.chain)")
+                "recomputed; percentile interval shifted by the resamples' bias (circuitdiff.analysis.chain)")
 INFLUENCE_ONLY_METHOD = ("bootstrap resamples of the prompts recomputing the influences only; similarities and matching "
                          "held at their full-sample values")
 DEPTH_METHOD = ("each pair's similarity replaced by the student component's mean similarity to the teacher "
@@ -60,16 +60,18 @@ def alignment(ctx: RunContext, matching: Matching, infl: Influences, perf: dict[
     spec, pairs = ctx.spec, matching.pairs
     by_role = infl.influences()
     score = alignment_mod.alignment_score_from_pairs(pairs, by_role["student"], by_role["teacher"])
-    ci = list(chain.score_ci95) if chain is not None else _score_ci(ctx, infl, pairs, [p.similarity for p in pairs])
+    ci = (list(corrected_interval(score, chain.scores)) if chain is not None else
+          _score_ci(ctx, infl, pairs, [p.similarity for p in pairs]))
     null = chance_null(pairs, by_role["student"], by_role["teacher"], score, n_draws=spec.chance_draws, seed=spec.seed)
     performing = all(perf[r].performs_task is not False for r in ROLES)  # None: the metric has no such test
     above = bool(performing and score > null.ci95[1])
     depth_sims = verdict_mod.depth_similarities(pairs, np.asarray(sims.heads), np.asarray(sims.mlps),
                                                 ctx.student.n_layers, ctx.teacher.n_layers, ctx.teacher.n_heads)
-    depth = Reference(score=alignment_mod.alignment_score_from_pairs(
-        [dataclasses.replace(p, similarity=d) for p, d in zip(pairs, depth_sims)], by_role["student"],
-        by_role["teacher"]), ci95=list(chain.depth_ci95) if chain is not None and chain.depth_ci95 else
-        _score_ci(ctx, infl, pairs, depth_sims), method=DEPTH_METHOD)
+    depth_score = alignment_mod.alignment_score_from_pairs(
+        [dataclasses.replace(p, similarity=d) for p, d in zip(pairs, depth_sims)], by_role["student"], by_role["teacher"])
+    depth = Reference(score=depth_score, ci95=list(corrected_interval(depth_score, chain.depths))
+                      if chain is not None and chain.depths is not None else _score_ci(ctx, infl, pairs, depth_sims),
+                      method=DEPTH_METHOD)
     usable = [verdict_mod.Reference(c.score, tuple(c.ci95) if c.ci95 else None) for c in controls
               if c.score is not None and c.performs_task is not False]
     verdict = verdict_mod.decide(score, ci, performing=performing, above_chance=above,

@@ -107,10 +107,10 @@ def test_a_head_permuted_copy_of_the_teacher_kept_its_components(zoo_gpt, tmp_pa
 
 def test_the_score_interval_covers_other_prompt_draws_better_than_influences_alone(zoo_gpt):
     """#29 §4: ten draws of 40 IOI prompts (seeds 0-9). With similarities, matching and influences
-    recomputed on every resample and the query rows weighted by the prompts that have them, another
-    draw's score falls inside a draw's 95% interval 76% of the time (the influences-only interval of
-    the previous release: 43%; two independent estimates with exact intervals: about 83%), and the
-    resamples' spread is 1.1x the draws' (was 0.37x). Generous bounds between the two; what remains is
+    recomputed on every resample, the query rows weighted by the prompts that have them and the
+    resamples' bias removed, another draw's score falls inside a draw's 95% interval 80% of the time
+    (the influences-only interval of the previous release: 43%; two independent estimates with exact
+    intervals: about 83%), and the resamples' spread is 1.1x the draws' (was 0.37x). Generous bounds between the two; what remains is
     in the closing note of #29."""
     scores, lows, highs, spreads = [], [], [], []
     for seed in range(10):
