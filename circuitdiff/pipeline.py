@@ -79,7 +79,7 @@ def run_comparison(
         robust = robustness.robustness(ctx, influences, performs)
     found = None
     if ctx.spec.circuits is not None:  # stages circuits:teacher, circuits:student, circuits:transfer
-        found = circuits.find_circuits(ctx, prepared.data, matches, performs)
+        found = circuits.find_circuits(ctx, prepared.data, matches, performs, influences.influences())
 
     result = assemble.assemble(ctx, prepared, influences, compared, sims, matches, performs, score, robust, found,
                                chain)

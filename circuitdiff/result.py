@@ -340,6 +340,18 @@ class CircuitDiffSection(_Model):
     transfer: CircuitTransfer
 
 
+class Faithfulness(_Model):
+    """A model's faithfulness curve (circuitdiff.analysis.pruning.FaithfulnessCurve; schema >= 8):
+    its k most influential components kept, everything else ablated, for growing k."""
+
+    sizes: list[int] = Field(description="circuit sizes k (0 = everything ablated, N = the full model)")
+    kept_pct: list[float] = Field(description="100 · m(top-k) / m(full model) at each size")
+    faithfulness: list[float] = Field(description="(m(top-k) − m(∅)) / (m(full) − m(∅)), MIB's normalisation")
+    cpr: float = Field(description="area under the faithfulness over the size fraction k/N (MIB's CPR; higher: "
+                       "fewer components carry the task)")
+    cmd: float = Field(description="area under |1 − faithfulness| (MIB's CMD; lower: closer to the full model)")
+
+
 class Circuits(_Model):
     """Both models' circuits and what distillation did to the teacher's (schema >= 4)."""
 
@@ -352,6 +364,9 @@ class Circuits(_Model):
     sweep: dict[Role, list[SweepRow]] = Field(default_factory=dict)
     diff: CircuitDiffSection | None
     search_s: dict[Role, float] = Field(description="wall time of each model's search, sweep included")
+    faithfulness: dict[Role, Faithfulness] = Field(
+        default_factory=dict, description="each model's faithfulness curve by influence order, with MIB's CPR and "
+        "CMD, so circuit quality compares with the field's benchmark (schema >= 8)")
     note: str | None = None
 
 

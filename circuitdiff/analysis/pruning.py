@@ -281,3 +281,41 @@ def null_summary(method: str, observed: float, null: Sequence[float]) -> NullSum
     lo, hi = np.percentile(v, [2.5, 97.5])
     return NullSummary(method, int(v.size), float(v.mean()), (float(lo), float(hi)),
                        float((1 + np.sum(v >= observed)) / (v.size + 1)))
+
+
+MAX_CURVE_POINTS = 33  # circuit sizes evaluated per faithfulness curve (all of them in small models)
+
+
+def curve_sizes(n_components: int) -> list[int]:
+    """Circuit sizes of a faithfulness curve: every size 0..N when N < MAX_CURVE_POINTS, else that
+    many sizes spread evenly (0 and N always in)."""
+    if n_components + 1 <= MAX_CURVE_POINTS:
+        return list(range(n_components + 1))
+    return sorted({round(x) for x in np.linspace(0, n_components, MAX_CURVE_POINTS)})
+
+
+@dataclass(frozen=True)
+class FaithfulnessCurve:
+    """The model's performance with only its k most influential components kept (everything else
+    ablated), for growing k, as MIB scores node circuits (arXiv 2504.13151): faithfulness
+    f(k) = (m(top-k) − m(∅)) / (m(all) − m(∅)); CPR = area under f over the size fraction k/N (higher:
+    fewer components carry the task); CMD = area under |1 − f| (lower: closer to the full model)."""
+
+    sizes: list[int]
+    kept_pct: list[float]  # 100 · m(top-k) / m(all), the authors' completeness at each size
+    faithfulness: list[float]
+    cpr: float
+    cmd: float
+
+
+def faithfulness_curve(sizes: Sequence[int], scores: Sequence[float], n_components: int) -> FaithfulnessCurve:
+    """``scores[i]``: the metric with the top ``sizes[i]`` components kept; sizes include 0 and N."""
+    if not sizes or sizes[0] != 0 or sizes[-1] != n_components:
+        raise ValueError("a faithfulness curve needs sizes from 0 to N")
+    empty, full = scores[0], scores[-1]
+    span = full - empty
+    f = [(s - empty) / span if span != 0 else 1.0 for s in scores]
+    x = np.asarray(sizes, dtype=np.float64) / max(n_components, 1)
+    kept = [100.0 * s / full if full != 0 else float("nan") for s in scores]
+    return FaithfulnessCurve(list(sizes), kept, f, float(np.trapezoid(f, x)),
+                             float(np.trapezoid(np.abs(1.0 - np.asarray(f)), x)))

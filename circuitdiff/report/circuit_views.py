@@ -64,6 +64,15 @@ def _pct(x: float) -> str:
     return f"{x:.1f}%"
 
 
+def _faithfulness(c, side: str) -> str:
+    """The faithfulness curve's areas (MIB's CPR / CMD, circuitdiff.analysis.pruning), when computed."""
+    f = c.faithfulness.get(side)
+    if f is None:
+        return ""
+    return (f'<br><span title="the top-k components by influence kept, for growing k (MIB, arXiv 2504.13151)">'
+            f'faithfulness curve: CPR {f.cpr:.3f} · CMD {f.cmd:.3f}</span>')
+
+
 def section(r: ComparisonResult, transfer_figure: str = "") -> str:
     c = r.circuits
     if c is None:
@@ -80,7 +89,7 @@ def section(r: ComparisonResult, transfer_figure: str = "") -> str:
             f'<div class="card" id="circuit-card-{side}"><div class="label">{side} circuit</div>'
             f'<div class="value">{m.n_heads}+{m.n_mlps}</div><div class="detail">heads + MLPs of {n_all} components'
             f'<br>kept {_pct(m.kept_pct)} · removed {_pct(m.removed_pct)}<br>{m.n_evaluations} evaluations, '
-            f'{c.search_s.get(side, 0):.2f} s ({e(c.method.get(side, "?"))})</div></div>')
+            f'{c.search_s.get(side, 0):.2f} s ({e(c.method.get(side, "?"))})' + _faithfulness(c, side) + '</div></div>')
     d = c.diff
     if d is not None:
         rnd = d.transfer.nulls.get("random")

@@ -34,12 +34,13 @@ from typing import Callable, Sequence
 import torch
 
 from ..analysis.pruning import (
-    Circuit, CircuitDiff, NullSummary, circuit_diff, depth_sets, find_circuit, null_summary, random_sets,
+    Circuit, CircuitDiff, FaithfulnessCurve, NullSummary, circuit_diff, curve_sizes, depth_sets, faithfulness_curve,
+    find_circuit, null_summary, random_sets,
 )
 from ..errors import Cancelled, UnsupportedArchitectureError
 from ..models.adapter import Intervention, ModelAdapter
 from ..models.functional import attention_mask_4d
-from ..vocabulary import Ablation, component_ids, parse_component
+from ..vocabulary import Ablation, canonical_key, component_ids, parse_component
 from .ablation import ablation_values, replacement
 from .exact import corrupted_run, run_clean
 from .influence import Progress, clean_logit_diffs
@@ -272,6 +273,16 @@ class Transfer:
     diff: CircuitDiff
     kept_pct: float
     nulls: dict[str, NullSummary]
+
+
+def faithfulness(evaluator: CircuitEvaluator, influence: dict[str, float]) -> FaithfulnessCurve:
+    """The model's faithfulness curve (circuitdiff.analysis.pruning.FaithfulnessCurve): its components
+    ordered by influence (largest first, canonical order on ties), the top k kept for each size k of
+    :func:`~circuitdiff.analysis.pruning.curve_sizes`, all sizes in batches through the evaluator."""
+    order = sorted(evaluator.components, key=lambda c: (-influence[c], canonical_key(c)))
+    sizes = curve_sizes(len(order))
+    scores = evaluator.score_many([frozenset(order[:k]) for k in sizes])
+    return faithfulness_curve(sizes, scores, len(order))
 
 
 def transfer(student: CircuitEvaluator, teacher_circuit: Sequence[str], student_circuit: Sequence[str],

@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..analysis.pruning import jaccard
-from ..result import CircuitDiffSection, Circuits, CircuitTransfer, ModelCircuit, NullControl, Performance, SweepRow
+from ..result import (CircuitDiffSection, Circuits, CircuitTransfer, Faithfulness, ModelCircuit, NullControl,
+                      Performance, SweepRow)
 from ..scan import circuits as circuit_scan
 from ..scan.clean import BATCH_SIZE
 from ..spec import ComparisonSpec
@@ -18,10 +19,13 @@ from .context import RunContext
 from .matching import Matching
 
 
-def find_circuits(ctx: RunContext, task: TaskData, matching: Matching, perf: dict[str, Performance]) -> Circuits:
+def find_circuits(ctx: RunContext, task: TaskData, matching: Matching, perf: dict[str, Performance],
+                  influence: dict[str, dict[str, float]]) -> Circuits:
+    """``influence``: role -> component -> influence (the faithfulness curves keep components in that order)."""
     spec, c = ctx.spec, ctx.spec.circuits
     searches: dict[str, circuit_scan.ModelSearch] = {}
     evaluators: dict[str, circuit_scan.CircuitEvaluator] = {}
+    curves: dict[str, Any] = {}
     for role in ROLES:
         stage = f"circuits:{role}"
         with ctx.clock.stage(stage):
@@ -31,6 +35,7 @@ def find_circuits(ctx: RunContext, task: TaskData, matching: Matching, perf: dic
                     method="naive" if spec.scan == "naive" else "exact", batch_size=BATCH_SIZE,
                     progress=ctx.clock.progress, cancelled=ctx.clock.cancelled, stage=stage)
                 searches[role] = circuit_scan.search(evaluators[role], [c.threshold, *(c.sweep or [])])
+                curves[role] = circuit_scan.faithfulness(evaluators[role], influence[role])
     moved = None
     if len(searches) == 2:
         with ctx.clock.stage("circuits:transfer"):
@@ -39,12 +44,13 @@ def find_circuits(ctx: RunContext, task: TaskData, matching: Matching, perf: dic
                 searches["student"].circuits[c.threshold].components,
                 [(p.student, p.teacher) for p in matching.pairs if not p.duplicated], ctx.teacher.n_layers,
                 c.null_draws, spec.seed)
-    return circuits_section(searches, moved, spec)
+    return circuits_section(searches, moved, spec, curves)
 
 
-def circuits_section(searches: dict[str, Any], moved: Any, spec: ComparisonSpec) -> Circuits:
+def circuits_section(searches: dict[str, Any], moved: Any, spec: ComparisonSpec,
+                     curves: dict[str, Any] | None = None) -> Circuits:
     """searches: role -> circuitdiff.scan.circuits.ModelSearch (only models that perform the task);
-    moved: circuitdiff.scan.circuits.Transfer or None."""
+    moved: circuitdiff.scan.circuits.Transfer or None; curves: role -> FaithfulnessCurve."""
     base = spec.circuits.threshold
 
     def model_circuit(s: Any, t: float, cls=ModelCircuit, **extra) -> ModelCircuit:
@@ -76,6 +82,8 @@ def circuits_section(searches: dict[str, Any], moved: Any, spec: ComparisonSpec)
         method={r: s.method for r, s in searches.items()},
         **{r: model_circuit(searches[r], base) if r in searches else None for r in ROLES},
         sweep=sweep, diff=diff, search_s={r: round(s.wall_s, 4) for r, s in searches.items()},
+        faithfulness={r: Faithfulness(sizes=f.sizes, kept_pct=f.kept_pct, faithfulness=f.faithfulness, cpr=f.cpr,
+                                      cmd=f.cmd) for r, f in (curves or {}).items()},
         note=(f"{' and '.join(missing)} does not perform the task: no circuit to prune relative to it"
               if missing else None),
     )

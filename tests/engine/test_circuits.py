@@ -297,3 +297,25 @@ def test_zoo_distilled_pair_transfer_beats_the_random_null(zoo_gpt_pair):
     assert set(c.diff.kept) | set(c.diff.discarded) == set(c.teacher.components)
     html = render_html(res.model_dump(mode="json"))
     assert 'id="circuits"' in html
+
+
+def test_the_faithfulness_curve_reaches_the_full_model_once_the_planted_components_are_in(planted):
+    """#29 §3 (MIB's CPR/CMD on node circuits): with the components ordered by influence, the planted
+    ones come first, so the curve is at the full model from k = len(PLANTED) on; each point equals the
+    evaluator's own score of that top-k set; f(0) = 0 and f(N) = 1 by construction."""
+    from circuitdiff.scan.circuits import faithfulness
+
+    adapter, view, _ = planted
+    ev = CircuitEvaluator(adapter, view, "zero")
+    comps = component_ids(2, 4)
+    influence = {c: (10.0 - PLANTED.index(c) if c in PLANTED else 0.0) for c in comps}
+    f = faithfulness(ev, influence)
+    assert f.sizes == list(range(len(comps) + 1))
+    assert f.faithfulness[0] == pytest.approx(0.0) and f.faithfulness[-1] == pytest.approx(1.0)
+    k = len(PLANTED)
+    assert all(x == pytest.approx(1.0, abs=1e-6) for x in f.faithfulness[k:])  # nothing else writes
+    assert f.kept_pct[k] == pytest.approx(100.0 * ev.score(PLANTED) / ev.clean_ld)
+    assert 0 < f.cmd < 1 and 0 < f.cpr <= 1
+    # a worse order (the planted components last) has a lower CPR and a higher CMD
+    backwards = faithfulness(ev, {c: -v for c, v in influence.items()})
+    assert backwards.cpr < f.cpr and backwards.cmd > f.cmd
