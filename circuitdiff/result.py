@@ -30,7 +30,8 @@ Schema versions (``schema_version``; the report reads every one, circuitdiff.rep
 8. the verdict (``alignment.verdict``, ``verdict_reason``) with the depth reference and the
    controls' scores it is read against (``alignment.depth_reference``, ``alignment.controls``);
    near-ties: each match's ``runner_up``, ``margin`` with ``margin_ci95`` and ``ambiguous``, and
-   ``alignment.n_ambiguous``; ``robustness.delta_mean_drop`` is the point difference (the paper's
+   ``alignment.n_ambiguous``; ``ci_method`` and per-influence ``influence_ci95``; circuits'
+   ``inclusion`` over resamples, ``discarded_unstable`` / ``new_unstable`` and ``faithfulness`` curves; ``robustness.delta_mean_drop`` is the point difference (the paper's
    bootstrap mean moves to ``delta_mean_drop_bootstrap_mean``).
 """
 
@@ -297,6 +298,10 @@ class AttentionView(_Model):
 class ModelCircuit(_Model):
     """One model's circuit found by iterative node pruning (docs/method.md §Method 7)."""
 
+    inclusion: dict[str, float] | None = Field(
+        None, description="each component's share of the circuits found on bootstrap resamples of the prompts "
+        "(circuits.resamples; schema >= 8; null when not resampled)")
+
     threshold: float = Field(description="T: a component is pruned if performance stays within T points")
     components: list[str] = Field(description="canonical ids, canonical order")
     n_heads: int
@@ -337,6 +342,12 @@ class CircuitDiffSection(_Model):
                             "the student circuit")
     discarded: list[str] = Field(description="teacher-circuit components with no counterpart in the student circuit")
     new: list[str] = Field(description="student-circuit components matched to no teacher-circuit component")
+    discarded_unstable: list[str] = Field(
+        default_factory=list, description="discarded by the full-sample circuits but not stably so over the resamples "
+        "(teacher in < 80% of them, or a student partner in > 20%) (schema >= 8)")
+    new_unstable: list[str] = Field(
+        default_factory=list, description="new by the full-sample circuits but not stably so over the resamples "
+        "(schema >= 8)")
     transfer: CircuitTransfer
 
 

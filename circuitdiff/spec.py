@@ -169,6 +169,9 @@ class CircuitsSpec(BaseModel):
     sweep: list[float] | None = Field(
         default=None, max_length=12, examples=[[10, 15, 20, 25, 30]],
         description="more thresholds to search, each compared with the circuit at `threshold` (Jaccard)")
+    resamples: int = Field(default=20, ge=0, le=500,
+                           description="bootstrap resamples of the prompts on which each model's circuit is found "
+                           "again: each component's inclusion frequency, and discarded/new only where stable; 0 = off")
     null_draws: int = Field(default=200, ge=20, le=10_000,
                             description="circuits drawn per null control of the transfer")
 

@@ -233,6 +233,34 @@ def circuit_diff(teacher_circuit: Iterable[str], student_circuit: Iterable[str],
     )
 
 
+STABLE_IN = 0.8  # inclusion frequency at or above which a component is stably in a model's circuit
+STABLE_OUT = 0.2  # at or below which it is stably out
+
+
+def stable_diff(diff: CircuitDiff, teacher_freq: dict[str, float], student_freq: dict[str, float],
+                pairs: Iterable[tuple[str, str]]) -> tuple[list[str], list[str], list[str], list[str]]:
+    """Split the diff's discarded and new components by the stability of their inclusion over
+    resamples of the prompts: a teacher component is *discarded* only if it is stably in the teacher's
+    circuit and every student partner stably out of the student's; a student component is *new* only
+    if it is stably in the student's circuit and every teacher partner stably out of the teacher's.
+    Returns (discarded, discarded_unstable, new, new_unstable)."""
+    t_partners: dict[str, set[str]] = {}
+    s_partners: dict[str, set[str]] = {}
+    for s, t in pairs:
+        t_partners.setdefault(t, set()).add(s)
+        s_partners.setdefault(s, set()).add(t)
+    disc, disc_u, new, new_u = [], [], [], []
+    for t in diff.discarded:
+        stable = teacher_freq.get(t, 0) >= STABLE_IN and all(student_freq.get(s, 0) <= STABLE_OUT
+                                                              for s in t_partners.get(t, ()))
+        (disc if stable else disc_u).append(t)
+    for s in diff.new:
+        stable = student_freq.get(s, 0) >= STABLE_IN and all(teacher_freq.get(t, 0) <= STABLE_OUT
+                                                              for t in s_partners.get(s, ()))
+        (new if stable else new_u).append(s)
+    return disc, disc_u, new, new_u
+
+
 def random_sets(like: Iterable[str], n_layers: int, n_heads: int, n: int, seed: int) -> list[list[str]]:
     """``n`` random component sets with the head and MLP counts of ``like`` (null control 1)."""
     like = list(like)

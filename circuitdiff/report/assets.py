@@ -67,6 +67,7 @@ table.circuit-grid td.cc { text-align: center; width: 2rem; padding: .15rem; bor
 .cc.discarded { background: #fce8e6; color: var(--bad); }
 .cc.new { background: #fff1e0; color: var(--student); }
 .cc.mapped { color: var(--muted); }
+.cc.unstable { background: #f1f3f4; color: var(--muted); font-style: italic; }
 .legend .cc { padding: 0 .3rem; border-radius: 3px; }
 .sr { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
 b.ok { color: var(--ok); } b.bad { color: var(--bad); }

@@ -15,7 +15,8 @@ from ..result import ComparisonResult
 from ..vocabulary import head_id, mlp_id
 
 SIDES = ("teacher", "student")
-STATE_LABEL = {"kept": "kept", "discarded": "discarded", "new": "new", "mapped": "mapped, not in circuit", "": ""}
+STATE_LABEL = {"kept": "kept", "discarded": "discarded", "new": "new", "mapped": "mapped, not in circuit",
+               "unstable": "discarded or new on the full sample, not stably over resamples", "": ""}
 
 
 def e(x: Any) -> str:
@@ -33,10 +34,11 @@ def cell_states(r: ComparisonResult, side: str) -> dict[str, str]:
     if d is None:
         return {x: "kept" for x in members}
     if side == "teacher":
-        return {**{x: "kept" for x in d.kept}, **{x: "discarded" for x in d.discarded}}
+        return {**{x: "kept" for x in d.kept}, **{x: "discarded" for x in d.discarded},
+                **{x: "unstable" for x in d.discarded_unstable}}
     mapped = set(d.mapped)
     out = {x: "mapped" for x in mapped - members}
-    out.update({x: "kept" if x in mapped else "new" for x in members})
+    out.update({x: "kept" if x in mapped else ("unstable" if x in d.new_unstable else "new") for x in members})
     return out
 
 
@@ -53,7 +55,7 @@ def grid(r: ComparisonResult, side: str) -> str:
             st = states.get(cid, "")
             label = STATE_LABEL[st]
             cells.append(f'<td class="cc {st}" data-component="{cid}" title="{cid} {label}">'
-                         f'{"●" if st in ("kept", "new", "discarded") else ("○" if st else "")}'
+                         f'{"●" if st in ("kept", "new", "discarded", "unstable") else ("○" if st else "")}'
                          f'<span class="sr">{cid} {label}</span></td>')
         rows.append(f'<tr><th>{"MLP" if h is None else f"H{h}"}</th>{"".join(cells)}</tr>')
     return (f'<table class="circuit-grid" id="circuit-grid-{side}"><thead><tr><th></th>{head}</tr></thead>'
@@ -101,7 +103,9 @@ def section(r: ComparisonResult, transfer_figure: str = "") -> str:
         cards.append(
             f'<div class="card" id="circuit-card-diff"><div class="label">circuit overlap</div>'
             f'<div class="value">{d.jaccard:.2f}</div><div class="detail">Jaccard of the mapped teacher circuit and '
-            f'the student circuit<br>kept {len(d.kept)} · discarded {len(d.discarded)} · new {len(d.new)}</div></div>')
+            f'the student circuit<br>kept {len(d.kept)} · discarded {len(d.discarded)} · new {len(d.new)}'
+            + (f' · unstable {len(d.discarded_unstable) + len(d.new_unstable)}'
+               if d.discarded_unstable or d.new_unstable else "") + '</div></div>')
         cards.append(
             f'<div class="card" id="circuit-card-transfer"><div class="label">teacher circuit on the student</div>'
             f'<div class="value">{_pct(d.transfer.kept_pct)}</div><div class="detail">{d.transfer.n_heads} heads + '
@@ -112,11 +116,14 @@ def section(r: ComparisonResult, transfer_figure: str = "") -> str:
     legend = ('<p class="legend"><span class="cc kept">●</span> kept (in the teacher circuit and, through the '
               'matching, in the student circuit) · <span class="cc discarded">●</span> discarded (teacher circuit, '
               'no counterpart in the student circuit) · <span class="cc new">●</span> new (student circuit, matched '
-              'to no teacher-circuit component) · <span class="cc mapped">○</span> the teacher circuit maps here, '
-              'the student circuit does not use it</p>' if d is not None else "")
+              'to no teacher-circuit component) · <span class="cc unstable">●</span> discarded or new on the full '
+              'sample but not stably over resamples of the prompts · <span class="cc mapped">○</span> the teacher '
+              'circuit maps here, the student circuit does not use it</p>' if d is not None else "")
     diff_table = ""
     if d is not None:
-        rows = [("kept", d.kept), ("discarded", d.discarded), ("new", d.new), ("mapped teacher circuit", d.mapped)]
+        rows = [("kept", d.kept), ("discarded", d.discarded), ("new", d.new),
+                ("unstable (not stably discarded or new over the resamples)", d.discarded_unstable + d.new_unstable),
+                ("mapped teacher circuit", d.mapped)]
         diff_table = ('<table id="circuit-diff"><tbody>' + "".join(
             f'<tr><th>{k} ({len(v)})</th><td class="mono">{e(", ".join(v) or "–")}</td></tr>' for k, v in rows)
             + "</tbody></table>")

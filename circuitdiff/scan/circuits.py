@@ -76,6 +76,8 @@ class CircuitEvaluator:
         if self.method == "naive":
             self._init_naive()
         self.memo[frozenset()] = self.clean_ld
+        # per-prompt metric of every set run: a resample of the prompts re-weights them (WeightedEvaluator)
+        self.per_prompt: dict[frozenset[str], torch.Tensor] = {frozenset(): self.clean_lds.double().cpu()}
 
     # ------------------------------------------------------------------ public
     def for_stage(self, stage: str) -> "CircuitEvaluator":
@@ -112,6 +114,7 @@ class CircuitEvaluator:
             lds = self._run_exact(part) if self.method == "exact" else self._run_naive(part)  # [k, n]
             for s, row in zip(part, lds):
                 self.memo[s] = float(row.double().mean())
+                self.per_prompt[s] = row.double().cpu()
             if self.progress is not None:
                 self.total_hint = max(self.total_hint, self.n_evaluations + 1)
                 self.progress(self.stage, self.n_evaluations, self.total_hint)
@@ -264,6 +267,51 @@ def search(evaluator: CircuitEvaluator, thresholds: Sequence[float], max_passes:
         circuits[t] = c
         removed[t] = 100.0 * evaluator.score_ablated([frozenset(c.components)])[0] / full
     return ModelSearch(circuits, removed, time.perf_counter() - t0, evaluator.method)
+
+
+class WeightedEvaluator:
+    """A :class:`CircuitEvaluator` on a resample of the prompts: every score is the weighted mean of
+    the per-prompt values (weights: how often each prompt is drawn); a set the parent has not run is
+    run once on all prompts and kept, so resamples share every forward pass."""
+
+    def __init__(self, parent: CircuitEvaluator, weights: torch.Tensor):
+        self.parent, self.w = parent, weights.double()
+        self.n_layers, self.n_heads, self.method = parent.n_layers, parent.n_heads, parent.method
+        self.components = parent.components
+        self.clean_ld = self._mean(parent.per_prompt[frozenset()])
+
+    def _mean(self, row: torch.Tensor) -> float:
+        return float((self.w * row).sum() / self.w.sum())
+
+    def score_ablated(self, ablated_sets: Sequence[frozenset[str]]) -> list[float]:
+        missing = [s for s in dict.fromkeys(ablated_sets) if s not in self.parent.per_prompt]
+        if missing:
+            self.parent.score_ablated(missing)
+        return [self._mean(self.parent.per_prompt[s]) for s in ablated_sets]
+
+    def score_many(self, kept_sets: Sequence[frozenset[str]]) -> list[float]:
+        everything = set(self.components)
+        return self.score_ablated([frozenset(everything - set(k)) for k in kept_sets])
+
+    def score(self, kept) -> float:
+        return self.score_many([frozenset(kept)])[0]
+
+
+def inclusion(evaluator: CircuitEvaluator, threshold: float, n_resamples: int, seed: int) -> dict[str, float]:
+    """Each component's inclusion frequency: the share of ``n_resamples`` bootstrap resamples of the
+    prompts whose circuit (the same search on the resample) contains it. A resample on which the
+    model does not perform the task (weighted clean LD <= 0) counts as including nothing."""
+    g = torch.Generator().manual_seed(seed)
+    n = evaluator.task.n
+    counts = {c: 0 for c in evaluator.components}
+    for _ in range(n_resamples):
+        w = torch.bincount(torch.randint(0, n, (n,), generator=g), minlength=n)
+        weighted = WeightedEvaluator(evaluator, w)
+        if weighted.clean_ld <= 0:
+            continue
+        for c in search(weighted, [threshold]).circuits[threshold].components:  # type: ignore[arg-type]
+            counts[c] += 1
+    return {c: k / n_resamples for c, k in counts.items()}
 
 
 @dataclass

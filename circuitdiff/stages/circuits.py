@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..analysis.pruning import jaccard
+from ..analysis.pruning import jaccard, stable_diff
 from ..result import (CircuitDiffSection, Circuits, CircuitTransfer, Faithfulness, ModelCircuit, NullControl,
                       Performance, SweepRow)
 from ..scan import circuits as circuit_scan
@@ -26,6 +26,7 @@ def find_circuits(ctx: RunContext, task: TaskData, matching: Matching, perf: dic
     searches: dict[str, circuit_scan.ModelSearch] = {}
     evaluators: dict[str, circuit_scan.CircuitEvaluator] = {}
     curves: dict[str, Any] = {}
+    freqs: dict[str, dict[str, float]] = {}
     for role in ROLES:
         stage = f"circuits:{role}"
         with ctx.clock.stage(stage):
@@ -36,6 +37,8 @@ def find_circuits(ctx: RunContext, task: TaskData, matching: Matching, perf: dic
                     progress=ctx.clock.progress, cancelled=ctx.clock.cancelled, stage=stage)
                 searches[role] = circuit_scan.search(evaluators[role], [c.threshold, *(c.sweep or [])])
                 curves[role] = circuit_scan.faithfulness(evaluators[role], influence[role])
+                if c.resamples:
+                    freqs[role] = circuit_scan.inclusion(evaluators[role], c.threshold, c.resamples, spec.seed)
     moved = None
     if len(searches) == 2:
         with ctx.clock.stage("circuits:transfer"):
@@ -44,13 +47,17 @@ def find_circuits(ctx: RunContext, task: TaskData, matching: Matching, perf: dic
                 searches["student"].circuits[c.threshold].components,
                 [(p.student, p.teacher) for p in matching.pairs if not p.duplicated], ctx.teacher.n_layers,
                 c.null_draws, spec.seed)
-    return circuits_section(searches, moved, spec, curves)
+    pairs = [(p.student, p.teacher) for p in matching.pairs if not p.duplicated]
+    return circuits_section(searches, moved, spec, curves, freqs, pairs)
 
 
 def circuits_section(searches: dict[str, Any], moved: Any, spec: ComparisonSpec,
-                     curves: dict[str, Any] | None = None) -> Circuits:
+                     curves: dict[str, Any] | None = None, freqs: dict[str, dict[str, float]] | None = None,
+                     pairs: list[tuple[str, str]] | None = None) -> Circuits:
     """searches: role -> circuitdiff.scan.circuits.ModelSearch (only models that perform the task);
-    moved: circuitdiff.scan.circuits.Transfer or None; curves: role -> FaithfulnessCurve."""
+    moved: circuitdiff.scan.circuits.Transfer or None; curves: role -> FaithfulnessCurve; freqs: role ->
+    inclusion frequency over resamples; pairs: (student, teacher) of the matching."""
+    freqs = freqs or {}
     base = spec.circuits.threshold
 
     def model_circuit(s: Any, t: float, cls=ModelCircuit, **extra) -> ModelCircuit:
@@ -69,8 +76,12 @@ def circuits_section(searches: dict[str, Any], moved: Any, spec: ComparisonSpec,
     if moved is not None:
         d = moved.diff
         n_h = sum(parse_component(c).head is not None for c in d.mapped)
+        discarded, disc_u, new, new_u = d.discarded, [], d.new, []
+        if "teacher" in freqs and "student" in freqs:
+            discarded, disc_u, new, new_u = stable_diff(d, freqs["teacher"], freqs["student"], pairs or [])
         diff = CircuitDiffSection(
-            mapped=d.mapped, jaccard=d.jaccard, kept=d.kept, discarded=d.discarded, new=d.new,
+            mapped=d.mapped, jaccard=d.jaccard, kept=d.kept, discarded=discarded, new=new,
+            discarded_unstable=disc_u, new_unstable=new_u,
             transfer=CircuitTransfer(
                 kept_pct=moved.kept_pct, n_heads=n_h, n_mlps=len(d.mapped) - n_h,
                 nulls={k: NullControl(method=v.method, n=v.n, mean=v.mean, ci95=list(v.ci95), p_value=v.p_value)
@@ -80,7 +91,7 @@ def circuits_section(searches: dict[str, Any], moved: Any, spec: ComparisonSpec,
     return Circuits(
         threshold=base, ablation=spec.ablation,
         method={r: s.method for r, s in searches.items()},
-        **{r: model_circuit(searches[r], base) if r in searches else None for r in ROLES},
+        **{r: model_circuit(searches[r], base, inclusion=freqs.get(r)) if r in searches else None for r in ROLES},
         sweep=sweep, diff=diff, search_s={r: round(s.wall_s, 4) for r, s in searches.items()},
         faithfulness={r: Faithfulness(sizes=f.sizes, kept_pct=f.kept_pct, faithfulness=f.faithfulness, cpr=f.cpr,
                                       cmd=f.cmd) for r, f in (curves or {}).items()},

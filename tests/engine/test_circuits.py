@@ -319,3 +319,34 @@ def test_the_faithfulness_curve_reaches_the_full_model_once_the_planted_componen
     # a worse order (the planted components last) has a lower CPR and a higher CMD
     backwards = faithfulness(ev, {c: -v for c, v in influence.items()})
     assert backwards.cpr < f.cpr and backwards.cmd > f.cmd
+
+
+def test_circuits_found_again_on_resampled_prompts_include_the_planted_components_every_time(planted):
+    """#29 §3: every resample's circuit is the planted one (each planted component costs > 30 points on
+    every prompt set, the others nothing), so their inclusion is 1.0 and the rest's 0.0; resamples
+    reuse the full sample's per-prompt values (the weighted clean LD is the resample's mean)."""
+    from circuitdiff.scan.circuits import WeightedEvaluator, inclusion
+
+    adapter, view, _ = planted
+    ev = CircuitEvaluator(adapter, view, "zero")
+    freq = inclusion(ev, 20.0, 8, seed=0)
+    assert {c for c, f in freq.items() if f == 1.0} == set(PLANTED) and all(
+        f == 0.0 for c, f in freq.items() if c not in PLANTED)
+    w = torch.zeros(view.n, dtype=torch.long)
+    w[:3] = 1
+    assert WeightedEvaluator(ev, w).clean_ld == pytest.approx(float(ev.clean_lds[:3].double().mean()))
+
+
+def test_discarded_and_new_only_where_stable():
+    from circuitdiff.analysis.pruning import circuit_diff, stable_diff
+
+    pairs = [("L0H0", "L0H0"), ("L0H1", "L1H1"), ("L1H0", "L2H0")]
+    d = circuit_diff(["L0H0", "L1H1", "L2H0"], ["L0H0", "L1H3"], pairs)
+    assert d.discarded == ["L1H1", "L2H0"] and d.new == ["L1H3"]
+    t_freq = {"L0H0": 1.0, "L1H1": 0.95, "L2H0": 0.55}
+    s_freq = {"L0H0": 1.0, "L0H1": 0.1, "L1H0": 0.0, "L1H3": 0.9}
+    disc, disc_u, new, new_u = stable_diff(d, t_freq, s_freq, pairs)
+    assert disc == ["L1H1"] and disc_u == ["L2H0"]  # L2H0 is in only 55% of the teacher's circuits
+    assert new == ["L1H3"] and new_u == []
+    s_freq["L0H1"] = 0.5  # L1H1's partner is in half the student's circuits: not stably discarded
+    assert stable_diff(d, t_freq, s_freq, pairs)[:2] == ([], ["L1H1", "L2H0"])

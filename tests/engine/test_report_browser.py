@@ -129,7 +129,8 @@ def test_zoo_circuits_section_in_the_browser(zoo_page):
             cells = b.eval(f"Array.from(document.querySelectorAll('#circuit-grid-{side} td.cc'))"
                            ".map(td => [td.dataset.component, td.className])")
             assert len(cells) == m["n_layers"] * (m["n_heads"] + 1)
-            marked = sorted(cid for cid, cls in cells if any(s in cls.split() for s in ("kept", "discarded", "new")))
+            marked = sorted(cid for cid, cls in cells
+                            if any(s in cls.split() for s in ("kept", "discarded", "new", "unstable")))
             assert marked == sorted(c[side]["components"])
         discarded = b.eval("Array.from(document.querySelectorAll('#circuit-grid-teacher td.discarded'))"
                            ".map(td => td.dataset.component)")
