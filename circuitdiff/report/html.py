@@ -374,7 +374,11 @@ def render_html(result: dict | ComparisonResult, plots: list[Plot] | None = None
     circuits = circuits_section.section(r, _figure(
         by_name.get("circuit_transfer"), "The teacher circuit on the student against null controls",
         "Diamond: the student's performance with only the mapped teacher circuit kept. Grey: mean and 95% interval of "
-        "the null circuits. Dashed: the student's own circuit."))
+        "the null circuits. Dashed: the student's own circuit.") + _figure(
+        by_name.get("circuit_faithfulness"), "Faithfulness curves of both models",
+        "Each model with only its k most influential components kept (the rest ablated), k as a fraction of its "
+        "components; 0 = everything ablated, 1 = the full model (MIB's normalisation). CPR is the area under a "
+        "curve, CMD the area between it and 1."))
 
     nav = "".join(f'<a href="#{k}">{v}</a>' for k, v in (
         ("summary", "Summary"), ("influence", "Influence"), ("matching", "Matching"), ("similarity", "Similarity"),

@@ -390,6 +390,26 @@ def transfer_figure(r: ComparisonResult) -> Figure:
     return fig
 
 
+def faithfulness_figure(r: ComparisonResult) -> Figure:
+    """Both models' faithfulness curves on one axis: the top-k components by influence kept, for
+    growing k as a fraction of each model's components (MIB's CPR is the area under each)."""
+    fig = Figure(figsize=(7.0, 3.4), layout="constrained")
+    ax = fig.subplots()
+    for side in SIDES:
+        f = r.circuits.faithfulness.get(side)
+        if f is None:
+            continue
+        n = max(f.sizes[-1], 1)
+        ax.plot([k / n for k in f.sizes], f.faithfulness, "-o", ms=3, color=COLORS[side],
+                label=f"{side} (CPR {f.cpr:.3f}, CMD {f.cmd:.3f})")
+    ax.axhline(1.0, color="#999999", lw=0.8, ls="--")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("circuit size: the k most influential components kept, as a fraction of the model's")
+    ax.set_ylabel("faithfulness (0: all ablated, 1: full model)")
+    ax.legend(loc="lower right", fontsize=8)
+    return fig
+
+
 def make_plots(r: ComparisonResult) -> list[Plot]:
     with matplotlib.rc_context(RC):
         plots = [
@@ -400,6 +420,8 @@ def make_plots(r: ComparisonResult) -> list[Plot]:
         ]
         if r.circuits is not None and r.circuits.diff is not None:
             plots.append(Plot("circuit_transfer", "Circuit transfer", transfer_figure(r)))
+        if r.circuits is not None and r.circuits.faithfulness:
+            plots.append(Plot("circuit_faithfulness", "Faithfulness curves", faithfulness_figure(r)))
         for i, v in enumerate(r.attention[:N_ATTENTION_VIEWS], start=1):
             plots.append(Plot(f"attention_{i}", f"Attention {v.teacher} ↔ {v.student}", attention_figure(r, v)))
     return plots

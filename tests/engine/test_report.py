@@ -18,7 +18,7 @@ from circuitdiff.vocabulary import SCHEMA_VERSION
 from tests.report_synthetic import synthetic_result
 from tests.report_zoo import ZOO_SPEC, zoo_ioi_result
 
-FIGURES = ("influence", "matching", "similarity", "drops", "circuit_transfer", "attention_1")
+FIGURES = ("influence", "matching", "similarity", "drops", "circuit_transfer", "circuit_faithfulness", "attention_1")
 
 
 class Page(HTMLParser):
