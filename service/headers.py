@@ -16,6 +16,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from functools import lru_cache
+from pathlib import Path
 
 STRICT = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
 DOCS = ("default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
@@ -31,6 +33,13 @@ def page_policy(html: bytes) -> str:
                       for m in _SCRIPT.findall(html))
     return (f"default-src 'none'; script-src {hashes or NONE}; style-src 'unsafe-inline'; "
             "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'self'")
+
+
+@lru_cache(maxsize=512)
+def file_policy(path: str, sha256: str) -> str:
+    """:func:`page_policy` of a stored page, read once per content (``sha256``: the artifact
+    manifest's, so a rewritten file is read again)."""
+    return page_policy(Path(path).read_bytes())
 
 
 class SecurityHeaders:

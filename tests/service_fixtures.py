@@ -228,18 +228,24 @@ def carol(svc_api):
         yield c
 
 
-@pytest.fixture(scope="session")
-def local_pair(svc_data, tiny_gpt_dir, tiny_gpt_dir_b) -> tuple[str, str]:
-    """The tiny GPT pair from conftest (real checkpoints, random weights) under the model root."""
+def copy_pair(data_dir: Path, teacher: Path, student: Path) -> tuple[str, str]:
+    """Copy a checkpoint pair under ``data_dir``'s model root (models/teacher, models/student) once;
+    their real absolute paths, as a spec names them."""
     import shutil
 
     out = []
-    for name, src in (("teacher", tiny_gpt_dir), ("student", tiny_gpt_dir_b)):
-        dst = svc_data / "models" / name
+    for name, src in (("teacher", teacher), ("student", student)):
+        dst = data_dir / "models" / name
         if not dst.exists():
             shutil.copytree(src, dst)
         out.append(str(dst.resolve()))
     return out[0], out[1]
+
+
+@pytest.fixture(scope="session")
+def local_pair(svc_data, tiny_gpt_dir, tiny_gpt_dir_b) -> tuple[str, str]:
+    """The tiny GPT pair from conftest (real checkpoints, random weights) under the model root."""
+    return copy_pair(svc_data, tiny_gpt_dir, tiny_gpt_dir_b)
 
 
 @pytest.fixture(scope="session")

@@ -43,7 +43,7 @@ from .matching import argmax_indices, one_to_one_indices
 from .similarity import _unit_rows, top_eigenvectors
 
 __all__ = ["MAX_BLOCKS", "MAX_RESAMPLES", "MAX_ROWS", "MIN_MARGIN", "MatchStability", "ResampleStats",
-           "Resampled", "match_confidence", "match_stability", "resample_similarities", "runner_up"]
+           "Resampled", "match_stability", "resample_similarities", "runner_up"]
 
 MAX_BLOCKS = 100
 MAX_RESAMPLES = 1000
@@ -299,27 +299,12 @@ def resample_similarities(student: ResampleStats, teacher: ResampleStats, *, mlp
     return Resampled(c, heads, mlps)
 
 
-def match_stability(
-    student: ResampleStats,
-    teacher: ResampleStats,
-    pairs: Sequence,
-    sims: dict[str, np.ndarray] | None,
-    *,
-    direction: str,
-    mlp_method: str,
-    qmask: np.ndarray | None,
-    n_resamples: int,
-    seed: int = 0,
-    ties: str = "first",
-    resampled: Resampled | None = None,
-) -> MatchStability:
-    """``pairs``: objects with ``kind``, ``student_index``, ``teacher_index`` (rows / columns of the
-    head or MLP similarity matrix), in order; ``sims``: the full-sample matrices by kind (None: the
-    confidences only, every margin None). ``resampled``: from :func:`resample_similarities` when the
-    caller has it already."""
-    if resampled is None:
-        resampled = resample_similarities(student, teacher, mlp_method=mlp_method, qmask=qmask,
-                                          n_resamples=n_resamples, seed=seed)
+def match_stability(resampled: Resampled, pairs: Sequence, sims: dict[str, np.ndarray] | None, *,
+                    direction: str, ties: str = "first") -> MatchStability:
+    """``resampled``: the similarities on the resamples (:func:`resample_similarities`); ``pairs``:
+    objects with ``kind``, ``student_index``, ``teacher_index`` (rows / columns of the head or MLP
+    similarity matrix), in order; ``sims``: the full-sample matrices by kind (None: the confidences
+    only, every margin None)."""
     boot_by_kind = resampled.by_kind()
     by_teacher = direction == "teacher_to_student"
     src = (lambda p: p.teacher_index) if by_teacher else (lambda p: p.student_index)
@@ -345,20 +330,3 @@ def match_stability(
         margins.append(margin), cis.append((lo, hi))
         ambiguous.append(bool(lo <= 0.0 or margin < MIN_MARGIN))
     return MatchStability([float(x) for x in same / n], runners, margins, cis, ambiguous)
-
-
-def match_confidence(
-    student: ResampleStats,
-    teacher: ResampleStats,
-    pairs: Sequence,
-    *,
-    direction: str,
-    mlp_method: str,
-    qmask: np.ndarray | None,
-    n_resamples: int,
-    seed: int = 0,
-    ties: str = "first",
-) -> list[float]:
-    """Confidence of each pair in ``pairs`` (see :func:`match_stability`), in order."""
-    return match_stability(student, teacher, pairs, None, direction=direction, mlp_method=mlp_method, qmask=qmask,
-                           n_resamples=n_resamples, seed=seed, ties=ties).confidence

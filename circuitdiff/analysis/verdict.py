@@ -49,8 +49,11 @@ assert tuple(VERDICTS) == get_args(Verdict), "VERDICTS and vocabulary.Verdict li
 
 @dataclass(frozen=True)
 class Reference:
+    """What :func:`decide` reads of a reference: a score and its interval (the result's
+    ``alignment.depth_reference`` and ``alignment.controls`` entries have the same two fields)."""
+
     score: float
-    ci95: tuple[float, float] | None
+    ci95: Sequence[float] | None
 
 
 def depth_similarities(pairs: Sequence, head_sim: np.ndarray, mlp_sim: np.ndarray, student_layers: int,

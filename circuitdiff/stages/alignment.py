@@ -72,11 +72,8 @@ def alignment(ctx: RunContext, matching: Matching, infl: Influences, perf: dict[
     depth = Reference(score=depth_score, ci95=list(corrected_interval(depth_score, chain.depths))
                       if chain is not None and chain.depths is not None else _score_ci(ctx, infl, pairs, depth_sims),
                       method=DEPTH_METHOD)
-    usable = [verdict_mod.Reference(c.score, tuple(c.ci95) if c.ci95 else None) for c in controls
-              if c.score is not None and c.performs_task is not False]
-    verdict = verdict_mod.decide(score, ci, performing=performing, above_chance=above,
-                                 depth=verdict_mod.Reference(depth.score, tuple(depth.ci95) if depth.ci95 else None),
-                                 controls=usable)
+    usable = [c for c in controls if c.score is not None and c.performs_task is not False]
+    verdict = verdict_mod.decide(score, ci, performing=performing, above_chance=above, depth=depth, controls=usable)
     return Alignment(
         score=score, ci95=ci, n_pairs=len(pairs), mean_similarity=float(np.mean([p.similarity for p in pairs])),
         direction=spec.matching,

@@ -90,11 +90,7 @@ def match(ctx: RunContext, sims: Similarities, compared: dict[str, Any], n_promp
         resampled = resample_similarities(compared["student"].resample_stats(), compared["teacher"].resample_stats(),
                                           mlp_method=sims.mlp_method, qmask=sims.qmask, n_resamples=n, seed=spec.seed,
                                           row_weighted=sims.row_weighted)
-        stability = match_stability(
-            compared["student"].resample_stats(), compared["teacher"].resample_stats(), pairs, full,
-            direction=spec.matching, mlp_method=sims.mlp_method, qmask=sims.qmask, n_resamples=n, seed=spec.seed,
-            ties=ties(spec), resampled=resampled,
-        )
+        stability = match_stability(resampled, pairs, full, direction=spec.matching, ties=ties(spec))
     by_teacher = spec.matching == "teacher_to_student"
     runner_ids = []
     for p in pairs:  # the runner-up by the full-sample similarities, also without resamples

@@ -66,7 +66,7 @@ def similarities(ctx: RunContext, compared: dict[str, Any], token_alignment: str
         head_method = "word_pooled_" + head_method
     weights = None
     if not paper:  # rows weighted by how many prompts have them (the paper averages every row alike)
-        weights = np.minimum(*(np.asarray(m.resample_stats().block_counts).sum(0) for m in (s, t)))
+        weights = np.minimum(*(m.block_counts.double().sum(0).cpu().numpy() for m in (s, t)))
         head_method += "_prompt_weighted"
     heads = similarity_mod.head_similarity(s_pat, t_pat, qmask, row_weights=weights)
     mlp_similarity = ctx.spec.mlp_similarity

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from circuitdiff.analysis.chance import chance_null
-from circuitdiff.analysis.confidence import ResampleStats, _cka_sims, _head_sims, _top3, match_confidence
+from circuitdiff.analysis.confidence import (ResampleStats, _cka_sims, _head_sims, _top3, match_stability,
+                                             resample_similarities)
 from circuitdiff.analysis.matching import match, match_components, unpaired
 from circuitdiff.analysis.alignment import alignment_score_from_pairs
 from circuitdiff.analysis.similarity import (clip_similarity, head_similarity, linear_cka, mlp_similarity_cka,
@@ -164,8 +165,8 @@ def test_identical_models_match_with_full_confidence():
     ids = [f"L{l}H{h}" for l in range(2) for h in range(3)]
     pairs = match_components(head, mlp, ids, ids, ["L0MLP", "L1MLP"], ["L0MLP", "L1MLP"])
     for method in ("linear_cka", "eigen_top3_raw"):
-        conf = match_confidence(s, s, pairs, direction="student_to_teacher", mlp_method=method, qmask=None,
-                                n_resamples=50)
+        resampled = resample_similarities(s, s, mlp_method=method, qmask=None, n_resamples=50)
+        conf = match_stability(resampled, pairs, None, direction="student_to_teacher").confidence
         assert conf == [1.0] * len(pairs)
 
 
@@ -173,7 +174,7 @@ def test_a_near_tie_is_marked_and_a_clear_match_is_not():
     """#29 §2: the student's L0H0 copies teacher head L0H0, which the teacher has twice (L0H0 = L0H1):
     an exact tie, chosen the same way in every resample (confidence 1.0) and still ambiguous. Its
     other heads copy unique teacher heads: a margin whose interval excludes 0, not ambiguous."""
-    from circuitdiff.analysis.confidence import MIN_MARGIN, match_stability
+    from circuitdiff.analysis.confidence import MIN_MARGIN
 
     rng = np.random.default_rng(8)
     t = _stats(rng)
@@ -186,8 +187,8 @@ def test_a_near_tie_is_marked_and_a_clear_match_is_not():
     sims = {"head": head_similarity(mean(s), mean(t)), "mlp": mlp_similarity_cka(s.mlp_rows, t.mlp_rows)}
     ids = [f"L{l}H{h}" for l in range(2) for h in range(3)]
     pairs = match_components(sims["head"], sims["mlp"], ids, ids, ["L0MLP", "L1MLP"], ["L0MLP", "L1MLP"])
-    st = match_stability(s, t, pairs, sims, direction="student_to_teacher", mlp_method="linear_cka", qmask=None,
-                         n_resamples=200, seed=0)
+    st = match_stability(resample_similarities(s, t, mlp_method="linear_cka", qmask=None, n_resamples=200, seed=0),
+                         pairs, sims, direction="student_to_teacher")
     by = {p.student: k for k, p in enumerate(pairs)}
     tie = by["L0H0"]
     assert st.confidence[tie] == 1.0 and st.margin[tie] == pytest.approx(0.0, abs=1e-12) and st.ambiguous[tie]

@@ -8,7 +8,6 @@ above the longest job) and the live workers' sweep for jobs whose worker stopped
 
 from __future__ import annotations
 
-import shutil
 import time
 from datetime import datetime
 
@@ -17,7 +16,7 @@ import pytest
 
 from circuitdiff.vocabulary import SCHEMA_VERSION
 from launcher.redis_server import RedisServer
-from tests.service_fixtures import (ALICE_KEY, broker_settled, poll_until, service_env, start_api, start_worker,
+from tests.service_fixtures import (ALICE_KEY, broker_settled, copy_pair, poll_until, service_env, start_api, start_worker,
                                     wait_for)
 
 
@@ -26,13 +25,11 @@ def chaos(tmp_path_factory, tiny_gpt_dir, tiny_gpt_dir_b):
     root = tmp_path_factory.mktemp("chaos")
     server = RedisServer(root / "redis").start()
     data = root / "data"
-    for name, src in (("teacher", tiny_gpt_dir), ("student", tiny_gpt_dir_b)):
-        shutil.copytree(src, data / "models" / name)
+    teacher, student = copy_pair(data, tiny_gpt_dir, tiny_gpt_dir_b)
     env = service_env(server.url, data, CIRCUITDIFF_RESTORE_INTERVAL=1, CIRCUITDIFF_WORKER_STALE_SECONDS=3)
     api, base = start_api(env, root)
     client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ALICE_KEY}"}, timeout=30)
-    spec = {"teacher": str((data / "models/teacher").resolve()), "student": str((data / "models/student").resolve()),
-            "task": "ioi"}
+    spec = {"teacher": teacher, "student": student, "task": "ioi"}
     yield {"server": server, "env": env, "client": client, "root": root, "data": data, "spec": spec}
     client.close()
     api.stop()

@@ -17,7 +17,7 @@ import pytest
 from jobs.settings import Settings
 from jobs.store import JobStore
 from launcher.redis_server import RedisServer
-from tests.service_fixtures import ALICE_KEY, poll_until, service_env, start_api, start_worker, wait_for
+from tests.service_fixtures import ALICE_KEY, copy_pair, poll_until, service_env, start_api, start_worker, wait_for
 
 
 SCRAPER = "scraper-token-0123456789"
@@ -28,14 +28,12 @@ def stack(tmp_path_factory, tiny_gpt_dir, tiny_gpt_dir_b):
     root = tmp_path_factory.mktemp("faults")
     server = RedisServer(root / "redis").start()
     data = root / "data"
-    for name, src in (("teacher", tiny_gpt_dir), ("student", tiny_gpt_dir_b)):
-        shutil.copytree(src, data / "models" / name)
+    teacher, student = copy_pair(data, tiny_gpt_dir, tiny_gpt_dir_b)
     env = service_env(server.url, data, CIRCUITDIFF_UNSENT_GRACE_SECONDS=2, CIRCUITDIFF_METRICS_TOKEN=SCRAPER)
     api, base = start_api(env, root)
     worker = start_worker(env, root, "faults")
     client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ALICE_KEY}"}, timeout=30)
-    spec = {"teacher": str((data / "models/teacher").resolve()), "student": str((data / "models/student").resolve()),
-            "task": "ioi", "n_prompts": 8}
+    spec = {"teacher": teacher, "student": student, "task": "ioi", "n_prompts": 8}
     yield {"env": env, "client": client, "data": data, "spec": spec, "worker": worker, "url": server.url}
     client.close()
     worker.stop()

@@ -18,7 +18,7 @@ from jobs.queue import send_job
 from jobs.settings import Settings
 from jobs.store import JobRecord, JobStore
 
-from ...headers import page_policy
+from ...headers import file_policy
 from ...deps import OwnedJobDep, OwnerDep, ProducerDep, SettingsDep, StoreDep, owned_job
 from ...problems import Problem, ProblemDetail
 from ...schemas import Artifact, ArtifactList, JobList, JobStatus, ts
@@ -204,7 +204,7 @@ def _file_response(request: Request, settings: Settings, job: JobRecord, entry: 
         raise Problem("artifact_gone", f"{entry['name']} is no longer on disk")
     extra = {}
     if entry["media_type"] == "text/html":  # a report: its own inline script may run, nothing else
-        extra["Content-Security-Policy"] = page_policy(path.read_bytes())
+        extra["Content-Security-Policy"] = file_policy(str(path), entry["sha256"])
     return FileResponse(
         path,
         media_type=entry["media_type"],
