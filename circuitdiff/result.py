@@ -33,6 +33,10 @@ Schema versions (``schema_version``; the report reads every one, circuitdiff.rep
    ``alignment.n_ambiguous``; ``ci_method`` and per-influence ``influence_ci95``; circuits'
    ``inclusion`` over resamples, ``discarded_unstable`` / ``new_unstable`` and ``faithfulness`` curves; ``robustness.delta_mean_drop`` is the point difference (the paper's
    bootstrap mean moves to ``delta_mean_drop_bootstrap_mean``).
+9. with ``circuits.resamples``, a model's circuit (``components``, its counts, ``kept_pct``,
+   ``removed_pct``, and the transfer and diff built on it) is the components found in at least
+   ``min_inclusion`` of the resamples' circuits; the one search on all prompts stays as
+   ``search_components``.
 """
 
 from __future__ import annotations
@@ -302,8 +306,17 @@ class ModelCircuit(_Model):
         None, description="each component's share of the circuits found on bootstrap resamples of the prompts "
         "(circuits.resamples; schema >= 8; null when not resampled)")
 
+    min_inclusion: float | None = Field(
+        None, description="with resamples, the circuit is the components whose inclusion is at least this share "
+        "(0.5: a majority of the resamples' circuits), scored on all prompts; null: the circuit is the one "
+        "search on all prompts (schema >= 9)")
+    search_components: list[str] | None = Field(
+        None, description="the circuit one search on all prompts found (what ``components`` held before "
+        "schema 9; equal to it without resamples; null in sweep rows, whose ``components`` are such searches)")
+
     threshold: float = Field(description="T: a component is pruned if performance stays within T points")
-    components: list[str] = Field(description="canonical ids, canonical order")
+    components: list[str] = Field(description="canonical ids, canonical order; the components above "
+                                  "``min_inclusion`` when resampled, else the one search's circuit")
     n_heads: int
     n_mlps: int
     kept_pct: float = Field(description="100 * LD(only the circuit kept, everything else ablated) / LD_clean "
@@ -316,7 +329,8 @@ class ModelCircuit(_Model):
 
 
 class SweepRow(ModelCircuit):
-    jaccard: float = Field(description="Jaccard overlap with the circuit at the baseline threshold")
+    jaccard: float = Field(description="Jaccard overlap with the one search's circuit at the baseline threshold "
+                           "(``search_components``; each sweep row is one search on all prompts)")
 
 
 class NullControl(_Model):
@@ -400,7 +414,7 @@ class ScanInfo(_Model):
 
 
 class ComparisonResult(_Model):
-    schema_version: Literal[8] = SCHEMA_VERSION
+    schema_version: Literal[9] = SCHEMA_VERSION
     created_at: str
     spec: dict[str, Any] = Field(description="the fully resolved spec (preset expanded)")
     metric: MetricInfo = Field(default_factory=lambda: MetricInfo(**metric_info("logit_diff")),
@@ -455,5 +469,9 @@ def upgrade(data: dict) -> dict:
         t, s = rb.get("teacher") or {}, rb.get("student") or {}
         point = s["mean_drop"] - t["mean_drop"] if "mean_drop" in s and "mean_drop" in t else None
         out["robustness"] = {**rb, "delta_mean_drop_bootstrap_mean": rb["delta_mean_drop"], "delta_mean_drop": point}
+    circ = data.get("circuits")
+    if version < 9 and isinstance(circ, dict):  # before 9 the circuit was always the one full-sample search
+        out["circuits"] = {**circ, **{r: {**circ[r], "search_components": circ[r].get("components")}
+                                      for r in ("teacher", "student") if isinstance(circ.get(r), dict)}}
     out["schema_version"] = SCHEMA_VERSION
     return out

@@ -233,8 +233,17 @@ def circuit_diff(teacher_circuit: Iterable[str], student_circuit: Iterable[str],
     )
 
 
+CIRCUIT_MIN_INCLUSION = 0.5  # a model's circuit: the components in at least half the resamples' circuits
 STABLE_IN = 0.8  # inclusion frequency at or above which a component is stably in a model's circuit
 STABLE_OUT = 0.2  # at or below which it is stably out
+
+
+def consensus_components(freq: dict[str, float], min_inclusion: float = CIRCUIT_MIN_INCLUSION) -> list[str]:
+    """The circuit found over resamples of the prompts: every component whose inclusion frequency is at
+    least ``min_inclusion`` (a majority of the resamples' circuits by default), canonical order. One
+    search on all prompts is one draw of a noisy procedure; the majority over draws is what a second
+    prompt set would find again (docs/method.md §Method 7)."""
+    return sorted((c for c, f in freq.items() if f >= min_inclusion), key=canonical_key)
 
 
 def stable_diff(diff: CircuitDiff, teacher_freq: dict[str, float], student_freq: dict[str, float],

@@ -90,7 +90,9 @@ def section(r: ComparisonResult, transfer_figure: str = "") -> str:
         cards.append(
             f'<div class="card" id="circuit-card-{side}"><div class="label">{side} circuit</div>'
             f'<div class="value">{m.n_heads}+{m.n_mlps}</div><div class="detail">heads + MLPs of {n_all} components'
-            f'<br>kept {_pct(m.kept_pct)} · removed {_pct(m.removed_pct)}<br>{m.n_evaluations} evaluations, '
+            f'<br>kept {_pct(m.kept_pct)} · removed {_pct(m.removed_pct)}'
+            + (f'<br>components in ≥ {m.min_inclusion:.0%} of the resamples\' circuits' if m.min_inclusion else "")
+            + f'<br>{m.n_evaluations} evaluations, '
             f'{c.search_s.get(side, 0):.2f} s ({e(c.method.get(side, "?"))})' + _faithfulness(c, side) + '</div></div>')
     d = c.diff
     if d is not None:
@@ -117,7 +119,7 @@ def section(r: ComparisonResult, transfer_figure: str = "") -> str:
               'matching, in the student circuit) · <span class="cc discarded">●</span> discarded (teacher circuit, '
               'no counterpart in the student circuit) · <span class="cc new">●</span> new (student circuit, matched '
               'to no teacher-circuit component) · <span class="cc unstable">●</span> discarded or new on the full '
-              'sample but not stably over resamples of the prompts · <span class="cc mapped">○</span> the teacher '
+              'reported circuits but not stably over resamples of the prompts · <span class="cc mapped">○</span> the teacher '
               'circuit maps here, the student circuit does not use it</p>' if d is not None else "")
     diff_table = ""
     if d is not None:

@@ -315,6 +315,24 @@ def inclusion(evaluator: CircuitEvaluator, threshold: float, n_resamples: int, s
 
 
 @dataclass
+class ScoredSet:
+    """A component set scored as a circuit on all prompts: kept alone and ablated alone."""
+
+    components: list[str]
+    kept_pct: float
+    removed_pct: float
+
+
+def score_set(evaluator: CircuitEvaluator, components: Sequence[str]) -> ScoredSet:
+    """100 · LD(only ``components`` kept) / LD_clean and 100 · LD(only they ablated) / LD_clean, on all
+    prompts (the same two numbers a search reports for its circuit)."""
+    full = evaluator.clean_ld
+    kept = evaluator.score(frozenset(components))
+    removed = evaluator.score_ablated([frozenset(components)])[0]
+    return ScoredSet(list(components), 100.0 * kept / full, 100.0 * removed / full)
+
+
+@dataclass
 class Transfer:
     """The mapped teacher circuit's performance on the student and its null controls (kept_pct)."""
 

@@ -350,3 +350,50 @@ def test_discarded_and_new_only_where_stable():
     assert new == ["L1H3"] and new_u == []
     s_freq["L0H1"] = 0.5  # L1H1's partner is in half the student's circuits: not stably discarded
     assert stable_diff(d, t_freq, s_freq, pairs)[:2] == ([], ["L1H1", "L2H0"])
+
+
+def test_the_reported_circuit_is_the_components_found_in_most_resamples(zoo_gpt_pair):
+    """#29 §3: with resamples the circuit a model reports is the components in at least half of the
+    resamples' circuits, scored on all prompts (kept and removed equal to a plain hook forward of that
+    set); the full-sample search stays as ``search_components``; the transfer and diff use the
+    reported circuits."""
+    from circuitdiff.analysis.pruning import CIRCUIT_MIN_INCLUSION, consensus_components
+    from circuitdiff.catalogue import task_items, zoo_path
+    from circuitdiff.models.loading import load_model
+    from circuitdiff.pipeline import run_comparison
+    from circuitdiff.scan.circuits import inclusion, score_set
+    from circuitdiff.tasks.dataset import build_task_data
+
+    # the engine: the consensus set scored as the hooks score it
+    adapter = load_model(zoo_gpt_pair[0])
+    data = build_task_data(task_items("ioi", {}, 24, seed=0), {"teacher": adapter.tokenizer, "student": adapter.tokenizer},
+                           name="ioi")
+    v = data.view("teacher")
+    ev = CircuitEvaluator(adapter, v, "mean")
+    freq = inclusion(ev, 20.0, 8, seed=0)
+    comps = consensus_components(freq)
+    assert comps == [c for c in ev.components if freq[c] >= CIRCUIT_MIN_INCLUSION] and comps
+    got = score_set(ev, comps)
+    hf = GPT2LMHeadModel.from_pretrained(zoo_path("gpt-teacher")).eval()
+    args = (hf, v.clean.tokens, v.clean.attention_mask, v.clean.end_pos, v.answer_ids, v.distractor_ids)
+    cargs = (v.corrupted.tokens, v.corrupted.attention_mask)
+    clean = float(hook_ld(*args, [], "mean", *cargs).mean())
+    kept = 100 * float(hook_ld(*args, [x for x in ev.components if x not in comps], "mean", *cargs).mean()) / clean
+    removed = 100 * float(hook_ld(*args, comps, "mean", *cargs).mean()) / clean
+    assert abs(got.kept_pct - kept) * abs(clean) / 100 <= TOL * max(1.0, abs(clean))
+    assert abs(got.removed_pct - removed) * abs(clean) / 100 <= TOL * max(1.0, abs(clean))
+
+    # the pipeline: what it reports, and what the diff is built on
+    res = run_comparison(_spec(*zoo_gpt_pair, task="sequence", n_prompts=24, resamples=8), cache=False)
+    c = res.circuits
+    for m in (c.teacher, c.student):
+        assert m.min_inclusion == CIRCUIT_MIN_INCLUSION and m.search_components is not None
+        assert m.components == consensus_components(m.inclusion)
+        assert m.n_heads + m.n_mlps == len(m.components)
+    d = c.diff
+    assert set(d.kept) | set(d.discarded) | set(d.discarded_unstable) == set(c.teacher.components)
+    assert set(d.new) | set(d.new_unstable) <= set(c.student.components)
+    # without resamples the circuit is the one search, reported as before
+    plain = run_comparison(_spec(*zoo_gpt_pair, task="sequence", n_prompts=24, resamples=0), cache=False).circuits
+    assert plain.teacher.min_inclusion is None and plain.teacher.components == plain.teacher.search_components
+    assert plain.teacher.search_components == c.teacher.search_components  # the same full-sample search

@@ -68,13 +68,14 @@ def _png_checks(path: Path) -> tuple[int, int]:
 
 def test_zoo_result_carries_the_circuits_and_their_sweep(zoo_report):
     """The shared zoo comparison asks for circuits with a sweep (tests/report_zoo.py): the sweep's
-    baseline row is the circuit itself, the others overlap it by Jaccard."""
+    baseline row is the one search's circuit (``search_components``: the sweep rows are single searches on
+    all prompts), the others overlap it by Jaccard."""
     c = zoo_report[0]["circuits"]
     for side in ("teacher", "student"):
         rows = c["sweep"][side]
         assert [r["threshold"] for r in rows] == [10.0, 20.0, 30.0]
         base = next(r for r in rows if r["threshold"] == c["threshold"])
-        assert base["jaccard"] == 1.0 and base["components"] == c[side]["components"]
+        assert base["jaccard"] == 1.0 and base["components"] == c[side]["search_components"]
         assert all(0.0 <= r["jaccard"] <= 1.0 for r in rows)
     assert c["diff"]["transfer"]["nulls"].keys() == {"random", "depth"}
 
@@ -225,6 +226,23 @@ def test_a_result_of_schema_version_1_still_renders(tmp_path):
     assert r.robustness.delta_mean_drop_bootstrap_mean == rb["delta_mean_drop"]
     assert r.robustness.delta_mean_drop == pytest.approx(rb["student"]["mean_drop"] - rb["teacher"]["mean_drop"])
     assert all(m.ambiguous is None and m.margin is None for m in r.matches)  # not computed then
+
+
+def test_a_schema_8_result_with_circuits_reads_its_circuit_as_the_one_search(tmp_path):
+    """Before schema 9 a model's circuit was always the one search on all prompts: upgrading keeps it
+    as the circuit, records it as ``search_components`` and claims no inclusion rule; it renders."""
+    data = synthetic_result()
+    one = {"threshold": 20.0, "components": ["L0H1", "L1MLP"], "n_heads": 1, "n_mlps": 1, "kept_pct": 91.0,
+           "removed_pct": 12.0, "trace_length": 10, "n_passes": 2, "n_evaluations": 9, "inclusion": None}
+    data.update(schema_version=8, circuits={"threshold": 20.0, "ablation": "mean",
+                                            "method": {"teacher": "exact", "student": "exact"},
+                                            "teacher": one, "student": dict(one), "sweep": {}, "diff": None,
+                                            "search_s": {"teacher": 0.1, "student": 0.1}})
+    r = load_result(data)
+    assert r.schema_version == SCHEMA_VERSION
+    for m in (r.circuits.teacher, r.circuits.student):
+        assert m.search_components == ["L0H1", "L1MLP"] == m.components and m.min_inclusion is None
+    assert 'id="circuits"' in render_report(data, tmp_path)["report.html"].read_text()
 
 
 @pytest.mark.parametrize("content, message", [
