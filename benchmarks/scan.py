@@ -16,9 +16,11 @@ on one machine, side by side. Output: one ``name: value`` line per figure; ``loa
 machine's load average at the start and the end (the build machine is shared).
 
 Figures, per method M in naive / exact / attribution / screened and dtype D in float32 / bfloat16:
-- ``M_D_s``: both models' influence scans, wall time. ``--naive-components N`` times the naive scan
-  on N components per model spread over the layers and scales to all of them (every naive
-  component costs the same: one full forward of every prompt); the line then says so;
+- ``M_D_s``: both models' influence scans, wall time. ``--naive-components N`` (N >= 2) times the
+  naive scan on N components per model spread over the layers, times a one-component scan as well,
+  and extrapolates only the per-component part to all components (every naive component costs the
+  same: one full forward of every prompt; the two fixed passes, clean and corrupted means, run once);
+  the line then says so;
 - ``M_D_gflops``, ``matmul_D_gflops_in_M``, ``M_D_fraction_of_matmul``: useful FLOPs (counted with
   torch's FlopCounterMode on a separate, untimed run of the same scan; exact and attribution count
   once, in float32, since every dtype runs the same operations) per second of the timed run,
@@ -123,10 +125,25 @@ def worker_scan(args) -> dict:
                  **_options(args))
         _sync(device)
         dt = time.perf_counter() - t0
-        scaled = dt * len(comps) / len(timed)
+        fixed = None
+        if len(timed) < len(comps):
+            # the naive scan's two fixed passes (clean, corrupted means) run once whatever the number of
+            # components: time a one-component scan too and extrapolate only the per-component part
+            _sync(device)
+            t1 = time.perf_counter()
+            scan(adapter, view, args.ablation, method=args.method, batch_size=args.naive_batch, components=timed[:1],
+                 **_options(args))
+            _sync(device)
+            one = time.perf_counter() - t1
+            per = max(0.0, (dt - one) / (len(timed) - 1))
+            fixed = max(0.0, one - per)
+            scaled = fixed + per * len(comps)
+            log(f"naive fixed passes {fixed:.2f}s, {per:.3f}s per component")
+        else:
+            scaled = dt
         total += scaled
         out["models"][role] = {
-            "seconds": scaled, "timed_components": len(timed), "components": s.components,
+            "seconds": scaled, "fixed_seconds": fixed, "timed_components": len(timed), "components": s.components,
             "clean_ld": s.clean_ld.tolist(), "ablated_mean": s.ablated_ld.mean(1).tolist(), "method": s.method,
             "exact": s.is_exact(), "agreement": s.agreement,
         }
@@ -265,24 +282,38 @@ def spearman_vs(a: dict, b: dict) -> float:
     return spearman([ia[c] for c in common], [ib[c] for c in common])
 
 
+def by_kind_vs(a: dict, ref: dict, k: int = 10) -> dict[str, str]:
+    """Agreement of ``a``'s influences with ``ref``'s separately for heads and MLPs, per model: Spearman,
+    top-k overlap, max |error| over the clean LD scale (#28 §1)."""
+    from circuitdiff.scan.attribution import agreement_by_kind
+
+    ia, ib, scale = influences(a), influences(ref), ld_scale(ref)
+    out: dict[str, str] = {}
+    for role in ref["models"]:
+        pre = role + ":"
+        by = agreement_by_kind({c[len(pre):]: v for c, v in ia.items() if c.startswith(pre)},
+                               {c[len(pre):]: v for c, v in ib.items() if c.startswith(pre)}, top_k=k, scale=scale)
+        for kind, g in by.items():
+            out[f"{role}_{kind}"] = (f"spearman {g['spearman']:.3f}, top-{g['top_k']} overlap {g['top_k_overlap']:.2f}, "
+                                     f"max error {g['max_abs_error_rel']:.3g} of the LD scale ({g['n_checked']} compared)")
+    return out
+
+
 def precision_vs(low: dict, ref: dict) -> dict:
-    """The precision contract's figures per model, worst over the two (tests/engine/test_precision.py)."""
-    from circuitdiff.scan.attribution import spearman
+    """The precision contract's figures per model, worst over the two (circuitdiff.scan.precision)."""
+    from circuitdiff.scan.precision import precision_figures
     from circuitdiff.vocabulary import PRECISION_CONTRACTS
 
-    contract = PRECISION_CONTRACTS["bfloat16"]
+    k = PRECISION_CONTRACTS["bfloat16"]["top_k_identical"]
     il, ir, scale = influences(low), influences(ref), ld_scale(ref)
-    rel, rho, top = 0.0, 1.0, True
+    rel, rho, top, meets = 0.0, 1.0, True, True
     for role in ref["models"]:
-        keys = [c for c in ir if c.startswith(role + ":")]
-        big = max(ir[c] for c in keys)
-        over = [c for c in keys if ir[c] > contract["spearman_over"] * big]
-        k = min(contract["top_k_identical"], len(keys))
-        rank = lambda d: set(sorted(keys, key=lambda c: -d[c])[:k])  # noqa: E731
-        rel = max(rel, max(abs(il[c] - ir[c]) for c in keys) / scale)
-        rho = min(rho, spearman([ir[c] for c in over], [il[c] for c in over]))
-        top = top and rank(il) == rank(ir)
-    return {"max_abs_influence_diff_rel": rel, "spearman": rho, f"top{contract['top_k_identical']}_identical": top}
+        pre = role + ":"
+        f = precision_figures({c: v for c, v in ir.items() if c.startswith(pre)},
+                              {c: v for c, v in il.items() if c.startswith(pre)}, scale)
+        rel, rho = max(rel, f["max_rel"]), min(rho, f["spearman"])
+        top, meets = top and f["top_k_identical"], meets and f["meets"]
+    return {"max_abs_influence_diff_rel": rel, "spearman": rho, f"top{k}_identical": top, "meets_contract": meets}
 
 
 def screened_vs(scr: dict, ex: dict, k: int) -> dict:
@@ -327,7 +358,7 @@ def main() -> int:
     p.add_argument("--ablation", default="mean", choices=["zero", "mean", "resample"])
     p.add_argument("--naive-batch", type=int, default=32, help="prompts per forward in the naive scan")
     p.add_argument("--naive-components", type=int, default=0, metavar="N",
-                   help="time the naive scan on N components per model and scale to all (0 = all)")
+                   help="time the naive scan on N >= 2 components per model and extrapolate its per-component part to all (0 = all)")
     p.add_argument("--naive-all-dtypes", action="store_true",
                    help="run the naive scan in every dtype (default: float32 only, the reference of the speedups)")
     p.add_argument("--screen-top", type=int, default=20, help="screened scan: screen_top")
@@ -338,6 +369,8 @@ def main() -> int:
     p.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
     p.add_argument("--flops", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.naive_components == 1:
+        p.error("--naive-components needs at least 2 (the per-component cost is measured as a difference)")
     if args.quick:
         args.prompts = min(args.prompts, 16)
 
@@ -403,6 +436,11 @@ def main() -> int:
             "the naive scan ran)")
     if naive is not None and ("attribution", "float32") in res:
         add("attribution_spearman_vs_naive", round(spearman_vs(res["attribution", "float32"], naive), 3))
+    ref = exact32 or naive
+    for method in ("attribution", "screened"):
+        if (method, "float32") in res and ref is not None:
+            for k, v in by_kind_vs(res[method, "float32"], ref).items():
+                add(f"{method}_float32_vs_exact_{k}", v)
     for method in METHODS:
         if (method, "float32") in res and (method, "bfloat16") in res and (method != "naive" or args.naive_components <= 0):
             for k, v in precision_vs(res[method, "bfloat16"], res[method, "float32"]).items():

@@ -36,7 +36,7 @@ Schema versions (``schema_version``; the report reads every one, circuitdiff.rep
 9. with ``circuits.resamples``, a model's circuit (``components``, its counts, ``kept_pct``,
    ``removed_pct``, and the transfer and diff built on it) is the components found in at least
    ``min_inclusion`` of the resamples' circuits; the one search on all prompts stays as
-   ``search_components``.
+   ``search_components``; ``scan.agreement[model].by_kind`` (heads and MLPs apart).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ import torch
 
 from ..models.functional import LayerStack
 from ..metrics import DEFAULT_METRIC
-from ..vocabulary import Ablation, Component, Metric, component_ids
+from ..vocabulary import Ablation, Component, Metric, component_ids, parse_component
 from .ablation import replacement
 from .exact import ScanOutput, corrupted_run, exact_scan, run_clean, task_tensors
 from .influence import InfluenceScan, Progress
@@ -139,6 +139,26 @@ def agreement(
     }
 
 
+def agreement_by_kind(approx: dict[str, float], exact: dict[str, float], top_k: int = 5,
+                      scale: float | None = None) -> dict[str, dict[str, Any]]:
+    """:func:`agreement` separately for heads and for MLPs (an estimator's error differs by kind:
+    gradient x activation through an MLP's nonlinearity is the worst), each with its largest error
+    relative to ``scale`` (the metric's clean magnitude) when given. A kind with no compared
+    component is left out."""
+    out: dict[str, dict[str, Any]] = {}
+    for kind, is_kind in (("heads", lambda c: parse_component(c).head is not None),
+                          ("mlps", lambda c: parse_component(c).head is None)):
+        ids = [c for c in exact if c in approx and is_kind(c)]
+        if not ids:
+            continue
+        a = agreement({c: approx[c] for c in ids}, {c: exact[c] for c in ids}, top_k)
+        a.pop("components")
+        err = a["max_abs_error"]
+        a["max_abs_error_rel"] = err / scale if scale and err is not None else None
+        out[kind] = a
+    return out
+
+
 def sample_components(all_ids: Sequence[str], n: int, seed: int) -> list[str]:
     """A reproducible sample of ``n`` component ids, kept in canonical order."""
     if n >= len(all_ids):
@@ -160,7 +180,8 @@ def check_against_exact(
     infl = lambda out: {  # noqa: E731
         c: abs((out.ablated_ld[i] - out.clean_ld).mean().item()) for i, c in enumerate(out.components)
     }
-    return agreement(infl(approx), infl(exact))
+    a, e = infl(approx), infl(exact)
+    return {**agreement(a, e), "by_kind": agreement_by_kind(a, e, scale=float(approx.clean_ld.double().abs().mean()))}
 
 
 def attribution_method(

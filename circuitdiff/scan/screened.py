@@ -44,7 +44,7 @@ from ..errors import Cancelled
 from ..models.functional import LayerStack
 from ..metrics import DEFAULT_METRIC
 from ..vocabulary import SCREEN_TOP, Ablation, Component, Metric
-from .attribution import agreement, attribution_scan
+from .attribution import agreement, agreement_by_kind, attribution_scan
 from .exact import exact_scan, task_tensors
 from .influence import InfluenceScan, Progress
 
@@ -118,6 +118,7 @@ def screened_method(
     agree = agreement({c: estimate[c] for c in heads}, {c: exact[c] for c in heads},
                       top_k=min(screen_top, len(heads)))
     agree.update(
+        by_kind=agreement_by_kind(estimate, exact, top_k=screen_top, scale=scale),
         screen="attribution", n_components=len(wanted), n_exact=len(exact), screen_top=screen_top,
         safety=SAFETY, error_margin=how["margin"], threshold=how["threshold"], rounds=how["rounds"],
         max_abs_error_rel=how["max_abs_error"] / scale if scale > 0 else None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from circuitdiff.scan.attribution import agreement, sample_components, spearman
@@ -58,3 +59,21 @@ def test_attribution_ranking_agrees_with_exact_on_zoo_teacher_ioi(zoo_gpt_pair):
     assert approx.method == "attribution"
     assert ag["n_checked"] == adapter.n_layers * (adapter.n_heads + 1)
     assert ag["spearman"] > 0
+    # #28 §1: the same agreement per component kind, each over its own components only
+    from circuitdiff.scan.attribution import agreement
+
+    by = ag["by_kind"]
+    assert set(by) == {"heads", "mlps"}
+    assert by["heads"]["n_checked"] == adapter.n_layers * adapter.n_heads and by["mlps"]["n_checked"] == adapter.n_layers
+    comps = approx.components
+    est = {c: abs(float((approx.ablated_ld[i] - approx.clean_ld).mean())) for i, c in enumerate(comps)}
+    from circuitdiff.scan import scan as full_scan
+    _, view, _ = _scan_pair(teacher, "ioi", 32, check=0)
+    ex = full_scan(adapter, view, "mean", method="exact").influences()
+    heads = [c for c in comps if not c.endswith("MLP")]
+    want = agreement({c: est[c] for c in heads}, {c: ex[c] for c in heads})
+    assert by["heads"]["spearman"] == pytest.approx(want["spearman"], abs=1e-6)
+    mlp_err = max(abs(est[c] - ex[c]) for c in comps if c.endswith("MLP"))
+    scale = float(approx.clean_ld.double().abs().mean())
+    assert by["mlps"]["max_abs_error_rel"] == pytest.approx(mlp_err / scale, rel=1e-4, abs=1e-6)
+    print("by kind:", {k: (round(v["spearman"] or 0, 3), round(v["max_abs_error_rel"], 3)) for k, v in by.items()})

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from circuitdiff.scan.attribution import spearman
+from circuitdiff.scan.precision import precision_figures
 from circuitdiff.vocabulary import PRECISION_CONTRACTS
 
 BF16 = PRECISION_CONTRACTS["bfloat16"]
@@ -25,26 +25,6 @@ def _view(adapter, task: str, n: int):
 
     tok = adapter.tokenizer
     return build_task_data(task_items(task, {}, n, seed=0), {"teacher": tok, "student": tok}, name=task).view("teacher")
-
-
-def precision_figures(ref: dict[str, float], low: dict[str, float], scale: float) -> dict:
-    """What the contract bounds: max |ΔI| / scale, Spearman over the influential, and the top-k:
-    identical, or differing only in components whose float32 influences lie within twice the
-    largest difference of the k-th largest (a swap the measured error allows: a tie at this precision)."""
-    big = max(ref.values())
-    over = [c for c in ref if ref[c] > BF16["spearman_over"] * big]
-    k = min(BF16["top_k_identical"], len(ref))
-    top = lambda d: set(sorted(d, key=lambda c: -d[c])[:k])  # noqa: E731
-    err = max(abs(ref[c] - low[c]) for c in ref)
-    kth = sorted(ref.values(), reverse=True)[k - 1]
-    swapped = top(ref) ^ top(low)
-    return {
-        "max_rel": err / scale,
-        "spearman": spearman([ref[c] for c in over], [low[c] for c in over]),
-        "top_k_identical": not swapped,
-        "top_k_up_to_ties": all(abs(ref[c] - kth) <= BF16["top_k_ties_within"] * err for c in swapped),
-        "swapped": sorted(swapped),
-    }
 
 
 def _check(model_id: str, task: str, method: str, n: int = 24) -> dict:
@@ -65,7 +45,7 @@ def _check(model_id: str, task: str, method: str, n: int = 24) -> dict:
           f"top-{BF16['top_k_identical']} identical {f['top_k_identical']} (swapped {f['swapped']})", flush=True)
     assert f["max_rel"] <= BF16["max_abs_influence_diff_rel"]
     assert f["spearman"] >= BF16["spearman_min"]
-    assert f["top_k_up_to_ties"]
+    assert f["top_k_up_to_ties"] and f["meets"]
     return f
 
 

@@ -96,6 +96,16 @@ def _check_against_exact(model_id: str, task: str, n: int, top: int) -> dict:
     print(f"{model_id} {task}: {ag['n_exact']}/{len(flags)} exact in {ag['rounds']} rounds; screen error on "
           f"re-scanned {ag['max_abs_error']:.3g}, on the rest {worst:.3g} ({ratio:.2f}x); spearman {ag['spearman']}")
     assert worst <= ag["error_margin"] + TOL * scale
+    # #28 §1: agreement per kind over the re-scanned components of that kind (the screen's estimate is
+    # the attribution scan's), errors relative to the metric's scale
+    est = scan(adapter, view, "mean", method="attribution").influences()
+    for kind, is_kind in (("heads", lambda c: not c.endswith("MLP")), ("mlps", lambda c: c.endswith("MLP"))):
+        done = [c for c in scr.components if flags[c] and is_kind(c)]
+        by = ag["by_kind"][kind]
+        assert by["n_checked"] == len(done)
+        err = max(abs(est[c] - fi[c]) for c in done)
+        assert by["max_abs_error"] == pytest.approx(err, abs=TOL * scale)
+        assert by["max_abs_error_rel"] == pytest.approx(err / scale, abs=TOL)
     summary = scr.summary()
     assert all(summary[c]["exact"] == flags[c] for c in summary)
     return {"ratio": ratio, "n_exact": ag["n_exact"], "n": len(flags)}
