@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-all openapi bench zoo clean chromium
+.PHONY: install run test test-all openapi bench zoo clean chromium gpu-wheels gpu-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,16 @@ openapi: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/scan.py
+
+# The GPU check (benchmarks/gpu_check.py): `make gpu-wheels` here, with network, puts the runtime
+# dependencies a CUDA PyTorch image lacks in gpu-wheels/ (git-ignored); `make gpu-check` on the GPU
+# machine (its own python3 with torch, no internet) installs them into a temporary folder and runs
+# every check in one go.
+gpu-wheels: $(STAMP)
+	$(PY) benchmarks/gpu_check.py wheels --dest gpu-wheels
+
+gpu-check:
+	PYTHONUNBUFFERED=1 python3 benchmarks/gpu_check.py run --device cuda --wheels gpu-wheels
 
 zoo: $(STAMP)
 	$(PY) -m circuitdiff.zoo.train --out circuitdiff/zoo/models --seed 0

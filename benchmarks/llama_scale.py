@@ -33,7 +33,7 @@ import time
 import torch
 
 
-def config_for(name: str, shrink: int):
+def config_for(name: str, shrink: int, layers: int = 0):
     from transformers import LlamaConfig
 
     from circuitdiff.catalogue import HUB_SHAPES
@@ -42,6 +42,8 @@ def config_for(name: str, shrink: int):
     if shrink > 1:
         for k in ("hidden_size", "intermediate_size", "vocab_size"):
             shape[k] //= shrink
+    if layers > 0:  # the first ``layers`` blocks at real width: what fits a time budget (the script says so)
+        shape["num_hidden_layers"] = min(layers, shape["num_hidden_layers"])
     return LlamaConfig(**shape, attn_implementation="eager")
 
 
@@ -73,6 +75,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seq", type=int, default=48, help="tokens per prompt")
     ap.add_argument("--shrink", type=int, default=1, help="divide the widths by this (CPU smoke runs)")
     ap.add_argument("--naive-layer", type=int, default=1, help="the layer whose components time the naive scan")
+    ap.add_argument("--layers", type=int, default=0, help="keep only this many layers (0: all; widths stay real)")
+    ap.add_argument("--screened", action="store_true", help="also time the screened scan (exact top-20 + screen)")
+    ap.add_argument("--teacher-only", action="store_true", help="the 8B-shaped teacher only")
     args = ap.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: no CUDA device visible; run on a GPU machine, or --device cpu --shrink 32", file=sys.stderr)
@@ -91,10 +96,12 @@ def main(argv=None) -> int:
         print(f"device: {torch.cuda.device_count()} x {', '.join(names)}; torch {torch.__version__}")
     else:
         print(f"device: cpu {platform.machine()} x{torch.get_num_threads()} threads; torch {torch.__version__}")
-    print(f"prompts: {args.prompts} x {args.seq} tokens; shrink {args.shrink}")
+    print(f"prompts: {args.prompts} x {args.seq} tokens; shrink {args.shrink}; "
+          f"layers {args.layers or 'all'}")
     results = {}
-    for role, name in (("teacher", "meta-llama/Llama-3.1-8B"), ("student", "nvidia/Llama-3.1-Minitron-4B-Depth-Base")):
-        cfg = config_for(name, args.shrink)
+    models = (("teacher", "meta-llama/Llama-3.1-8B"), ("student", "nvidia/Llama-3.1-Minitron-4B-Depth-Base"))
+    for role, name in models[:1] if args.teacher_only else models:
+        cfg = config_for(name, args.shrink, args.layers)
         t0 = time.perf_counter()
         plan = plan_memory(cfg, "auto", Workload(args.prompts, args.seq), available_memory(device), model_id=name)
         model = build(cfg, plan, device)
@@ -121,6 +128,23 @@ def main(argv=None) -> int:
         sync(device)
         exact_s = time.perf_counter() - t0
 
+        screened_s = None
+        if args.screened:
+            from types import SimpleNamespace
+
+            from circuitdiff.scan.screened import screened_method
+
+            # the corrupted prompts: the clean ones with their last token replaced (an IOI-like contrast)
+            corrupted = tokens.clone()
+            corrupted[:, -1] = torch.randint(1, cfg.vocab_size, (args.prompts,), generator=g)
+            task_view = SimpleNamespace(clean=SimpleNamespace(tokens=tokens, attention_mask=mask, end_pos=end),
+                                        corrupted=SimpleNamespace(tokens=corrupted, attention_mask=mask),
+                                        answer_ids=ans, distractor_ids=dis)
+            comps = [parse_component(c) for c in component_ids(cfg.num_hidden_layers, cfg.num_attention_heads)]
+            t0 = time.perf_counter()
+            scr = screened_method(adapter, task_view, "zero", stack=view, components=comps)
+            sync(device)
+            screened_s = time.perf_counter() - t0
         layer = min(args.naive_layer, cfg.num_hidden_layers - 1)
         ids = [c for c in component_ids(cfg.num_hidden_layers, cfg.num_attention_heads)
                if parse_component(c).layer == layer]
@@ -147,6 +171,10 @@ def main(argv=None) -> int:
         print(f"{role}_load_s: {load_s:.2f}")
         print(f"{role}_clean_s: {clean_s:.3f}")
         print(f"{role}_exact_s: {exact_s:.2f}  ({n_components} components, micro-batch {out.microbatch_rows} rows)")
+        if screened_s is not None:
+            print(f"{role}_screened_s: {screened_s:.2f}  ({scr.agreement['n_exact']} of {n_components} re-scanned "
+                  f"exactly)")
+            print(f"{role}_speedup_screened_vs_exact: {exact_s / screened_s:.2f}")
         print(f"{role}_naive_s_est: {naive_s_est:.2f}  (layer {layer}: {len(ids)} forwards in {naive_layer_s:.2f} s)")
         print(f"{role}_speedup_exact_vs_naive: {naive_s_est / exact_s:.2f}")
         print(f"{role}_exact_vs_naive_max_abs_ld_diff_rel: {diff / max(scale, 1e-6):.2e}")
@@ -155,7 +183,7 @@ def main(argv=None) -> int:
         del model, view, adapter, out
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    for k in ("load_s", "clean_s", "exact_s", "naive_s_est"):
+    for k in ("load_s", "clean_s", "exact_s", "naive_s_est") if len(results) == 2 else ():
         print(f"teacher_over_student_{k}: {results['teacher'][k] / results['student'][k]:.2f}")
     return 0
 
