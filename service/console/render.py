@@ -1,0 +1,50 @@
+"""Rendering a console page: the templates, the policy every page is served under, the CSRF cookie.
+
+The policy lets a page load its own stylesheet and script from this server, call this server's API,
+and frame this server's reports; nothing inline runs and nothing is fetched from another host.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from ..auth import CSRF_COOKIE, SESSION_SECONDS, csrf_token, new_csrf_nonce
+from ..deps import get_secret
+
+HERE = Path(__file__).parent
+STATIC_DIR = HERE / "static"
+ASSETS = "/console-assets"
+TEMPLATES = Jinja2Templates(directory=HERE / "templates")
+POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+          "frame-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+
+
+def secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def csrf_nonce(request: Request) -> str:
+    """The browser's CSRF nonce (cookie), or a new one that :func:`page` sets."""
+    nonce = request.cookies.get(CSRF_COOKIE)
+    if not nonce or len(nonce) != 32:
+        nonce = request.state.__dict__.setdefault("new_csrf_nonce", new_csrf_nonce())
+    return nonce
+
+
+def page(request: Request, template: str, context: dict[str, Any], *, status: int = 200) -> HTMLResponse:
+    from .session import page_context  # the signed-in state shown in every page's header
+
+    secret = get_secret(request)
+    nonce = csrf_nonce(request)
+    ctx = {**page_context(request), "csrf": csrf_token(nonce, secret), "assets": ASSETS, **context}
+    response = TEMPLATES.TemplateResponse(request, template, ctx, status_code=status,
+                                          headers={"Content-Security-Policy": POLICY, "Cache-Control": "no-store"})
+    if request.cookies.get(CSRF_COOKIE) != nonce:
+        response.set_cookie(CSRF_COOKIE, nonce, max_age=SESSION_SECONDS, httponly=True, samesite="lax",
+                            secure=secure(request), path="/")
+    return response
