@@ -13,29 +13,38 @@ saved as a 1400 px wide screenshot (the test's tmp dir, and $CIRCUITDIFF_SCREENS
 from __future__ import annotations
 
 import json
-import time
+import shutil
 
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from circuitdiff.catalogue import zoo_path
+from jobs.commands import beat_argv, watcher_argv
 from tests.conftest import require_zoo
 from tests.console_browser import ConsoleBrowser, screenshot_folders
-from tests.service_fixtures import ALICE_KEY, BOB_KEY
+from tests.service_fixtures import ALICE_KEY, BOB_KEY, Proc, wait_for
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, svc_api, svc_worker, svc_data):
-    """One browser for the module (its cookies are the session), and what each step leaves for the next."""
-    require_zoo()
+def world(tmp_path_factory, svc_api, svc_worker, svc_env, svc_data):
+    """One browser for the module (its cookies are the session), the watch worker and beat that a
+    watch needs, and what each step leaves for the next."""
+    require_zoo("gpt-teacher", "gpt-student")
     tmp = tmp_path_factory.mktemp("console")
+    procs = [Proc(watcher_argv("console-watcher"), svc_env, tmp / "watcher.log"),
+             Proc(beat_argv(tmp / "beat.schedule"), svc_env, tmp / "beat.log")]
     b = ConsoleBrowser(tmp / "profile", screenshot_folders(tmp))
-    state = {"browser": b, "base": svc_api, "data": svc_data, "tmp": tmp, "allowed_404": []}
-    yield state
-    b.close()
+    state = {"browser": b, "base": svc_api, "data": svc_data, "tmp": tmp, "allowed_404": [], "procs": procs}
+    try:
+        yield state
+    finally:
+        b.close()
+        for p in procs:
+            p.stop()
 
 
 def _wait(b: ConsoleBrowser, cond, timeout: float = 30, what: str = ""):
@@ -218,24 +227,50 @@ def test_upload_a_dataset_see_its_rejected_line_view_and_download_it(world):
     _clean(b, base, world["allowed_404"])
 
 
-def test_create_a_watch_pause_and_resume_it(world):
+def test_create_a_watch_follow_its_checkpoint_pause_and_resume_it(world):
     b, base, data = world["browser"], world["base"], world["data"]
     run = data / "models" / "console-run"
     run.mkdir(parents=True, exist_ok=True)
-    spec = {"name": "console-run", "teacher": "zoo:gpt-teacher", "checkpoints": {"directory": str(run)},
+    shutil.copytree(zoo_path("gpt-student"), run / ".step-1.tmp")
+    (run / ".step-1.tmp").rename(run / "step-1")  # one checkpoint of the run, written in one move
+    spec = {"name": "console-run", "teacher": "zoo:gpt-teacher",
+            "checkpoints": {"directory": str(run), "pattern": "step-*", "settle_seconds": 0},
             "comparison": {"task": "ioi", "n_prompts": 8}, "interval_seconds": 3600}
     b.driver.get(base + "/watches/new")
     b.driver.execute_script("document.getElementById('spec').value = arguments[0]", json.dumps({**spec, "interval_seconds": 1}))
     b.driver.find_element(By.ID, "create-watch").click()
     err = _wait(b, lambda d: d.find_elements(By.CSS_SELECTOR, "[data-error-field=interval_seconds]"), what="the refusal")
     assert "fix: give a value >= 10" in err[0].text
+    assert '"interval_seconds": 1' in b.driver.find_element(By.ID, "spec").get_attribute("value")  # kept
     world["allowed_404"].append(base + "/watches/new")  # the refused form answers 422
     b.shot("11-watch-new-error")
     b.driver.execute_script("document.getElementById('spec').value = arguments[0]", json.dumps(spec, indent=2))
     b.driver.find_element(By.ID, "create-watch").click()
     _wait(b, lambda d: d.find_elements(By.ID, "watch-status"), what="the watch page")
-    world["watch"] = b.driver.current_url.rsplit("/", 1)[1]
+    wid = world["watch"] = b.driver.current_url.rsplit("/", 1)[1]
     assert b.driver.find_element(By.ID, "watch-status").text == "active"
+    # the watch worker compares step-1 (the one more real comparison of this module) and beat judges it
+    alice = {"Authorization": f"Bearer {ALICE_KEY}"}
+
+    def judged():
+        items = httpx.get(f"{base}/v1/watches/{wid}/history", headers=alice).json()["items"]
+        return next((h for h in items if h["regression"] is not None or h["status"] in ("failed", "cancelled")), None)
+
+    entry = wait_for(judged, 600, "step-1 compared and judged", world["procs"][0], interval=1)
+    assert entry["status"] == "succeeded", entry
+    b.driver.get(base + f"/watches/{wid}")
+    row = b.driver.find_element(By.CSS_SELECTOR, "#history tbody tr")
+    assert "step-1" in row.text and f"{entry['alignment']:.3f}" in row.text
+    links = {a.text: a.get_attribute("href") for a in row.find_elements(By.TAG_NAME, "a")}
+    assert links == {"job": f"{base}/jobs/{entry['job_id']}", "report": f"{base}/v1/comparisons/{entry['job_id']}/report"}
+    _wait(b, lambda d: d.execute_script(
+        "const f = document.getElementById('trend-frame'); return f.contentDocument && f.contentDocument.body.innerText.includes('step-1')"),
+        what="the trend report with the checkpoint")
+    b.shot("12-watch")
+    b.driver.get(links["job"])
+    assert b.driver.find_element(By.ID, "job").get_attribute("data-status") == "succeeded"
+    assert "from watch" in b.driver.find_element(By.TAG_NAME, "main").text
+    b.driver.get(base + f"/watches/{wid}")
     b.driver.find_element(By.ID, "pause-resume").click()
     _wait(b, lambda d: d.find_element(By.ID, "watch-status").text == "paused", what="paused")
     assert not b.driver.find_elements(By.ID, "check-now")
@@ -243,9 +278,8 @@ def test_create_a_watch_pause_and_resume_it(world):
     _wait(b, lambda d: d.find_element(By.ID, "watch-status").text == "active", what="resumed")
     b.driver.find_element(By.ID, "check-now").click()
     _wait(b, lambda d: d.find_elements(By.ID, "trend-frame"), what="back on the watch page")
-    b.shot("12-watch")
     b.driver.get(base + "/watches")
-    assert b.driver.find_element(By.CSS_SELECTOR, f"tr[data-watch='{world['watch']}']")
+    assert "1/1" in b.driver.find_element(By.CSS_SELECTOR, f"tr[data-watch='{wid}']").text
     b.shot("13-watches")
     _clean(b, base, world["allowed_404"])
 
