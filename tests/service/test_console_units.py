@@ -158,3 +158,26 @@ def test_dataset_listing_items_and_download_are_scoped_to_the_key(alice, bob):
         r = bob.get(path)
         assert r.status_code == 404 and r.json()["code"] == "dataset_not_found", path
     assert alice.get(f"/v1/datasets/{did}/items", params={"limit": 0}).json()["errors"][0]["field"] == "limit"
+
+
+def test_with_no_keys_the_console_is_open_as_the_api_is(svc_redis, tmp_path):
+    """No API keys: every page answers without signing in, as the API does, and says so."""
+    import httpx
+
+    from tests.service_fixtures import service_env, start_api
+
+    env = service_env(svc_redis.url, tmp_path / "data", keys=())
+    proc, base = start_api(env, tmp_path)
+    try:
+        with httpx.Client(base_url=base, timeout=30) as c:
+            for path in ("/", "/jobs/new", "/datasets", "/watches"):
+                r = c.get(path)
+                assert r.status_code == 200 and "open console" in r.text, path
+                policy = r.headers["content-security-policy"]
+                assert "default-src 'none'" in policy and "script-src 'self'" in policy and "unsafe" not in policy
+            assert "no API keys configured" in c.get("/sign-in").text
+            assert c.get("/v1/datasets").json() == {"items": []}
+            r = c.post("/jobs/new", data={"teacher": "zoo:gpt-teacher"})  # still no form without its token
+            assert r.status_code == 403 and "csrf_failed" in r.text
+    finally:
+        proc.stop()
