@@ -17,14 +17,14 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
-from circuitdiff.catalogue import TASKS, ZOO
+from circuitdiff.catalogue import TASKS
 from circuitdiff.client.wire import STATUSES
 from circuitdiff.result import upgrade
 from circuitdiff.spec import ComparisonSpec
 from circuitdiff.vocabulary import Metric, Preset, ScanMethod, choices
 
 from .. import datasets as dataset_store
-from ..api.v1 import comparisons
+from ..api.v1 import comparisons, models
 from ..deps import ProducerDep, SettingsDep, StoreDep, owned_job
 from ..problems import Problem, validation_problem
 from .command import compare_command
@@ -50,10 +50,11 @@ def jobs_page(request: Request, owner: ConsoleOwner, store: StoreDep,
                                        "statuses": STATUSES, "next_cursor": listing.next_cursor})
 
 
-def _form_options(settings, owner: str) -> dict[str, Any]:
+def form_options(settings, owner: str) -> dict[str, Any]:
+    catalogue = models.list_models(settings)  # what GET /v1/models offers: the zoo and local checkpoints
     return {
-        "zoo": [(f"zoo:{name}", entry.description) for name, entry in ZOO.items()],
-        "roots": [str(r) for r in settings.model_roots],
+        "models": [(m.id, m.description) for m in catalogue.items if m.available],
+        "roots": catalogue.roots,
         "tasks": [(name, t.description) for name, t in TASKS.items()],
         "metrics": choices(Metric), "presets": choices(Preset), "scans": choices(ScanMethod),
         "datasets": [m["id"] for m in dataset_store.list_meta(settings.datasets_dir, owner)],
@@ -69,7 +70,7 @@ def _new_page(request: Request, settings, owner: str, values: dict, problem: Pro
             target = "circuits" if head == "circuits" else head
             (errors.setdefault(target, []) if target in FORM_FIELDS else general).append(item)
     return page(request, "new.html", {"title": "New comparison", "nav": "new", "values": values, "errors": errors,
-                                      "general": general, "problem": problem, **_form_options(settings, owner)},
+                                      "general": general, "problem": problem, **form_options(settings, owner)},
                 status=problem.status if problem else 200)
 
 
@@ -78,7 +79,7 @@ def new_form(request: Request, owner: ConsoleOwner, settings: SettingsDep):
     return _new_page(request, settings, owner, dict(DEFAULT_FORM))
 
 
-def _number(text: str) -> Any:
+def number(text: str) -> Any:
     """A typed number as JSON would carry it; anything else stays text, so the spec model says what is wrong."""
     t = text.strip()
     if re.fullmatch(r"[+-]?\d+", t):
@@ -96,11 +97,11 @@ def spec_from_form(values: dict[str, str]) -> dict[str, Any]:
         if values.get(name, "").strip():
             data[name] = values[name].strip()
     if values.get("n_prompts", "").strip():
-        data["n_prompts"] = _number(values["n_prompts"])
+        data["n_prompts"] = number(values["n_prompts"])
     if values.get("circuits"):
         data["circuits"] = {}
         if values.get("circuit_threshold", "").strip():
-            data["circuits"]["threshold"] = _number(values["circuit_threshold"])
+            data["circuits"]["threshold"] = number(values["circuit_threshold"])
     return data
 
 

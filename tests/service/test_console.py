@@ -233,18 +233,27 @@ def test_create_a_watch_follow_its_checkpoint_pause_and_resume_it(world):
     run.mkdir(parents=True, exist_ok=True)
     shutil.copytree(zoo_path("gpt-student"), run / ".step-1.tmp")
     (run / ".step-1.tmp").rename(run / "step-1")  # one checkpoint of the run, written in one move
-    spec = {"name": "console-run", "teacher": "zoo:gpt-teacher",
-            "checkpoints": {"directory": str(run), "pattern": "step-*", "settle_seconds": 0},
-            "comparison": {"task": "ioi", "n_prompts": 8}, "interval_seconds": 3600}
     b.driver.get(base + "/watches/new")
-    b.driver.execute_script("document.getElementById('spec').value = arguments[0]", json.dumps({**spec, "interval_seconds": 1}))
+    b.shot("11-watch-new")
+    _type(b, "name", "console-run")
+    _type(b, "directory", str(run))
+    _type(b, "settle_seconds", "0")
+    _type(b, "n_prompts", "8")
+    _type(b, "interval_seconds", "1")
+    _type(b, "webhook_url", "http://127.0.0.1:9/hook")
+    _type(b, "webhook_secret", "short")
     b.driver.find_element(By.ID, "create-watch").click()
-    err = _wait(b, lambda d: d.find_elements(By.CSS_SELECTOR, "[data-error-field=interval_seconds]"), what="the refusal")
+    err = _wait(b, lambda d: d.find_elements(By.CSS_SELECTOR, ".field [data-error-field=interval_seconds]"),
+                what="the refusal")
     assert "fix: give a value >= 10" in err[0].text
-    assert '"interval_seconds": 1' in b.driver.find_element(By.ID, "spec").get_attribute("value")  # kept
+    assert b.driver.find_element(By.CSS_SELECTOR, ".field [data-error-field='alerts.webhook.secret']")
+    for field, typed in (("name", "console-run"), ("directory", str(run)), ("interval_seconds", "1"), ("n_prompts", "8")):
+        assert b.driver.find_element(By.ID, field).get_attribute("value") == typed  # kept
     world["allowed_404"].append(base + "/watches/new")  # the refused form answers 422
-    b.shot("11-watch-new-error")
-    b.driver.execute_script("document.getElementById('spec').value = arguments[0]", json.dumps(spec, indent=2))
+    b.shot("12-watch-new-error")
+    _type(b, "interval_seconds", "3600")
+    _type(b, "webhook_url", "")
+    _type(b, "webhook_secret", "")
     b.driver.find_element(By.ID, "create-watch").click()
     _wait(b, lambda d: d.find_elements(By.ID, "watch-status"), what="the watch page")
     wid = world["watch"] = b.driver.current_url.rsplit("/", 1)[1]
@@ -266,7 +275,7 @@ def test_create_a_watch_follow_its_checkpoint_pause_and_resume_it(world):
     _wait(b, lambda d: d.execute_script(
         "const f = document.getElementById('trend-frame'); return f.contentDocument && f.contentDocument.body.innerText.includes('step-1')"),
         what="the trend report with the checkpoint")
-    b.shot("12-watch")
+    b.shot("13-watch")
     b.driver.get(links["job"])
     assert b.driver.find_element(By.ID, "job").get_attribute("data-status") == "succeeded"
     assert "from watch" in b.driver.find_element(By.TAG_NAME, "main").text
@@ -280,7 +289,7 @@ def test_create_a_watch_follow_its_checkpoint_pause_and_resume_it(world):
     _wait(b, lambda d: d.find_elements(By.ID, "trend-frame"), what="back on the watch page")
     b.driver.get(base + "/watches")
     assert "1/1" in b.driver.find_element(By.CSS_SELECTOR, f"tr[data-watch='{wid}']").text
-    b.shot("13-watches")
+    b.shot("14-watches")
     _clean(b, base, world["allowed_404"])
 
 
@@ -308,7 +317,7 @@ def test_sign_out_then_a_second_key_sees_nothing_of_the_first(world):
     assert "/sign-in" in b.driver.current_url
     _sign_in(b, base, BOB_KEY)
     assert not b.driver.find_elements(By.CSS_SELECTOR, f"tr[data-job='{world['job']}']")
-    b.shot("14-second-key-jobs")
+    b.shot("15-second-key-jobs")
     b.driver.get(base + "/datasets")
     assert not b.driver.find_elements(By.CSS_SELECTOR, f"tr[data-dataset='{world['dataset']}']")
     b.driver.get(base + "/watches")
@@ -323,7 +332,7 @@ def test_sign_out_then_a_second_key_sees_nothing_of_the_first(world):
         body = b.driver.find_element(By.TAG_NAME, "body").text
         assert "404" in body or '"status":404' in body.replace(" ", ""), (path, body[:300])
         if path == f"/jobs/{job}":
-            b.shot("15-second-key-404")
+            b.shot("16-second-key-404")
     bob = {"cd_session": b.driver.get_cookie("cd_session")["value"]}
     for path in urls:
         assert httpx.get(base + path, cookies=bob).status_code == 404, path
