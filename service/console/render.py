@@ -32,7 +32,8 @@ def csrf_nonce(request: Request) -> str:
     """The browser's CSRF nonce (cookie), or a new one that :func:`page` sets."""
     nonce = request.cookies.get(CSRF_COOKIE)
     if not nonce or len(nonce) != 32:
-        nonce = request.state.__dict__.setdefault("new_csrf_nonce", new_csrf_nonce())
+        nonce = getattr(request.state, "csrf_nonce", None) or new_csrf_nonce()
+        request.state.csrf_nonce = nonce  # one per request, however many times a page asks
     return nonce
 
 

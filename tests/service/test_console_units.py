@@ -160,17 +160,23 @@ def test_dataset_listing_items_and_download_are_scoped_to_the_key(alice, bob):
     assert alice.get(f"/v1/datasets/{did}/items", params={"limit": 0}).json()["errors"][0]["field"] == "limit"
 
 
-def test_with_no_keys_the_console_is_open_as_the_api_is(svc_redis, tmp_path):
-    """No API keys: every page answers without signing in, as the API does, and says so."""
+def test_with_no_keys_the_console_is_open_and_a_queued_job_shows_its_place_and_cancels(tmp_path):
+    """No API keys: every page answers without signing in, as the API does, and says so. With no
+    worker on its own Redis, a submitted job stays queued: the list shows its queue position, and
+    its cancel form (with the page's CSRF token) cancels it."""
+    import re
+
     import httpx
 
-    from tests.service_fixtures import service_env, start_api
+    from launcher.redis_server import RedisServer
+    from tests.service_fixtures import SMALL_SPEC, service_env, start_api
 
-    env = service_env(svc_redis.url, tmp_path / "data", keys=())
+    server = RedisServer(tmp_path / "redis").start()
+    env = service_env(server.url, tmp_path / "data", keys=())
     proc, base = start_api(env, tmp_path)
     try:
         with httpx.Client(base_url=base, timeout=30) as c:
-            for path in ("/", "/jobs/new", "/datasets", "/watches"):
+            for path in ("/", "/jobs/new", "/datasets", "/watches", "/watches/new"):
                 r = c.get(path)
                 assert r.status_code == 200 and "open console" in r.text, path
                 policy = r.headers["content-security-policy"]
@@ -179,5 +185,15 @@ def test_with_no_keys_the_console_is_open_as_the_api_is(svc_redis, tmp_path):
             assert c.get("/v1/datasets").json() == {"items": []}
             r = c.post("/jobs/new", data={"teacher": "zoo:gpt-teacher"})  # still no form without its token
             assert r.status_code == 403 and "csrf_failed" in r.text
+            job = c.post("/v1/comparisons", json=SMALL_SPEC).json()
+            page = c.get("/").text
+            assert "position 1 in the queue" in page
+            token = re.search(r'name="csrf" value="([0-9a-f]+)"', page)[1]
+            r = c.post(f"/jobs/{job['id']}/cancel", data={"csrf": token, "back": "/"})
+            assert r.status_code == 303 and r.headers["location"] == "/"
+            assert c.get(f"/v1/comparisons/{job['id']}").json()["status"] == "cancelled"
+            r = c.post(f"/jobs/{job['id']}/cancel", data={"csrf": token}, headers={"Origin": "http://evil.example"})
+            assert r.status_code == 403  # another site's form, even with a token
     finally:
         proc.stop()
+        server.stop()

@@ -7,7 +7,7 @@
   function progressText(job) {
     var p = job.progress;
     if (job.status === "queued") {
-      return "queued" + (job.queue_position != null ? " · position " + (job.queue_position + 1) + " in the queue" : "");
+      return "queued" + (job.queue_position != null ? " · position " + job.queue_position + " in the queue" : "");
     }
     if (job.status === "running") {
       if (!p) return "starting";
