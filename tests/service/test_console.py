@@ -208,7 +208,10 @@ GOOD = ('{"prompt": "When Mary and John went to the store, John gave a drink to"
 def test_upload_a_dataset_see_its_rejected_line_view_and_download_it(world):
     b, base = world["browser"], world["base"]
     b.driver.get(base + "/datasets")
-    b.driver.execute_script("document.getElementById('jsonl').value = arguments[0]", GOOD)
+    upload = world["tmp"] / "my_task.jsonl"
+    upload.write_text(GOOD)
+    b.driver.find_element(By.ID, "file").send_keys(str(upload))  # the page's script reads it into the form
+    _wait(b, lambda d: d.find_element(By.ID, "jsonl").get_attribute("value") == GOOD, what="the file read in")
     b.driver.find_element(By.ID, "upload").click()
     _wait(b, lambda d: d.find_elements(By.ID, "uploaded"), what="the dataset page")
     did = b.driver.current_url.split("/datasets/")[1].split("?")[0]
