@@ -20,6 +20,19 @@ HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
 ASSETS = "/console-assets"
 TEMPLATES = Jinja2Templates(directory=HERE / "templates")
+
+
+def duration(seconds: float) -> str:
+    """A time left as a person reads it: ``45 s``, ``12 min``, ``2 h 05 min`` (console.js says the same)."""
+    s = max(0, int(seconds + 0.5))
+    if s < 90:
+        return f"{s} s"
+    if s < 90 * 60:
+        return f"{int(s / 60 + 0.5)} min"  # half up, as JavaScript rounds
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+TEMPLATES.env.filters["duration"] = duration
 POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
           "frame-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 

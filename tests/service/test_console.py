@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import httpx
 import pytest
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from circuitdiff.catalogue import zoo_path
@@ -48,7 +51,16 @@ def world(tmp_path_factory, svc_api, svc_worker, svc_env, svc_data):
 
 
 def _wait(b: ConsoleBrowser, cond, timeout: float = 30, what: str = ""):
-    return WebDriverWait(b.driver, timeout, poll_frequency=0.2).until(lambda d: cond(d), message=what)
+    return WebDriverWait(b.driver, timeout, poll_frequency=0.2,
+                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+                         ).until(lambda d: cond(d), message=what)
+
+
+def _click(b: ConsoleBrowser, element_id: str) -> None:
+    """Click a button that sends a form, and wait until the page it answers has replaced this one."""
+    page = b.driver.find_element(By.TAG_NAME, "html")
+    b.driver.find_element(By.ID, element_id).click()
+    WebDriverWait(b.driver, 60, poll_frequency=0.1).until(staleness_of(page), message=f"{element_id} answered")
 
 
 def _type(b: ConsoleBrowser, element_id: str, text: str) -> None:
@@ -61,7 +73,7 @@ def _sign_in(b: ConsoleBrowser, base: str, key: str, next_path: str = "/") -> No
     b.driver.get(base + next_path)
     assert "/sign-in" in b.driver.current_url
     _type(b, "key", key)
-    b.driver.find_element(By.ID, "sign-in").click()
+    _click(b, "sign-in")
     _wait(b, lambda d: "/sign-in" not in d.current_url, what="signed in")
 
 
@@ -76,13 +88,13 @@ def test_sign_in_with_a_key(world):
     assert "/sign-in?next=%2F" in b.driver.current_url  # no session: the form, then back
     b.shot("01-sign-in")
     _type(b, "key", "not-a-key")
-    b.driver.find_element(By.ID, "sign-in").click()
-    err = b.driver.find_element(By.CSS_SELECTOR, "[data-error-field=Authorization]")
+    _click(b, "sign-in")
+    err = _wait(b, lambda d: d.find_elements(By.CSS_SELECTOR, "[data-error-field=Authorization]"), what="refused")[0]
     assert "unknown API key" in err.text and "fix:" in err.text
     world["allowed_404"].append(base + "/sign-in")  # the refused key answers 401
     b.shot("02-sign-in-refused")
     _type(b, "key", ALICE_KEY)
-    b.driver.find_element(By.ID, "sign-in").click()
+    _click(b, "sign-in")
     _wait(b, lambda d: d.current_url == base + "/", what="back on the jobs page")
     cookie = b.driver.get_cookie("cd_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax" and cookie.get("expiry")
@@ -99,7 +111,7 @@ def test_submit_through_the_form_and_watch_it_finish_without_a_reload(world):
     _type(b, "student", "zoo:gpt-student")
     Select(b.driver.find_element(By.ID, "task")).select_by_value("ioi")
     _type(b, "n_prompts", "8")
-    b.driver.find_element(By.ID, "submit").click()
+    _click(b, "submit")
     _wait(b, lambda d: "/jobs/" in d.current_url and not d.current_url.endswith("/new"), what="the job page")
     job_id = b.driver.current_url.rsplit("/", 1)[1]
     world["job"] = job_id
@@ -186,7 +198,7 @@ def test_a_bad_field_comes_back_with_its_fix_and_the_input_kept(world):
     b.driver.get(base + "/jobs/new")
     _type(b, "teacher", "zoo:gpt-teachr")
     _type(b, "n_prompts", "lots")
-    b.driver.find_element(By.ID, "submit").click()
+    _click(b, "submit")
     _wait(b, lambda d: d.find_elements(By.ID, "problem"), what="the form with its errors")
     teacher_err = b.driver.find_element(By.CSS_SELECTOR, ".field [data-error-field='teacher.id']").text
     assert "unknown zoo model 'gpt-teachr'" in teacher_err and "fix: use one of: zoo:gpt-teacher" in teacher_err
@@ -208,11 +220,20 @@ GOOD = ('{"prompt": "When Mary and John went to the store, John gave a drink to"
 def test_upload_a_dataset_see_its_rejected_line_view_and_download_it(world):
     b, base = world["browser"], world["base"]
     b.driver.get(base + "/datasets")
+    b.driver.execute_script("document.getElementById('jsonl').value = arguments[0]",
+                            '{"prompt": "x", "answer": " a"}\nnot json\n')
+    _click(b, "upload")
+    _wait(b, lambda d: d.find_elements(By.ID, "problem"), what="the refused upload")
+    lines = [li.get_attribute("data-error-field") for li in b.driver.find_elements(By.CSS_SELECTOR, "#problem li")]
+    assert lines == ["lines[1].distractor", "lines[2]"], lines  # each line, where and why
+    assert "not json" in b.driver.find_element(By.ID, "jsonl").get_attribute("value")  # kept
+    world["allowed_404"].append(base + "/datasets")  # the refused upload answers 422
+    b.shot("09-dataset-upload-refused")
     upload = world["tmp"] / "my_task.jsonl"
     upload.write_text(GOOD)
     b.driver.find_element(By.ID, "file").send_keys(str(upload))  # the page's script reads it into the form
     _wait(b, lambda d: d.find_element(By.ID, "jsonl").get_attribute("value") == GOOD, what="the file read in")
-    b.driver.find_element(By.ID, "upload").click()
+    _click(b, "upload")
     _wait(b, lambda d: d.find_elements(By.ID, "uploaded"), what="the dataset page")
     did = b.driver.current_url.split("/datasets/")[1].split("?")[0]
     world["dataset"] = did
@@ -226,7 +247,7 @@ def test_upload_a_dataset_see_its_rejected_line_view_and_download_it(world):
     assert r.status_code == 200 and r.text.count("\n") == 2 and "Mary" in r.text
     b.driver.get(base + "/datasets")
     assert b.driver.find_element(By.CSS_SELECTOR, f"tr[data-dataset='{did}']")
-    b.shot("09-datasets")
+    b.shot("09-datasets-list")
     _clean(b, base, world["allowed_404"])
 
 
@@ -245,7 +266,7 @@ def test_create_a_watch_follow_its_checkpoint_pause_and_resume_it(world):
     _type(b, "interval_seconds", "1")
     _type(b, "webhook_url", "http://127.0.0.1:9/hook")
     _type(b, "webhook_secret", "short")
-    b.driver.find_element(By.ID, "create-watch").click()
+    _click(b, "create-watch")
     err = _wait(b, lambda d: d.find_elements(By.CSS_SELECTOR, ".field [data-error-field=interval_seconds]"),
                 what="the refusal")
     assert "fix: give a value >= 10" in err[0].text
@@ -257,7 +278,7 @@ def test_create_a_watch_follow_its_checkpoint_pause_and_resume_it(world):
     _type(b, "interval_seconds", "3600")
     _type(b, "webhook_url", "")
     _type(b, "webhook_secret", "")
-    b.driver.find_element(By.ID, "create-watch").click()
+    _click(b, "create-watch")
     _wait(b, lambda d: d.find_elements(By.ID, "watch-status"), what="the watch page")
     wid = world["watch"] = b.driver.current_url.rsplit("/", 1)[1]
     assert b.driver.find_element(By.ID, "watch-status").text == "active"
@@ -283,12 +304,12 @@ def test_create_a_watch_follow_its_checkpoint_pause_and_resume_it(world):
     assert b.driver.find_element(By.ID, "job").get_attribute("data-status") == "succeeded"
     assert "from watch" in b.driver.find_element(By.TAG_NAME, "main").text
     b.driver.get(base + f"/watches/{wid}")
-    b.driver.find_element(By.ID, "pause-resume").click()
+    _click(b, "pause-resume")
     _wait(b, lambda d: d.find_element(By.ID, "watch-status").text == "paused", what="paused")
     assert not b.driver.find_elements(By.ID, "check-now")
-    b.driver.find_element(By.ID, "pause-resume").click()
+    _click(b, "pause-resume")
     _wait(b, lambda d: d.find_element(By.ID, "watch-status").text == "active", what="resumed")
-    b.driver.find_element(By.ID, "check-now").click()
+    _click(b, "check-now")
     _wait(b, lambda d: d.find_elements(By.ID, "trend-frame"), what="back on the watch page")
     b.driver.get(base + "/watches")
     assert "1/1" in b.driver.find_element(By.CSS_SELECTOR, f"tr[data-watch='{wid}']").text
@@ -310,10 +331,10 @@ def test_forms_need_their_csrf_token_and_the_cookie_changes_nothing_through_the_
         assert c.get("/v1/datasets").json()["items"][0]["id"] == world["dataset"]
 
 
-def test_sign_out_then_a_second_key_sees_nothing_of_the_first(world):
+def test_sign_out_then_a_second_key_sees_nothing_of_the_first(world, svc_api_proc):
     b, base = world["browser"], world["base"]
     old = b.driver.get_cookie("cd_session")["value"]
-    b.driver.find_element(By.ID, "sign-out").click()
+    _click(b, "sign-out")
     _wait(b, lambda d: "/sign-in" in d.current_url, what="signed out")
     assert b.driver.get_cookie("cd_session") is None
     b.driver.get(base + "/")
@@ -341,6 +362,8 @@ def test_sign_out_then_a_second_key_sees_nothing_of_the_first(world):
         assert httpx.get(base + path, cookies=bob).status_code == 404, path
     assert httpx.get(base + "/v1/comparisons", cookies={"cd_session": old}).status_code == 401  # signed out for good
     b.driver.get(base + "/")
-    b.driver.find_element(By.ID, "sign-out").click()
+    _click(b, "sign-out")
     _wait(b, lambda d: "/sign-in" in d.current_url, what="signed out")
     _clean(b, base, world["allowed_404"])
+    maps = Path(f"/proc/{svc_api_proc[0].pid}/maps").read_text()  # every console page served: still no torch
+    assert "libtorch" not in maps and "/torch/" not in maps

@@ -197,3 +197,19 @@ def test_with_no_keys_the_console_is_open_and_a_queued_job_shows_its_place_and_c
     finally:
         proc.stop()
         server.stop()
+
+
+def test_the_progress_cell_says_stage_count_and_time_left_when_the_worker_estimates_it():
+    """The time left comes from the job's ``progress.eta_seconds`` where the worker gives it."""
+    from service.console.render import TEMPLATES, duration
+
+    macro = TEMPLATES.env.get_template("_macros.html").module.progress
+    running = {"status": "running", "queue_position": None,
+               "progress": {"stage": "influence:teacher", "done": 3, "total": 12, "eta_seconds": 150.4}}
+    html = str(macro(running))
+    assert "influence:teacher · 3/12 · about 3 min left" in html and 'value="25.0"' in html
+    no_eta = str(macro({**running, "progress": {"stage": "load", "done": 0, "total": 1}}))
+    assert "load · 0/1<" in no_eta.replace("\n", "") and "left" not in no_eta
+    assert "position 2 in the queue" in str(macro({"status": "queued", "queue_position": 2, "progress": None}))
+    assert [duration(x) for x in (0, 44.6, 89, 90, 725, 5399, 7530)] == ["0 s", "45 s", "89 s", "2 min", "12 min",
+                                                                         "90 min", "2 h 05 min"]

@@ -4,6 +4,15 @@
 (function () {
   var TERMINAL = { succeeded: 1, failed: 1, cancelled: 1 };
 
+  // render.duration's wording: 45 s, 12 min, 2 h 05 min
+  function duration(seconds) {
+    var s = Math.max(0, Math.round(seconds));
+    if (s < 90) return s + " s";
+    if (s < 5400) return Math.round(s / 60) + " min";
+    var m = Math.floor(s % 3600 / 60);
+    return Math.floor(s / 3600) + " h " + (m < 10 ? "0" : "") + m + " min";
+  }
+
   function progressText(job) {
     var p = job.progress;
     if (job.status === "queued") {
@@ -11,7 +20,7 @@
     }
     if (job.status === "running") {
       if (!p) return "starting";
-      var eta = p.eta_seconds != null ? " · about " + Math.round(p.eta_seconds) + " s left" : "";
+      var eta = p.eta_seconds != null ? " · about " + duration(p.eta_seconds) + " left" : "";
       return p.stage + " · " + p.done + "/" + p.total + eta;
     }
     return job.status;
