@@ -13,8 +13,9 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from ..auth import CSRF_COOKIE, SESSION_SECONDS, csrf_token, new_csrf_nonce
-from ..deps import get_secret
+from ..auth import CSRF_COOKIE, LOCAL_OWNER, SESSION_SECONDS, csrf_token, new_csrf_nonce
+from ..deps import get_secret, get_settings, owner_of_request
+from ..problems import Problem
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -50,9 +51,19 @@ def csrf_nonce(request: Request) -> str:
     return nonce
 
 
-def page(request: Request, template: str, context: dict[str, Any], *, status: int = 200) -> HTMLResponse:
-    from .session import page_context  # the signed-in state shown in every page's header
+def page_context(request: Request) -> dict:
+    """What every page's header shows: open console, or signed in (as which key), or not."""
+    settings = get_settings(request)
+    if not settings.api_keys:
+        return {"open_console": True, "signed_in_as": LOCAL_OWNER}
+    try:
+        owner = owner_of_request(request, "GET")
+    except Problem:
+        owner = None
+    return {"open_console": False, "signed_in_as": owner}
 
+
+def page(request: Request, template: str, context: dict[str, Any], *, status: int = 200) -> HTMLResponse:
     secret = get_secret(request)
     nonce = csrf_nonce(request)
     ctx = {**page_context(request), "csrf": csrf_token(nonce, secret), "assets": ASSETS, **context}

@@ -15,13 +15,12 @@ from urllib.parse import parse_qsl, quote, urlsplit
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse
 
-from ..auth import CSRF_COOKIE, LOCAL_OWNER, SESSION_COOKIE, SESSION_SECONDS, csrf_ok, owner_of_key, revoke, session_cookie
-from ..deps import SecretDep, SettingsDep, StoreDep, get_secret, get_settings, owner_of_request
+from ..auth import CSRF_COOKIE, SESSION_COOKIE, SESSION_SECONDS, csrf_ok, owner_of_key, revoke, session_cookie
+from ..deps import SecretDep, SettingsDep, StoreDep, get_secret, owner_of_request
 from ..problems import Problem, problem_response
 from .render import page, secure
 
 router = APIRouter(include_in_schema=False)
-MAX_FORM_BYTES = 64 * 1024
 
 
 class SignInRequired(Exception):
@@ -39,18 +38,6 @@ def console_owner(request: Request) -> str:
 
 
 ConsoleOwner = Annotated[str, Depends(console_owner)]
-
-
-def page_context(request: Request) -> dict:
-    """What every page's header shows: open console, or signed in (as which key), or not."""
-    settings = get_settings(request)
-    if not settings.api_keys:
-        return {"open_console": True, "signed_in_as": LOCAL_OWNER}
-    try:
-        owner = owner_of_request(request, "GET")
-    except Problem:
-        owner = None
-    return {"open_console": False, "signed_in_as": owner}
 
 
 async def form(request: Request) -> dict[str, str]:
