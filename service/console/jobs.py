@@ -33,10 +33,10 @@ from .session import ConsoleOwner, form
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 25
-FORM_FIELDS = ("teacher", "student", "task", "dataset", "metric", "preset", "n_prompts", "scan", "circuits",
+FORM_FIELDS = ("teacher", "student", "task", "dataset", "metric", "preset", "n_prompts", "seed", "scan", "circuits",
                "circuit_threshold")
 DEFAULT_FORM = {"teacher": "zoo:gpt-teacher", "student": "zoo:gpt-student", "task": "ioi", "dataset": "",
-                "metric": "logit_diff", "preset": "default", "n_prompts": "100", "scan": "exact", "circuits": "",
+                "metric": "logit_diff", "preset": "default", "n_prompts": "100", "seed": "0", "scan": "exact", "circuits": "",
                 "circuit_threshold": ""}
 
 
@@ -96,8 +96,9 @@ def spec_from_form(values: dict[str, str]) -> dict[str, Any]:
     for name in ("dataset", "metric", "preset", "scan"):
         if values.get(name, "").strip():
             data[name] = values[name].strip()
-    if values.get("n_prompts", "").strip():
-        data["n_prompts"] = number(values["n_prompts"])
+    for name in ("n_prompts", "seed"):
+        if values.get(name, "").strip():
+            data[name] = number(values[name])
     if values.get("circuits"):
         data["circuits"] = {}
         if values.get("circuit_threshold", "").strip():
