@@ -48,12 +48,13 @@ gpu-check:
 zoo: $(STAMP)
 	$(PY) -m circuitdiff.zoo.train --out circuitdiff/zoo/models --seed 0
 
-# The report's browser tests drive Debian's headless Chromium (never a downloaded browser build).
-# Idempotent; without root it only warns, and those tests then fail saying what is missing.
+# The report's and the console's browser tests drive Debian's headless Chromium, the console's through
+# Debian's chromium-driver (never a downloaded browser or driver build). Idempotent; without root it
+# only warns, and those tests then fail saying what is missing.
 chromium:
-	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
-		echo "warning: could not install chromium (needs root); the browser tests will fail"
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+		echo "warning: could not install chromium and chromium-driver (needs root); the browser tests will fail"
 
 clean:
 	rm -rf $(VENV) .pytest_cache

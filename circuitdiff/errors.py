@@ -60,7 +60,7 @@ _ROWS = [
     ErrorCode("results_not_writable", 500, "the operator must make <data_dir>/results writable by the worker "
                                            "(mounted read-write, owned by its user, space left), then submit again"),
     ErrorCode("job_missing", 404),  # a watch's history entry whose job record is gone
-    # -- the request itself (service.problems, service.bodylimit, service.auth)
+    # -- the request itself (service.problems, service.bodylimit, service.auth, service.console)
     ErrorCode("invalid_json", 400),
     ErrorCode("invalid_http", 400, "send a well-formed HTTP/1.1 request: a numeric Content-Length, "
                                    "no CR or LF inside a header (service.http_server)"),
@@ -73,6 +73,7 @@ _ROWS = [
     ErrorCode("body_too_large", 413, "send a smaller body (the limit is set by CIRCUITDIFF_MAX_BODY_BYTES / "
                                      "CIRCUITDIFF_MAX_UPLOAD_BYTES)"),
     ErrorCode("unauthorized", 401),
+    ErrorCode("csrf_failed", 403, "reload the console page and send the form again"),  # service.console
     ErrorCode("not_found", 404),
     ErrorCode("method_not_allowed", 405),
     ErrorCode("http_error", 400),  # any other status Starlette raises: the problem keeps that status

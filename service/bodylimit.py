@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .problems import Problem, problem_response
 
-UPLOAD_PATHS = ("/v1/datasets",)
+UPLOAD_PATHS = ("/v1/datasets", "/datasets")  # the API's upload and the console's upload form
 
 
 class BodyLimit:

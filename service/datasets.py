@@ -134,3 +134,35 @@ def load_meta(datasets_dir: Path, owner: str, did: str) -> dict | None:
     if not p.is_file() and owner == LEGACY_OWNER:
         p = datasets_dir / f"{did}.json"
     return json.loads(p.read_text()) if p.is_file() and (datasets_dir / f"{did}.jsonl").is_file() else None
+
+
+def list_meta(datasets_dir: Path, owner: str) -> list[dict]:
+    """Every dataset ``owner`` uploaded, newest upload first (the open API's owner also sees the
+    datasets stored before owners existed)."""
+    paths = list((datasets_dir / "owners" / owner).glob("ds_*.json"))
+    if owner == LEGACY_OWNER:
+        mine = {p.stem for p in paths}
+        paths += [p for p in datasets_dir.glob("ds_*.json") if p.stem not in mine]
+    metas = []
+    for p in paths:
+        meta = load_meta(datasets_dir, owner, p.stem)
+        if meta is not None:
+            metas.append(meta)
+    return sorted(metas, key=lambda m: (-m["created_at"], m["id"]))
+
+
+def items_path(datasets_dir: Path, meta: dict) -> Path:
+    """The canonical JSONL of a dataset (one object per line, keys sorted), as the worker reads it."""
+    return datasets_dir / f"{meta['id']}.jsonl"
+
+
+def read_items(datasets_dir: Path, meta: dict, offset: int, limit: int) -> list[dict]:
+    """Items ``offset`` .. ``offset + limit`` (0-based, in upload order)."""
+    out = []
+    with items_path(datasets_dir, meta).open("rb") as f:
+        for i, line in enumerate(f):
+            if i >= offset + limit:
+                break
+            if i >= offset:
+                out.append(json.loads(line))
+    return out

@@ -4,8 +4,9 @@
 - ``Content-Security-Policy`` on every HTML page that does not set its own: :data:`STRICT`, under
   which a page can load nothing and run nothing. Pages that need more set their own policy:
   reports (self-contained: :func:`page_policy` allows exactly their inline scripts, by hash, plus
-  inline styles and ``data:`` images) and the API docs (:data:`DOCS`: their scripts and styles come
-  from this server).
+  inline styles and ``data:`` images), the API docs (:data:`DOCS`: their scripts and styles come
+  from this server) and the console's pages (``service.console.render.POLICY``: this server's
+  stylesheet, script, API and framed reports, nothing inline).
 
 The report's inline script is hashed from the file served, not from this version's template, so a
 report rendered by an older version keeps working.

@@ -18,9 +18,10 @@ from jobs.queue import make_celery
 from jobs.settings import Settings, get_settings
 from jobs.store import JobStore
 
-from . import docs, headers, problems
+from . import console, docs, headers, problems
 from .api import system
 from .api.v1 import routers
+from .auth import session_secret
 from .bodylimit import BodyLimit
 from .headers import SecurityHeaders
 from .methods import Methods
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         for d in (settings.data_dir, settings.results_dir, settings.datasets_dir):
             d.mkdir(parents=True, exist_ok=True)
+        app.state.session_secret = session_secret(settings.data_dir)
         app.state.store = JobStore.from_url(settings.require_redis_url())
         app.state.producer = make_celery(settings)
         yield
@@ -68,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(system.router)
     for r in routers:
         app.include_router(r)
+    console.install(app)
     app.add_middleware(BodyLimit, max_body=settings.max_body_bytes, max_upload=settings.max_upload_bytes)
     app.add_middleware(Methods, router=app.router)
     app.add_middleware(SecurityHeaders, policies={"/docs": headers.DOCS, "/redoc": headers.DOCS})
@@ -104,6 +107,7 @@ def _problem_json_in_openapi(app: FastAPI) -> None:
                         resp["content"] = {"application/problem+json": {"schema": ref}}
                         if resp.get("description") == "Validation Error":
                             resp["description"] = "invalid request: problem+json naming each bad field"
+        docs.declare_auth_and_examples(doc)
         app.openapi_schema = doc
         return doc
 

@@ -198,7 +198,7 @@ def _require_succeeded(job: JobRecord) -> None:
 def _file_response(request: Request, settings: Settings, job: JobRecord, entry: dict) -> Response:
     etag = f'"{entry["sha256"]}"'
     if _etag_matches(request.headers.get("if-none-match", ""), etag):
-        return Response(status_code=304, headers={"ETag": etag})
+        return Response(status_code=304, headers={"ETag": etag, "Vary": "Authorization, Cookie"})
     path = settings.results_dir / job.id / entry["name"]
     if not path.is_file():
         raise Problem("artifact_gone", f"{entry['name']} is no longer on disk")
@@ -208,7 +208,8 @@ def _file_response(request: Request, settings: Settings, job: JobRecord, entry: 
     return FileResponse(
         path,
         media_type=entry["media_type"],
-        headers={"ETag": etag, "Cache-Control": "private, max-age=3600", **extra},
+        # Vary: a browser's cache keeps one signed-in key's file from the next key signed in there
+        headers={"ETag": etag, "Cache-Control": "private, max-age=3600", "Vary": "Authorization, Cookie", **extra},
     )
 
 
