@@ -7,7 +7,8 @@
 - ``stops_performing``: the student does not perform the task (circuitdiff.analysis.performance)
   while the baseline did (or there is no baseline).
 
-Each fired rule is one ``reasons`` item with the numbers behind it. A failed job is never judged.
+Each fired rule is one ``reasons`` item: ``message``, a sentence with rounded numbers a person reads
+(and a webhook receiver can post as is), and the raw numbers behind it as fields. A failed job is never judged.
 A comparison on a plain-text dataset has no logit difference and no "performs" verdict (null): the
 rules that need them do not fire.
 """
@@ -39,7 +40,9 @@ def judge(current: dict[str, Any], baseline: dict[str, Any] | None, alerts: dict
         drop = baseline["alignment"] - current["alignment"]
         if drop >= th:
             reasons.append({"rule": "alignment_drop", "baseline": baseline["alignment"], "value": current["alignment"],
-                            "drop": round(drop, 6), "threshold": th})
+                            "drop": round(drop, 6), "threshold": th,
+                            "message": f"The alignment score fell by {drop:.3f} (from {baseline['alignment']:.3f} to "
+                                       f"{current['alignment']:.3f}), at least the {th:g} this watch allows."})
     th = alerts.get("logit_diff_drop_pct")
     if (th is not None and baseline and baseline["student_logit_diff"] is not None
             and current["student_logit_diff"] is not None and baseline["student_logit_diff"] > 0):
@@ -47,9 +50,15 @@ def judge(current: dict[str, Any], baseline: dict[str, Any] | None, alerts: dict
         pct = 100.0 * (base - now) / base
         if pct >= th:
             reasons.append({"rule": "logit_diff_drop_pct", "baseline": base, "value": now,
-                            "drop_pct": round(pct, 3), "threshold": th})
+                            "drop_pct": round(pct, 3), "threshold": th,
+                            "message": f"The student's logit difference fell by {pct:.1f}% (from {base:.2f} to "
+                                       f"{now:.2f}), at least the {th:g}% this watch allows."})
     if alerts.get("stops_performing", True) and current["student_performs_task"] is False:
         if baseline is None or baseline["student_performs_task"] is not False:
+            ld = current["student_logit_diff"]
+            since = "" if baseline is None else " (the baseline did)"
             reasons.append({"rule": "stops_performing", "baseline": None if baseline is None else True,
-                            "value": False, "student_logit_diff": current["student_logit_diff"]})
+                            "value": False, "student_logit_diff": ld,
+                            "message": "The student no longer performs the task" + since + ": its logit difference"
+                                       + ("" if ld is None else f" is {ld:.2f},") + " not reliably above 0."})
     return reasons

@@ -132,12 +132,18 @@ def _pair_changes(names: list[str], pairs: list[dict[str, str] | None]) -> str:
             '<th>teacher after</th><th>change</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>")
 
 
-def _reasons(rs: list[dict]) -> str:
+def _reasons(x: dict) -> str:
+    """The fired rules' sentences (older entries have none: their rule and rounded numbers); a
+    refused or failed checkpoint's error and fix."""
     parts = []
-    for r in rs:
-        nums = ", ".join(f"{k}={v}" for k, v in r.items() if k != "rule")
-        parts.append(f"<b>{e(r['rule'])}</b> ({e(nums)})")
-    return "; ".join(parts)
+    for r in x.get("reasons") or []:
+        text = r.get("message") or ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                                             for k, v in r.items() if k != "rule")
+        parts.append(f"<b>{e(r['rule'])}</b>: {e(text)}")
+    err = x.get("error")
+    if err and x["status"] != "succeeded":
+        parts.append(e(err.get("detail") or err.get("code") or "") + (f" <i>Fix: {e(err['fix'])}</i>" if err.get("fix") else ""))
+    return "<br>".join(parts)
 
 
 def render_trend(watch: dict, entries: list[dict]) -> str:
@@ -169,7 +175,7 @@ def render_trend(watch: dict, entries: list[dict]) -> str:
         f'<td>{_fmt(x.get("student_logit_diff"))}</td>'
         f'<td>{"—" if x.get("student_performs_task") is None else ("yes" if x["student_performs_task"] else "no")}</td>'
         f'<td>{"regression" if x.get("regression") else "" if x.get("regression") is None else "ok"}</td>'
-        f'<td>{_reasons(x.get("reasons") or [])}</td><td><code>{e(x["job_id"])}</code></td></tr>'
+        f'<td>{_reasons(x)}</td><td><code>{e(x["job_id"] or "—")}</code></td></tr>'
         for x in entries)
     src = spec["checkpoints"]
     source = f'{e(src.get("directory") or src.get("hub"))} ({e(src.get("pattern") or src.get("revisions"))})'
