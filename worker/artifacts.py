@@ -23,16 +23,18 @@ log = logging.getLogger("circuitdiff.worker")
 def write(result: ComparisonResult, out_dir: Path) -> list[str]:
     """result.json, then the HTML report and its plots.
 
-    Returns warnings: a report that fails to render must not lose a finished comparison.
+    Returns the job's warnings: the result's own (so a job's status says what its result says), then
+    the files' (a report that fails to render must not lose a finished comparison).
     """
     data = result.model_dump(mode="json")
+    warnings = list(data.get("warnings") or [])
     (out_dir / "result.json").write_text(json.dumps(data, indent=2, sort_keys=True))
     try:
         render_report(data, out_dir)
     except Exception as e:  # noqa: BLE001 - recorded as a warning on the job, traceback in the log
         log.exception("report rendering failed")
-        return [f"report not rendered: {type(e).__name__}: {e}"]
-    return []
+        warnings.append(f"report not rendered: {type(e).__name__}: {e}")
+    return warnings
 
 
 def manifest(root: Path) -> list[dict]:
