@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from . import __version__
 from .progress_bar import ProgressBar
-from .report.command import add_report, check_report_path, write_report
+from .report.command import add_diff, add_report, check_report_path, write_report
 from .metrics import METRICS
 from .settings import CliSettings, EngineSettings, SettingsError, quiet_tokenizers, use
 from .vocabulary import (
@@ -391,7 +391,7 @@ def cmd_items(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- main
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_compare, add_tasks, add_models, add_report,
-                                                               add_items, add_jobs, add_watch]
+                                                               add_diff, add_items, add_jobs, add_watch]
 
 
 def build_parser() -> argparse.ArgumentParser:
