@@ -168,7 +168,9 @@ def run_job(job_id: str) -> None:
         result = runner.run(spec, progress=progress, cancelled=cancelled, settings=settings.engine,
                             resolved=lambda s: _record_resolved(store, job_id, spec, s))
         with results_io(settings.results_dir):
-            warnings = artifacts.write(result, tmp_dir)
+            warnings = artifacts.write(result, tmp_dir, job={"id": job_id, "watch_id": record.watch_id,
+                                                             "checkpoint": record.checkpoint,
+                                                             "base_url": settings.public_base_url})
         if patiently(store.cancel_requested, job_id):  # asked to stop after the last component boundary
             raise Cancelled("cancelled after the last component")
         if patiently(store.holder, job_id) != WORKER_NAME:

@@ -227,11 +227,11 @@ def _entry(job: JobRecord, name: str) -> dict:
     raise Problem.field("artifact_not_found", "name", f"the comparison wrote no file {name!r}")
 
 
-# What a job writes (worker/artifacts.py): result.json, report.html, plots as SVG and PNG; any other
+# What a job writes (worker/artifacts.py): result.json, its tables as CSV, report.html, plots as SVG and PNG; any other
 # file is served as octet-stream. The artifact list gives each file's media type.
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 FILE = {"content": {"application/json": {}, "text/html": BINARY, "image/svg+xml": BINARY, "image/png": BINARY,
-                    "application/octet-stream": BINARY},
+                    "text/csv": BINARY, "application/octet-stream": BINARY},
         "description": "the file, with ETag (sha256), Content-Length and its media type; HEAD gives the headers only"}
 
 
