@@ -22,13 +22,17 @@ def metrics(result: dict[str, Any]) -> dict[str, Any]:
     """What the history keeps of a result.json (plus, for the trend report, per-component data)."""
     student = result["performance"]["student"]
     al = result["alignment"]
+    chance = al.get("chance") or {}
     return {
         "verdict": al.get("verdict"),
         "alignment": al.get("score"),
         "alignment_ci95": al.get("ci95"),
+        "chance_mean": chance.get("mean"),
+        "chance_high": (chance.get("ci95") or [None, None])[1],  # the top of the chance null's 95% interval
         "student_logit_diff": student["logit_diff"],
         "student_performs_task": student["performs_task"],
         "influence": {c: v["influence"] for c, v in result["influence"]["student"].items()},
+        "teacher_influence": {c: v["influence"] for c, v in result["influence"]["teacher"].items()},
         "pairs": {m["student"]: m["teacher"] for m in result["matches"] if m.get("matched")},
     }
 

@@ -229,7 +229,8 @@ def judge_pending(app: Celery, wid: str) -> None:
         if "detail" not in e:
             result = json.loads((data_dir / job.result).read_text())
             m = regressions.metrics(result)
-            e["detail"] = {"influence": m.pop("influence"), "pairs": m.pop("pairs")}
+            e["detail"] = {"influence": m.pop("influence"), "pairs": m.pop("pairs"),
+                           "teacher_influence": m.pop("teacher_influence")}
             e.update(m)
         base = _baseline(w.spec["baseline"], items, key)
         if base is WAIT:

@@ -90,7 +90,7 @@ def _chart(title: str, y_title: str, entries: list[dict], values: list[float | N
                    'the score with the correspondence broken</title></polygon>')
         out.append(f'<text x="{W - PAD_R + 8}" y="{top[-1][1] + 4:.1f}" class="legend-label chance-label">'
                    'chance (95% top)</text>')
-    if zero_line is not None and lo < 0 < hi:
+    if zero_line is not None and lo <= 0 <= hi:
         first, _, rest = zero_line.partition("\n")
         out.append(f'<line x1="{PAD_L}" x2="{W - PAD_R}" y1="{y(0):.1f}" y2="{y(0):.1f}" class="zero"/>'
                    f'<text x="{W - PAD_R + 8}" y="{y(0) + 4:.1f}" class="legend-label zero-label">{e(first)}'

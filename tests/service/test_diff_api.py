@@ -15,7 +15,7 @@ def client(svc_api):
         yield c
 
 
-def test_diff_of_two_results_and_of_one_with_itself(client, svc_api, svc_worker, local_pair):
+def test_diff_of_two_results_and_of_one_with_itself(client, svc_api, svc_worker, local_pair, tmp_path):
     spec = {"teacher": local_pair[0], "student": local_pair[1], "task": "ioi", "n_prompts": 8}
     a = client.wait(client.submit({**spec, "seed": 71}).id, timeout=300)
     b = client.wait(client.submit({**spec, "seed": 72}).id, timeout=300)
@@ -31,6 +31,15 @@ def test_diff_of_two_results_and_of_one_with_itself(client, svc_api, svc_worker,
     assert d["teacher"]["same"] and not d["same_prompts"]  # other seeds: other prompts
     assert d["score"]["difference"] == pytest.approx(rb.alignment.score - ra.alignment.score)
     assert d["score"]["ci95"][0] < d["score"]["difference"] < d["score"]["ci95"][1]
+
+    # the tables beside result.json, as CSV with units in the headers, and the summary picture
+    names = {x.name: x for x in client.artifacts(a.id)}
+    assert {"influence.csv", "matches.csv", "similarity_heads.csv", "similarity_mlps.csv", "plots/summary.png"} <= set(names)
+    assert names["influence.csv"].media_type.startswith("text/csv")
+    saved = client.download(a.id, "influence.csv", tmp_path / "influence.csv")
+    header, *rows = saved.read_text().splitlines()
+    assert header.startswith("model,component,kind,influence (logits)")
+    assert len(rows) == len(ra.influence["teacher"]) + len(ra.influence["student"])
 
     page = client.diff_report(a.id, b.id)
     assert page.lstrip().lower().startswith(b"<!doctype html") and b"Same teacher" in page

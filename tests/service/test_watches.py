@@ -473,7 +473,19 @@ def _browser_checks(html: str, tmp_path: Path, names: list[str]) -> None:
         assert b.eval("document.querySelectorAll('table.heat tbody tr').length") > 0
         assert b.eval("document.querySelectorAll('table.history tr.regression').length") == 1
         width = b.eval("document.querySelector('svg.alignment').getBoundingClientRect().width")
-        assert width > 300
+        assert width > 0.9 * b.eval("document.body.getBoundingClientRect().width")  # the page's width (#27)
+        # readable ticks, titled axes, the chance band, the baseline, points linking to their reports (#27)
+        ticks = b.eval("Array.from(document.querySelectorAll('svg.alignment text.tick')).map(t => t.textContent)")
+        assert len(ticks) >= 3 and all(len(t.split(".")[-1]) <= 3 for t in ticks), ticks
+        titles = b.eval("Array.from(document.querySelectorAll('svg.alignment text.axis-title')).map(t => t.textContent)")
+        assert titles == ["alignment score (0–1)", "checkpoint (in training order)"]
+        assert b.eval("document.querySelectorAll('svg.alignment polygon.chance').length") == 1
+        assert b.eval("document.querySelector('svg.alignment text.baseline-label').textContent") == "baseline"
+        assert "task is not performed" in b.eval("document.querySelector('svg.logit-diff text.zero-label').textContent")
+        hrefs = b.eval("Array.from(document.querySelectorAll('svg.alignment a.point')).map(a => a.getAttribute('href'))")
+        assert len(hrefs) == len(names) and all(h.endswith("/report") and "/v1/comparisons/j" in h for h in hrefs)
+        assert b.eval("document.querySelector('table.heat thead th.teacher').textContent") == "teacher partner"
+        assert b.eval("document.querySelectorAll('table.history a[href*=\"/v1/comparisons/\"]').length") == 2 * len(names)
 
 
 def test_a_check_that_died_after_creating_its_job_is_finished_by_the_next_one(stack):

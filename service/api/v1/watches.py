@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path as FsPath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -104,6 +104,8 @@ class HistoryItem(BaseModel):
     alignment: float | None
     verdict: Verdict | None = Field(None, description="the comparison's verdict (result alignment.verdict)")
     alignment_ci95: list[float] | None
+    chance_high: float | None = Field(None, description="the top of the chance null's 95% interval: a score at or "
+                                                        "below it is no evidence of kept structure")
     student_logit_diff: float | None
     student_performs_task: bool | None
     regression: bool | None = Field(description="null until judged; never true for a failed job")
@@ -327,7 +329,10 @@ def get_deliveries(ws: WatchStoreDep, w: OwnedWatchDep):
 @router.get("/{watch_id}/report", response_class=HTMLResponse,
             responses={200: {"content": {"text/html": {}}}, 401: PROBLEM, 404: PROBLEM},
             summary="The trend report (self-contained HTML)")
-def get_report(ws: WatchStoreDep, w: OwnedWatchDep):
+def get_report(request: Request, ws: WatchStoreDep, settings: SettingsDep, w: OwnedWatchDep):
+    """Each point and row links to its checkpoint's job and report: under the public base URL when
+    one is set, else under the address this request came to (so a saved copy still links back)."""
     entries = _ordered(ws.history(w.id))
-    html = render_trend(w.model_dump(), entries)
+    base = settings.public_base_url or str(request.base_url).rstrip("/")
+    html = render_trend(w.model_dump(), entries, base_url=base)
     return HTMLResponse(html, headers={"Content-Security-Policy": page_policy(html.encode())})
