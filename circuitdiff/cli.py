@@ -42,7 +42,10 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
                         "way; repeatable (the verdict 'kept_teacher_components' needs the student beyond each)")
     p.add_argument("--task", required=True, help="ioi | sequence | qa | custom (see `circuitdiff tasks`)")
     p.add_argument("--task-option", action="append", default=[], metavar="K=V", help="task option, repeatable")
-    p.add_argument("--dataset", default=None, help="custom task: a JSONL file")
+    p.add_argument("--dataset", default=None, help="custom task: a JSONL file (invalid lines are dropped with a "
+                                                   "warning naming them, as an upload drops them)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse a --dataset file with any invalid line instead of dropping those lines")
     p.add_argument("--preset", choices=choices(Preset), default="default",
                    help="default, or paper: each task as the authors' notebook ran it")
     p.add_argument("--ablation", choices=choices(Ablation), default=None, help="default: the preset's")
@@ -145,6 +148,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise _UsageError(f"--out {args.out}: directory {out.parent} does not exist")
     if args.report:
         check_report_path(args.report)  # before the run, not after it
+    check_dataset_file(spec.dataset, args.strict)
     bar = ProgressBar(sys.stderr)
     try:
         if args.server:
@@ -180,6 +184,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_dataset_file(dataset: str | None, strict: bool) -> None:
+    """The one rule for a broken dataset file, locally and with --server (where the upload drops the
+    same lines): its invalid lines are named here, before anything runs, with their 1-based line
+    numbers, then dropped (a warning) or, with --strict, the file is refused."""
+    if not dataset or not Path(dataset).is_file():
+        return  # an uploaded dataset's id, or missing (reported by the run, before any model loads)
+    from .tasks.custom import dropped_summary, numbered_lines
+
+    numbered, rejected = numbered_lines(Path(dataset).read_bytes())
+    if not rejected or not numbered:
+        return  # all valid, or none: the run itself refuses a file with no valid line
+    summary_text = dropped_summary(rejected, len(numbered) + len(rejected), f"dataset {dataset}")
+    if strict:
+        raise _UsageError(summary_text.replace("dropped as invalid", "invalid").replace("; the others were used", "")
+                          + " (--strict: fix them, or leave out --strict to drop them)")
+    sys.stderr.write(f"warning: {summary_text}\n")
+
+
 def compare_on_server(spec, server: str, api_key: str | None, bar: "ProgressBar | None" = None) -> dict:
     """Submit ``spec`` to a service, draw the job's progress, and return its result as a local run
     would (the same ComparisonResult JSON). A ``dataset`` naming a local file is uploaded first."""
@@ -199,7 +221,11 @@ def compare_on_server(spec, server: str, api_key: str | None, bar: "ProgressBar 
     try:
         with Client(server, api_key=api_key) as client:
             if spec.dataset and Path(spec.dataset).is_file():
-                uploaded = client.upload_dataset(spec.dataset)
+                uploaded = client.upload_dataset(spec.dataset)  # drops the lines check_dataset_file named
+                sys.stderr.write(f"dataset {spec.dataset} uploaded as {uploaded.id}: {uploaded.n_items} items"
+                                 + (f", {uploaded.n_rejected} lines dropped (lines "
+                                    f"{', '.join(str(r.line) for r in uploaded.rejected[:10])})"
+                                    if uploaded.n_rejected else "") + "\n")
                 spec = spec.model_copy(update={"dataset": uploaded.id})
             job = client.submit(spec)
             sys.stderr.write(f"job {job.id} on {server}\n")

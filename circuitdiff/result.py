@@ -33,6 +33,8 @@ Schema versions (``schema_version``; the report reads every one, circuitdiff.rep
    ``alignment.n_ambiguous``; ``ci_method`` and per-influence ``influence_ci95``; circuits'
    ``inclusion`` over resamples, ``discarded_unstable`` / ``new_unstable`` and ``faithfulness`` curves; ``robustness.delta_mean_drop`` is the point difference (the paper's
    bootstrap mean moves to ``delta_mean_drop_bootstrap_mean``).
+9. a rejected custom-dataset item carries its ``line`` in the file (``task.rejected[].line``,
+   1-based, numbered as an upload numbers its rejected lines).
 """
 
 from __future__ import annotations
@@ -91,6 +93,8 @@ class RejectedPrompt(_Model):
     index: int
     prompt: str
     reason: str
+    line: int | None = Field(None, description="a custom dataset's item: its line in the file, 1-based, as an "
+                                               "upload numbers its rejected lines (schema >= 9)")
 
 
 class TaskInfo(_Model):
@@ -400,7 +404,7 @@ class ScanInfo(_Model):
 
 
 class ComparisonResult(_Model):
-    schema_version: Literal[8] = SCHEMA_VERSION
+    schema_version: Literal[9] = SCHEMA_VERSION
     created_at: str
     spec: dict[str, Any] = Field(description="the fully resolved spec (preset expanded)")
     metric: MetricInfo = Field(default_factory=lambda: MetricInfo(**metric_info("logit_diff")),
@@ -440,8 +444,8 @@ def upgrade(data: dict) -> dict:
     # 2 added worst5_mean / gini per model and slope_mean_ci95; 3 added the chance calibration, match
     # confidences, unpaired components and task items; 4 added circuits; 5 the metric; 6 added per-model dtype and
     # memory placement, the scan's micro-batch sizes and ablation protocol; 7 per-influence ``exact`` and
-    # ``scan.precision``; 8 match runner-ups and margins. All optional: a missing value
-    # reads "not computed".
+    # ``scan.precision``; 8 match runner-ups and margins; 9 the file line of a rejected custom-dataset item
+    # (``task.rejected[].line``). All optional: a missing value reads "not computed".
     if version < 5:  # 5: the job's metric; earlier results all measured the logit difference
         out["metric"] = metric_info("logit_diff")
         out["performance"] = {r: {"metric": "logit_diff", "value": p["logit_diff"], "value_std": p["logit_diff_std"],

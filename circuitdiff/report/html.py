@@ -342,8 +342,10 @@ def _reproducibility(r: ComparisonResult) -> str:
         shown = r.task.rejected[:MAX_REJECTED_SHOWN]
         more = f" (first {len(shown)} shown)" if len(shown) < len(r.task.rejected) else ""
         rejected = (f"<details><summary>{len(r.task.rejected)} rejected prompts{more}</summary>"
-                    '<table id="rejected"><thead><tr><th class="num">#</th><th>prompt</th><th>reason</th></tr></thead><tbody>'
-                    + "".join(f'<tr><td class="num">{p.index}</td><td class="mono">{e(p.prompt)}</td><td>{e(p.reason)}</td></tr>'
+                    '<table id="rejected"><thead><tr><th class="num">#</th><th class="num">line</th><th>prompt</th>'
+                    '<th>reason</th></tr></thead><tbody>'
+                    + "".join(f'<tr><td class="num">{p.index}</td><td class="num">{p.line or "–"}</td>'
+                              f'<td class="mono">{e(p.prompt)}</td><td>{e(p.reason)}</td></tr>'
                               for p in shown) + "</tbody></table></details>")
     versions = _kv_table([(e(k), f'<span class="mono">{e(v)}</span>') for k, v in sorted(r.engine.items())], "repro-versions")
     stages = [(k, v) for k, v in r.timings.items() if k != "total"]  # in the order the stages ran

@@ -14,6 +14,7 @@ from ..errors import MetricError
 from ..metrics import check_metric
 from ..models.placement import Workload, check_activations
 from ..scan.clean import BATCH_SIZE
+from ..tasks.custom import dropped_summary, numbered_lines, resolve_dataset
 from ..tasks.dataset import TaskData, build_task_data
 from ..vocabulary import ROLES
 from .context import RunContext
@@ -36,6 +37,10 @@ def prepare_task(ctx: RunContext) -> PreparedTask:
         word_alignment="word_end_row" if spec.preset == "paper" else "word_pooled",
     )
     ctx.warnings.extend(task.warnings)
+    if spec.dataset:  # invalid lines were dropped, as an upload drops them: say which (custom.parse_items)
+        numbered, dropped = numbered_lines(resolve_dataset(spec.dataset, ctx.datasets_dir).read_bytes())
+        if dropped:
+            ctx.warnings.append(dropped_summary(dropped, len(numbered) + len(dropped), f"dataset {spec.dataset}"))
     if task.n_prompts < spec.n_prompts:  # a short dataset or rejected prompts: every number rests on fewer
         why = []
         if len(items) < spec.n_prompts:

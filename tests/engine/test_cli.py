@@ -207,3 +207,41 @@ def test_a_zoo_name_without_its_prefix_gets_a_did_you_mean_when_the_hub_is_unrea
     assert p.returncode == 2
     line = _one_error_line(p)
     assert "did you mean zoo:gpt-teacher?" in line and "use zoo:gpt-teacher" in line, line
+
+
+def _broken_ioi_file(path: Path) -> None:
+    """Nine IOI lines of which line 2 is not JSON, line 3 blank, line 5 an item whose answer no
+    tokenizer reads as one token (rejected by the task layer, not by the file check)."""
+    from circuitdiff.catalogue import task_items
+
+    items = [{"prompt": it.prompt, "answer": it.answer, "distractor": it.distractor,
+              "corrupted_prompt": it.corrupted_prompt} for it in task_items("ioi", {}, 7, 0)]
+    lines = [json.dumps(items[0]), "{not json", "", json.dumps(items[1]),
+             json.dumps({**items[2], "answer": "Qzxqwv"}), *map(json.dumps, items[3:])]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_a_broken_dataset_is_dropped_line_by_line_or_refused_with_strict(zoo_gpt_pair, tmp_path, cli):
+    f = tmp_path / "broken.jsonl"
+    _broken_ioi_file(f)
+    base = ["compare", "--teacher", zoo_gpt_pair[0], "--student", zoo_gpt_pair[1], "--task", "custom",
+            "--dataset", str(f), "--n-prompts", "20", "--bootstrap", "0", "--device", "cpu"]
+    strict = cli(*base, "--strict")
+    assert strict.returncode == 2
+    assert "1 of 8 lines invalid (line 2: not valid JSON" in _one_error_line(strict) and "--strict" in strict.stderr
+    # the same words with --server, before anything is uploaded (nothing listens on this port)
+    from launcher.redis_server import free_port
+
+    remote = cli(*base, "--strict", "--server", f"http://127.0.0.1:{free_port()}")
+    assert remote.returncode == 2 and _one_error_line(remote) == _one_error_line(strict)
+
+    ran = cli(*base, "--out", str(tmp_path / "r.json"))
+    assert ran.returncode == 0, ran.stderr
+    warned = f"dataset {f}: 1 of 8 lines dropped as invalid (line 2: not valid JSON"
+    assert f"warning: {warned}" in ran.stderr
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert any(w.startswith(warned) for w in r["warnings"])
+    assert r["schema_version"] == 9 and r["task"]["n_rejected"] == 1
+    [rej] = r["task"]["rejected"]
+    assert rej["line"] == 5 and rej["index"] == 2 and "Qzxqwv" in rej["reason"]  # the file's line, not the item's index
+    assert "20 prompts asked for, 6 compared" in " ".join(r["warnings"])
