@@ -149,8 +149,8 @@ def run_job(job_id: str) -> None:
         if outcome != "ok":
             log.warning("job %s: could not record %s (%s)", job_id, status, outcome)
             return
-        code = (fields.get("error") or {}).get("code")  # the one line per job with its real outcome
-        log.info("job %s %s in %.1fs%s", job_id, status, time.monotonic() - t0, f" ({code})" if code else "")
+        why = (fields.get("error") or {}).get("code")  # the one line per job with its real outcome
+        log.info("job %s %s in %.1fs%s", job_id, status, time.monotonic() - t0, f" ({why})" if why else "")
 
     # Everything after the claim is inside this try: whatever fails, the job ends (failed, with a
     # clear error) instead of staying `running` under a worker that is alive and idle, which the
