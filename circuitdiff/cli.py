@@ -1,6 +1,7 @@
 """``circuitdiff`` command line: ``compare``, ``tasks``, ``models``.
 
-A progress bar goes to stderr, a short human summary to stdout, the full result to ``--out``.
+A progress bar per stage goes to stderr (circuitdiff.progress_bar), a short human summary to stdout,
+the full result to ``--out`` when given.
 A user error prints one line (``error: ...``) and exits 2; nothing ever prints a traceback
 (set CIRCUITDIFF_DEBUG=1 to see one). More subcommands (``report``) register in ``COMMANDS``.
 """
@@ -14,12 +15,15 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .report.command import add_report, check_report_path, write_report
+from . import __version__
+from .progress_bar import ProgressBar
+from .report.command import add_diff, add_report, check_report_path, write_report
 from .metrics import METRICS
 from .settings import CliSettings, EngineSettings, SettingsError, quiet_tokenizers, use
 from .vocabulary import (
     CIRCUIT_THRESHOLD, SCREEN_TOP, Ablation, Bos, Device, Dtype, Matching, Metric, MlpSimilarity, Preset, ScanMethod, choices,
 )
+from .client.jobs_cli import add_jobs
 from .client.watch_cli import add_watch
 
 EXIT_USER_ERROR = 2
@@ -38,7 +42,10 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
                         "way; repeatable (the verdict 'kept_teacher_components' needs the student beyond each)")
     p.add_argument("--task", required=True, help="ioi | sequence | qa | custom (see `circuitdiff tasks`)")
     p.add_argument("--task-option", action="append", default=[], metavar="K=V", help="task option, repeatable")
-    p.add_argument("--dataset", default=None, help="custom task: a JSONL file")
+    p.add_argument("--dataset", default=None, help="custom task: a JSONL file (invalid lines are dropped with a "
+                                                   "warning naming them, as an upload drops them)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse a --dataset file with any invalid line instead of dropping those lines")
     p.add_argument("--preset", choices=choices(Preset), default="default",
                    help="default, or paper: each task as the authors' notebook ran it")
     p.add_argument("--ablation", choices=choices(Ablation), default=None, help="default: the preset's")
@@ -50,7 +57,8 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mlp-threshold", type=float, default=None, help="likewise for MLP pairs")
     p.add_argument("--duplicate-unmatched", action=argparse.BooleanOptionalAction, default=None,
                    help="count below-threshold head pairs twice (the authors' quirk; paper preset)")
-    p.add_argument("--prompts", type=int, default=100, help="number of prompts (default 100)")
+    p.add_argument("--n-prompts", "--prompts", dest="n_prompts", type=int, default=100,
+                   help="number of prompts (default 100; the API's n_prompts; --prompts is the old spelling)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bos", choices=choices(Bos), default=None, help="causal models: prepend BOS (default) or not")
     p.add_argument("--bootstrap", type=int, default=None,
@@ -87,7 +95,7 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
                         "model paths and --dataset files are read there (a --dataset file is uploaded)")
     p.add_argument("--api-key", default=None, metavar="KEY",
                    help="with --server: the API key (default: $CIRCUITDIFF_KEY)")
-    p.add_argument("--out", required=True, help="where to write result.json")
+    p.add_argument("--out", default=None, help="where to write result.json (default: print the summary only)")
     p.add_argument("--report", default=None, metavar="REPORT.html",
                    help="also write a self-contained HTML report there (plots in plots/ beside it)")
     p.set_defaults(func=cmd_compare)
@@ -125,7 +133,7 @@ def spec_from_args(args: argparse.Namespace):
         "task": args.task, "task_options": options, "dataset": args.dataset, "preset": args.preset,
         "ablation": args.ablation, "matching": args.matching, "mlp_similarity": args.mlp_similarity,
         "head_threshold": args.head_threshold, "mlp_threshold": args.mlp_threshold,
-        "duplicate_unmatched": args.duplicate_unmatched, "n_prompts": args.prompts, "seed": args.seed,
+        "duplicate_unmatched": args.duplicate_unmatched, "n_prompts": args.n_prompts, "seed": args.seed,
         "bos": args.bos, "bootstrap": args.bootstrap, "chance_draws": args.chance_draws, "device": args.device,
         "dtype": args.dtype, "scan": args.scan, "metric": args.metric, "attribution_check": args.attribution_check,
         "circuits": circuits, "screen_top": args.screen_top, "controls": [{"id": c} for c in args.control],
@@ -135,53 +143,89 @@ def spec_from_args(args: argparse.Namespace):
 
 def cmd_compare(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
-    out = Path(args.out)
-    if out.parent and not out.parent.exists():
+    out = Path(args.out) if args.out else None
+    if out is not None and out.parent and not out.parent.exists():
         raise _UsageError(f"--out {args.out}: directory {out.parent} does not exist")
     if args.report:
         check_report_path(args.report)  # before the run, not after it
-    if args.server:
-        data = compare_on_server(spec, args.server, args.api_key)
-    else:
-        _quiet_libraries()
-        from .pipeline import run_comparison
+    check_dataset_file(spec.dataset, args.strict)
+    bar = ProgressBar(sys.stderr)
+    try:
+        if args.server:
+            data = compare_on_server(spec, args.server, args.api_key, bar)
+        else:
+            engine = EngineSettings.from_env()  # the engine's variables, read once for this run
+            if spec.dataset:
+                from .tasks.custom import resolve_dataset
 
-        bar = ProgressBar(sys.stderr)
-        try:
-            with use(EngineSettings.from_env()):  # the engine's variables, read once for this run
+                resolve_dataset(spec.dataset, engine.datasets_dir)  # a missing file, before any model loads
+            _quiet_libraries()
+            from .pipeline import run_comparison
+
+            with use(engine):
                 result = run_comparison(spec, progress=bar, cache=False if args.no_cache else None)
-        finally:
-            bar.close()
-        data = result.model_dump(mode="json")
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(out)
+            data = result.model_dump(mode="json")
+        if out is not None:
+            tmp = out.with_name(out.name + ".tmp")
+            tmp.write_text(json.dumps(data, indent=2) + "\n")
+            tmp.replace(out)
+        written = None
+        if args.report:
+            bar("report", 0, 1)  # the page and its plots take seconds on a large pair: a stage of its own
+            written = write_report(data, args.report)[Path(args.report).name]
+            bar("report", 1, 1)
+    finally:
+        bar.close()
     print(summary(data))
-    print(f"\nresult: {out}")
-    if args.report:
-        print(f"report: {write_report(data, args.report)[Path(args.report).name]}")
+    if out is not None:
+        print(f"\nresult: {out}")
+    if written is not None:
+        print(f"report: {written}")
     return 0
 
 
-def compare_on_server(spec, server: str, api_key: str | None) -> dict:
+def check_dataset_file(dataset: str | None, strict: bool) -> None:
+    """The one rule for a broken dataset file, locally and with --server (where the upload drops the
+    same lines): its invalid lines are named here, before anything runs, with their 1-based line
+    numbers, then dropped (a warning) or, with --strict, the file is refused."""
+    if not dataset or not Path(dataset).is_file():
+        return  # an uploaded dataset's id, or missing (reported by the run, before any model loads)
+    from .tasks.custom import dropped_summary, numbered_lines
+
+    numbered, rejected = numbered_lines(Path(dataset).read_bytes())
+    if not rejected or not numbered:
+        return  # all valid, or none: the run itself refuses a file with no valid line
+    summary_text = dropped_summary(rejected, len(numbered) + len(rejected), f"dataset {dataset}")
+    if strict:
+        raise _UsageError(summary_text.replace("dropped as invalid", "invalid").replace("; the others were used", "")
+                          + " (--strict: fix them, or leave out --strict to drop them)")
+    sys.stderr.write(f"warning: {summary_text}\n")
+
+
+def compare_on_server(spec, server: str, api_key: str | None, bar: "ProgressBar | None" = None) -> dict:
     """Submit ``spec`` to a service, draw the job's progress, and return its result as a local run
     would (the same ComparisonResult JSON). A ``dataset`` naming a local file is uploaded first."""
     import httpx
 
     from .client import ApiError, Client, JobCancelled, JobFailed
 
-    bar = ProgressBar(sys.stderr)
+    bar = bar or ProgressBar(sys.stderr)
 
     def show(job) -> None:
         if job.progress and job.progress.stage:
-            bar(job.progress.stage, job.progress.done, job.progress.total)
+            bar(job.progress.stage, job.progress.done, job.progress.total,
+                eta=getattr(job.progress, "eta_seconds", None))  # a server that estimates it (#25)
         elif job.status == "queued" and job.queue_position:
             bar(f"queued (#{job.queue_position})", 0, 1)
 
     try:
         with Client(server, api_key=api_key) as client:
             if spec.dataset and Path(spec.dataset).is_file():
-                uploaded = client.upload_dataset(spec.dataset)
+                uploaded = client.upload_dataset(spec.dataset)  # drops the lines check_dataset_file named
+                sys.stderr.write(f"dataset {spec.dataset} uploaded as {uploaded.id}: {uploaded.n_items} items"
+                                 + (f", {uploaded.n_rejected} lines dropped (lines "
+                                    f"{', '.join(str(r.line) for r in uploaded.rejected[:10])})"
+                                    if uploaded.n_rejected else "") + "\n")
                 spec = spec.model_copy(update={"dataset": uploaded.id})
             job = client.submit(spec)
             sys.stderr.write(f"job {job.id} on {server}\n")
@@ -203,8 +247,6 @@ def compare_on_server(spec, server: str, api_key: str | None) -> dict:
         raise _UsageError(str(e)) from None
     except httpx.TransportError as e:
         raise _UsageError(f"cannot reach {server}: {type(e).__name__}: {e}") from None
-    finally:
-        bar.close()
 
 
 def summary(r: dict) -> str:
@@ -317,35 +359,6 @@ def chance_line(r: dict) -> str:
     return f"NOT ABOVE CHANCE ({why}): alignment {a['score']:.4f} vs {null}"
 
 
-class ProgressBar:
-    """``progress(stage, done, total)`` drawn on one stderr line (a line per stage when not a TTY)."""
-
-    WIDTH = 30
-
-    def __init__(self, stream):
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.stage = None
-        self.t0 = time.monotonic()
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if self.tty:
-            frac = done / total if total else 1.0
-            filled = int(self.WIDTH * frac)
-            bar = "#" * filled + "." * (self.WIDTH - filled)
-            self.stream.write(f"\r{stage:<20s} [{bar}] {done}/{total}  {time.monotonic() - self.t0:6.1f}s")
-            self.stream.flush()
-        elif stage != self.stage:
-            self.stream.write(f"{time.monotonic() - self.t0:7.1f}s {stage}\n")
-            self.stream.flush()
-        self.stage = stage
-
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
 # ----------------------------------------------------------------------------- listings
 def add_tasks(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tasks", help="list the tasks and their options")
@@ -404,11 +417,12 @@ def cmd_items(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- main
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_compare, add_tasks, add_models, add_report,
-                                                               add_items, add_watch]
+                                                               add_diff, add_items, add_jobs, add_watch]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="circuitdiff", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"circuitdiff {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in COMMANDS:
         add(sub)

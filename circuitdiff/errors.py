@@ -97,6 +97,8 @@ _ROWS = [
     # -- watches (service/api/v1/watches.py, watches.request)
     ErrorCode("invalid_checkpoint_source", 422),
     ErrorCode("watch_not_found", 404, "list yours with GET /v1/watches"),
+    ErrorCode("unknown_baseline", 422, 'use "first", "previous", or a checkpoint the watched directory holds'),
+    ErrorCode("checkpoint_refused", 422, "save the checkpoint with save_pretrained(path, safe_serialization=True)"),
     ErrorCode("watch_paused", 409),
     ErrorCode("watch_deleted", 409),
     ErrorCode("webhook_target_refused", 422, "give a public http(s) URL (private targets need "

@@ -36,7 +36,9 @@ Schema versions (``schema_version``; the report reads every one, circuitdiff.rep
 9. with ``circuits.resamples``, a model's circuit (``components``, its counts, ``kept_pct``,
    ``removed_pct``, and the transfer and diff built on it) is the components found in at least
    ``min_inclusion`` of the resamples' circuits; the one search on all prompts stays as
-   ``search_components``; ``scan.agreement[model].by_kind`` (heads and MLPs apart).
+   ``search_components``; ``scan.agreement[model].by_kind`` (heads and MLPs apart);
+   a rejected custom-dataset item carries its ``line`` in the file (``task.rejected[].line``,
+   1-based, numbered as an upload numbers its rejected lines).
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ class RejectedPrompt(_Model):
     index: int
     prompt: str
     reason: str
+    line: int | None = Field(None, description="a custom dataset's item: its line in the file, 1-based, as an "
+                                               "upload numbers its rejected lines (schema >= 9)")
 
 
 class TaskInfo(_Model):
@@ -454,8 +458,9 @@ def upgrade(data: dict) -> dict:
     # 2 added worst5_mean / gini per model and slope_mean_ci95; 3 added the chance calibration, match
     # confidences, unpaired components and task items; 4 added circuits; 5 the metric; 6 added per-model dtype and
     # memory placement, the scan's micro-batch sizes and ablation protocol; 7 per-influence ``exact`` and
-    # ``scan.precision``; 8 match runner-ups and margins. All optional: a missing value
-    # reads "not computed".
+    # ``scan.precision``; 8 match runner-ups and margins; 9 the circuit over resamples (``search_components``
+    # keeps the one search) and the file line of a rejected custom-dataset item (``task.rejected[].line``).
+    # All optional: a missing value reads "not computed".
     if version < 5:  # 5: the job's metric; earlier results all measured the logit difference
         out["metric"] = metric_info("logit_diff")
         out["performance"] = {r: {"metric": "logit_diff", "value": p["logit_diff"], "value_std": p["logit_diff_std"],

@@ -92,6 +92,10 @@ class Settings(BaseSettings):
         default=2.0, gt=0, description="first retry delay; doubles each attempt (2, 4, 8, ... s)"
     )
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, description="per-attempt HTTP timeout")
+    public_base_url: str = Field(
+        default="", max_length=2000, pattern=r"^(https?://[^\s/]+(/[^\s]*)?)?$",
+        description="the API's address as receivers reach it (e.g. `https://cd.example`): makes webhook `links` absolute; "
+                    "unset: links are paths")
 
     @field_validator("model_roots", mode="before")
     @classmethod

@@ -11,9 +11,11 @@ Users never see a traceback.
 
 from __future__ import annotations
 
+import difflib
 import logging
+from functools import lru_cache
 from http import HTTPStatus
-from typing import Any
+from typing import Any, get_args
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -120,6 +122,9 @@ def _fix_for(field: str, etype: str, ctx: dict) -> str:
     if etype == "missing":
         return f"add `{field}`"
     if etype == "extra_forbidden":
+        guess = did_you_mean(field.rsplit(".", 1)[-1])
+        if guess:
+            return f"did you mean `{guess}`? (`{field}` is not a field; see the schema at /docs)"
         return f"remove `{field}`: the spec has no such field (see the ComparisonSpec schema at /docs)"
     if etype in ("greater_than_equal", "greater_than"):
         return f"give a value >= {ctx.get('ge', ctx.get('gt'))}"
@@ -146,6 +151,35 @@ def _fix_for(field: str, etype: str, ctx: dict) -> str:
     if etype in ("dict_type", "model_type", "model_attributes_type"):
         return "give a JSON object"
     return "see the request schema at /docs"
+
+
+@lru_cache(maxsize=1)
+def known_fields() -> frozenset[str]:
+    """Every field name a request body can hold: the comparison spec and the watch body, nested
+    models included (what an unknown field is compared with)."""
+    from circuitdiff.spec import ComparisonSpec
+    from watches.request import WatchSpec
+
+    names: set[str] = set()
+    todo: list[type] = [ComparisonSpec, WatchSpec]
+    seen: set[type] = set()
+    while todo:
+        model = todo.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, f in model.model_fields.items():
+            names.add(f.alias or name)
+            for t in (f.annotation, *get_args(f.annotation), *(a for x in get_args(f.annotation) for a in get_args(x))):
+                if isinstance(t, type) and issubclass(t, BaseModel):
+                    todo.append(t)
+    return frozenset(names)
+
+
+def did_you_mean(name: str) -> str | None:
+    """The known field an unknown one was probably meant to be (``prompts`` -> ``n_prompts``)."""
+    close = difflib.get_close_matches(name, sorted(known_fields()), n=1, cutoff=0.75)
+    return close[0] if close else None
 
 
 def field_errors(errors: list[dict], *, strip_body: bool) -> list[dict]:

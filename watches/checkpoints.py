@@ -1,12 +1,14 @@
 """What a watch's source holds now: checkpoint directories (settled or still being written) or hub
 revisions, each with the fingerprint that identifies its weights.
 
-A directory checkpoint is a subdirectory of the watch's directory whose name matches the pattern
-and which holds ``config.json`` and ``.safetensors`` weights (the same test as a local model path).
+A directory checkpoint is a subdirectory of the watch's directory whose name matches the pattern.
 It counts as settled once nothing in it (the directory itself included) has changed for
-``settle_seconds`` (:func:`last_change`): a checkpoint still being written is reported as ``settling`` and never hashed
-or compared. Symlinks are resolved, and a checkpoint whose real path leaves the allowed model
-roots is skipped, as a local model path would be refused.
+``settle_seconds`` (:func:`last_change`): a checkpoint still being written is reported as ``settling``
+and never hashed or compared. A settled one that holds ``config.json`` and ``.safetensors`` weights
+(the same test as a local model path) is compared; any other settled one is ``refused``, with the
+reason and the fix (pickled weights such as ``pytorch_model.bin`` are never loaded; a config
+without weights; a real path outside the allowed model roots), so that every listed directory ends
+as a history entry and none silently disappears. Symlinks are resolved.
 """
 
 from __future__ import annotations
@@ -27,12 +29,51 @@ from jobs.content import weights_fingerprint, weights_stamp
 @dataclass(frozen=True)
 class Checkpoint:
     name: str
-    state: str  # "settled" | "settling" | "incomplete" | "outside_roots"
+    state: str  # "settled" | "settling" | "refused"
     path: str | None = None  # a directory checkpoint's real path
     revision: str | None = None  # a hub checkpoint's commit sha
-    fingerprint: str | None = None  # set when settled
+    fingerprint: str | None = None  # set when settled or refused ("refused:<sha256 of what was there>")
     order: float = 0.0  # hub: revision date (directories sort by name)
     settles_at: float | None = None
+    reason: str | None = None  # refused: why, and what to do about it
+    fix: str | None = None
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+SAVE_FIX = "save it with model.save_pretrained(path, safe_serialization=True)"
+
+
+def refusal(real: Path, roots: list[Path]) -> tuple[str, str] | None:
+    """Why a settled checkpoint directory cannot be compared, and the fix; None when it can."""
+    if not _inside(real, roots):
+        return ("it links to a directory outside the allowed model roots",
+                "move it under a model root (CIRCUITDIFF_MODEL_ROOTS) rather than linking to it")
+    names = sorted(p.name for p in real.iterdir() if p.is_file())
+    weights = [n for n in names if n.endswith(WEIGHT_SUFFIXES)]
+    pickles = [n for n in names if n.endswith(PICKLE_SUFFIXES)]
+    if not weights and pickles:
+        return (f"{', '.join(pickles)} found but no .safetensors weights: circuitdiff never unpickles weights",
+                "re-save the checkpoint with safetensors: " + SAVE_FIX)
+    if "config.json" not in names and not weights:
+        return ("neither config.json nor .safetensors weights found" + (f" (it holds {', '.join(names[:5])})" if names else
+                " (the directory is empty)"), SAVE_FIX)
+    if "config.json" not in names:
+        return "no config.json beside the weights", "save the config too: " + SAVE_FIX
+    if not weights:
+        return "config.json only, no .safetensors weights", "save the weights too: " + SAVE_FIX
+    return None
+
+
+def refused_fingerprint(real: Path) -> str:
+    """What a refused directory held (file names and sizes): the same content refused once; a
+    re-saved checkpoint is a new history entry."""
+    import hashlib
+
+    try:
+        items = sorted((p.name, p.stat().st_size) for p in real.iterdir() if p.is_file())
+    except OSError:
+        items = []
+    return "refused:" + hashlib.sha256(json.dumps([str(real), items]).encode()).hexdigest()[:16]
 
 
 def natural_key(name: str) -> tuple:
@@ -70,15 +111,15 @@ def scan_directory(directory: Path, pattern: str, settle_seconds: float, roots: 
     for c in sorted((p for p in directory.iterdir() if p.is_dir() and fnmatch.fnmatchcase(p.name, pattern)),
                     key=lambda p: natural_key(p.name)):
         real = c.resolve()
-        if not _inside(real, roots):
-            out.append(Checkpoint(c.name, "outside_roots"))
-            continue
-        newest = last_change(real)
-        if now - newest < settle_seconds:
-            out.append(Checkpoint(c.name, "settling", str(real), settles_at=newest + settle_seconds))
-            continue
-        if not (real / "config.json").is_file() or not any(p.name.endswith(WEIGHT_SUFFIXES) for p in real.iterdir()):
-            out.append(Checkpoint(c.name, "incomplete", str(real)))
+        if _inside(real, roots):
+            newest = last_change(real)
+            if now - newest < settle_seconds:
+                out.append(Checkpoint(c.name, "settling", str(real), settles_at=newest + settle_seconds))
+                continue
+        why = refusal(real, roots)
+        if why:
+            out.append(Checkpoint(c.name, "refused", str(real), fingerprint=refused_fingerprint(real),
+                                  reason=why[0], fix=why[1]))
             continue
         stamp = json.dumps(weights_stamp(real))
         if known.get(c.name, {}).get("stamp") != stamp:

@@ -17,7 +17,7 @@ Redis layout (one hash per watch, like jobs):
 - ``cd:watch:<id>:history``: the same pair -> history entry (JSON); ``:pending`` the pairs whose job
   has not been judged yet; ``:events`` which webhook events were emitted (once each).
 - ``cd:watch:<id>:seen``: checkpoint name -> what the last check saw of a not-yet-compared one
-  (settling, incomplete).
+  (settling).
 - ``cd:watch:<id>:fingerprints``: checkpoint name -> weight-file stamp and sha256, so a large
   checkpoint is hashed once, not at every check.
 - ``cd:watches:pending``: the watches that have entries to judge (each beat tick visits them).
@@ -195,6 +195,10 @@ class WatchStore:
     # ------------------------------------------------------------------ checkpoints and history
     def link_key(self, wid: str) -> str:
         return f"{watch_key(wid)}:jobs"
+
+    def job_ids(self, wid: str) -> list[str]:
+        """Every job the watch has made (the link hash, which holds a job even before its entry)."""
+        return sorted(set(self.r.hvals(self.link_key(wid))))
 
     def has_entry(self, wid: str, key: str) -> bool:
         return bool(self.r.hexists(f"{watch_key(wid)}:history", key))

@@ -2,7 +2,8 @@
 
 Events: ``checkpoint.compared`` (every succeeded comparison, ``regression`` true or false),
 ``regression.detected`` (additionally, when a rule fired), ``checkpoint.failed`` (the job failed or
-was cancelled; never judged as a regression). The body is JSON; the header
+was cancelled, or the checkpoint was refused before any job: ``error`` says why and how to fix it;
+never judged as a regression). The body is JSON; the header
 ``X-Circuitdiff-Signature: sha256=<hex>`` is HMAC-SHA256 of the raw body bytes with the watch's
 secret, so a receiver recomputes it over exactly the bytes it got.
 
@@ -148,28 +149,34 @@ def post(url: str, body: bytes, headers: dict[str, str], *, allow_private: bool,
         return client.send(request)
 
 
-def event_body(event: str, watch: "WatchRecord", entry: dict, base_path: str = "/v1") -> bytes:
-    wid = watch.id
+def event_body(event: str, watch: "WatchRecord", entry: dict, base_url: str = "") -> bytes:
+    """``links`` are ``base_url`` + the API path: absolute when the deployment set its public base URL
+    (``CIRCUITDIFF_PUBLIC_BASE_URL``), else paths a receiver resolves against the API's address. A
+    refused checkpoint (no job) has its ``error`` and no job links."""
+    wid, v1 = watch.id, base_url.rstrip("/") + "/v1"
+    links = {
+        "watch": f"{v1}/watches/{wid}",
+        "history": f"{v1}/watches/{wid}/history",
+        "report": f"{v1}/watches/{wid}/report",
+    }
+    if entry.get("job_id"):
+        links["job"] = f"{v1}/comparisons/{entry['job_id']}"
+        links["job_report"] = f"{v1}/comparisons/{entry['job_id']}/report"
     body = {
         "event": event,
         "watch_id": wid,
         "watch_name": watch.name,
         "checkpoint": entry["checkpoint"],
         "fingerprint": entry["fingerprint"],
-        "job_id": entry["job_id"],
+        "job_id": entry.get("job_id"),
         "status": entry["status"],
         "regression": entry.get("regression"),
         "reasons": entry.get("reasons") or [],
         "verdict": entry.get("verdict"),
         "alignment": entry.get("alignment"),
         "student_logit_diff": entry.get("student_logit_diff"),
+        "error": entry.get("error"),
         "sent_at": time.time(),
-        "links": {
-            "watch": f"{base_path}/watches/{wid}",
-            "history": f"{base_path}/watches/{wid}/history",
-            "report": f"{base_path}/watches/{wid}/report",
-            "job": f"{base_path}/comparisons/{entry['job_id']}",
-            "job_report": f"{base_path}/comparisons/{entry['job_id']}/report",
-        },
+        "links": links,
     }
     return json.dumps(body, sort_keys=True).encode()

@@ -15,24 +15,31 @@ from pathlib import Path
 
 from circuitdiff.fingerprint import file_sha256
 from circuitdiff.report import render_report
+from circuitdiff.report.exports import csv_files
 from circuitdiff.result import ComparisonResult
 
 log = logging.getLogger("circuitdiff.worker")
 
 
-def write(result: ComparisonResult, out_dir: Path) -> list[str]:
-    """result.json, then the HTML report and its plots.
+def write(result: ComparisonResult, out_dir: Path, job: dict | None = None) -> list[str]:
+    """result.json, its tables as CSV beside it (circuitdiff.report.exports: influence.csv,
+    matches.csv, similarity_heads.csv, similarity_mlps.csv), then the HTML report and its plots
+    (plots/summary.png among them: the summary as one picture for a slide).
 
-    Returns warnings: a report that fails to render must not lose a finished comparison.
+    Returns the job's warnings: the result's own (so a job's status says what its result says), then
+    the files' (a report that fails to render must not lose a finished comparison).
     """
     data = result.model_dump(mode="json")
+    warnings = list(data.get("warnings") or [])
     (out_dir / "result.json").write_text(json.dumps(data, indent=2, sort_keys=True))
+    for name, text in csv_files(data).items():
+        (out_dir / name).write_text(text, encoding="utf-8")
     try:
-        render_report(data, out_dir)
+        render_report(data, out_dir, job=job)  # job: the page links back to it (and its watch)
     except Exception as e:  # noqa: BLE001 - recorded as a warning on the job, traceback in the log
         log.exception("report rendering failed")
-        return [f"report not rendered: {type(e).__name__}: {e}"]
-    return []
+        warnings.append(f"report not rendered: {type(e).__name__}: {e}")
+    return warnings
 
 
 def manifest(root: Path) -> list[dict]:

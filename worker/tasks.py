@@ -148,6 +148,9 @@ def run_job(job_id: str) -> None:
                             finished_at=repr(time.time()), **fields)
         if outcome != "ok":
             log.warning("job %s: could not record %s (%s)", job_id, status, outcome)
+            return
+        why = (fields.get("error") or {}).get("code")  # the one line per job with its real outcome
+        log.info("job %s %s in %.1fs%s", job_id, status, time.monotonic() - t0, f" ({why})" if why else "")
 
     # Everything after the claim is inside this try: whatever fails, the job ends (failed, with a
     # clear error) instead of staying `running` under a worker that is alive and idle, which the
@@ -165,7 +168,9 @@ def run_job(job_id: str) -> None:
         result = runner.run(spec, progress=progress, cancelled=cancelled, settings=settings.engine,
                             resolved=lambda s: _record_resolved(store, job_id, spec, s))
         with results_io(settings.results_dir):
-            warnings = artifacts.write(result, tmp_dir)
+            warnings = artifacts.write(result, tmp_dir, job={"id": job_id, "watch_id": record.watch_id,
+                                                             "checkpoint": record.checkpoint,
+                                                             "base_url": settings.public_base_url})
         if patiently(store.cancel_requested, job_id):  # asked to stop after the last component boundary
             raise Cancelled("cancelled after the last component")
         if patiently(store.holder, job_id) != WORKER_NAME:

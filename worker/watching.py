@@ -8,7 +8,9 @@ without the lock):
    tried again next interval;
 2. each settled checkpoint whose (name, fingerprint) pair has no history entry yet becomes one
    ordinary comparison job (dedup and the activation cache as usual), owned by the watch's owner
-   and carrying ``watch_id`` and ``checkpoint``;
+   and carrying ``watch_id`` and ``checkpoint``; a settled directory that cannot be compared
+   (pickled weights, a config alone, outside the model roots) becomes a ``failed`` entry with no
+   job, its ``error`` saying why and how to fix it, and a ``checkpoint.failed`` event;
 3. entries whose job finished are judged against the baseline in checkpoint order
    (watches.regressions), and their webhook events are queued, each exactly once.
 
@@ -106,7 +108,7 @@ def _check(app: Celery, ws: WatchStore, w: WatchRecord) -> None:
     seen: dict[str, dict] = {}
     errors = []
     for c in found:
-        if c.state != "settled":
+        if c.state == "settling":
             seen[c.name] = {"state": c.state, "settles_at": c.settles_at}
             if c.settles_at is not None:
                 next_at = min(next_at, c.settles_at + 0.5)
@@ -115,6 +117,9 @@ def _check(app: Celery, ws: WatchStore, w: WatchRecord) -> None:
         if ws.has_entry(wid, key):
             continue
         try:
+            if c.state == "refused":
+                _refused_entry(app, ws, w, c, key)
+                continue
             _new_entry(app, ws, w, c, key)
         except Exception as e:  # noqa: BLE001 - one bad checkpoint must not stop the others
             log.exception("watch %s: checkpoint %s", wid, c.name)
@@ -153,6 +158,18 @@ def _new_entry(app: Celery, ws: WatchStore, w: WatchRecord, c: Checkpoint, key: 
     log.info("watch %s: checkpoint %s -> job %s (%s)", w.id, c.name, outcome.job_id, outcome.kind)
 
 
+def _refused_entry(app: Celery, ws: WatchStore, w: WatchRecord, c: Checkpoint, key: str) -> None:
+    entry = {
+        "checkpoint": c.name, "fingerprint": c.fingerprint, "job_id": None, "order": c.order, "status": "failed",
+        "created_at": time.time(), "judged": True, "verdict": None, "alignment": None, "alignment_ci95": None,
+        "student_logit_diff": None, "student_performs_task": None, "regression": None, "reasons": [],
+        "error": {"code": "checkpoint_refused", "detail": f"{c.name}: {c.reason}", "fix": c.fix},
+    }
+    if ws.add_entry(w.id, key, entry):
+        log.warning("watch %s: checkpoint %s refused: %s", w.id, c.name, c.reason)
+    _emit(app, ws, w, key, entry, ["checkpoint.failed"])  # once per entry and event, even if re-run
+
+
 def ordered(history: dict[str, dict]) -> list[tuple[str, dict]]:
     """Checkpoint order: revision date (hub commits), then natural name order, then first seen."""
     return sorted(history.items(), key=lambda kv: (kv[1].get("order") or 0, natural_key(kv[1]["checkpoint"]),
@@ -173,8 +190,8 @@ def _baseline(rule: str, items: list[tuple[str, dict]], key: str):
     if me["checkpoint"] == rule:
         return None
     named = [e for _, e in items if e["checkpoint"] == rule]
-    if any(e["status"] not in TERMINAL for e in named):
-        return WAIT
+    if not named or any(e["status"] not in TERMINAL for e in named):
+        return WAIT  # the named baseline has not been compared yet: judged once it has (README, watches)
     done = [e for e in named if e["status"] == "succeeded"]
     return done[-1] if done else None
 
@@ -195,7 +212,7 @@ def judge_pending(app: Celery, wid: str) -> None:
         if e.get("judged"):
             ws.save_entry(wid, key, e, judged=True)
             continue
-        job = jobs.get(e["job_id"])
+        job = jobs.get(e["job_id"]) if e.get("job_id") else None
         status = job.status if job else "failed"
         if status not in TERMINAL:
             if status != e["status"]:
@@ -212,7 +229,8 @@ def judge_pending(app: Celery, wid: str) -> None:
         if "detail" not in e:
             result = json.loads((data_dir / job.result).read_text())
             m = regressions.metrics(result)
-            e["detail"] = {"influence": m.pop("influence"), "pairs": m.pop("pairs")}
+            e["detail"] = {"influence": m.pop("influence"), "pairs": m.pop("pairs"),
+                           "teacher_influence": m.pop("teacher_influence")}
             e.update(m)
         base = _baseline(w.spec["baseline"], items, key)
         if base is WAIT:
@@ -232,7 +250,8 @@ def _emit(app: Celery, ws: WatchStore, w: WatchRecord, key: str, entry: dict, ev
         return
     for event in events:
         did = "d" + secrets.token_hex(8)
-        if ws.emit(w.id, key, event, did, webhooks.event_body(event, w, entry)):
+        body = webhooks.event_body(event, w, entry, get_settings().public_base_url)
+        if ws.emit(w.id, key, event, did, body):
             _send(app, ws, did)
 
 

@@ -7,6 +7,7 @@
         job = cd.wait(job.id)               # long-polls; raises JobFailed / JobCancelled
         result = cd.result(job.id)          # circuitdiff.result.ComparisonResult, as the engine wrote it
         cd.download(job.id, "report.html", "report.html")
+        ab = cd.diff(job.id, other_job_id)  # B − A: score with its interval, verdicts, shares, partners
 
 Bodies are the service's own models (:mod:`circuitdiff.client.wire`, :class:`~circuitdiff.result.ComparisonResult`).
 Every problem+json answer becomes an :class:`ApiError` carrying ``status``, ``code``, ``detail``,
@@ -153,6 +154,16 @@ class Client(WatchMethods):
     def report(self, job_id: str) -> bytes:
         """The self-contained HTML report."""
         return self._request("GET", f"/v1/comparisons/{job_id}/report").content
+
+    def diff(self, job_a: str, job_b: str) -> dict[str, Any]:
+        """Two of your succeeded comparisons side by side, B − A (circuitdiff.analysis.diff): whether
+        the teacher is the same, score difference with its interval, verdicts, influence shares,
+        partners that changed, circuits' overlap."""
+        return self._request("GET", f"/v1/comparisons/{job_a}/diff/{job_b}").json()
+
+    def diff_report(self, job_a: str, job_b: str) -> bytes:
+        """The A/B page (self-contained HTML)."""
+        return self._request("GET", f"/v1/comparisons/{job_a}/diff/{job_b}/report").content
 
     def artifacts(self, job_id: str) -> list[Artifact]:
         return ArtifactList.model_validate(self._request("GET", f"/v1/comparisons/{job_id}/artifacts").json()).items

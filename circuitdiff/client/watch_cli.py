@@ -1,4 +1,5 @@
-"""``circuitdiff watch create|list|history|check|report --server URL``: watches through the client.
+"""``circuitdiff watch create|list|history|check|report|pause|resume|delete|deliveries --server URL``:
+watches through the client.
 
 ``create`` takes the watch as JSON (``--spec FILE``, ``-`` for stdin) or builds it from flags; the
 other commands print a table (``--json`` for the API's own JSON). An API problem prints one line
@@ -24,11 +25,7 @@ def add_watch(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("watch", help="compare every new checkpoint of a run against its teacher (on a service)")
     wsub = p.add_subparsers(dest="watch_command", required=True)
 
-    def common(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--server", required=True, metavar="URL", help="the circuitdiff service, e.g. http://127.0.0.1:8000")
-        q.add_argument("--api-key", default=None, metavar="KEY",  # None: circuitdiff.cli.main fills it in
-                       help="the API key (default: $CIRCUITDIFF_KEY)")
-        q.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
+    common = add_server_flags
 
     q = wsub.add_parser("create", help="create a watch")
     common(q)
@@ -58,7 +55,11 @@ def add_watch(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=cmd_list)
 
     for name, func, text in (("history", cmd_history, "every compared checkpoint, in order, with its verdict"),
-                             ("check", cmd_check, "look for new checkpoints now")):
+                             ("check", cmd_check, "look for new checkpoints now"),
+                             ("pause", cmd_pause, "stop checking (history and jobs stay)"),
+                             ("resume", cmd_resume, "check again (at once, then every interval)"),
+                             ("delete", cmd_delete, "stop the watch for good and cancel its unfinished jobs"),
+                             ("deliveries", cmd_deliveries, "webhook delivery attempts, newest first")):
         q = wsub.add_parser(name, help=text)
         common(q)
         q.add_argument("watch_id")
@@ -69,6 +70,14 @@ def add_watch(sub: argparse._SubParsersAction) -> None:
     q.add_argument("watch_id")
     q.add_argument("--out", required=True, metavar="FILE.html")
     q.set_defaults(func=cmd_report)
+
+
+def add_server_flags(q: argparse.ArgumentParser) -> None:
+    """The flags of every command that talks to a service (``watch ...``, ``jobs ...``)."""
+    q.add_argument("--server", required=True, metavar="URL", help="the circuitdiff service, e.g. http://127.0.0.1:8000")
+    q.add_argument("--api-key", default=None, metavar="KEY",  # None: circuitdiff.cli.main fills it in
+                   help="the API key (default: $CIRCUITDIFF_KEY)")
+    q.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
 
 
 def _spec_from_args(args: argparse.Namespace) -> dict:
@@ -110,7 +119,8 @@ def _client(args: argparse.Namespace):
     return Client(args.server, api_key=args.api_key)
 
 
-def _call(args: argparse.Namespace, fn):
+def call_server(args: argparse.Namespace, fn):
+    """``fn(client)`` against ``--server``; an API problem or an unreachable server is one error line."""
     import httpx
 
     from .http import ApiError
@@ -141,13 +151,13 @@ def _watch_line(w: dict) -> str:
 
 def cmd_create(args: argparse.Namespace) -> int:
     spec = _spec_from_args(args)
-    w = _call(args, lambda c: c.create_watch(spec))
+    w = call_server(args, lambda c: c.create_watch(spec))
     _print_json(w) if args.json else print(_watch_line(w))
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    items = _call(args, lambda c: list(c.watches()))
+    items = call_server(args, lambda c: list(c.watches()))
     if args.json:
         _print_json(items)
     for w in [] if args.json else items:
@@ -160,7 +170,7 @@ def _num(x, nd=3) -> str:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    items = _call(args, lambda c: c.watch_history(args.watch_id))
+    items = call_server(args, lambda c: c.watch_history(args.watch_id))
     if args.json:
         _print_json(items)
         return 0
@@ -172,11 +182,17 @@ def cmd_history(args: argparse.Namespace) -> int:
                    else h["status"])
         print(f"{h['checkpoint'][:24]:24s} {h['status']:9s} {_num(h['alignment']):>9s} "
               f"{(_num(ci[0]) + '–' + _num(ci[1])) if ci else '—':>15s} {_num(h['student_logit_diff']):>10s}  {verdict}")
+        for r in h.get("reasons") or []:
+            if r.get("message"):
+                print(f"    {r['message']}")
+        err = h.get("error") or {}
+        if h["status"] != "succeeded" and err.get("detail"):
+            print(f"    {err['detail']}" + (f" Fix: {err['fix']}" if err.get("fix") else ""))
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    w = _call(args, lambda c: c.check_watch(args.watch_id))
+    w = call_server(args, lambda c: c.check_watch(args.watch_id))
     _print_json(w) if args.json else print(f"checking {w['id']} now; history: {w['links']['history']}")
     return 0
 
@@ -185,9 +201,42 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if not out.parent.exists():
         raise WatchCommandError(f"--out {args.out}: directory {out.parent} does not exist", fix="create it first")
-    page = _call(args, lambda c: c.watch_report(args.watch_id))
+    page = call_server(args, lambda c: c.watch_report(args.watch_id))
     tmp = out.with_name(f".{out.name}.part")
     tmp.write_bytes(page)
     tmp.replace(out)
     print(f"trend report -> {out}")
+    return 0
+
+
+def _state_change(args: argparse.Namespace, fn, done: str) -> int:
+    w = call_server(args, fn)
+    _print_json(w) if args.json else print(f"{w['id']} {done}\n{_watch_line(w)}")
+    return 0
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    return _state_change(args, lambda c: c.update_watch(args.watch_id, paused=True), "paused")
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    return _state_change(args, lambda c: c.update_watch(args.watch_id, paused=False), "resumed (checked now)")
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    return _state_change(args, lambda c: c.delete_watch(args.watch_id),
+                         "deleted (its unfinished jobs cancelled; history and report stay)")
+
+
+def cmd_deliveries(args: argparse.Namespace) -> int:
+    items = call_server(args, lambda c: c.watch_deliveries(args.watch_id))
+    if args.json:
+        _print_json(items)
+        return 0
+    print(f"{'at':19s} {'event':20s} {'try':>3s} {'answer':>6s}  id")
+    for d in items:
+        answer = str(d["status_code"]) if d.get("status_code") else "—"
+        extra = f"  {d['error']}" if d.get("error") else ""
+        extra += f"  (retry at {d['next_attempt_at'][:19]})" if d.get("next_attempt_at") else ""
+        print(f"{d['at'][:19]:19s} {d['event']:20s} {d['attempt']:3d} {answer:>6s}  {d['id']}{extra}")
     return 0

@@ -231,6 +231,12 @@ def _load_hub(model_id: str, revision: str | None, field: str, plan: Plan):
         msg = _first_line(e)
         if "not a valid model identifier" in msg or "404" in msg or "Repository Not Found" in msg:
             raise UnknownModelError(f"{model_id}: no such model on the Hugging Face hub", field=field) from None
+        from ..catalogue import ZOO
+
+        if model_id in ZOO:  # `gpt-teacher` meant the bundled model, not a hub repo
+            raise ModelLoadError(f"{model_id}: could not fetch from the Hugging Face hub (offline or unreachable); "
+                                 f"did you mean zoo:{model_id}?", field=field,
+                                 fix=f"use zoo:{model_id} (the bundled model of that name)") from None
         raise ModelLoadError(
             f"{model_id}: could not fetch from the Hugging Face hub (offline or unreachable); "
             "use zoo:NAME or a local checkpoint directory",

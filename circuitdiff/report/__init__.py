@@ -24,22 +24,23 @@ def render_html(result: dict | ComparisonResult) -> str:
 
 
 def render_report(result: dict | ComparisonResult | str | Path, out_dir: Path,
-                  html_name: str = "report.html") -> dict[str, Path]:
-    """Write ``out_dir/<html_name>`` and ``out_dir/plots/<figure>.png|svg``.
+                  html_name: str = "report.html", job: dict | None = None) -> dict[str, Path]:
+    """Write ``out_dir/<html_name>`` and ``out_dir/plots/<figure>.png|svg`` (``job``: see
+    :func:`circuitdiff.report.html.render_html`).
 
     Returns every written file keyed by its path relative to ``out_dir`` (the worker's artifact
     names). The HTML is written last, through a temporary name, so a reader never sees half a page.
     """
-    from .html import render_html as _render
+    from .html import for_display, render_html as _render
     from .plots import make_plots, save_plots
 
     r = load_result(result)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    plots = make_plots(r)
+    plots = make_plots(for_display(r))  # figures name a local checkpoint by its last path parts
     try:
         written = {f"plots/{name}": path for name, path in save_plots(plots, out_dir / "plots").items()}
-        page = _render(r, plots)
+        page = _render(r, plots, job)
     finally:
         for p in plots:
             p.figure.clear()

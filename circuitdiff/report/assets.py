@@ -72,6 +72,13 @@ table.circuit-grid td.cc { text-align: center; width: 2rem; padding: .15rem; bor
 .sr { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
 b.ok { color: var(--ok); } b.bad { color: var(--bad); }
 details { margin: .5rem 0 1rem; }
+table.components tr.fold { display: none; }
+input.unfold { position: absolute; opacity: 0; }
+label.unfold { display: block; cursor: pointer; color: #1a57a6; margin: .3rem 0; font-size: .9rem; }
+label.unfold::before { content: "\\25B8  "; }
+input.unfold:checked + label.unfold::before { content: "\\25BE  "; }
+input.unfold:checked + label + table tr.fold, table.components.sorted tr.fold { display: table-row; }
+input.unfold:focus-visible + label { outline: 2px solid #1a57a6; }
 summary { cursor: pointer; color: #1a57a6; }
 .grid2 { display: grid; grid-template-columns: repeat(auto-fit, minmax(28rem, 1fr)); gap: 0 2rem; }
 footer { color: var(--muted); font-size: .8rem; padding: 1rem 2rem 2rem; border-top: 1px solid var(--line); }
@@ -102,6 +109,7 @@ JS = """
     rows.forEach(function (r) { body.appendChild(r); });
     Array.prototype.forEach.call(table.tHead.rows[0].cells, function (c) { c.removeAttribute('aria-sort'); });
     th.setAttribute('aria-sort', dir === 1 ? 'ascending' : 'descending');
+    table.classList.add('sorted');  // sorted by a column: every row, not only the most influential
   }
   Array.prototype.forEach.call(document.querySelectorAll('table.sortable'), function (table) {
     Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, col) {

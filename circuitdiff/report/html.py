@@ -13,6 +13,7 @@ import html
 import json
 import platform
 import struct
+from pathlib import PurePosixPath
 from typing import Any
 
 import matplotlib
@@ -90,8 +91,8 @@ def _summary(r: ComparisonResult) -> str:
     if a.chance is None:
         chance, verdict_cls = "not calibrated against chance (older result)", ""
     else:
-        chance = (f"{'above' if a.above_chance else 'NOT above'} chance: chance level {a.chance.mean:.3f} "
-                  f"[{a.chance.ci95[0]:.3f}, {a.chance.ci95[1]:.3f}], p = {a.chance.p_value:.3g}")
+        chance = (f"{'above' if a.above_chance else 'NOT above'} chance: by chance the score is "
+                  f"{a.chance.mean:.3f} on average and up to {a.chance.ci95[1]:.3f} (95%), p = {a.chance.p_value:.3g}")
         if a.verdict is None:
             verdict_cls = " ok" if a.above_chance else " bad"
     hm, hn = matched_counts(r, "head")
@@ -203,27 +204,44 @@ def _match_status(r: ComparisonResult) -> dict[str, dict[str, str]]:
     return out
 
 
+TOP_COMPONENTS = 10  # rows of a component table shown before the fold
+
+
 def _component_table(r: ComparisonResult, side: str, status: dict[str, str]) -> str:
+    """Every component, most influential first; beyond the first :data:`TOP_COMPONENTS` the rows are
+    folded (a checkbox shows them, no script needed; sorting by a column shows them all)."""
     drops = component_drops(r, side)
     partners: dict[str, list[str]] = {}
     for m in r.matches:
         if not m.duplicated:
             mine, other = (m.teacher, m.student) if side == "teacher" else (m.student, m.teacher)
             partners.setdefault(mine, []).append(other)
+    layer_rank = {cid: i for i, cid in enumerate(sorted(r.influence[side], key=layer_key))}
+    order = sorted(r.influence[side], key=lambda cid: (-r.influence[side][cid].influence, layer_rank[cid]))
+    total = sum(c.influence for c in r.influence[side].values()) or 1.0
     rows = []
-    for rank, cid in enumerate(sorted(r.influence[side], key=layer_key)):
+    for i, cid in enumerate(order):
         c = r.influence[side][cid]
         kind = "MLP" if parse_component(cid).kind == "mlp" else "head"
+        fold = ' class="fold"' if i >= TOP_COMPONENTS else ""
         rows.append(
-            f'<tr><td class="mono" data-v="{rank}">{e(cid)}</td>'
+            f'<tr{fold}><td class="mono" data-v="{layer_rank[cid]}">{e(cid)}</td>'
             f"<td>{kind}</td>{_num(c.value if c.value is not None else c.logit_diff)}{_num(c.delta)}{_influence_cell(c)}"
-            f"{_num(c.retained_pct, 1)}"
+            f"{_num(c.influence / total * 100, 1)}{_num(c.retained_pct, 1)}"
             f"{_num(None if drops is None else drops[cid], 1)}"
             f"<td>{_status_badge(status[cid])}</td><td class=\"mono\">{e(', '.join(partners.get(cid, [])))}</td></tr>"
         )
-    return (f'<table class="sortable components" id="components-{side}"><thead><tr><th>component</th><th>type</th>'
+    folded = len(order) - TOP_COMPONENTS
+    toggle = ""
+    if folded > 0:
+        rest = sum(r.influence[side][cid].influence for cid in order[TOP_COMPONENTS:]) / total
+        toggle = (f'<input type="checkbox" class="unfold" id="unfold-{side}"><label for="unfold-{side}" class="unfold">'
+                  f'The {TOP_COMPONENTS} most influential of {len(order)} components; show the other {folded} '
+                  f'({rest:.0%} of the influence together)</label>')
+    return (toggle + f'<table class="sortable components" id="components-{side}"><thead><tr><th>component</th><th>type</th>'
             f'<th class="num">{e(r.metric.short)} ablated</th><th class="num">Δ {e(r.metric.short)}</th>'
             f'<th class="num" title="{e(r.metric.label)}, {e(r.metric.units)}">influence ({e(r.metric.units)})</th>'
+            '<th class="num">share of influence %</th>'
             '<th class="num">retained %</th><th class="num">drop %</th><th>match</th><th>paired with</th></tr></thead>'
             "<tbody>" + "".join(rows) + "</tbody></table>")
 
@@ -274,6 +292,22 @@ def _matches_table(r: ComparisonResult) -> str:
             "</tbody></table>")
 
 
+def readable(x: Any) -> str:
+    """A nested value as a person reads it (escaped HTML): ``key: value`` lines, yes/no for booleans,
+    numbers rounded, "–" for nothing; never a Python or JSON literal."""
+    if x is None or x == {} or x == []:
+        return "–"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    if isinstance(x, dict):
+        return "<br>".join(f"{e(str(k).replace('_', ' '))}: {readable(v)}" for k, v in x.items())
+    if isinstance(x, (list, tuple)):
+        return ", ".join(readable(v) for v in x)
+    return e(x)
+
+
 def _kv_table(items: list[tuple[str, str]], table_id: str) -> str:
     """Two-column table; values are already escaped HTML."""
     return f'<table id="{table_id}"><tbody>' + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in items) + \
@@ -296,7 +330,7 @@ def _reproducibility(r: ComparisonResult) -> str:
               "</tbody></table>")
     task = _kv_table([
         ("task", e(r.task.name)),
-        ("options", f'<span class="mono">{e(json.dumps(r.task.options, sort_keys=True))}</span>'),
+        ("options", readable(r.task.options)),
         ("dataset sha256", f'<span class="mono">{e(r.task.dataset_sha256)}</span>'),
         ("prompts used / rejected", f"{r.task.n_prompts} / {r.task.n_rejected}"),
         ("token alignment", e(r.task.token_alignment)),
@@ -308,15 +342,21 @@ def _reproducibility(r: ComparisonResult) -> str:
         shown = r.task.rejected[:MAX_REJECTED_SHOWN]
         more = f" (first {len(shown)} shown)" if len(shown) < len(r.task.rejected) else ""
         rejected = (f"<details><summary>{len(r.task.rejected)} rejected prompts{more}</summary>"
-                    '<table id="rejected"><thead><tr><th class="num">#</th><th>prompt</th><th>reason</th></tr></thead><tbody>'
-                    + "".join(f'<tr><td class="num">{p.index}</td><td class="mono">{e(p.prompt)}</td><td>{e(p.reason)}</td></tr>'
+                    '<table id="rejected"><thead><tr><th class="num">#</th><th class="num">line</th><th>prompt</th>'
+                    '<th>reason</th></tr></thead><tbody>'
+                    + "".join(f'<tr><td class="num">{p.index}</td><td class="num">{p.line or "–"}</td>'
+                              f'<td class="mono">{e(p.prompt)}</td><td>{e(p.reason)}</td></tr>'
                               for p in shown) + "</tbody></table></details>")
     versions = _kv_table([(e(k), f'<span class="mono">{e(v)}</span>') for k, v in sorted(r.engine.items())], "repro-versions")
-    timings = _kv_table([(e(k), f"{v:.2f} s") for k, v in r.timings.items()], "repro-timings")
-    scan = _kv_table([("method", e(r.scan.method)), ("approximate", e(r.scan.approximate)),
+    stages = [(k, v) for k, v in r.timings.items() if k != "total"]  # in the order the stages ran
+    timings = _kv_table([(e(k), f"{v:.2f} s") for k, v in stages]
+                        + ([("<b>total</b>", f"<b>{r.timings['total']:.2f} s</b>")] if "total" in r.timings else []),
+                        "repro-timings")
+    scan = _kv_table([("method", e(r.scan.method)),
+                      ("values", "estimates (approximate)" if r.scan.approximate else "exact ablations"),
                       ("activation cache", e(", ".join(f"{k}: {v}" for k, v in sorted(r.scan.cache.items())) or "–")),
-                      ("agreement with exact", e(json.dumps(r.scan.agreement)) if r.scan.agreement else "–"),
-                      ("precision", e(json.dumps(r.scan.precision)) if r.scan.precision else "–")], "repro-scan")
+                      ("agreement with exact", readable(r.scan.agreement)),
+                      ("precision", readable(r.scan.precision))], "repro-scan")
     spec = e(json.dumps(r.spec, indent=2, sort_keys=True))
     return f"""
 <section id="reproducibility"><h2>Reproducibility</h2>
@@ -331,12 +371,47 @@ the same engine version; model weights are identified by revision or sha256.</p>
 </section>"""
 
 
-def render_html(result: dict | ComparisonResult, plots: list[Plot] | None = None) -> str:
+def display_id(model_id: str) -> str:
+    """A model id for a title: a local checkpoint path as its last two parts (``…/42/step-1000``),
+    since the server's directory layout says nothing to the reader (the full path stays under
+    Reproducibility); zoo names and hub ids as they are."""
+    if model_id.startswith("/"):
+        return "…/" + "/".join(PurePosixPath(model_id).parts[-2:])
+    return model_id
+
+
+def for_display(r: ComparisonResult) -> ComparisonResult:
+    """The result as the page's titles, prose and figures name it: local checkpoint paths shortened
+    (:func:`display_id`). The Reproducibility section reads the result itself."""
+    models = {k: m.model_copy(update={"id": display_id(m.id)}) for k, m in r.models.items()}
+    return r.model_copy(update={"models": models})
+
+
+def _job_line(job: dict[str, Any] | None) -> str:
+    """Where the page came from when a service rendered it: the job, its result, and its watch."""
+    if not job or not job.get("id"):
+        return ""
+    v1 = (job.get("base_url") or "").rstrip("/") + "/v1"
+    jid = job["id"]
+    parts = [f'job <a class="mono" href="{e(v1)}/comparisons/{e(jid)}" id="job-link">{e(jid)}</a>',
+             f'<a href="{e(v1)}/comparisons/{e(jid)}/result">result.json</a>',
+             f'<a href="{e(v1)}/comparisons/{e(jid)}/artifacts">all files (CSV tables, plots)</a>']
+    if job.get("watch_id"):
+        parts.append(f'checkpoint <b>{e(job.get("checkpoint") or "")}</b> of watch '
+                     f'<a class="mono" href="{e(v1)}/watches/{e(job["watch_id"])}/report">{e(job["watch_id"])}</a> '
+                     "(trend report)")
+    return '<div class="sub" id="job">' + " · ".join(parts) + "</div>"
+
+
+def render_html(result: dict | ComparisonResult, plots: list[Plot] | None = None,
+                job: dict[str, Any] | None = None) -> str:
     """The report page as one string. ``plots`` lets :func:`render_report` reuse the figures it
-    also writes as files; without it they are drawn here."""
+    also writes as files; without it they are drawn here. ``job``: ``{id, watch_id, checkpoint,
+    base_url}`` when a service's worker renders it (links back to the job and its watch)."""
     from .plots import make_plots  # matplotlib import stays lazy for callers that only validate
 
-    r = result if isinstance(result, ComparisonResult) else ComparisonResult.model_validate(result)
+    full = result if isinstance(result, ComparisonResult) else ComparisonResult.model_validate(result)
+    r = for_display(full)
     plots = make_plots(r) if plots is None else plots
     by_name = {p.name: p for p in plots}
     t, s = r.models["teacher"].id, r.models["student"].id
@@ -400,6 +475,7 @@ def render_html(result: dict | ComparisonResult, plots: list[Plot] | None = None
 <header>
 <h1>circuitdiff report: <span class="teacher mono" id="teacher-id">{e(t)}</span> → <span class="student mono" id="student-id">{e(s)}</span></h1>
 <div class="sub">task <b>{e(r.task.name)}</b> · {r.task.n_prompts} prompts · created {e(r.created_at)} · result schema v{r.schema_version}</div>
+{_job_line(job)}
 </header>
 <nav>{nav}</nav>
 <main>
@@ -429,7 +505,7 @@ influences normalised over the list (Î = I / ΣI).</p>
 largest combined share of influence in the two models).</p>
 {attention}
 </section>
-{_reproducibility(r)}
+{_reproducibility(full)}
 </main>
 <footer>Generated by circuitdiff {e(r.engine.get('circuitdiff', ''))} from result.json (schema v{r.schema_version});
 figures drawn with matplotlib {e(matplotlib.__version__)} on Python {e(platform.python_version())}.

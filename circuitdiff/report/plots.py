@@ -410,9 +410,71 @@ def faithfulness_figure(r: ComparisonResult) -> Figure:
     return fig
 
 
+def _verdict_words(r: ComparisonResult) -> str:
+    a = r.alignment
+    if a.verdict:
+        return a.verdict.replace("_", " ").upper()
+    return "ABOVE CHANCE" if a.above_chance else "NOT ABOVE CHANCE" if a.above_chance is False else "NOT CALIBRATED"
+
+
+def summary_figure(r: ComparisonResult) -> Figure:
+    """The report's summary as one 16:9 picture to paste into a slide: the verdict, the score with its
+    interval against the chance null, the depth reference and the controls on one axis, and the
+    numbers behind them."""
+    a, t, s = r.alignment, r.models["teacher"], r.models["student"]
+    import textwrap
+
+    fig = Figure(figsize=(12.8, 7.2))
+    fig.text(0.03, 0.95, f"{t.id}  →  {s.id}   ·   task {r.task.name}, {r.task.n_prompts} prompts", fontsize=15,
+             va="top")
+    ci = f"  [95% {a.ci95[0]:.3f}, {a.ci95[1]:.3f}]" if a.ci95 else ""
+    score = "—" if a.score is None else f"{a.score:.3f}"
+    fig.text(0.03, 0.88, _verdict_words(r), fontsize=30, fontweight="bold", va="top",
+             color=MATCHED if a.verdict in ("kept_teacher_components", "beyond_depth_reference") else "#333333")
+    fig.text(0.03, 0.77, f"alignment score {score}{ci}", fontsize=20, va="top")
+    lines = []
+    if a.verdict_reason:
+        lines.append(a.verdict_reason)
+    perf = r.performance
+    lines.append("; ".join(f"{side} {r.metric.label} {perf[side].value:.2f}"
+                           + ("" if perf[side].performs_task is not False else " (does not perform the task)")
+                           for side in SIDES))
+    fig.text(0.03, 0.69, "\n".join(textwrap.fill(x, 135) for x in lines), fontsize=11, va="top", color="#444444",
+             linespacing=1.5)
+    axis = fig.add_axes((0.27, 0.1, 0.68, 0.44))
+    marks = []  # (value, interval, label, colour)
+    if a.chance is not None:
+        marks.append((a.chance.mean, a.chance.ci95, "chance (correspondence broken)", "#888888"))
+    if a.depth_reference is not None:
+        marks.append((a.depth_reference.score, a.depth_reference.ci95, "depth reference", "#7b6ca8"))
+    for c in a.controls:
+        if c.score is not None:
+            marks.append((c.score, c.ci95, f"control {c.model}", "#b15928"))
+    if a.score is not None:
+        marks.append((a.score, a.ci95, f"student {s.id}", COLORS["student"]))
+    values = [v for m in marks for v in ([m[0]] + list(m[1] or []))]
+    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    pad = max(0.02, (hi - lo) * 0.08)
+    axis.set_xlim(max(0.0, lo - pad), min(1.0, hi + pad))
+    for i, (v, interval, label, colour) in enumerate(marks):
+        if interval:
+            axis.plot(interval, [i, i], color=colour, lw=5, alpha=0.6, solid_capstyle="butt")
+        axis.plot([v], [i], "o", color=colour, ms=11)
+        axis.text(v, i + 0.28, f"{v:.3f}", ha="center", fontsize=10, color=colour)
+    axis.set_yticks(range(len(marks)), [m[2] for m in marks], fontsize=11)
+    axis.set_ylim(-0.6, len(marks) - 0.3)
+    axis.set_xlabel("alignment score (dot; bar: 95% interval)", fontsize=11)
+    axis.xaxis.set_major_locator(MaxNLocator(nbins=8))
+    axis.grid(axis="x", color="#eeeeee")
+    axis.tick_params(axis="x", labelsize=10)
+    fig.suptitle("circuitdiff summary", fontsize=10, color="#777777", x=0.99, ha="right")
+    return fig
+
+
 def make_plots(r: ComparisonResult) -> list[Plot]:
     with matplotlib.rc_context(RC):
         plots = [
+            Plot("summary", "Summary for a slide", summary_figure(r)),
             Plot("influence", "Influence heatmaps", influence_figure(r)),
             Plot("matching", "Matching", matching_figure(r)),
             Plot("similarity", "Head similarity", similarity_figure(r)),

@@ -14,6 +14,7 @@ from ..errors import MetricError
 from ..metrics import check_metric
 from ..models.placement import Workload, check_activations
 from ..scan.clean import BATCH_SIZE
+from ..tasks.custom import dropped_summary, numbered_lines, resolve_dataset
 from ..tasks.dataset import TaskData, build_task_data
 from ..vocabulary import ROLES
 from .context import RunContext
@@ -36,6 +37,18 @@ def prepare_task(ctx: RunContext) -> PreparedTask:
         word_alignment="word_end_row" if spec.preset == "paper" else "word_pooled",
     )
     ctx.warnings.extend(task.warnings)
+    if spec.dataset:  # invalid lines were dropped, as an upload drops them: say which (custom.parse_items)
+        numbered, dropped = numbered_lines(resolve_dataset(spec.dataset, ctx.datasets_dir).read_bytes())
+        if dropped:
+            ctx.warnings.append(dropped_summary(dropped, len(numbered) + len(dropped), f"dataset {spec.dataset}"))
+    if task.n_prompts < spec.n_prompts:  # a short dataset or rejected prompts: every number rests on fewer
+        why = []
+        if len(items) < spec.n_prompts:
+            why.append(f"the {'dataset' if spec.dataset else 'task'} has {len(items)}")
+        if task.rejected:
+            why.append(f"{len(task.rejected)} rejected (see task.rejected)")
+        ctx.warnings.append(f"{spec.n_prompts} prompts asked for, {task.n_prompts} compared"
+                            + (f" ({'; '.join(why)})" if why else "") + ": intervals are wider than asked for")
     check_metric(spec.metric, task.kind, ctx.families)
     if spec.circuits is not None and task.kind == "text":  # circuit search reads the logit difference
         raise MetricError("circuits are found on the logit difference, and this dataset is plain text (no answers)",

@@ -15,8 +15,12 @@ layer, per prompt.
 Limits (:data:`MAX_LINES`, :data:`MAX_BYTES`) are what the engine can run: a dataset over them is
 refused as a whole (:class:`DatasetTooLargeError`), at upload as well as when a file is read, so
 no upload is accepted that a worker then cannot use. Within the limits, :func:`validate_lines`
-checks line by line: the upload route stores the valid lines and reports the rejected ones; a file
-given to the CLI or the engine must be valid throughout (:func:`load_items`).
+checks line by line, and a broken line is handled the same way everywhere: dropped and reported
+with its 1-based line number in the file. The upload route stores the valid lines and answers the
+rejected ones; the engine runs the valid lines of a file and says which it dropped (a result
+warning, :func:`dropped_summary`), each item keeping its file line (``meta["line"]``, and
+``line`` in ``task.rejected``); ``circuitdiff compare --strict`` refuses such a file instead
+(``strict=True``). A file with no valid line is refused everywhere.
 
 Torch-free: the HTTP service imports this module.
 """
@@ -54,6 +58,20 @@ def validate_lines(data: bytes | str) -> tuple[list[dict], list[dict]]:
     reason}`` with 1-based line numbers (``line`` 0: the whole body). Raises
     :class:`DatasetTooLargeError` above the limits.
     """
+    numbered, rejected = numbered_lines(data)
+    return [item for _, item in numbered], rejected
+
+
+def dropped_summary(rejected: list[dict], n_lines: int, source: str = "dataset", shown: int = 5) -> str:
+    """One sentence for the lines a dataset lost: how many, and the first few with their reasons."""
+    first = "; ".join(f"line {r['line']}: {r['reason']}" for r in rejected[:shown])
+    more = f"; and {len(rejected) - shown} more" if len(rejected) > shown else ""
+    return (f"{source}: {len(rejected)} of {n_lines} lines dropped as invalid ({first}{more}); "
+            "the others were used")
+
+
+def numbered_lines(data: bytes | str) -> tuple[list[tuple[int, dict]], list[dict]]:
+    """:func:`validate_lines` with each valid item's 1-based line number in the text."""
     size = len(data.encode() if isinstance(data, str) else data)
     if size > MAX_BYTES:
         raise DatasetTooLargeError(
@@ -93,7 +111,7 @@ def validate_lines(data: bytes | str) -> tuple[list[dict], list[dict]]:
             rejected.append({"line": n, **problem})
         else:
             kind = kind or line_kind
-            items.append({k: obj[k] for k in (TEXT_FIELDS if line_kind == "text" else FIELDS) if k in obj})
+            items.append((n, {k: obj[k] for k in (TEXT_FIELDS if line_kind == "text" else FIELDS) if k in obj}))
     return items, rejected
 
 
@@ -130,15 +148,17 @@ def _check_item(obj: dict) -> dict | None:
     return None
 
 
-def to_text_items(items: list[dict]) -> list[TextItem]:
-    """Validated dicts -> :class:`TextItem` (the default cloze form: ``prompt [MASK].``)."""
+def to_text_items(items: list[dict], lines: list[int] | None = None) -> list[TextItem]:
+    """Validated dicts -> :class:`TextItem` (the default cloze form: ``prompt [MASK].``); ``lines``:
+    each item's line in its file (default: 1, 2, ...), kept as ``meta["line"]``."""
     out = []
+    lines = lines or list(range(1, len(items) + 1))
     for i, obj in enumerate(items):
         if "text" in obj:
             corrupted = obj.get("corrupted_text")
             out.append(TextItem(prompt=obj["text"], answer="", distractor="", corrupted_prompt=corrupted or "",
                                 masked_prompt="", corrupted_masked_prompt="", kind="text",
-                                meta={"line": i + 1, "has_corrupted": corrupted is not None}))
+                                meta={"line": lines[i], "has_corrupted": corrupted is not None}))
             continue
         corrupted = obj.get("corrupted_prompt")
         out.append(TextItem(
@@ -146,31 +166,33 @@ def to_text_items(items: list[dict]) -> list[TextItem]:
             corrupted_prompt=corrupted or "",
             masked_prompt=obj.get("masked_prompt") or f"{obj['prompt']} {MASK}.",
             corrupted_masked_prompt=obj.get("corrupted_masked_prompt") or "",
-            meta={"line": i + 1, "has_corrupted": corrupted is not None},
+            meta={"line": lines[i], "has_corrupted": corrupted is not None},
         ))
     return out
 
 
-def parse_items(data: bytes | str, source: str = "dataset") -> list[TextItem]:
-    """A whole JSONL text as text items; every line must be valid (the first bad lines are named)."""
-    items, rejected = validate_lines(data)
-    if rejected:
+def parse_items(data: bytes | str, source: str = "dataset", *, strict: bool = False) -> list[TextItem]:
+    """A JSONL text as text items: its valid lines, each with its line number. Invalid lines are
+    dropped (:func:`dropped_summary` says which), as an upload drops them; refused with them named
+    when ``strict`` or when no line is valid."""
+    numbered, rejected = numbered_lines(data)
+    if rejected and (strict or not numbered):
         first = "; ".join(f"line {r['line']}: {r['reason']}" for r in rejected[:3])
         more = f" (and {len(rejected) - 3} more)" if len(rejected) > 3 else ""
         raise DatasetError(f"{source}: {len(rejected)} invalid line{'s' if len(rejected) > 1 else ''}: {first}{more}",
                            field="dataset", fix=LINE_FIX)
-    if not items:
+    if not numbered:
         raise DatasetError(f"{source} is empty", field="dataset", fix="give at least one JSONL line")
-    return to_text_items(items)
+    return to_text_items([item for _, item in numbered], [n for n, _ in numbered])
 
 
-def load_items(path: str | Path) -> list[TextItem]:
+def load_items(path: str | Path, *, strict: bool = False) -> list[TextItem]:
     """A JSONL file as text items (:func:`parse_items`)."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise DatasetError(f"dataset {path}: no such file", field="dataset", fix="pass the path of a JSONL file")
     try:
-        return parse_items(p.read_bytes(), f"dataset {path}")
+        return parse_items(p.read_bytes(), f"dataset {path}", strict=strict)
     except DatasetTooLargeError as e:
         raise DatasetTooLargeError(f"dataset {path}: {e.message}", field="dataset", fix=e.fix) from None
 

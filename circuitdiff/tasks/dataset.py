@@ -87,7 +87,7 @@ class TaskData:
     form: TaskForm
     bos: bool
     items: list[TextItem]  # accepted items, in order
-    rejected: list[dict]  # {index, prompt, reason}
+    rejected: list[dict]  # {index, prompt, reason, line}: line, a custom dataset's file line (else None)
     dataset_sha256: str
     views: dict[str, TokenizedTask]
     token_alignment: TokenAlignment = "shared_vocabulary"
@@ -219,7 +219,7 @@ def build_task_data(
                 for r, e in per_role.items():
                     e["groups"] = wa.groups[r]
         if reason:
-            rejected.append({"index": i, "prompt": item.prompt, "reason": reason})
+            rejected.append({"index": i, "prompt": item.prompt, "reason": reason, "line": item.meta.get("line")})
             continue
         accepted.append(i)
         truncated += any(e.get("truncated") for e in per_role.values())

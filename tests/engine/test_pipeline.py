@@ -258,3 +258,24 @@ def test_performs_task_needs_a_logit_difference_distinguishable_from_zero():
     assert performance_section(torch.tensor([2.1, 1.9, 2.5, 2.2]), right)["performs_task"]
     assert not performance_section(torch.tensor([-2.1, -1.9, -2.5, -2.2]), right)["performs_task"]
     assert performance_section(torch.tensor([0.5]), right)["performs_task"]  # one prompt: the sign only
+
+
+def test_fewer_prompts_than_asked_for_is_a_warning_the_job_status_repeats(zoo_gpt_pair, tmp_path):
+    """#27: 20 prompts asked for and 6 compared is said in the result's warnings, and the worker's
+    files step hands the same warnings to the job record (its status shows what its result says)."""
+    from circuitdiff.catalogue import task_items
+    from worker import artifacts
+
+    teacher, student = zoo_gpt_pair
+    items = task_items("ioi", {}, 6, 0)
+    (tmp_path / "six.jsonl").write_text("".join(json.dumps({"prompt": it.prompt, "answer": it.answer,
+                                                            "distractor": it.distractor,
+                                                            "corrupted_prompt": it.corrupted_prompt}) + "\n"
+                                                for it in items))
+    r = run_comparison({"teacher": teacher, "student": student, "task": "custom", "n_prompts": 20, "bootstrap": 0,
+                        "dataset": str(tmp_path / "six.jsonl")})
+    short = [w for w in r.warnings if "prompts asked for" in w]
+    assert short == ["20 prompts asked for, 6 compared (the dataset has 6): intervals are wider than asked for"]
+    out = tmp_path / "files"
+    out.mkdir()
+    assert artifacts.write(r, out) == r.warnings

@@ -4,6 +4,7 @@ escaping, failing models and bad input. The browser checks live in test_report_b
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
@@ -18,7 +19,9 @@ from circuitdiff.vocabulary import SCHEMA_VERSION
 from tests.report_synthetic import synthetic_result
 from tests.report_zoo import ZOO_SPEC, zoo_ioi_result
 
-FIGURES = ("influence", "matching", "similarity", "drops", "circuit_transfer", "circuit_faithfulness", "attention_1")
+FIGURES = ("influence", "matching", "similarity", "drops", "circuit_transfer", "circuit_faithfulness", "attention_1",
+           "summary")
+EMBEDDED = len(FIGURES) - 2  # every figure but the attention views (counted below) and summary.png (for slides)
 
 
 class Page(HTMLParser):
@@ -106,7 +109,7 @@ def test_zoo_report_is_self_contained(zoo_report):
             if v is not None:
                 assert v.startswith(("data:", "#")), f"<{tag} {attr}={v[:60]!r}> would leave the page"
         assert not (tag == "link" and attrs.get("rel") == "stylesheet")
-    assert len([t for t, _ in page.tags if t == "img"]) == len(FIGURES) - 1 + len(zoo_report[0]["attention"][:4])
+    assert len([t for t, _ in page.tags if t == "img"]) == EMBEDDED + len(zoo_report[0]["attention"][:4])
     csp = next(a["content"] for t, a in page.tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy")
     assert "default-src 'none'" in csp and "img-src data:" in csp and "unsafe-inline" not in csp
 
@@ -146,9 +149,15 @@ def test_zoo_report_component_tables_cover_every_component(zoo_report):
     text = files["report.html"].read_text()
     for side in ("teacher", "student"):
         table = text.split(f'id="components-{side}"')[1].split("</table>")[0]
-        assert table.count("<tr>") == len(result["influence"][side]) + 1  # + header row
+        assert table.count("<tr") == len(result["influence"][side]) + 1  # + header row
         for cid in result["influence"][side]:
             assert f">{cid}</td>" in table
+        # the most influential first; past the first ten the rows are folded (#27)
+        shown = re.findall(r'<tr>.*?<td class="mono" data-v="\d+">([^<]+)</td>', table)
+        folded = re.findall(r'<tr class="fold">.*?<td class="mono" data-v="\d+">([^<]+)</td>', table)
+        ranked = sorted(result["influence"][side], key=lambda c: -result["influence"][side][c]["influence"])
+        assert shown == ranked[:10] and sorted(folded) == sorted(ranked[10:])
+        assert (f'for="unfold-{side}"' in text) == (len(ranked) > 10)
 
 
 def test_injected_markup_in_prompts_tokens_and_ids_is_escaped():
@@ -304,3 +313,32 @@ def test_rerender_into_the_same_folder_leaves_no_stale_attention_views(tmp_path)
     files = render_report(r, tmp_path)
     assert sorted(p.name for p in (tmp_path / "plots").glob("attention_*")) == ["attention_1.png", "attention_1.svg"]
     assert set(files) == {f"plots/{p.name}" for p in (tmp_path / "plots").iterdir()} | {"report.html"}
+
+
+def test_the_page_reads_as_prose_not_python_and_links_back_to_its_job():
+    """#27: no raw Python/JSON values, timings in stage order with the total last, a watch job's
+    checkpoint path shortened in the title, and a link back to the job and its watch."""
+    from circuitdiff.report.html import render_html as render_page
+
+    r = synthetic_result(student_id="/srv/data/models/runs/42/step-1000")
+    r["timings"] = {"load": 1.2, "total": 5.3, "task": 0.1, "influence:teacher": 3.4, "similarity": 0.5}
+    r["scan"]["precision"] = {"dtype": "bfloat16", "max_abs_error": 0.00123456, "within_tolerance": True}
+    r["alignment"].update(chance={"method": "permuted", "n": 1000, "mean": 0.819, "ci95": [0.79, 0.84], "p_value": 0.01},
+                          above_chance=True)
+    page = render_page(r, job={"id": "j0123", "watch_id": "w0456", "checkpoint": "step-1000",
+                               "base_url": "https://cd.example"})
+    title = page.split("<title>")[1].split("</title>")[0]
+    h1 = page.split("<h1>")[1].split("</h1>")[0]
+    assert "…/42/step-1000" in title and "…/42/step-1000" in h1 and "/srv/data" not in title + h1
+    assert "/srv/data/models/runs/42/step-1000" in page.split('id="repro-models"')[1]  # kept where it is reproducible
+    scan = page.split('id="repro-scan"')[1].split("</table>")[0]
+    assert "False" not in scan and "True" not in scan and "{" not in scan
+    assert "exact ablations" in scan and "max abs error: 0.001235" in scan and "within tolerance: yes" in scan
+    timings = re.findall(r"<tr><th>(?:<b>)?([^<]+)(?:</b>)?</th>", page.split('id="repro-timings"')[1].split("</table>")[0])
+    assert timings == ["load", "task", "influence:teacher", "similarity", "total"]
+    job = page.split('id="job"')[1].split("</div>")[0]
+    assert 'href="https://cd.example/v1/comparisons/j0123"' in job
+    assert 'href="https://cd.example/v1/watches/w0456/report"' in job and "step-1000" in job
+    card = page.split('id="alignment-score"')[1].split("</div>\n  <div")[0]
+    assert "null" not in card and "by chance the score is 0.819 on average and up to 0.840 (95%)" in card
+    assert 'id="job"' not in render_page(r)  # rendered without a job (the CLI): no links to nowhere

@@ -78,7 +78,7 @@ def test_cli_sends_the_key_from_its_variable(cli, monkeypatch, tmp_path):
     import circuitdiff.cli as cli_mod
 
     sent = []
-    monkeypatch.setattr(cli_mod, "compare_on_server", lambda spec, server, key: sent.append(key) or {})
+    monkeypatch.setattr(cli_mod, "compare_on_server", lambda spec, server, key, bar=None: sent.append(key) or {})
     monkeypatch.setattr(cli_mod, "summary", lambda data: "")
     monkeypatch.setenv("CIRCUITDIFF_KEY", "from-env")
     args = ("compare", "--teacher", "zoo:gpt-teacher", "--student", "zoo:gpt-student", "--task", "ioi",

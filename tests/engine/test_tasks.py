@@ -156,3 +156,19 @@ def test_dataset_reference_resolution(tmp_path):
     assert resolve_dataset("abc123", tmp_path) == f
     with pytest.raises(DatasetError, match="no such file"):
         resolve_dataset("../abc123")
+
+
+def test_invalid_lines_are_dropped_and_every_item_keeps_its_file_line():
+    """#27: one behaviour for a broken file: the engine drops the invalid lines as an upload does
+    (numbered the same 1-based way); strict refuses them."""
+    from circuitdiff.tasks.custom import dropped_summary, numbered_lines
+
+    text = "\n".join([JSONL_OK[0], "{not json", "", JSONL_OK[1], '{"prompt": "a", "answer": "b"}', JSONL_OK[2]])
+    items = parse_items(text)
+    assert [it.meta["line"] for it in items] == [1, 4, 6]
+    numbered, rejected = numbered_lines(text)
+    assert [n for n, _ in numbered] == [1, 4, 6] and [r["line"] for r in rejected] == [2, 5]
+    assert dropped_summary(rejected, 5, "dataset d.jsonl").startswith(
+        "dataset d.jsonl: 2 of 5 lines dropped as invalid (line 2: not valid JSON")
+    with pytest.raises(DatasetError, match="2 invalid lines: line 2: not valid JSON.*line 5: missing required field"):
+        parse_items(text, strict=True)

@@ -295,3 +295,13 @@ def test_requests_the_http_server_cannot_parse_get_a_problem_too(svc_api, head):
     assert b"content-type: application/problem+json" in headers.lower(), data
     problem = json.loads(body)
     assert problem["code"] == "invalid_http" and problem["status"] == 400 and problem["errors"][0]["fix"]
+
+
+def test_an_unknown_field_gets_a_did_you_mean(alice, nothing_left_behind):
+    """#27: `prompts` is the CLI's old spelling; the API's is `n_prompts`, and the fix says so."""
+    body = {k: v for k, v in _spec().items() if k != "n_prompts"}
+    r = alice.post("/v1/comparisons", json={**body, "prompts": 8})
+    item = assert_problem(r, 422, "prompts", "unknown_field")["errors"][0]
+    assert "did you mean `n_prompts`?" in item["fix"], item
+    r = alice.post("/v1/comparisons", json={**body, "zzzz_nothing_like_it": 1})
+    assert "did you mean" not in assert_problem(r, 422, "zzzz_nothing_like_it")["errors"][0]["fix"]

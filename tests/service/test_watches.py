@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import shutil
 import threading
 import time
@@ -35,6 +36,7 @@ from tests.service_fixtures import ALICE_KEY, BOB_KEY, Proc, service_env, start_
 SECRET = "s3cret-for-tests"
 SETTLE = 3
 COMPARISON = {"task": "ioi", "n_prompts": 8, "bootstrap": 50}
+PUBLIC = "https://cd.example/base"  # CIRCUITDIFF_PUBLIC_BASE_URL: webhook links are absolute
 
 
 # ---------------------------------------------------------------------------------------- pure rules
@@ -53,6 +55,51 @@ def test_regression_rules_fire_with_their_numbers():
     # plain-text datasets (schema 5): no logit difference, no verdict -> only the alignment rule applies
     text = {"alignment": 0.6, "student_logit_diff": None, "student_performs_task": None}
     assert [r["rule"] for r in judge(text, {**text, "alignment": 0.8}, alerts)] == ["alignment_drop"]
+
+
+def test_reasons_are_sentences_with_rounded_numbers_and_keep_the_raw_ones():
+    base = {"alignment": 0.9373912401824007, "student_logit_diff": 4.123456789, "student_performs_task": True}
+    now = {"alignment": 0.8251234567, "student_logit_diff": -0.0412345, "student_performs_task": False}
+    r = {x["rule"]: x for x in judge(now, base, {"alignment_drop": 0.05, "logit_diff_drop_pct": 25})}
+    assert r["alignment_drop"]["message"] == ("The alignment score fell by 0.112 (from 0.937 to 0.825), "
+                                              "at least the 0.05 this watch allows.")
+    assert r["alignment_drop"]["baseline"] == 0.9373912401824007 and r["alignment_drop"]["value"] == 0.8251234567
+    assert r["logit_diff_drop_pct"]["message"] == ("The student's logit difference fell by 101.0% (from 4.12 to "
+                                                   "-0.04), at least the 25% this watch allows.")
+    assert r["stops_performing"]["message"] == ("The student no longer performs the task (the baseline did): its "
+                                                "logit difference is -0.04, not reliably above 0.")
+
+
+@pytest.mark.parametrize("files, words", [
+    ({"config.json": b"{}"}, ["config.json only", "save the weights too"]),
+    ({"config.json": b"{}", "pytorch_model.bin": b"pickle"}, ["pytorch_model.bin found", "never unpickles",
+                                                               "safe_serialization=True"]),
+    ({}, ["directory is empty", "save_pretrained"]),
+    ({"model.safetensors": b"x"}, ["no config.json", "save the config too"]),
+])
+def test_a_settled_directory_that_cannot_be_compared_is_refused_with_reason_and_fix(tmp_path, files, words):
+    from watches.checkpoints import scan_directory
+
+    ckpt = tmp_path / "step-1"
+    ckpt.mkdir()
+    for name, data in files.items():
+        (ckpt / name).write_bytes(data)
+    still = scan_directory(tmp_path, "step-*", 60, [tmp_path])
+    assert [c.state for c in still] == ["settling"]  # written just now: not judged yet
+    [c] = scan_directory(tmp_path, "step-*", 60, [tmp_path], now=time.time() + 120)
+    assert c.state == "refused" and c.fingerprint.startswith("refused:"), c
+    for w in words:
+        assert w in c.reason + " " + c.fix, (w, c)
+    # the same content, seen again, is the same entry; re-saved as safetensors it is another
+    [again] = scan_directory(tmp_path, "step-*", 60, [tmp_path], now=time.time() + 120)
+    assert again.fingerprint == c.fingerprint
+    # a link out of the model roots is refused too, without naming where it points
+    outside = tmp_path.parent / (tmp_path.name + "-outside")
+    outside.mkdir(exist_ok=True)
+    (tmp_path / "step-2").symlink_to(outside)
+    linked = scan_directory(tmp_path, "step-*", 60, [tmp_path], now=time.time() + 120)[1]
+    assert linked.state == "refused" and "outside the allowed model roots" in linked.reason
+    assert str(outside) not in linked.reason
 
 
 def test_natural_order_and_signature():
@@ -149,7 +196,7 @@ def stack(tmp_path_factory):
     data = root / "data"
     (data / "models" / "runs" / "42").mkdir(parents=True)
     env = service_env(server.url, data, CIRCUITDIFF_WEBHOOK_ALLOW_PRIVATE="true", CIRCUITDIFF_WATCH_TICK_SECONDS="1",
-                      CIRCUITDIFF_WEBHOOK_BACKOFF_SECONDS="0.5")
+                      CIRCUITDIFF_WEBHOOK_BACKOFF_SECONDS="0.5", CIRCUITDIFF_PUBLIC_BASE_URL=PUBLIC)
     procs = []
     try:
         api, base = start_api(env, root)
@@ -198,6 +245,8 @@ def test_bad_watches_are_problems_naming_the_field(stack):
         (watch_spec(url, checkpoints={"directory": "runs/42", "pattern": "../step-*"}), "checkpoints.pattern"),
         (watch_spec(url, checkpoints={"hub": "not a repo"}), "checkpoints.hub"),
         (watch_spec(url, checkpoints={"directory": "runs/42", "settle_seconds": -1}), "checkpoints.settle_seconds"),
+        (watch_spec(url, baseline="step-99"), "baseline"),  # no such checkpoint in the directory
+        (watch_spec(url, baseline="final"), "baseline"),  # not even matched by the pattern
         # malformed ports and hosts (issue #24: these answered 500 and dropped the connection)
         *[(watch_spec(bad), "alerts.webhook.url")
           for bad in ("http://h.example:99999/", "http://h.example:abc/", "http://h.example:-1/",
@@ -368,7 +417,9 @@ def test_watch_compares_each_checkpoint_once_and_flags_the_damaged_one(stack, tm
     assert hit[0]["headers"]["X-Circuitdiff-Signature"] == "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     event = json.loads(body)
     assert event["watch_id"] == wid and event["checkpoint"] == "step-2000" and event["job_id"] == second["job_id"]
-    assert event["reasons"] == second["reasons"] and event["links"]["report"] == f"/v1/watches/{wid}/report"
+    assert event["reasons"] == second["reasons"] and event["links"]["report"] == f"{PUBLIC}/v1/watches/{wid}/report"
+    assert event["links"]["job"] == f"{PUBLIC}/v1/comparisons/{second['job_id']}"
+    assert all(x["message"].endswith(".") and "0000" not in x["message"] for x in second["reasons"])
     wait_for(lambda: len(receiver.events("checkpoint.compared")) == 2, 60, "two checkpoint.compared deliveries")
     deliveries = alice.get(f"/v1/watches/{wid}/deliveries").json()["items"]
     by_attempt = sorted((d["attempt"], d["status_code"]) for d in deliveries if d["event"] == "regression.detected")
@@ -422,7 +473,19 @@ def _browser_checks(html: str, tmp_path: Path, names: list[str]) -> None:
         assert b.eval("document.querySelectorAll('table.heat tbody tr').length") > 0
         assert b.eval("document.querySelectorAll('table.history tr.regression').length") == 1
         width = b.eval("document.querySelector('svg.alignment').getBoundingClientRect().width")
-        assert width > 300
+        assert width > 0.9 * b.eval("document.body.getBoundingClientRect().width")  # the page's width (#27)
+        # readable ticks, titled axes, the chance band, the baseline, points linking to their reports (#27)
+        ticks = b.eval("Array.from(document.querySelectorAll('svg.alignment text.tick')).map(t => t.textContent)")
+        assert len(ticks) >= 3 and all(len(t.split(".")[-1]) <= 3 for t in ticks), ticks
+        titles = b.eval("Array.from(document.querySelectorAll('svg.alignment text.axis-title')).map(t => t.textContent)")
+        assert titles == ["alignment score (0–1)", "checkpoint (in training order)"]
+        assert b.eval("document.querySelectorAll('svg.alignment polygon.chance').length") == 1
+        assert b.eval("document.querySelector('svg.alignment text.baseline-label').textContent") == "baseline"
+        assert "task is not performed" in b.eval("document.querySelector('svg.logit-diff text.zero-label').textContent")
+        hrefs = b.eval("Array.from(document.querySelectorAll('svg.alignment a.point')).map(a => a.getAttribute('href'))")
+        assert len(hrefs) == len(names) and all(h.endswith("/report") and "/v1/comparisons/j" in h for h in hrefs)
+        assert b.eval("document.querySelector('table.heat thead th.teacher').textContent") == "teacher partner"
+        assert b.eval("document.querySelectorAll('table.history a[href*=\"/v1/comparisons/\"]').length") == 2 * len(names)
 
 
 def test_a_check_that_died_after_creating_its_job_is_finished_by_the_next_one(stack):
@@ -574,4 +637,101 @@ def test_cli_watch_commands_through_the_client(stack, cli, tmp_path):
     assert gone.returncode == 2 and "404 watch_not_found" in gone.stderr
     down = cli("watch", "list", "--server", f"http://127.0.0.1:{free_port()}")
     assert down.returncode == 2 and "cannot reach" in down.stderr
-    stack["alice"].delete(f"/v1/watches/{w['id']}")
+
+    # pause, resume, deliveries, delete (#27)
+    paused = cli("watch", "pause", *server, w["id"])
+    assert paused.returncode == 0 and f"{w['id']} paused" in paused.stdout
+    assert stack["alice"].get(f"/v1/watches/{w['id']}").json()["status"] == "paused"
+    resumed = cli("watch", "resume", *server, w["id"], "--json")
+    assert resumed.returncode == 0 and json.loads(resumed.stdout)["status"] == "active"
+    dl = cli("watch", "deliveries", *server, w["id"])
+    assert dl.returncode == 0 and dl.stdout.split()[:4] == ["at", "event", "try", "answer"]
+    deleted = cli("watch", "delete", *server, w["id"])
+    assert deleted.returncode == 0 and "deleted" in deleted.stdout
+    assert stack["alice"].get(f"/v1/watches/{w['id']}").json()["status"] == "deleted"
+    again = cli("watch", "pause", *server, w["id"])
+    assert again.returncode == 2 and "409 watch_deleted" in again.stderr
+
+    # jobs list|get|cancel (#27): the watch jobs the earlier tests made are alice's
+    listed = cli("jobs", "list", *server, "--status", "succeeded", "--limit", "2", "--json")
+    jobs = json.loads(listed.stdout)
+    assert listed.returncode == 0 and 1 <= len(jobs) <= 2 and all(j["status"] == "succeeded" for j in jobs)
+    table = cli("jobs", "list", *server, "--limit", "3")
+    assert table.returncode == 0 and len(table.stdout.splitlines()) == 3
+    got = cli("jobs", "get", *server, jobs[0]["id"])
+    assert got.returncode == 0 and got.stdout.startswith(jobs[0]["id"]) and "result: /v1/comparisons/" in got.stdout
+    finished = cli("jobs", "cancel", *server, jobs[0]["id"])
+    assert finished.returncode == 2 and "409 job_finished" in finished.stderr
+    other = cli("jobs", "get", "--server", stack["base"], "--api-key", BOB_KEY, jobs[0]["id"])
+    assert other.returncode == 2 and "404 job_not_found" in other.stderr
+
+
+def test_every_listed_checkpoint_ends_as_a_history_entry(stack):
+    """Issue #27: a checkpoint saved as pickles, or with its config alone, used to show under
+    ``counts.settling`` and vanish. Each becomes a failed history entry with no job, the reason and
+    the fix, and a ``checkpoint.failed`` event whose links are absolute (the public base URL)."""
+    alice, receiver = stack["alice"], stack["receiver"]
+    run = stack["data"] / "models" / "runs" / "refusals"
+    for name, files in (("step-1", {"config.json": b"{}", "pytorch_model.bin": b"not unpickled"}),
+                        ("step-2", {"config.json": b"{}"})):
+        tmp = run / f".{name}.tmp"
+        tmp.mkdir(parents=True)
+        for f, data in files.items():
+            (tmp / f).write_bytes(data)
+        tmp.rename(run / name)
+    wid = alice.post("/v1/watches", json=watch_spec(receiver.url, name="refusals", interval_seconds=3600,
+                     checkpoints={"directory": "runs/refusals", "pattern": "step-*", "settle_seconds": SETTLE},
+                     baseline="step-1")).json()["id"]
+    time.sleep(SETTLE + 0.5)
+    alice.post(f"/v1/watches/{wid}/check")
+    hist = wait_for(lambda: len(h := _history(alice, wid)) == 2 and h, 60, "two refused entries")
+    assert [h["checkpoint"] for h in hist] == ["step-1", "step-2"]
+    for h in hist:
+        assert h["status"] == "failed" and h["job_id"] is None and h["regression"] is None, h
+        assert h["error"]["code"] == "checkpoint_refused" and h["error"]["fix"], h
+    assert "pytorch_model.bin found" in hist[0]["error"]["detail"] and "safetensors" in hist[0]["error"]["fix"]
+    assert "config.json only" in hist[1]["error"]["detail"]
+    w = alice.get(f"/v1/watches/{wid}").json()
+    assert (w["counts"]["checkpoints"], w["counts"]["failed"], w["counts"]["settling"], w["counts"]["pending"]) == (2, 2, 0, 0)
+    mine = lambda: [json.loads(g["body"]) for g in receiver.events("checkpoint.failed")
+                    if json.loads(g["body"])["watch_id"] == wid]
+    got = wait_for(lambda: len(mine()) == 2 and mine(), 60, "two checkpoint.failed deliveries")
+    assert sorted(g["checkpoint"] for g in got) == ["step-1", "step-2"]
+    for g in got:
+        assert g["job_id"] is None and g["error"]["code"] == "checkpoint_refused"
+        assert g["links"] == {"watch": f"{PUBLIC}/v1/watches/{wid}", "history": f"{PUBLIC}/v1/watches/{wid}/history",
+                              "report": f"{PUBLIC}/v1/watches/{wid}/report"}
+    # checked again: nothing new (one entry per content), and the trend report shows the fix
+    alice.post(f"/v1/watches/{wid}/check")
+    time.sleep(2)
+    assert len(_history(alice, wid)) == 2
+    page = alice.get(f"/v1/watches/{wid}/report").text
+    assert "pytorch_model.bin found" in page and "safe_serialization=True" in page
+    alice.delete(f"/v1/watches/{wid}")
+
+
+def test_deleting_a_watch_cancels_its_unfinished_jobs(stack):
+    alice = stack["alice"]
+    run = stack["data"] / "models" / "runs" / "deleted"
+    run.mkdir()
+    _copy_student(run / "step-1")
+    body = watch_spec(stack["receiver"].url, name="deleted", interval_seconds=3600,
+                      comparison={"task": "ioi", "n_prompts": 64, "bootstrap": 50},  # a job no earlier test made
+                      checkpoints={"directory": "runs/deleted", "pattern": "step-*", "settle_seconds": 0})
+    wid = alice.post("/v1/watches", json=body).json()["id"]
+    entry = wait_for(lambda: next(iter(_history(alice, wid)), None), 60, "step-1 given a job")
+    assert alice.get(f"/v1/comparisons/{entry['job_id']}").json()["status"] in ("queued", "running")
+    gone = alice.delete(f"/v1/watches/{wid}")
+    assert gone.status_code == 200 and gone.json()["status"] == "deleted"
+    job = wait_for(lambda: (j := alice.get(f"/v1/comparisons/{entry['job_id']}").json())["status"] in
+                   ("cancelled", "succeeded", "failed") and j, 180, "the watch's job cancelled", stack["procs"][1])
+    assert job["status"] == "cancelled", job
+    # the worker logs each job's real outcome once, with its id and duration, and never Celery's own
+    # "Task ... succeeded" for a job that was cancelled or failed (#27)
+    log = stack["procs"][1].log.read_text()
+    assert "] succeeded in" not in log
+    ran = [j for j in alice.get("/v1/comparisons", params={"limit": 100}).json()["items"]
+           if j["started_at"] and j["status"] in ("succeeded", "failed", "cancelled")]
+    assert any(j["status"] == "succeeded" for j in ran) and any(j["status"] == "cancelled" for j in ran)
+    for j in ran:
+        assert len(re.findall(rf"job {j['id']} {j['status']} in \d+\.\ds", log)) == 1, (j["id"], j["status"])

@@ -8,8 +8,9 @@ import time
 import redis
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, HTMLResponse
 
 from circuitdiff.client.wire import STATUSES, TERMINAL
 from circuitdiff.result import ComparisonResult
@@ -18,7 +19,7 @@ from jobs.queue import send_job
 from jobs.settings import Settings
 from jobs.store import JobRecord, JobStore
 
-from ...headers import file_policy
+from ...headers import file_policy, page_policy
 from ...deps import OwnedJobDep, OwnerDep, ProducerDep, SettingsDep, StoreDep, owned_job
 from ...problems import Problem, ProblemDetail
 from ...schemas import Artifact, ArtifactList, JobList, JobStatus, ts
@@ -227,11 +228,11 @@ def _entry(job: JobRecord, name: str) -> dict:
     raise Problem.field("artifact_not_found", "name", f"the comparison wrote no file {name!r}")
 
 
-# What a job writes (worker/artifacts.py): result.json, report.html, plots as SVG and PNG; any other
+# What a job writes (worker/artifacts.py): result.json, its tables as CSV, report.html, plots as SVG and PNG; any other
 # file is served as octet-stream. The artifact list gives each file's media type.
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 FILE = {"content": {"application/json": {}, "text/html": BINARY, "image/svg+xml": BINARY, "image/png": BINARY,
-                    "application/octet-stream": BINARY},
+                    "text/csv": BINARY, "application/octet-stream": BINARY},
         "description": "the file, with ETag (sha256), Content-Length and its media type; HEAD gives the headers only"}
 
 
@@ -268,3 +269,44 @@ def get_artifact(name: str, request: Request, job: OwnedJobDep, settings: Settin
     _require_succeeded(job)
     return _file_response(request, settings, job, _entry(job, name))
 
+
+
+# ------------------------------------------------------------------ A/B (#27): circuitdiff.analysis.diff
+def _diff(job: JobRecord, other_id: str, owner: str, store: JobStore, settings: Settings) -> dict:
+    """Both jobs the caller's and succeeded (404 / 409 naming ``other_id`` for the second), then B − A."""
+    from circuitdiff.analysis.diff import diff_results
+    from circuitdiff.report.load import load_result
+
+    try:
+        other = owned_job(other_id, owner, store)
+    except Problem as p:
+        raise Problem.field("job_not_found", "other_id", f"no comparison {other_id!r}") from p
+    results = []
+    for j in (job, other):
+        _require_succeeded(j)
+        results.append(load_result(settings.data_dir / j.result).model_dump(mode="json"))
+    return diff_results(*results)
+
+
+DIFF = {"description": "B − A (B: `other_id`): `teacher` (`same`, and a `note` saying it in words), `same_prompts`, "
+        "`score` (`a`, `b`, `difference`, `ci95`, `method`), `verdict` (`a`, `b`, `changed`, `direction`, `chance`), "
+        "`influence` (per role, each component's share in A and B), `matches` (partners that changed), "
+        "`circuits` (Jaccard per role); see circuitdiff.analysis.diff"}
+
+
+@router.get("/{job_id}/diff/{other_id}", responses={200: DIFF, 404: PROBLEM, 409: PROBLEM},
+            summary="Two of your results side by side (A/B)")
+def get_diff(job: OwnedJobDep, owner: OwnerDep, store: StoreDep, settings: SettingsDep,
+             other_id: str = PathParam(max_length=64)) -> dict:
+    return _diff(job, other_id, owner, store, settings)
+
+
+@router.get("/{job_id}/diff/{other_id}/report", response_class=HTMLResponse,
+            responses={200: {"content": {"text/html": {}}}, 404: PROBLEM, 409: PROBLEM},
+            summary="The A/B page (self-contained HTML)")
+def get_diff_report(job: OwnedJobDep, owner: OwnerDep, store: StoreDep, settings: SettingsDep,
+                    other_id: str = PathParam(max_length=64)):
+    from circuitdiff.report.diff_page import render_diff
+
+    html = render_diff(_diff(job, other_id, owner, store, settings), f"job {job.id}", f"job {other_id}")
+    return HTMLResponse(html, headers={"Content-Security-Policy": page_policy(html.encode())})

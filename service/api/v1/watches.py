@@ -6,14 +6,16 @@ checking (worker/watching.py). The jobs a watch creates are ordinary comparisons
 
 from __future__ import annotations
 
+import fnmatch
 from datetime import datetime
+from pathlib import Path as FsPath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from circuitdiff.client.wire import Status
+from circuitdiff.client.wire import TERMINAL, Status
 from circuitdiff.vocabulary import Verdict
 from circuitdiff.report.trend import render_trend
 from circuitdiff.spec import ComparisonSpec
@@ -97,17 +99,22 @@ class WatchPatch(BaseModel):
 class HistoryItem(BaseModel):
     checkpoint: str
     fingerprint: str = Field(description="sha256 of the weights (directories) or hub:repo@commit")
-    job_id: str
+    job_id: str | None = Field(description="null when the checkpoint was refused before any job (see error)")
     status: Status
     alignment: float | None
     verdict: Verdict | None = Field(None, description="the comparison's verdict (result alignment.verdict)")
     alignment_ci95: list[float] | None
+    chance_high: float | None = Field(None, description="the top of the chance null's 95% interval: a score at or "
+                                                        "below it is no evidence of kept structure")
     student_logit_diff: float | None
     student_performs_task: bool | None
     regression: bool | None = Field(description="null until judged; never true for a failed job")
-    reasons: list[dict[str, Any]] = Field(description="each fired rule with its numbers")
+    reasons: list[dict[str, Any]] = Field(
+        description="each fired rule: `rule`, `message` (a sentence with rounded numbers) and the raw numbers as fields")
     baseline: str | None = Field(None, description="the checkpoint this one was judged against")
-    error: dict[str, Any] | None = None
+    error: dict[str, Any] | None = Field(
+        None, description="why it failed: the job's error, or `checkpoint_refused` with `detail` and `fix` "
+                          "(e.g. pickled weights found) when no job could be made")
     created_at: datetime
 
 
@@ -178,6 +185,26 @@ def watch_body(w: WatchRecord, ws: WatchStore) -> Watch:
     )
 
 
+def _check_baseline(spec: WatchSpec, directory: FsPath) -> None:
+    """A named baseline must be a checkpoint the directory holds now: a name that matches nothing
+    would leave every checkpoint unjudged. (A hub source is not listed by the API: its entries wait,
+    unjudged, until the named revision has been compared; README, watches.)"""
+    name = spec.baseline
+    if name in ("first", "previous"):
+        return
+    if not fnmatch.fnmatchcase(name, spec.checkpoints.pattern):
+        raise Problem.field("unknown_baseline", "baseline",
+                            f"{name!r} does not match the checkpoint pattern {spec.checkpoints.pattern!r}",
+                            'use "first", "previous", or the name of a checkpoint the pattern matches')
+    if not (directory / name).is_dir():
+        have = sorted((p.name for p in directory.iterdir() if p.is_dir()
+                       and fnmatch.fnmatchcase(p.name, spec.checkpoints.pattern)), key=natural_key)
+        listing = f" (it holds {', '.join(have[:8])}{', …' if len(have) > 8 else ''})" if have else " (it holds none yet)"
+        raise Problem.field("unknown_baseline", "baseline",
+                            f"no checkpoint {name!r} in the watched directory{listing}",
+                            'use "first" or "previous", or create the watch once that checkpoint exists')
+
+
 def _check_webhook(alerts: Alerts, allow_private: bool) -> None:
     if alerts.webhook is None:
         return
@@ -208,6 +235,7 @@ def create_watch(spec: WatchSpec, response: Response, owner: OwnerDep, settings:
         real = resolve_under_roots(spec.checkpoints.directory, settings.model_roots, "checkpoints.directory",
                                    want_dir=True)
         resolved["directory"] = str(real)
+        _check_baseline(spec, real)
     prepared = prepare(template, settings, owner)
     resolved["dataset"] = prepared.spec.dataset
     resolved["dataset_digest"] = prepared.dataset_digest
@@ -256,9 +284,14 @@ def patch_watch(patch: WatchPatch, ws: WatchStoreDep, settings: SettingsDep, w: 
 
 
 @router.delete("/{watch_id}", response_model=Watch, responses={401: PROBLEM, 404: PROBLEM}, summary="Stop a watch")
-def delete_watch(ws: WatchStoreDep, w: OwnedWatchDep):
-    """No more checks; its jobs, history and report stay readable."""
+def delete_watch(ws: WatchStoreDep, store: StoreDep, w: OwnedWatchDep):
+    """No more checks, and the watch's queued and running jobs are cancelled (a running one stops at
+    its next component boundary); finished jobs, the history and the report stay readable."""
     ws.update(w.id, status="deleted")
+    for job_id in ws.job_ids(w.id):
+        job = store.get(job_id)
+        if job is not None and job.watch_id == w.id and job.status not in TERMINAL:
+            store.cancel(job_id)
     return watch_body(ws.get(w.id), ws)
 
 
@@ -296,7 +329,10 @@ def get_deliveries(ws: WatchStoreDep, w: OwnedWatchDep):
 @router.get("/{watch_id}/report", response_class=HTMLResponse,
             responses={200: {"content": {"text/html": {}}}, 401: PROBLEM, 404: PROBLEM},
             summary="The trend report (self-contained HTML)")
-def get_report(ws: WatchStoreDep, w: OwnedWatchDep):
+def get_report(request: Request, ws: WatchStoreDep, settings: SettingsDep, w: OwnedWatchDep):
+    """Each point and row links to its checkpoint's job and report: under the public base URL when
+    one is set, else under the address this request came to (so a saved copy still links back)."""
     entries = _ordered(ws.history(w.id))
-    html = render_trend(w.model_dump(), entries)
+    base = settings.public_base_url or str(request.base_url).rstrip("/")
+    html = render_trend(w.model_dump(), entries, base_url=base)
     return HTMLResponse(html, headers={"Content-Security-Policy": page_policy(html.encode())})
