@@ -22,8 +22,14 @@ from collections.abc import Sequence
 from celery import Celery
 
 from .settings import Settings
+from .turns import POOLS
 
 QUEUE = "gpu"  # also the Redis list that holds the waiting messages
+# Jobs whose memory plan spreads a model over several GPUs: taken only by a worker started with several
+# (`CIRCUITDIFF_GPUS=0-3`), which listens here and on nothing else.
+MULTI_QUEUE = "gpu.multi"
+POOL_QUEUES = {"gpu": QUEUE, "multi": MULTI_QUEUE}  # a job's pool (jobs.turns) -> its queue
+assert tuple(POOL_QUEUES) == POOLS
 TASK_NAME = "circuitdiff.run_job"
 # Watches (the watches package): checks and webhook deliveries run on their own light queue and worker, so a
 # long comparison on the gpu queue never holds back a check or an alert.
@@ -71,9 +77,11 @@ def make_celery(settings: Settings, *, include: Sequence[str] = ()) -> Celery:
     return app
 
 
-def send_job(app: Celery, job_id: str, *, countdown: float | None = None) -> None:
-    """Queue ``job_id`` for a worker (after ``countdown`` seconds when given), by task name only."""
-    app.send_task(TASK_NAME, args=[job_id], queue=QUEUE, countdown=countdown)
+def send_job(app: Celery, job_id: str, *, pool: str = "gpu", countdown: float | None = None) -> None:
+    """Queue ``job_id`` for a worker of ``pool`` (after ``countdown`` seconds when given), by task name
+    only. The message is a turn in that pool (jobs.turns): the worker that takes it runs the job whose
+    turn it is, which is ``job_id`` only when no other key's job is due first."""
+    app.send_task(TASK_NAME, args=[job_id], queue=POOL_QUEUES[pool], countdown=countdown)
 
 
 def send_watch_check(app: Celery, watch_id: str) -> None:

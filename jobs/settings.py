@@ -20,6 +20,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from circuitdiff.settings import EngineSettings
 from circuitdiff.tasks.custom import MAX_BYTES
 
+from .turns import stride
+
 LOOPBACK_HOSTS = {"localhost"}
 
 
@@ -53,6 +55,13 @@ class Settings(BaseSettings):
         default_factory=list,
         description="comma-separated API keys, each plain or `sha256:<hex>`; kept only as hashes; empty = open API on loopback",
     )
+    key_weights: Annotated[dict[str, int], NoDecode] = Field(
+        default_factory=dict,
+        description="turns between keys with queued jobs: `key=weight,...` (key plain or `sha256:<hex>`, weight "
+                    "1-16); a key of weight 2 gets two turns for another's one; unlisted keys weigh 1")
+    max_queued_per_key: int = Field(
+        default=100, ge=0, description="queued jobs one key may have (its watches' included); a submission over "
+                                       "it is 429 `too_many_queued`; 0 = no limit")
     metrics_token: str | None = Field(
         default=None, min_length=16,
         description="a bearer token for `/metrics` alone (a Prometheus scraper), kept as its hash; with API keys set, "
@@ -107,6 +116,28 @@ class Settings(BaseSettings):
         items = [s.strip() for s in v.split(",")] if isinstance(v, str) else list(v or [])
         return [k[7:].lower() if k.startswith("sha256:") else hash_key(k) for k in items if k]
 
+    @field_validator("key_weights", mode="before")
+    @classmethod
+    def _weights(cls, v):
+        if not isinstance(v, str):
+            return v
+        out = {}
+        for item in (s.strip() for s in v.split(",")):
+            if item:
+                key, sep, weight = item.rpartition("=")
+                if not sep or not key:
+                    raise ValueError(f"{item!r}: write key=weight")
+                out[key.strip()] = weight.strip()
+        return out
+
+    @field_validator("key_weights", mode="after")
+    @classmethod
+    def _hash_weight_keys(cls, v):
+        for k, w in v.items():
+            if not 1 <= w <= 16:
+                raise ValueError(f"weight {w} of a key is outside 1-16")
+        return {k[7:].lower() if k.startswith("sha256:") else hash_key(k): w for k, w in v.items()}
+
     @field_validator("metrics_token", mode="after")
     @classmethod
     def _hash_token(cls, v):
@@ -124,6 +155,11 @@ class Settings(BaseSettings):
                 "set CIRCUITDIFF_API_KEYS or bind to 127.0.0.1"
             )
         return self
+
+    @property
+    def strides(self) -> dict[str, int]:
+        """Owner -> stride in the turn order (jobs.turns), for the keys given a weight."""
+        return {owner: stride(w) for owner, w in self.key_weights.items()}
 
     @property
     def results_dir(self) -> Path:

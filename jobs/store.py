@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from circuitdiff.client.wire import STATUSES, Status
 
-from . import errors, store_scripts
+from . import errors, store_scripts, turns
 
 P = "cd:"
 QUEUED = P + "queued"  # zset job id -> enqueue time: queue positions
@@ -69,6 +69,7 @@ class JobRecord(BaseModel):
     model_cache_hits: int | None = None
     result: str | None = None  # results/<id>/result.json, relative to the data dir
     watch_id: str | None = None  # the watch that created it
+    pool: str = turns.DEFAULT_POOL  # whose turn order and queue it waits in (jobs.turns)
     checkpoint: str | None = None  # the watched checkpoint it compares
 
     @classmethod
@@ -110,13 +111,18 @@ def new_job_id() -> str:
 @dataclass(frozen=True)
 class CreateOutcome:
     kind: str  # "new" | "dup" (same content key) | "idem" (same Idempotency-Key) | "linked" (watch pair had one)
+    #            | "limit" (the owner has ``queued_limit`` jobs queued already; no job, ``queued`` says how many)
     job_id: str
     idem_body_hash: str | None = None
+    queued: int | None = None
 
 
 class JobStore:
-    def __init__(self, client: redis.Redis):
+    """``strides``: owner -> stride in the turn order (``Settings.strides``; absent: weight 1)."""
+
+    def __init__(self, client: redis.Redis, strides: dict[str, int] | None = None):
         self.r = client
+        self.strides = dict(strides or {})
         self._create = client.register_script(store_scripts.CREATE)
         self._transition = client.register_script(store_scripts.TRANSITION)
         self._claim = client.register_script(store_scripts.CLAIM)
@@ -124,13 +130,13 @@ class JobStore:
         self._backfill = client.register_script(store_scripts.BACKFILL)
 
     @classmethod
-    def from_url(cls, url: str) -> "JobStore":
+    def from_url(cls, url: str, strides: dict[str, int] | None = None) -> "JobStore":
         # Short timeouts: /ready must answer 503 promptly when Redis is gone, and the pool
         # reconnects by itself when it is back.
         client = redis.Redis.from_url(
             url, decode_responses=True, socket_connect_timeout=2, socket_timeout=10, health_check_interval=5
         )
-        return cls(client)
+        return cls(client, strides)
 
     # ------------------------------------------------------------------ API side
     def create(
@@ -144,9 +150,13 @@ class JobStore:
         body_hash: str = "",
         link: tuple[str, str] | None = None,
         extra: dict[str, str] | None = None,
+        pool: str = turns.DEFAULT_POOL,
+        queued_limit: int = 0,
     ) -> CreateOutcome:
         """``link`` = (hash key, field): a watch's one-job-per-checkpoint link (watches.store), checked
-        and set in the same script; ``extra`` = more record fields (``watch_id``, ``checkpoint``)."""
+        and set in the same script; ``extra`` = more record fields (``watch_id``, ``checkpoint``);
+        ``pool``: the turn order it joins (jobs.turns); ``queued_limit`` (0: none): refuse ("limit")
+        when the owner already has that many jobs queued, a watch's included."""
         job_id = new_job_id()
         now = time.time()
         fields = {
@@ -168,8 +178,11 @@ class JobStore:
         kind, value = self._create(
             keys=[job_key(job_id), owner_key(owner), f"{P}dedup:{owner}:{content_key}", QUEUED, COUNTS, idem,
                   link[0] if link else "", UNSENT],
-            args=[job_id, repr(now), body_hash + ":", IDEMPOTENCY_TTL, link[1] if link else "", *flat],
+            args=[job_id, repr(now), body_hash + ":", IDEMPOTENCY_TTL, link[1] if link else "", pool,
+                  queued_limit, ",".join(turns.POOLS), *flat],
         )
+        if kind == "limit":
+            return CreateOutcome("limit", "", queued=int(value))
         if kind == "idem":
             stored_hash, _, existing = value.partition(":")
             return CreateOutcome("idem", existing, stored_hash)
@@ -177,9 +190,11 @@ class JobStore:
 
     def discard(self, job_id: str, owner: str, content_key: str, idempotency_key: str | None = None) -> None:
         """Undo a create whose message could not be sent: no record (nor key pointing at it) stays."""
-        st = self.r.hget(job_key(job_id), "status")
+        st, pool = self.r.hmget(job_key(job_id), "status", "pool")
+        line = turns.wait_key(pool or turns.DEFAULT_POOL, owner)
         pipe = self.r.pipeline()
         pipe.delete(job_key(job_id))
+        pipe.zrem(line, job_id)
         pipe.zrem(owner_key(owner), job_id)
         pipe.zrem(QUEUED, job_id)
         pipe.zrem(UNSENT, job_id)
@@ -187,6 +202,8 @@ class JobStore:
             pipe.hincrby(COUNTS, st, -1)
             pipe.zrem(status_key(owner, st), job_id)
         pipe.execute()
+        if not self.r.exists(line):
+            self.r.srem(turns.owners_key(pool or turns.DEFAULT_POOL), owner)
         dedup = f"{P}dedup:{owner}:{content_key}"
         if self.r.get(dedup) == job_id:
             self.r.delete(dedup)
@@ -216,9 +233,39 @@ class JobStore:
         v = self.r.hget(job_key(job_id), "rev")
         return None if v is None else int(v)
 
+    def lines(self, pool: str) -> list[turns.Line]:
+        """Every owner's queue in ``pool``, as the turn rule sees it now."""
+        owners = sorted(self.r.smembers(turns.owners_key(pool)))
+        if not owners:
+            return []
+        pipe = self.r.pipeline(transaction=True)
+        for o in owners:
+            pipe.zcard(turns.wait_key(pool, o))
+        pipe.hmget(turns.pass_key(pool), owners)
+        *sizes, passes = pipe.execute()
+        return [turns.Line(o, n, int(float(p or 0)), self.strides.get(o, turns.STRIDE_UNIT))
+                for o, n, p in zip(owners, sizes, passes) if n]
+
+    def waiting_by_owner(self) -> dict[str, int]:
+        """Queued jobs per owner, every pool together."""
+        out: dict[str, int] = {}
+        for pool in turns.POOLS:
+            for line in self.lines(pool):
+                out[line.owner] = out.get(line.owner, 0) + line.waiting
+        return out
+
     def queue_position(self, job_id: str) -> int | None:
-        rank = self.r.zrank(QUEUED, job_id)
-        return None if rank is None else rank + 1
+        """1 = the next job a free worker of its pool takes, under the turn rule (jobs.turns)."""
+        owner, pool, status = self.r.hmget(job_key(job_id), "owner", "pool", "status")
+        if status != "queued":
+            return None
+        pool = pool or turns.DEFAULT_POOL
+        rank = self.r.zrank(turns.wait_key(pool, owner or ""), job_id)
+        lines = self.lines(pool)
+        if rank is None or not any(line.owner == owner for line in lines):
+            rank = self.r.zrank(QUEUED, job_id)  # a record from before the turn order: its own message
+            return None if rank is None else rank + 1
+        return turns.position(lines, owner, rank + 1)
 
     def cancel(self, job_id: str) -> str:
         return self._cancel(keys=[job_key(job_id), COUNTS, QUEUED], args=[job_id, repr(time.time())])
@@ -260,15 +307,19 @@ class JobStore:
         return int(self.r.get(ENGINE_RUNS) or 0)
 
     # ------------------------------------------------------------------ worker side
-    def claim(self, job_id: str, worker: str, *, max_attempts: int, stale_seconds: float) -> tuple[str, str]:
-        """What to do with a delivered message: ("run", attempt), ("skip", status), ("busy", holder),
-        ("failed", attempts) once a job has stopped its worker ``max_attempts`` times, or ("missing", "")."""
-        kind, info = self._claim(
-            keys=[job_key(job_id), COUNTS, QUEUED, WORKERS, RUNNING],
+    def claim(self, job_id: str, worker: str, *, max_attempts: int, stale_seconds: float,
+              pool: str = turns.DEFAULT_POOL) -> tuple[str, str, str]:
+        """What to do with a delivered message naming ``job_id``: (kind, info, the job it concerns),
+        kind "run" (info: the attempt), "skip" (its status), "busy" (the live holder), "failed" once a
+        job has stopped its worker ``max_attempts`` times, or "missing". Unless it redelivers a running
+        job, a message is a turn in ``pool``: the job run is the one whose turn it is (jobs.turns)."""
+        kind, info, jid = self._claim(
+            keys=[COUNTS, QUEUED, WORKERS, RUNNING],
             args=[job_id, worker, repr(time.time()), max_attempts, stale_seconds,
-                  json.dumps(errors.worker_lost(max_attempts))],
+                  json.dumps(errors.worker_lost(max_attempts)), pool, json.dumps(self.strides or {}),
+                  turns.STRIDE_UNIT],
         )
-        return kind, info
+        return kind, info, jid
 
     def transition(
         self, job_id: str, allowed: tuple[str, ...], to: str, *, expect_worker: str = "", **fields: Any
@@ -281,6 +332,9 @@ class JobStore:
         return self._transition(
             keys=[job_key(job_id), COUNTS, QUEUED, RUNNING], args=[job_id, ",".join(allowed), to, expect_worker, *flat]
         )
+
+    def pool_of(self, job_id: str) -> str:
+        return self.r.hget(job_key(job_id), "pool") or turns.DEFAULT_POOL
 
     def holder(self, job_id: str) -> str | None:
         return self.r.hget(job_key(job_id), "worker")

@@ -19,6 +19,7 @@ from circuitdiff.tasks.custom import dataset_kind
 from circuitdiff.catalogue import RANDOM, zoo_path
 from jobs.content import content_key, weights_fingerprint
 from jobs.settings import Settings
+from jobs.store import JobStore
 
 from . import datasets
 from .modelroots import check_checkpoint, resolve_under_roots
@@ -103,3 +104,16 @@ def prepare(spec: ComparisonSpec, settings: Settings, owner: str) -> Prepared:
                                    "controls": [ref for ref, _ in controls]}).resolve_known()
     fingerprints = {"teacher": fp_t, "student": fp_s, **{f"controls.{i}": fp for i, (_, fp) in enumerate(controls)}}
     return Prepared(spec, fingerprints, digest, content_key(spec, fingerprints, digest))
+
+
+def too_many_queued(queued: int, settings: Settings, store: JobStore) -> Problem:
+    """429 for a key at its queued limit (jobs.store's create refused it): the limit, how many are
+    queued, and a Retry-After of about one job's time on the live workers (the next start frees a place)."""
+    limit = settings.max_queued_per_key
+    d = store.durations()
+    mean = d["sum"] / d["count"] if d.get("count") else 30.0
+    workers = max(1, len(store.workers_alive(settings.worker_stale_seconds)))
+    retry = max(5, min(3600, round(mean / workers)))
+    return Problem("too_many_queued",
+                   f"this key has {queued} comparisons queued, its limit (CIRCUITDIFF_MAX_QUEUED_PER_KEY) is {limit}",
+                   headers={"Retry-After": str(retry)}, extra={"limit": limit, "queued": queued})

@@ -38,7 +38,8 @@ _stop = threading.Event()
 
 @lru_cache
 def job_store() -> JobStore:
-    return JobStore.from_url(get_settings().require_redis_url())
+    settings = get_settings()
+    return JobStore.from_url(settings.require_redis_url(), settings.strides)
 
 
 def sweep_orphans() -> list[str]:
@@ -49,7 +50,7 @@ def sweep_orphans() -> list[str]:
     for job_id, attempts in job_store().orphans(settings.worker_stale_seconds):
         if job_store().mark_resent(job_id, attempts, ttl=settings.visibility_timeout):
             log.warning("job %s: its worker stopped beating; re-queued (attempt %d was lost)", job_id, attempts)
-            send_job(app, job_id)
+            send_job(app, job_id, pool=job_store().pool_of(job_id))
             resent.append(job_id)
     return resent
 
@@ -65,7 +66,7 @@ def sweep_unsent() -> list[str]:
     for job_id in job_store().unsent(older_than=settings.unsent_grace_seconds):
         if job_store().mark_resent(job_id, 0, ttl=settings.visibility_timeout):
             log.warning("job %s: its record was created but never queued; queued now", job_id)
-            send_job(app, job_id)
+            send_job(app, job_id, pool=job_store().pool_of(job_id))
             sent.append(job_id)
         job_store().mark_sent(job_id)
     return sent

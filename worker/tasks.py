@@ -22,9 +22,10 @@ from celery.exceptions import Reject
 from circuitdiff.errors import Cancelled, CircuitdiffError
 from circuitdiff.spec import ComparisonSpec
 from jobs import errors
-from jobs.queue import TASK_NAME, send_job
+from jobs.queue import POOL_QUEUES, TASK_NAME, send_job
 from jobs.settings import get_settings
 from jobs.store import JobStore
+from jobs.turns import DEFAULT_POOL
 
 from . import artifacts, runner
 from .celery_app import app
@@ -33,6 +34,7 @@ from .liveness import WORKER_NAME, job_store
 log = logging.getLogger("circuitdiff.worker")
 
 
+QUEUE_POOLS = {queue: pool for pool, queue in POOL_QUEUES.items()}
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 REDIS_PATIENCE = 120.0  # seconds a job waits out a Redis outage before this attempt gives up
 
@@ -121,23 +123,29 @@ def _record_resolved(store: JobStore, job_id: str, submitted: ComparisonSpec, re
         patiently(store.set_spec, job_id, resolved.model_dump(mode="json"))
 
 
-@app.task(name=TASK_NAME)
-def run_job(job_id: str) -> None:
+@app.task(name=TASK_NAME, bind=True)
+def run_job(self, message_job_id: str) -> None:
+    """A message is a turn in this worker's pool (jobs.turns): the claim says which job to run, the
+    one named unless another key's job is due first, or the named one when it redelivers a running job."""
     settings = get_settings()
     store = job_store()
-    kind, info = patiently(
-        store.claim, job_id, WORKER_NAME, max_attempts=settings.max_attempts, stale_seconds=settings.worker_stale_seconds
+    pool = QUEUE_POOLS.get((self.request.delivery_info or {}).get("routing_key"), DEFAULT_POOL)
+    kind, info, job_id = patiently(
+        store.claim, message_job_id, WORKER_NAME, max_attempts=settings.max_attempts,
+        stale_seconds=settings.worker_stale_seconds, pool=pool,
     )
     if kind == "busy":
         # Redelivered while the worker holding it still beats (visibility timeout shorter than the
         # job). Acking this message outright would lose the job if that holder died later, so ask
         # again once its heartbeat has had time to go stale.
         log.info("job %s held by live worker %s; re-queued for %ss", job_id, info, settings.worker_stale_seconds)
-        send_job(app, job_id, countdown=settings.worker_stale_seconds)
+        send_job(app, job_id, pool=patiently(store.pool_of, job_id), countdown=settings.worker_stale_seconds)
         return
     if kind != "run":
-        log.info("job %s not run: %s %s", job_id, kind, info)
+        log.info("message for job %s: nothing run (%s %s %s)", message_job_id, kind, info, job_id)
         return
+    if job_id != message_job_id:
+        log.info("message for job %s: job %s's turn came first", message_job_id, job_id)
     t0 = time.monotonic()
     tmp_dir = settings.results_dir / f".{job_id}.{info}.partial"
     progress = ThrottledProgress(store, job_id, settings.progress_interval)
