@@ -38,6 +38,11 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def owner_of(key_hash: str) -> str:
+    """The owner id of a key's jobs (and its line in the turn order): ``k`` + 16 hex digits of its hash."""
+    return "k" + key_hash[:16]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CIRCUITDIFF_", extra="ignore")
 
@@ -159,7 +164,7 @@ class Settings(BaseSettings):
     @property
     def strides(self) -> dict[str, int]:
         """Owner -> stride in the turn order (jobs.turns), for the keys given a weight."""
-        return {owner: stride(w) for owner, w in self.key_weights.items()}
+        return {owner_of(h): stride(w) for h, w in self.key_weights.items()}
 
     @property
     def results_dir(self) -> Path:

@@ -31,9 +31,13 @@ UNSENT = P + "unsent"  # zset job id -> creation time: records whose message is 
 STATUS_INDEX_READY = P + "status_index:v1"  # set once every record is in its owner's status index
 COUNTS = P + "counts"  # hash status -> number of jobs in it
 WORKERS = P + "workers"  # zset worker name -> last heartbeat
+WORKER_INFO = P + "worker_info"  # hash worker name -> JSON WorkerInfo, written with each heartbeat
+CACHE_COUNTS = P + "cache_counts"  # hash "<cache>|<outcome>" -> n (cache: activations, models)
 DURATIONS = P + "durations"  # hash histogram of finished job durations
 ENGINE_RUNS = P + "engine_runs"  # how many times a worker called the engine
 DURATION_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600)
+STAGE_DURATIONS = P + "stage_durations"  # hash "<stage>|le_<b>", "<stage>|count", "<stage>|sum"
+STAGE_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600)
 IDEMPOTENCY_TTL = 24 * 3600
 _JSON_FIELDS = ("spec", "progress", "error", "artifacts", "fingerprints", "warnings")
 
@@ -115,6 +119,26 @@ class CreateOutcome:
     job_id: str
     idem_body_hash: str | None = None
     queued: int | None = None
+
+
+def model_name(model_id: str, revision: str | None = None) -> str:
+    """How a worker names a model it holds loaded (WorkerInfo.models) and a spec's model is matched to it."""
+    return f"{model_id}@{revision}" if revision else model_id
+
+
+class WorkerInfo(BaseModel):
+    """What a worker publishes with its heartbeat (worker/liveness.py): where it takes jobs from, what
+    it holds loaded, what it is running. The API routes by it (warm models) and /metrics reports it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    pool: str = turns.DEFAULT_POOL
+    devices: str | None = None  # CUDA_VISIBLE_DEVICES as the worker saw it; None: not set (CPU or every GPU)
+    queue: str | None = None  # the worker's own queue (warm-model routing sends there)
+    job: str | None = None  # the job it is running; None: idle
+    models: list[str] = []  # model ids (``id`` or ``id@revision``) loaded in its LRU, most recent last
+    device_memory: dict[str, int] = {}  # device -> bytes allocated by torch (GPU workers)
 
 
 class JobStore:
@@ -246,6 +270,15 @@ class JobStore:
         return [turns.Line(o, n, int(float(p or 0)), self.strides.get(o, turns.STRIDE_UNIT))
                 for o, n, p in zip(owners, sizes, passes) if n]
 
+    def oldest_queued(self, pool: str, *, older_than: float) -> str | None:
+        """A job queued in ``pool`` for over ``older_than`` s (the oldest of the first line that has one)."""
+        cutoff = time.time() - older_than
+        for owner in sorted(self.r.smembers(turns.owners_key(pool))):
+            old = self.r.zrangebyscore(turns.wait_key(pool, owner), "-inf", cutoff, start=0, num=1)
+            if old:
+                return old[0]
+        return None
+
     def waiting_by_owner(self) -> dict[str, int]:
         """Queued jobs per owner, every pool together."""
         out: dict[str, int] = {}
@@ -339,9 +372,10 @@ class JobStore:
     def holder(self, job_id: str) -> str | None:
         return self.r.hget(job_key(job_id), "worker")
 
-    def set_progress(self, job_id: str, stage: str, done: int, total: int) -> None:
+    def set_progress(self, job_id: str, stage: str, done: int, total: int, *, eta_seconds: float | None = None) -> None:
         pipe = self.r.pipeline()
-        pipe.hset(job_key(job_id), "progress", json.dumps({"stage": stage, "done": done, "total": total}))
+        pipe.hset(job_key(job_id), "progress", json.dumps({"stage": stage, "done": done, "total": total,
+                                                           "eta_seconds": eta_seconds}))
         pipe.hincrby(job_key(job_id), "rev", 1)
         pipe.execute()
 
@@ -374,6 +408,29 @@ class JobStore:
 
     def worker_gone(self, worker: str) -> None:
         self.r.zrem(WORKERS, worker)
+        self.r.hdel(WORKER_INFO, worker)
+
+    def publish_worker(self, info: WorkerInfo) -> None:
+        self.r.hset(WORKER_INFO, info.name, info.model_dump_json())
+
+    def worker_infos(self, stale_seconds: float) -> list[WorkerInfo]:
+        """What every live worker last published (a worker gone silent is left out)."""
+        alive = self.workers_alive(stale_seconds)
+        raw = self.r.hmget(WORKER_INFO, alive) if alive else []
+        return [WorkerInfo.model_validate_json(v) for v in raw if v]
+
+    def count_cache(self, cache: str, outcome: str, n: int = 1) -> None:
+        if n:
+            self.r.hincrby(CACHE_COUNTS, f"{cache}|{outcome}", n)
+
+    def cache_counts(self) -> dict[tuple[str, str], int]:
+        """(cache, outcome) -> count: ``activations`` hit/miss/disabled per model scanned, ``models``
+        hit/miss per model a job needed (the worker's loaded-model LRU)."""
+        out = {}
+        for k, v in self.r.hgetall(CACHE_COUNTS).items():
+            cache, _, outcome = k.partition("|")
+            out[(cache, outcome)] = int(v)
+        return out
 
     def observe_duration(self, seconds: float) -> None:
         pipe = self.r.pipeline()
@@ -383,6 +440,24 @@ class JobStore:
         pipe.hincrby(DURATIONS, "count", 1)
         pipe.hincrbyfloat(DURATIONS, "sum", seconds)
         pipe.execute()
+
+    def observe_stage(self, stage: str, seconds: float) -> None:
+        """One finished stage of a job (worker/tasks.py), by its family (``influence``, ``clean``...)."""
+        pipe = self.r.pipeline()
+        for b in STAGE_BUCKETS:
+            if seconds <= b:
+                pipe.hincrby(STAGE_DURATIONS, f"{stage}|le_{b}", 1)
+        pipe.hincrby(STAGE_DURATIONS, f"{stage}|count", 1)
+        pipe.hincrbyfloat(STAGE_DURATIONS, f"{stage}|sum", seconds)
+        pipe.execute()
+
+    def stage_durations(self) -> dict[str, dict[str, float]]:
+        """stage -> {"le_<b>": n, "count": n, "sum": s}."""
+        out: dict[str, dict[str, float]] = {}
+        for k, v in self.r.hgetall(STAGE_DURATIONS).items():
+            stage, _, field = k.rpartition("|")
+            out.setdefault(stage, {})[field] = float(v)
+        return out
 
     def count_engine_run(self) -> None:
         self.r.incr(ENGINE_RUNS)

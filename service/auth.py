@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import hmac
 
-from jobs.settings import hash_key
+from jobs.settings import hash_key, owner_of
 
 from .problems import Problem
 
 LOCAL_OWNER = "local"
-
-
-def owner_of(key_hash: str) -> str:
-    return "k" + key_hash[:16]
 
 
 def owner_for(authorization: str, key_hashes: list[str]) -> str:

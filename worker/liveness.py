@@ -20,19 +20,62 @@ import logging
 import os
 import shutil
 import socket
+import sys
 import threading
 import time
 from functools import lru_cache
 
 from celery import signals
 
-from jobs.queue import send_job
+from jobs.queue import MULTI_QUEUE, send_job
 from jobs.settings import get_settings
-from jobs.store import JobStore
+from jobs.store import JobStore, WorkerInfo
+from jobs.turns import DEFAULT_POOL
 
 log = logging.getLogger("circuitdiff.worker")
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
 _stop = threading.Event()
+# What this worker publishes (jobs.store.WorkerInfo): its pool and own queue are set when Celery is
+# ready (the queues it was started on), the job by worker/tasks.py around each run.
+_me = {"pool": DEFAULT_POOL, "queue": None, "job": None, "idle_since": time.monotonic()}
+
+
+def own_queue(node: str) -> str:
+    """The queue only this worker reads (its Celery node name, stable across restarts): where a job
+    whose models it holds warm is sent (jobs.routing)."""
+    return f"gpu.w.{node}"
+
+
+def pool() -> str:
+    return _me["pool"]
+
+
+def device_memory() -> dict[str, int]:
+    """Bytes torch has allocated per visible GPU; {} on CPU or before this process used CUDA (never
+    initialises CUDA from the heartbeat thread)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return {}
+    return {f"cuda:{i}": int(torch.cuda.memory_allocated(i)) for i in range(torch.cuda.device_count())}
+
+
+def publish() -> None:
+    from . import runner
+
+    job_store().publish_worker(WorkerInfo(
+        name=WORKER_NAME, pool=_me["pool"], devices=os.environ.get("CUDA_VISIBLE_DEVICES"), queue=_me["queue"],
+        job=_me["job"], models=runner.models().loaded(), device_memory=device_memory()))
+
+
+def running(job_id: str | None) -> None:
+    """This worker started (``job_id``) or ended (None) a job: published at once, for the routing."""
+    _me["job"] = job_id
+    if job_id is None:
+        _me["idle_since"] = time.monotonic()
+    try:
+        publish()
+    except Exception as e:  # noqa: BLE001 - the next heartbeat publishes it
+        log.warning("could not publish worker state: %s", e)
 
 
 
@@ -87,6 +130,23 @@ def sweep_partials() -> list[str]:
     return removed
 
 
+def sweep_idle_pool() -> bool:
+    """An idle worker sees jobs queued in its pool for longer than the unsent grace: a turn went
+    missing (sent to a worker's own queue that is gone, say), so send one more to the pool's queue.
+    A spare turn is harmless: a message that finds nothing queued is acknowledged and dropped."""
+    from .celery_app import app
+    settings = get_settings()
+    if _me["job"] is not None or time.monotonic() - _me["idle_since"] < settings.unsent_grace_seconds:
+        return False
+    stale = job_store().oldest_queued(_me["pool"], older_than=settings.unsent_grace_seconds)
+    if stale is None:
+        return False
+    log.warning("job %s waits in pool %s while this worker is idle; sending a turn", stale, _me["pool"])
+    send_job(app, stale, pool=_me["pool"])
+    _me["idle_since"] = time.monotonic()
+    return True
+
+
 def _beat() -> None:
     settings = get_settings()
     next_sweep = 0.0
@@ -94,6 +154,7 @@ def _beat() -> None:
     while not _stop.is_set():
         try:
             job_store().heartbeat(WORKER_NAME)
+            publish()
             if failing:
                 log.info("heartbeat: Redis reachable again")
                 failing = False
@@ -102,6 +163,7 @@ def _beat() -> None:
                 sweep_orphans()
                 sweep_unsent()
                 sweep_partials()
+                sweep_idle_pool()
         except Exception as e:  # noqa: BLE001 - Redis down: keep beating, it comes back
             if not failing:
                 log.warning("heartbeat failed (retrying every %.0fs until Redis is back): %s",
@@ -111,7 +173,11 @@ def _beat() -> None:
 
 
 @signals.worker_ready.connect
-def _start_heartbeat(**_):
+def _start_heartbeat(sender=None, **_):
+    if sender is not None:  # the consumer: the queues it was started on, and one of its own
+        _me["pool"] = "multi" if MULTI_QUEUE in sender.app.amqp.queues.consume_from else DEFAULT_POOL
+        _me["queue"] = own_queue(sender.hostname)
+        sender.add_task_queue(_me["queue"])
     threading.Thread(target=_beat, name="heartbeat", daemon=True).start()
 
 

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from circuitdiff.settings import EngineSettings, use
 from jobs.settings import get_settings
+from jobs.store import model_name
 
 
 class ModelLRU:
@@ -26,6 +27,12 @@ class ModelLRU:
         self._items: OrderedDict[tuple, Any] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = self.misses = 0
+
+    def loaded(self) -> list[str]:
+        """The models held, least recently used first, as ``id`` or ``id@revision``."""
+        with self._lock:
+            keys = list(self._items)
+        return [model_name(k[0], k[1]) for k in keys]
 
     def get_or_load(self, key: tuple, load: Callable[[], Any]) -> Any:
         with self._lock:

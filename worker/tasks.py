@@ -22,19 +22,18 @@ from celery.exceptions import Reject
 from circuitdiff.errors import Cancelled, CircuitdiffError
 from circuitdiff.spec import ComparisonSpec
 from jobs import errors
-from jobs.queue import POOL_QUEUES, TASK_NAME, send_job
+from jobs.queue import TASK_NAME, send_job
 from jobs.settings import get_settings
 from jobs.store import JobStore
-from jobs.turns import DEFAULT_POOL
 
 from . import artifacts, runner
 from .celery_app import app
+from . import liveness
 from .liveness import WORKER_NAME, job_store
 
 log = logging.getLogger("circuitdiff.worker")
 
 
-QUEUE_POOLS = {queue: pool for pool, queue in POOL_QUEUES.items()}
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 REDIS_PATIENCE = 120.0  # seconds a job waits out a Redis outage before this attempt gives up
 
@@ -86,19 +85,47 @@ class LostJob(Exception):
 
 
 class ThrottledProgress:
-    """The engine's ``progress`` callback: writes ``{stage, done, total}`` at most every ``interval`` s."""
+    """The engine's ``progress`` callback: writes ``{stage, done, total, eta_seconds}`` at most every
+    ``interval`` s, and each finished stage's duration (by the stage's family, the part before ``:``)
+    into the stage histogram /metrics reads.
+
+    ``eta_seconds``: the seconds the current stage still needs at the rate measured in it so far in
+    this job (items done since the stage began over the time since); None until it has one (no item
+    done yet)."""
 
     def __init__(self, store: JobStore, job_id: str, interval: float):
         self.store, self.job_id, self.interval = store, job_id, interval
         self.last = 0.0
         self.latest: tuple[str, int, int] | None = None
+        self.stage: str | None = None
+        self.stage_t0 = 0.0
+        self.stage_done0 = 0
+
+    def eta(self, done: int, total: int, now: float) -> float | None:
+        progressed, elapsed = done - self.stage_done0, now - self.stage_t0
+        if progressed <= 0 or elapsed <= 0:
+            return None
+        return round(max(0, total - done) * elapsed / progressed, 1)
 
     def __call__(self, stage: str, done: int, total: int) -> None:
-        self.latest = (stage, done, total)
         now = time.monotonic()
+        if stage != self.stage:
+            self.close(now)
+            self.stage, self.stage_t0, self.stage_done0 = stage, now, done
+        self.latest = (stage, done, total)
         if now - self.last >= self.interval:
             self.last = now
-            patiently(self.store.set_progress, self.job_id, *self.latest)
+            patiently(self.store.set_progress, self.job_id, stage, done, total, eta_seconds=self.eta(done, total, now))
+
+    def close(self, now: float | None = None) -> None:
+        """The current stage ended (another began, or the job finished): its duration is observed."""
+        if self.stage is not None:
+            seconds = (time.monotonic() if now is None else now) - self.stage_t0
+            try:
+                patiently(self.store.observe_stage, self.stage.split(":", 1)[0], seconds)
+            except REDIS_ERRORS:
+                pass  # a metric, not the job
+            self.stage = None
 
 
 class CancelFlag:
@@ -123,13 +150,24 @@ def _record_resolved(store: JobStore, job_id: str, submitted: ComparisonSpec, re
         patiently(store.set_spec, job_id, resolved.model_dump(mode="json"))
 
 
-@app.task(name=TASK_NAME, bind=True)
-def run_job(self, message_job_id: str) -> None:
+def _count_caches(store: JobStore, result, model_hits: int, model_misses: int) -> None:
+    """For /metrics: the activation cache's outcome per model scanned, the loaded-model LRU's per load."""
+    try:
+        for outcome in result.scan.cache.values():
+            patiently(store.count_cache, "activations", outcome)
+        patiently(store.count_cache, "models", "hit", model_hits)
+        patiently(store.count_cache, "models", "miss", model_misses)
+    except REDIS_ERRORS:
+        pass  # a metric, not the job
+
+
+@app.task(name=TASK_NAME)
+def run_job(message_job_id: str) -> None:
     """A message is a turn in this worker's pool (jobs.turns): the claim says which job to run, the
     one named unless another key's job is due first, or the named one when it redelivers a running job."""
     settings = get_settings()
     store = job_store()
-    pool = QUEUE_POOLS.get((self.request.delivery_info or {}).get("routing_key"), DEFAULT_POOL)
+    pool = liveness.pool()  # whichever of its queues the message came on
     kind, info, job_id = patiently(
         store.claim, message_job_id, WORKER_NAME, max_attempts=settings.max_attempts,
         stale_seconds=settings.worker_stale_seconds, pool=pool,
@@ -146,6 +184,15 @@ def run_job(self, message_job_id: str) -> None:
         return
     if job_id != message_job_id:
         log.info("message for job %s: job %s's turn came first", message_job_id, job_id)
+    liveness.running(job_id)
+    try:
+        _run(job_id, info, settings, store)
+    finally:
+        liveness.running(None)
+
+
+def _run(job_id: str, info: str, settings, store: JobStore) -> None:
+    """Run the claimed job ``job_id`` (attempt ``info``) to its end: succeeded, failed or cancelled."""
     t0 = time.monotonic()
     tmp_dir = settings.results_dir / f".{job_id}.{info}.partial"
     progress = ThrottledProgress(store, job_id, settings.progress_interval)
@@ -169,9 +216,10 @@ def run_job(self, message_job_id: str) -> None:
             tmp_dir.mkdir(parents=True)
         spec = ComparisonSpec.model_validate(record.spec)
         patiently(store.count_engine_run)
-        hits_before = runner.models().hits
+        hits_before, misses_before = runner.models().hits, runner.models().misses
         result = runner.run(spec, progress=progress, cancelled=cancelled, settings=settings.engine,
                             resolved=lambda s: _record_resolved(store, job_id, spec, s))
+        _count_caches(store, result, runner.models().hits - hits_before, runner.models().misses - misses_before)
         with results_io(settings.results_dir):
             warnings = artifacts.write(result, tmp_dir)
         if patiently(store.cancel_requested, job_id):  # asked to stop after the last component boundary
@@ -180,13 +228,14 @@ def run_job(self, message_job_id: str) -> None:
             raise LostJob("another worker took the job over (this one looked dead)")
         with results_io(settings.results_dir):
             manifest = artifacts.publish(tmp_dir, settings.results_dir / job_id)
+        progress.close()
         last = progress.latest or ("done", 1, 1)
         finish(
             "succeeded",
             artifacts=manifest,
             warnings=warnings,
             model_cache_hits=runner.models().hits - hits_before,
-            progress={"stage": "done", "done": last[2], "total": last[2]},
+            progress={"stage": "done", "done": last[2], "total": last[2], "eta_seconds": 0},
             result=f"results/{job_id}/result.json",  # the pointer goes in last, with the status
         )
     except LostJob as e:

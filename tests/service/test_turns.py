@@ -103,3 +103,12 @@ def test_position_counts_ties_by_owner_id():
     lines = [Line("a", 2, 0, STRIDE_UNIT), Line("b", 2, 0, STRIDE_UNIT)]
     assert [position(lines, "a", 1), position(lines, "b", 1), position(lines, "a", 2), position(lines, "b", 2)] \
         == [1, 2, 3, 4]
+
+
+def test_key_weights_name_the_owner_ids_the_api_gives_keys(monkeypatch):
+    from jobs.settings import Settings, hash_key, owner_of
+
+    s = Settings(key_weights="alice-test-key=2,sha256:" + "ab" * 32 + "=4")
+    assert s.strides == {owner_of(hash_key("alice-test-key")): STRIDE_UNIT // 2, owner_of("ab" * 32): STRIDE_UNIT // 4}
+    with pytest.raises(ValueError, match="outside 1-16"):
+        Settings(key_weights="k=17")
