@@ -38,6 +38,23 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def parse_gpus(text: str) -> list[tuple[int, ...]]:
+    """``CIRCUITDIFF_GPUS``: ``0,1`` -> [(0,), (1,)] (a worker each); ``0-3`` -> [(0, 1, 2, 3)] (one worker)."""
+    groups, seen = [], set()
+    for item in (s.strip() for s in text.split(",")):
+        if not item:
+            continue
+        lo, sep, hi = item.partition("-")
+        if not (lo.isdigit() and (not sep or hi.isdigit())) or (sep and int(hi) <= int(lo)):
+            raise ValueError(f"{item!r}: write a device id (`0`) or a range of them (`0-3`)")
+        group = tuple(range(int(lo), int(hi) + 1)) if sep else (int(lo),)
+        if seen & set(group):
+            raise ValueError(f"{item!r}: device {min(seen & set(group))} is given twice")
+        seen |= set(group)
+        groups.append(group)
+    return groups
+
+
 def owner_of(key_hash: str) -> str:
     """The owner id of a key's jobs (and its line in the turn order): ``k`` + 16 hex digits of its hash."""
     return "k" + key_hash[:16]
@@ -89,6 +106,12 @@ class Settings(BaseSettings):
     worker_heartbeat_seconds: float = Field(default=5.0, description="worker liveness write interval")
     worker_stale_seconds: float = Field(default=30.0, description="a worker silent this long counts as gone")
     workers: int = Field(default=1, ge=1, le=64, description="worker processes `make run` starts and supervises")
+    gpus: Annotated[list[tuple[int, ...]], NoDecode] = Field(
+        default_factory=list,
+        description="GPUs `make run` gives its workers, comma-separated: `0,1` = one worker per device, each seeing "
+                    "only its own (CUDA_VISIBLE_DEVICES) and named after it (gpu0, gpu1); a range `0-3` = one worker "
+                    "over those devices, for jobs whose models need several GPUs (queue gpu.multi); empty: "
+                    "CIRCUITDIFF_WORKERS workers, no device assignment")
     unsent_grace_seconds: float = Field(
         default=30.0, gt=0,
         description="a queued job whose message is not known to be sent this long after creation is queued by a worker's sweep")
@@ -120,6 +143,11 @@ class Settings(BaseSettings):
         # Plain keys never stay in memory past this point: only their sha256 is kept and compared.
         items = [s.strip() for s in v.split(",")] if isinstance(v, str) else list(v or [])
         return [k[7:].lower() if k.startswith("sha256:") else hash_key(k) for k in items if k]
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpu_groups(cls, v):
+        return parse_gpus(v) if isinstance(v, str) else v
 
     @field_validator("key_weights", mode="before")
     @classmethod

@@ -139,6 +139,7 @@ class WorkerInfo(BaseModel):
     job: str | None = None  # the job it is running; None: idle
     models: list[str] = []  # model ids (``id`` or ``id@revision``) loaded in its LRU, most recent last
     device_memory: dict[str, int] = {}  # device -> bytes allocated by torch (GPU workers)
+    device_capacity: dict[str, int] = {}  # device -> bytes a job may plan on (total, capped by the memory budget)
 
 
 class JobStore:

@@ -37,7 +37,7 @@ WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
 _stop = threading.Event()
 # What this worker publishes (jobs.store.WorkerInfo): its pool and own queue are set when Celery is
 # ready (the queues it was started on), the job by worker/tasks.py around each run.
-_me = {"pool": DEFAULT_POOL, "queue": None, "job": None, "idle_since": time.monotonic()}
+_me = {"pool": DEFAULT_POOL, "queue": None, "job": None, "idle_since": time.monotonic(), "capacity": {}}
 
 
 def own_queue(node: str) -> str:
@@ -59,12 +59,29 @@ def device_memory() -> dict[str, int]:
     return {f"cuda:{i}": int(torch.cuda.memory_allocated(i)) for i in range(torch.cuda.device_count())}
 
 
+def device_capacity() -> dict[str, int]:
+    """Bytes per visible GPU a job may plan on: its total memory, capped by the engine's memory budget
+    (circuitdiff.models.placement reads the same cap); {} without a GPU. What the API compares a job's
+    estimated size with to tell whether it needs several GPUs (service/submission.py)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    cap = get_settings().engine.memory_budget
+    out = {}
+    for i in range(torch.cuda.device_count()):
+        total = int(torch.cuda.get_device_properties(i).total_memory)
+        out[f"cuda:{i}"] = min(total, cap) if cap is not None else total
+    return out
+
+
 def publish() -> None:
     from . import runner
 
     job_store().publish_worker(WorkerInfo(
         name=WORKER_NAME, pool=_me["pool"], devices=os.environ.get("CUDA_VISIBLE_DEVICES"), queue=_me["queue"],
-        job=_me["job"], models=runner.models().loaded(), device_memory=device_memory()))
+        job=_me["job"], models=runner.models().loaded(), device_memory=device_memory(),
+        device_capacity=_me["capacity"]))
 
 
 def running(job_id: str | None) -> None:
@@ -178,6 +195,7 @@ def _start_heartbeat(sender=None, **_):
         _me["pool"] = "multi" if MULTI_QUEUE in sender.app.amqp.queues.consume_from else DEFAULT_POOL
         _me["queue"] = own_queue(sender.hostname)
         sender.add_task_queue(_me["queue"])
+        _me["capacity"] = device_capacity()
     threading.Thread(target=_beat, name="heartbeat", daemon=True).start()
 
 
