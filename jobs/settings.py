@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     )
     restore_interval: int = Field(default=10, ge=1, description="seconds between sweeps for unacknowledged jobs")
     model_cache_size: int = Field(default=4, ge=0, description="loaded models the worker keeps across jobs")
+    warm_routing: bool = Field(
+        default=True, description="a worker handed a job whose teacher or student another idle worker holds loaded, "
+                                  "and it does not, passes the job to that worker's own queue")
     progress_interval: float = Field(default=1.0, description="min seconds between progress writes")
     worker_heartbeat_seconds: float = Field(default=5.0, description="worker liveness write interval")
     worker_stale_seconds: float = Field(default=30.0, description="a worker silent this long counts as gone")

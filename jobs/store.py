@@ -153,6 +153,7 @@ class JobStore:
         self._claim = client.register_script(store_scripts.CLAIM)
         self._cancel = client.register_script(store_scripts.CANCEL)
         self._backfill = client.register_script(store_scripts.BACKFILL)
+        self._peek = client.register_script(store_scripts.PEEK)
 
     @classmethod
     def from_url(cls, url: str, strides: dict[str, int] | None = None) -> "JobStore":
@@ -354,6 +355,11 @@ class JobStore:
                   turns.STRIDE_UNIT],
         )
         return kind, info, jid
+
+    def peek_turn(self, job_id: str, pool: str = turns.DEFAULT_POOL) -> str | None:
+        """The job a message naming ``job_id`` would run in ``pool`` if claimed now (claim's choice,
+        nothing claimed); None for a redelivery of a running job, or when nothing is queued."""
+        return self._peek(keys=[], args=[job_id, pool]) or None
 
     def transition(
         self, job_id: str, allowed: tuple[str, ...], to: str, *, expect_worker: str = "", **fields: Any

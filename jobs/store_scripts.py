@@ -32,6 +32,28 @@ local function join(pool, o, id, t)
   end
   redis.call('ZADD', 'cd:wait:' .. pool .. ':' .. o, t, id)
 end
+-- The job whose turn it is in ``pool``: (head job id, its owner, the owner's pass), or nil. Lines left
+-- behind empty, and entries whose record moved on without leaving, are dropped on the way.
+local function next_turn(pool)
+  local pk = 'cd:pass:' .. pool
+  while true do
+    local best, best_pass
+    for _, o in ipairs(redis.call('SMEMBERS', 'cd:waiters:' .. pool)) do
+      local p = tonumber(redis.call('HGET', pk, o) or '0')
+      if best == nil or p < best_pass or (p == best_pass and o < best) then best, best_pass = o, p end
+    end
+    if not best then return nil end
+    local line = 'cd:wait:' .. pool .. ':' .. best
+    local head = redis.call('ZRANGE', line, 0, 0)[1]
+    if not head then
+      redis.call('SREM', 'cd:waiters:' .. pool, best)
+    elseif redis.call('HGET', 'cd:job:' .. head, 'status') ~= 'queued' then
+      redis.call('ZREM', line, head)
+    else
+      return head, best, best_pass
+    end
+  end
+end
 local function leave(job, id)
   local o = redis.call('HGET', job, 'owner')
   if not o then return false end
@@ -180,25 +202,11 @@ if st == 'queued' then
   if not redis.call('ZSCORE', 'cd:wait:' .. pool .. ':' .. o, ARGV[1]) then return claim(ARGV[1]) end
 end
 -- a turn: the next job of the worker's pool
-local pool, pk = ARGV[7], 'cd:pass:' .. ARGV[7]
-while true do
-  local best, best_pass
-  for _, o in ipairs(redis.call('SMEMBERS', 'cd:waiters:' .. pool)) do
-    local p = tonumber(redis.call('HGET', pk, o) or '0')
-    if best == nil or p < best_pass or (p == best_pass and o < best) then best, best_pass = o, p end
-  end
-  if not best then return {'skip', st or 'missing', ARGV[1]} end
-  local line = 'cd:wait:' .. pool .. ':' .. best
-  local head = redis.call('ZRANGE', line, 0, 0)[1]
-  if not head then
-    redis.call('SREM', 'cd:waiters:' .. pool, best)  -- an emptied line left behind: drop it, look again
-  elseif redis.call('HGET', job_of(head), 'status') ~= 'queued' then
-    redis.call('ZREM', line, head)  -- a record gone or moved on without leaving its line: drop it
-  else
-    if best_pass > tonumber(redis.call('HGET', pk, '') or '0') then redis.call('HSET', pk, '', fmt(best_pass)) end
-    return claim(head)
-  end
-end
+local head, best, best_pass = next_turn(ARGV[7])
+if not head then return {'skip', st or 'missing', ARGV[1]} end
+local pk = 'cd:pass:' .. ARGV[7]
+if best_pass > tonumber(redis.call('HGET', pk, '') or '0') then redis.call('HSET', pk, '', fmt(best_pass)) end
+return claim(head)
 """
 
 # KEYS: job, counts, queued.  ARGV: id, now.
@@ -231,4 +239,21 @@ if not st then return 0 end
 for i = 2, #ARGV do reindex(KEYS[1], ARGV[1], ARGV[i], nil) end
 reindex(KEYS[1], ARGV[1], nil, st)
 return 1
+"""
+
+# Which job a message would run in ``pool`` if claimed now (CLAIM's choice, nothing claimed): the
+# named job when it is running or queued outside every line, else the job whose turn it is; '' if none.
+# ARGV: message's job id, pool.
+PEEK = TURNS + """
+local named = 'cd:job:' .. ARGV[1]
+local st = redis.call('HGET', named, 'status')
+if st == 'running' then return '' end
+if st == 'queued' then
+  local pool = redis.call('HGET', named, 'pool')
+  if not pool or pool == '' then pool = 'gpu' end
+  local o = redis.call('HGET', named, 'owner') or ''
+  if not redis.call('ZSCORE', 'cd:wait:' .. pool .. ':' .. o, ARGV[1]) then return ARGV[1] end
+end
+local head = next_turn(ARGV[2])
+return head or ''
 """

@@ -24,7 +24,7 @@ from circuitdiff.spec import ComparisonSpec
 from jobs import errors
 from jobs.queue import TASK_NAME, send_job
 from jobs.settings import get_settings
-from jobs.store import JobStore
+from jobs.store import JobStore, WorkerInfo, model_name
 
 from . import artifacts, runner
 from .celery_app import app
@@ -161,13 +161,45 @@ def _count_caches(store: JobStore, result, model_hits: int, model_misses: int) -
         pass  # a metric, not the job
 
 
+def warm_elsewhere(store: JobStore, job_id: str, stale_seconds: float) -> WorkerInfo | None:
+    """Another idle worker of this pool that holds the job's teacher or student loaded when this one
+    holds neither (the one holding more of them): loading them here again costs minutes for a large
+    model. None: run it here."""
+    job = store.get(job_id)
+    if job is None:
+        return None
+    wanted = {model_name(job.spec[r]["id"], job.spec[r].get("revision")) for r in ("teacher", "student")}
+    if wanted & set(runner.models().loaded()):
+        return None
+    warm = [(len(wanted & set(w.models)), w) for w in store.worker_infos(stale_seconds)
+            if w.name != WORKER_NAME and w.job is None and w.pool == liveness.pool() and w.queue]
+    best = max(warm, key=lambda t: t[0], default=(0, None))
+    return best[1] if best[0] else None
+
+
+def forward_if_warm_elsewhere(store: JobStore, message_job_id: str, settings) -> bool:
+    """Warm models first: the job this message would run goes to the idle worker holding its models,
+    as a message on that worker's own queue (the turn travels with it; nothing is claimed here)."""
+    target = patiently(store.peek_turn, message_job_id, liveness.pool())
+    w = target and patiently(warm_elsewhere, store, target, settings.worker_stale_seconds)
+    if not w:
+        return False
+    log.info("job %s: its models are loaded on idle worker %s; passed to %s", target, w.name, w.queue)
+    app.send_task(TASK_NAME, args=[target], queue=w.queue)
+    return True
+
+
 @app.task(name=TASK_NAME)
 def run_job(message_job_id: str) -> None:
     """A message is a turn in this worker's pool (jobs.turns): the claim says which job to run, the
-    one named unless another key's job is due first, or the named one when it redelivers a running job."""
+    one named unless another key's job is due first, or the named one when it redelivers a running job.
+    With ``warm_routing``, a job whose models another idle worker holds and this one does not is
+    passed to that worker first (:func:`forward_if_warm_elsewhere`)."""
     settings = get_settings()
     store = job_store()
     pool = liveness.pool()  # whichever of its queues the message came on
+    if settings.warm_routing and forward_if_warm_elsewhere(store, message_job_id, settings):
+        return
     kind, info, job_id = patiently(
         store.claim, message_job_id, WORKER_NAME, max_attempts=settings.max_attempts,
         stale_seconds=settings.worker_stale_seconds, pool=pool,
