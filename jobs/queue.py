@@ -10,6 +10,9 @@ Celery is transport only: job state lives in our records (:mod:`jobs.store`).
   record's own attempt counter stops a job that keeps killing workers (``max_attempts``).
 - ``visibility_timeout`` must exceed the longest job, or a running job is handed to a second worker.
 - Queue ``gpu``, solo pool, prefetch 1: one job per GPU at a time, none held back by a busy worker.
+  A message is a turn (jobs.turns): the worker that takes it runs the job whose turn it is. Queue
+  ``gpu.multi`` is the same for workers over several GPUs; each worker also reads a queue of its own,
+  ``gpu.w.<node>`` (worker/liveness.py), where a job whose models it holds loaded is passed to it.
 
 The producer (:func:`send_job`) knows only the task's name, so the API never imports the worker;
 the worker builds its app here with ``include=["worker.tasks"]``.
