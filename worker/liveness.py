@@ -42,7 +42,7 @@ _me = {"pool": DEFAULT_POOL, "queue": None, "job": None, "idle_since": time.mono
 
 def own_queue(node: str) -> str:
     """The queue only this worker reads (its Celery node name, stable across restarts): where a job
-    whose models it holds warm is sent (jobs.routing)."""
+    whose models it holds loaded is passed to it (worker/tasks.py, warm models first)."""
     return f"gpu.w.{node}"
 
 
