@@ -12,7 +12,8 @@ Celery is transport only: job state lives in our records (:mod:`jobs.store`).
 - Queue ``gpu``, solo pool, prefetch 1: one job per GPU at a time, none held back by a busy worker.
   A message is a turn (jobs.turns): the worker that takes it runs the job whose turn it is. Queue
   ``gpu.multi`` is the same for workers over several GPUs; each worker also reads a queue of its own,
-  ``gpu.w.<node>`` (worker/liveness.py), where a job whose models it holds loaded is passed to it.
+  ``gpu.w.<node>`` (worker/liveness.py), where a job whose models it holds loaded is passed to it,
+  and where the student's side of a split comparison (``SCAN_HALF``) is sent.
 
 The producer (:func:`send_job`) knows only the task's name, so the API never imports the worker;
 the worker builds its app here with ``include=["worker.tasks"]``.
@@ -34,6 +35,7 @@ MULTI_QUEUE = "gpu.multi"
 POOL_QUEUES = {"gpu": QUEUE, "multi": MULTI_QUEUE}  # a job's pool (jobs.turns) -> its queue
 assert tuple(POOL_QUEUES) == POOLS
 TASK_NAME = "circuitdiff.run_job"
+SCAN_HALF = "circuitdiff.scan_half"  # one model's side of a split comparison, sent to a worker's own queue
 # Watches (the watches package): checks and webhook deliveries run on their own light queue and worker, so a
 # long comparison on the gpu queue never holds back a check or an alert.
 WATCH_QUEUE = "watches"

@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     )
     restore_interval: int = Field(default=10, ge=1, description="seconds between sweeps for unacknowledged jobs")
     model_cache_size: int = Field(default=4, ge=0, description="loaded models the worker keeps across jobs")
+    split_jobs: bool = Field(
+        default=False, description="when another worker of the pool is idle, the worker running a comparison has it "
+                                   "scan the student meanwhile and picks the scan up from the activation cache")
     warm_routing: bool = Field(
         default=True, description="a worker handed a job whose teacher or student another idle worker holds loaded, "
                                   "and it does not, passes the job to that worker's own queue")

@@ -154,6 +154,7 @@ class JobStore:
         self._cancel = client.register_script(store_scripts.CANCEL)
         self._backfill = client.register_script(store_scripts.BACKFILL)
         self._peek = client.register_script(store_scripts.PEEK)
+        self._half_move = client.register_script(store_scripts.HALF_MOVE)
 
     @classmethod
     def from_url(cls, url: str, strides: dict[str, int] | None = None) -> "JobStore":
@@ -375,6 +376,23 @@ class JobStore:
 
     def pool_of(self, job_id: str) -> str:
         return self.r.hget(job_key(job_id), "pool") or turns.DEFAULT_POOL
+
+    # ------------------------------------------------------------------ split jobs (one model on another worker)
+    def half_sent(self, job_id: str, attempt: str, role: str, ttl: float) -> None:
+        key = f"{P}half:{job_id}"
+        pipe = self.r.pipeline()
+        pipe.delete(key)
+        pipe.hset(key, mapping={"role": role, "attempt": attempt, "status": "sent", "worker": ""})
+        pipe.expire(key, max(1, int(ttl)))
+        pipe.execute()
+
+    def half_move(self, job_id: str, attempt: str, allowed: tuple[str, ...], to: str, worker: str = "") -> str:
+        """Move the job's half from a status in ``allowed`` to ``to`` ("ok", or why not: its status,
+        "stale" for another attempt's half, "not_owner", "missing")."""
+        return self._half_move(keys=[f"{P}half:{job_id}"], args=[",".join(allowed), to, attempt, worker])
+
+    def half(self, job_id: str) -> dict[str, str]:
+        return self.r.hgetall(f"{P}half:{job_id}")
 
     def holder(self, job_id: str) -> str | None:
         return self.r.hget(job_key(job_id), "worker")

@@ -257,3 +257,22 @@ end
 local head = next_turn(ARGV[2])
 return head or ''
 """
+
+# One model's side of a comparison run by another worker (worker/tasks.py, split jobs): a hash per job,
+# ``cd:half:<job>`` {role, attempt, status, worker}. status: sent -> running -> done | failed |
+# cancelled; sent -> abandoned (the dispatcher stopped waiting before any worker took it).
+# KEYS: half.  ARGV: allowed from (comma list), to, the job attempt that sent it, worker ('' = any; the
+# new holder when moving to running, else the holder the move expects).
+HALF_MOVE = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return 'missing' end
+if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[3] then return 'stale' end
+if not string.find(',' .. ARGV[1] .. ',', ',' .. st .. ',', 1, true) then return st end
+if ARGV[2] == 'running' then
+  redis.call('HSET', KEYS[1], 'worker', ARGV[4])
+elseif ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'worker') ~= ARGV[4] then
+  return 'not_owner'
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[2])
+return 'ok'
+"""

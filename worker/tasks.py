@@ -22,7 +22,7 @@ from celery.exceptions import Reject
 from circuitdiff.errors import Cancelled, CircuitdiffError
 from circuitdiff.spec import ComparisonSpec
 from jobs import errors
-from jobs.queue import TASK_NAME, send_job
+from jobs.queue import SCAN_HALF, TASK_NAME, send_job
 from jobs.settings import get_settings
 from jobs.store import JobStore, WorkerInfo, model_name
 
@@ -161,6 +161,89 @@ def _count_caches(store: JobStore, result, model_hits: int, model_misses: int) -
         pass  # a metric, not the job
 
 
+HALF_ROLE = "student"  # the side a split job hands to the other worker (the teacher is more often warm here)
+HALF_CLAIM_SECONDS = 10.0  # how long the dispatcher waits for the other worker to take the half
+
+
+def split_off(store: JobStore, job_id: str, attempt: str, settings) -> WorkerInfo | None:
+    """One comparison over two workers: with another worker of this pool idle, send it the student's
+    side (its clean pass and influence scan, :func:`scan_half`) on its own queue, to run while this
+    worker scans the teacher; the activation cache hands the scan over (:class:`HalfWaiter`)."""
+    if not settings.split_jobs:
+        return None
+    idle = [w for w in store.worker_infos(settings.worker_stale_seconds)
+            if w.name != WORKER_NAME and w.job is None and w.pool == liveness.pool() and w.queue]
+    if not idle:
+        return None
+    w = idle[0]
+    store.half_sent(job_id, attempt, HALF_ROLE, ttl=2 * settings.visibility_timeout + 3600)  # outlives a redelivery
+    app.send_task(SCAN_HALF, args=[job_id, attempt, HALF_ROLE], queue=w.queue)
+    log.info("job %s: the %s's scan goes to idle worker %s", job_id, HALF_ROLE, w.name)
+    return w
+
+
+class HalfWaiter:
+    """The pipeline's ``before_scan``: before the split-off model's scan is looked up in the cache,
+    wait while the other worker runs it; stop waiting (and scan here) when it is done, failed or
+    cancelled, when its worker stops beating, or when no worker took it in HALF_CLAIM_SECONDS."""
+
+    def __init__(self, store: JobStore, job_id: str, attempt: str, cancelled, settings):
+        self.store, self.job_id, self.attempt, self.cancelled, self.settings = store, job_id, attempt, cancelled, settings
+
+    def __call__(self, role: str) -> None:
+        if role != HALF_ROLE:
+            return
+        t0 = time.monotonic()
+        while not self.cancelled():
+            half = patiently(self.store.half, self.job_id)
+            status = half.get("status")
+            if half.get("attempt") != self.attempt or status not in ("sent", "running"):
+                log.info("job %s: the %s's scan on the other worker ended %s", self.job_id, role, status)
+                return
+            if status == "sent" and time.monotonic() - t0 > HALF_CLAIM_SECONDS:
+                if patiently(self.store.half_move, self.job_id, self.attempt, ("sent",), "abandoned") == "ok":
+                    log.info("job %s: no worker took the %s's scan; scanning it here", self.job_id, role)
+                    return
+            if status == "running" and half["worker"] not in patiently(
+                    self.store.workers_alive, self.settings.worker_stale_seconds):
+                log.warning("job %s: worker %s stopped beating during the %s's scan; scanning it here",
+                            self.job_id, half["worker"], role)
+                return
+            time.sleep(0.25)
+
+
+@app.task(name=SCAN_HALF)
+def scan_half(job_id: str, attempt: str, role: str) -> None:
+    """One model's side of a split comparison, into the activation cache. Taken once (sent -> running
+    in the half's record): a redelivered message, or one the dispatcher gave up on, runs nothing."""
+    settings = get_settings()
+    store = job_store()
+    moved = patiently(store.half_move, job_id, attempt, ("sent",), "running", WORKER_NAME)
+    job = patiently(store.get, job_id)
+    if moved != "ok" or job is None or job.status != "running":
+        log.info("job %s: %s's scan not run here (%s)", job_id, role, moved if moved != "ok" else "job not running")
+        if moved == "ok":
+            patiently(store.half_move, job_id, attempt, ("running",), "abandoned", WORKER_NAME)
+        return
+    liveness.running(job_id)
+    outcome = "failed"
+    try:
+        runner.scan_one(ComparisonSpec.model_validate(job.spec), role, cancelled=CancelFlag(store, job_id),
+                        settings=settings.engine)
+        outcome = "done"
+    except Cancelled:
+        outcome = "cancelled"
+    except Exception:  # noqa: BLE001 - the dispatcher scans it itself; the traceback goes to the log
+        log.exception("job %s: %s's scan failed here", job_id, role)
+    finally:
+        liveness.running(None)
+        try:
+            patiently(store.half_move, job_id, attempt, ("running",), outcome, WORKER_NAME)
+        except REDIS_ERRORS:
+            pass  # the dispatcher sees this worker's half as running; it waits only while we beat
+    log.info("job %s: %s's scan %s", job_id, role, outcome)
+
+
 def warm_elsewhere(store: JobStore, job_id: str, stale_seconds: float) -> WorkerInfo | None:
     """Another idle worker of this pool that holds the job's teacher or student loaded when this one
     holds neither (the one holding more of them): loading them here again costs minutes for a large
@@ -249,8 +332,10 @@ def _run(job_id: str, info: str, settings, store: JobStore) -> None:
         spec = ComparisonSpec.model_validate(record.spec)
         patiently(store.count_engine_run)
         hits_before, misses_before = runner.models().hits, runner.models().misses
+        split = patiently(split_off, store, job_id, info, settings)
         result = runner.run(spec, progress=progress, cancelled=cancelled, settings=settings.engine,
-                            resolved=lambda s: _record_resolved(store, job_id, spec, s))
+                            resolved=lambda s: _record_resolved(store, job_id, spec, s),
+                            before_scan=HalfWaiter(store, job_id, info, cancelled, settings) if split else None)
         _count_caches(store, result, runner.models().hits - hits_before, runner.models().misses - misses_before)
         with results_io(settings.results_dir):
             warnings = artifacts.write(result, tmp_dir)
