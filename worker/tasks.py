@@ -177,7 +177,12 @@ def split_off(store: JobStore, job_id: str, attempt: str, settings) -> WorkerInf
         return None
     w = idle[0]
     store.half_sent(job_id, attempt, HALF_ROLE, ttl=2 * settings.visibility_timeout + 3600)  # outlives a redelivery
-    app.send_task(SCAN_HALF, args=[job_id, attempt, HALF_ROLE], queue=w.queue)
+    try:
+        app.send_task(SCAN_HALF, args=[job_id, attempt, HALF_ROLE], queue=w.queue)
+    except Exception as e:  # noqa: BLE001 - the broker refused: this worker scans both, the job goes on
+        log.warning("job %s: could not send the %s's scan (%s); scanning both here", job_id, HALF_ROLE, e)
+        store.half_move(job_id, attempt, ("sent",), "abandoned")
+        return None
     log.info("job %s: the %s's scan goes to idle worker %s", job_id, HALF_ROLE, w.name)
     return w
 
