@@ -21,7 +21,7 @@ COPY service ./service
 # what the API process needs.
 RUN pip install --no-deps . \
  && pip install "fastapi>=0.115" "uvicorn>=0.30" "pydantic>=2.7" "pydantic-settings>=2.3" \
-                "redis>=5" "celery>=5.4" "httpx>=0.27" "jinja2>=3.1" "fastapi-offline==1.7.7"
+                "redis>=5" "celery>=5.4" "httpx>=0.27" "jinja2>=3.1" "fastapi-offline==1.7.7" "prometheus-client>=0.20,<1"
 RUN useradd --uid 10001 --no-create-home app && mkdir -p /data && chown app /data
 USER app
 EXPOSE 8000

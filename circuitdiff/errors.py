@@ -105,6 +105,10 @@ _ROWS = [
                                              "CIRCUITDIFF_WEBHOOK_ALLOW_PRIVATE=true)"),
     # -- the service's own state
     ErrorCode("queue_unavailable", 503),
+    ErrorCode("needs_several_gpus", 422, "start a worker over several GPUs (`CIRCUITDIFF_GPUS=0-3 make run`, or "
+                                         "compose's worker-multi), or use fewer prompts or dtype bfloat16"),
+    ErrorCode("too_many_queued", 429, "wait for some of your queued comparisons to start (Retry-After), or cancel "
+                                      "some; the limit is CIRCUITDIFF_MAX_QUEUED_PER_KEY"),
     ErrorCode("redis_unavailable", 503),
     ErrorCode("not_ready", 503),
     # -- the command line's own (never an HTTP answer)

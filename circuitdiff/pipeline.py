@@ -30,6 +30,7 @@ def run_comparison(
     loader: Callable[..., ModelAdapter] = load_model,
     cache: ActivationCache | bool | str | None = None,
     resolved: Callable[[ComparisonSpec], None] | None = None,
+    before_scan: Callable[[str], None] | None = None,
 ) -> ComparisonResult:
     """Compare teacher and student as ``spec`` says.
 
@@ -42,23 +43,14 @@ def run_comparison(
     False = off. ``scan.cache`` in the result says per model whether it came from the cache.
     resolved: called with the spec resolved against the loaded models (the one the result carries),
     before any scan; a worker writes it into the job record.
+    before_scan: called with a role before that model's influence scan is looked up in the cache: a
+    worker whose other worker is scanning that model (:func:`scan_one_model`) waits there for it.
     """
-    if isinstance(spec, dict):
-        spec = ComparisonSpec.model_validate(spec)
-    clock = StageClock(progress, cancelled)
-    seed_everything(spec.seed)
-    with clock.stage("load"):
-        pair = load.load_pair(spec, loader, clock)
-    if resolved is not None:
-        resolved(pair.spec)
-    ctx = RunContext(pair.spec, pair.models, pair.model_types, pair.device, clock, PipelineCache(open_cache(cache)),
-                     datasets_dir)
-
-    with clock.stage("task"):
-        prepared = task.prepare_task(ctx)
+    ctx, prepared = _prepare(spec, progress, cancelled, datasets_dir, loader, cache, resolved)
+    clock = ctx.clock
     with clock.stage("clean"):
         stats = clean.clean_passes(ctx, prepared.data)
-    influences = influence.scan_influences(ctx, prepared.data)  # stages influence:teacher, influence:student
+    influences = influence.scan_influences(ctx, prepared.data, before=before_scan)  # influence:teacher, :student
     compared = clean.compared_statistics(ctx, prepared.data, stats)  # stage words, for word-aligned pairs
     with clock.stage("similarity"):
         sims = similarity.similarities(ctx, compared, prepared.data.token_alignment)
@@ -85,3 +77,41 @@ def run_comparison(
                                chain)
     clock.tick_stage("done", 1, 1)
     return result
+
+
+def _prepare(spec, progress, cancelled, datasets_dir, loader, cache, resolved=None) -> tuple[RunContext, task.PreparedTask]:
+    """Stages ``load`` and ``task``: what every run of a spec starts from."""
+    if isinstance(spec, dict):
+        spec = ComparisonSpec.model_validate(spec)
+    clock = StageClock(progress, cancelled)
+    seed_everything(spec.seed)
+    with clock.stage("load"):
+        pair = load.load_pair(spec, loader, clock)
+    if resolved is not None:
+        resolved(pair.spec)
+    ctx = RunContext(pair.spec, pair.models, pair.model_types, pair.device, clock, PipelineCache(open_cache(cache)),
+                     datasets_dir)
+    with clock.stage("task"):
+        prepared = task.prepare_task(ctx)
+    return ctx, prepared
+
+
+def scan_one_model(
+    spec: ComparisonSpec | dict,
+    role: str,
+    progress: Progress | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    *,
+    datasets_dir: str | None = None,
+    loader: Callable[..., ModelAdapter] = load_model,
+    cache: ActivationCache | bool | str | None = None,
+) -> str:
+    """One model's side of a comparison, into the activation cache: its clean pass and its influence
+    scan, on exactly the tokens :func:`run_comparison` gives it (same load and task stages), so a
+    run of the whole comparison elsewhere finds both entries warm (the hand-off of a comparison split
+    over two workers). Returns the cache's outcome for the model (hit, miss or disabled)."""
+    ctx, prepared = _prepare(spec, progress, cancelled, datasets_dir, loader, cache)
+    with ctx.clock.stage("clean"):
+        clean.clean_passes(ctx, prepared.data, roles=(role,))
+    influence.scan_influences(ctx, prepared.data, roles=(role,))
+    return ctx.cache.status.get(role, "disabled")

@@ -3,6 +3,8 @@
 - :mod:`jobs.settings`: the one settings class (``CIRCUITDIFF_*`` environment variables);
 - :mod:`jobs.store`: job records in Redis (:class:`~jobs.store.JobRecord`) and the Lua scripts that
   move them (:mod:`jobs.store_scripts`);
+- :mod:`jobs.turns`: the turn order between API keys (which queued job a free worker takes next,
+  and each job's place);
 - :mod:`jobs.queue`: queue and task names, the Celery configuration, and :func:`~jobs.queue.send_job`,
   the producer, which knows only the task's name;
 - :mod:`jobs.content`: a job's content key and the weight fingerprints it is made of;

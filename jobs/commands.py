@@ -13,16 +13,32 @@ import sys
 
 from pathlib import Path
 
-from .queue import QUEUE, WATCH_QUEUE
+from .queue import MULTI_QUEUE, QUEUE, WATCH_QUEUE
 
 
-def worker_argv(name: str = "worker", *extra: str) -> list[str]:
-    """``python -m celery ... worker`` named ``<name>@<host>``; ``extra`` goes to Celery as is."""
+def worker_argv(name: str = "worker", *extra: str, queue: str = QUEUE) -> list[str]:
+    """``python -m celery ... worker`` named ``<name>@<host>`` on ``queue``; ``extra`` goes to Celery as is."""
     return [
-        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", QUEUE, "-P", "solo",
+        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", queue, "-P", "solo",
         "--prefetch-multiplier", "1", "-c", "1", "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
         "--loglevel", "INFO", *extra,
     ]
+
+
+def gpu_worker_name(devices: tuple[int, ...]) -> str:
+    """``gpu0`` for one device, ``gpus0-3`` for a worker over several."""
+    return f"gpu{devices[0]}" if len(devices) == 1 else f"gpus{devices[0]}-{devices[-1]}"
+
+
+def gpu_worker_argv(devices: tuple[int, ...], *extra: str) -> list[str]:
+    """The worker for ``devices`` (a group of ``CIRCUITDIFF_GPUS``): named after them, on queue ``gpu``
+    for one device, on ``gpu.multi`` (jobs that need several GPUs) for several. Which devices it sees
+    is its environment's ``CUDA_VISIBLE_DEVICES`` (:func:`gpu_worker_env`), or the container's."""
+    return worker_argv(gpu_worker_name(devices), *extra, queue=MULTI_QUEUE if len(devices) > 1 else QUEUE)
+
+
+def gpu_worker_env(devices: tuple[int, ...]) -> dict[str, str]:
+    return {"CUDA_VISIBLE_DEVICES": ",".join(map(str, devices))}
 
 
 def watcher_argv(name: str = "watcher", *extra: str) -> list[str]:

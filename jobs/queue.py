@@ -10,6 +10,10 @@ Celery is transport only: job state lives in our records (:mod:`jobs.store`).
   record's own attempt counter stops a job that keeps killing workers (``max_attempts``).
 - ``visibility_timeout`` must exceed the longest job, or a running job is handed to a second worker.
 - Queue ``gpu``, solo pool, prefetch 1: one job per GPU at a time, none held back by a busy worker.
+  A message is a turn (jobs.turns): the worker that takes it runs the job whose turn it is. Queue
+  ``gpu.multi`` is the same for workers over several GPUs; each worker also reads a queue of its own,
+  ``gpu.w.<node>`` (worker/liveness.py), where a job whose models it holds loaded is passed to it,
+  and where the student's side of a split comparison (``SCAN_HALF``) is sent.
 
 The producer (:func:`send_job`) knows only the task's name, so the API never imports the worker;
 the worker builds its app here with ``include=["worker.tasks"]``.
@@ -22,9 +26,16 @@ from collections.abc import Sequence
 from celery import Celery
 
 from .settings import Settings
+from .turns import POOLS
 
 QUEUE = "gpu"  # also the Redis list that holds the waiting messages
+# Jobs whose memory plan spreads a model over several GPUs: taken only by a worker started with several
+# (`CIRCUITDIFF_GPUS=0-3`), which listens here and on nothing else.
+MULTI_QUEUE = "gpu.multi"
+POOL_QUEUES = {"gpu": QUEUE, "multi": MULTI_QUEUE}  # a job's pool (jobs.turns) -> its queue
+assert tuple(POOL_QUEUES) == POOLS
 TASK_NAME = "circuitdiff.run_job"
+SCAN_HALF = "circuitdiff.scan_half"  # one model's side of a split comparison, sent to a worker's own queue
 # Watches (the watches package): checks and webhook deliveries run on their own light queue and worker, so a
 # long comparison on the gpu queue never holds back a check or an alert.
 WATCH_QUEUE = "watches"
@@ -71,9 +82,11 @@ def make_celery(settings: Settings, *, include: Sequence[str] = ()) -> Celery:
     return app
 
 
-def send_job(app: Celery, job_id: str, *, countdown: float | None = None) -> None:
-    """Queue ``job_id`` for a worker (after ``countdown`` seconds when given), by task name only."""
-    app.send_task(TASK_NAME, args=[job_id], queue=QUEUE, countdown=countdown)
+def send_job(app: Celery, job_id: str, *, pool: str = "gpu", countdown: float | None = None) -> None:
+    """Queue ``job_id`` for a worker of ``pool`` (after ``countdown`` seconds when given), by task name
+    only. The message is a turn in that pool (jobs.turns): the worker that takes it runs the job whose
+    turn it is, which is ``job_id`` only when no other key's job is due first."""
+    app.send_task(TASK_NAME, args=[job_id], queue=POOL_QUEUES[pool], countdown=countdown)
 
 
 def send_watch_check(app: Celery, watch_id: str) -> None:

@@ -20,6 +20,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from circuitdiff.settings import EngineSettings
 from circuitdiff.tasks.custom import MAX_BYTES
 
+from .turns import stride
+
 LOOPBACK_HOSTS = {"localhost"}
 
 
@@ -34,6 +36,28 @@ def is_loopback(host: str) -> bool:
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def parse_gpus(text: str) -> list[tuple[int, ...]]:
+    """``CIRCUITDIFF_GPUS``: ``0,1`` -> [(0,), (1,)] (a worker each); ``0-3`` -> [(0, 1, 2, 3)] (one worker)."""
+    groups, seen = [], set()
+    for item in (s.strip() for s in text.split(",")):
+        if not item:
+            continue
+        lo, sep, hi = item.partition("-")
+        if not (lo.isdigit() and (not sep or hi.isdigit())) or (sep and int(hi) <= int(lo)):
+            raise ValueError(f"{item!r}: write a device id (`0`) or a range of them (`0-3`)")
+        group = tuple(range(int(lo), int(hi) + 1)) if sep else (int(lo),)
+        if seen & set(group):
+            raise ValueError(f"{item!r}: device {min(seen & set(group))} is given twice")
+        seen |= set(group)
+        groups.append(group)
+    return groups
+
+
+def owner_of(key_hash: str) -> str:
+    """The owner id of a key's jobs (and its line in the turn order): ``k`` + 16 hex digits of its hash."""
+    return "k" + key_hash[:16]
 
 
 class Settings(BaseSettings):
@@ -53,6 +77,13 @@ class Settings(BaseSettings):
         default_factory=list,
         description="comma-separated API keys, each plain or `sha256:<hex>`; kept only as hashes; empty = open API on loopback",
     )
+    key_weights: Annotated[dict[str, int], NoDecode] = Field(
+        default_factory=dict,
+        description="turns between keys with queued jobs: `key=weight,...` (key plain or `sha256:<hex>`, weight "
+                    "1-16); a key of weight 2 gets two turns for another's one; unlisted keys weigh 1")
+    max_queued_per_key: int = Field(
+        default=100, ge=0, description="queued jobs one key may have (its watches' included); a submission over "
+                                       "it is 429 `too_many_queued`; 0 = no limit")
     metrics_token: str | None = Field(
         default=None, min_length=16,
         description="a bearer token for `/metrics` alone (a Prometheus scraper), kept as its hash; with API keys set, "
@@ -71,10 +102,22 @@ class Settings(BaseSettings):
     )
     restore_interval: int = Field(default=10, ge=1, description="seconds between sweeps for unacknowledged jobs")
     model_cache_size: int = Field(default=4, ge=0, description="loaded models the worker keeps across jobs")
+    split_jobs: bool = Field(
+        default=False, description="when another worker of the pool is idle, the worker running a comparison has it "
+                                   "scan the student meanwhile and picks the scan up from the activation cache")
+    warm_routing: bool = Field(
+        default=True, description="a worker handed a job whose teacher or student another idle worker holds loaded, "
+                                  "and it does not, passes the job to that worker's own queue")
     progress_interval: float = Field(default=1.0, description="min seconds between progress writes")
     worker_heartbeat_seconds: float = Field(default=5.0, description="worker liveness write interval")
     worker_stale_seconds: float = Field(default=30.0, description="a worker silent this long counts as gone")
     workers: int = Field(default=1, ge=1, le=64, description="worker processes `make run` starts and supervises")
+    gpus: Annotated[list[tuple[int, ...]], NoDecode] = Field(
+        default_factory=list,
+        description="GPUs `make run` gives its workers, comma-separated: `0,1` = one worker per device, each seeing "
+                    "only its own (CUDA_VISIBLE_DEVICES) and named after it (gpu0, gpu1); a range `0-3` = one worker "
+                    "over those devices, for jobs whose models need several GPUs (queue gpu.multi); empty: "
+                    "CIRCUITDIFF_WORKERS workers, no device assignment")
     unsent_grace_seconds: float = Field(
         default=30.0, gt=0,
         description="a queued job whose message is not known to be sent this long after creation is queued by a worker's sweep")
@@ -111,6 +154,33 @@ class Settings(BaseSettings):
         items = [s.strip() for s in v.split(",")] if isinstance(v, str) else list(v or [])
         return [k[7:].lower() if k.startswith("sha256:") else hash_key(k) for k in items if k]
 
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpu_groups(cls, v):
+        return parse_gpus(v) if isinstance(v, str) else v
+
+    @field_validator("key_weights", mode="before")
+    @classmethod
+    def _weights(cls, v):
+        if not isinstance(v, str):
+            return v
+        out = {}
+        for item in (s.strip() for s in v.split(",")):
+            if item:
+                key, sep, weight = item.rpartition("=")
+                if not sep or not key:
+                    raise ValueError(f"{item!r}: write key=weight")
+                out[key.strip()] = weight.strip()
+        return out
+
+    @field_validator("key_weights", mode="after")
+    @classmethod
+    def _hash_weight_keys(cls, v):
+        for k, w in v.items():
+            if not 1 <= w <= 16:
+                raise ValueError(f"weight {w} of a key is outside 1-16")
+        return {k[7:].lower() if k.startswith("sha256:") else hash_key(k): w for k, w in v.items()}
+
     @field_validator("metrics_token", mode="after")
     @classmethod
     def _hash_token(cls, v):
@@ -128,6 +198,11 @@ class Settings(BaseSettings):
                 "set CIRCUITDIFF_API_KEYS or bind to 127.0.0.1"
             )
         return self
+
+    @property
+    def strides(self) -> dict[str, int]:
+        """Owner -> stride in the turn order (jobs.turns), for the keys given a weight."""
+        return {owner_of(h): stride(w) for h, w in self.key_weights.items()}
 
     @property
     def results_dir(self) -> Path:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from circuitdiff.client.wire import STATUSES, Status
 
-from . import errors, store_scripts
+from . import errors, store_scripts, turns
 
 P = "cd:"
 QUEUED = P + "queued"  # zset job id -> enqueue time: queue positions
@@ -31,9 +31,13 @@ UNSENT = P + "unsent"  # zset job id -> creation time: records whose message is 
 STATUS_INDEX_READY = P + "status_index:v1"  # set once every record is in its owner's status index
 COUNTS = P + "counts"  # hash status -> number of jobs in it
 WORKERS = P + "workers"  # zset worker name -> last heartbeat
+WORKER_INFO = P + "worker_info"  # hash worker name -> JSON WorkerInfo, written with each heartbeat
+CACHE_COUNTS = P + "cache_counts"  # hash "<cache>|<outcome>" -> n (cache: activations, models)
 DURATIONS = P + "durations"  # hash histogram of finished job durations
 ENGINE_RUNS = P + "engine_runs"  # how many times a worker called the engine
 DURATION_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600)
+STAGE_DURATIONS = P + "stage_durations"  # hash "<stage>|le_<b>", "<stage>|count", "<stage>|sum"
+STAGE_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600)
 IDEMPOTENCY_TTL = 24 * 3600
 _JSON_FIELDS = ("spec", "progress", "error", "artifacts", "fingerprints", "warnings")
 
@@ -69,6 +73,7 @@ class JobRecord(BaseModel):
     model_cache_hits: int | None = None
     result: str | None = None  # results/<id>/result.json, relative to the data dir
     watch_id: str | None = None  # the watch that created it
+    pool: str = turns.DEFAULT_POOL  # whose turn order and queue it waits in (jobs.turns)
     checkpoint: str | None = None  # the watched checkpoint it compares
 
     @classmethod
@@ -110,27 +115,55 @@ def new_job_id() -> str:
 @dataclass(frozen=True)
 class CreateOutcome:
     kind: str  # "new" | "dup" (same content key) | "idem" (same Idempotency-Key) | "linked" (watch pair had one)
+    #            | "limit" (the owner has ``queued_limit`` jobs queued already; no job, ``queued`` says how many)
     job_id: str
     idem_body_hash: str | None = None
+    queued: int | None = None
+
+
+def model_name(model_id: str, revision: str | None = None) -> str:
+    """How a worker names a model it holds loaded (WorkerInfo.models) and a spec's model is matched to it."""
+    return f"{model_id}@{revision}" if revision else model_id
+
+
+class WorkerInfo(BaseModel):
+    """What a worker publishes with its heartbeat (worker/liveness.py): where it takes jobs from, what
+    it holds loaded, what it is running. The API routes by it (warm models) and /metrics reports it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    pool: str = turns.DEFAULT_POOL
+    devices: str | None = None  # CUDA_VISIBLE_DEVICES as the worker saw it; None: not set (CPU or every GPU)
+    queue: str | None = None  # the worker's own queue (warm-model routing sends there)
+    job: str | None = None  # the job it is running; None: idle
+    models: list[str] = []  # model ids (``id`` or ``id@revision``) loaded in its LRU, most recent last
+    device_memory: dict[str, int] = {}  # device -> bytes allocated by torch (GPU workers)
+    device_capacity: dict[str, int] = {}  # device -> bytes a job may plan on (total, capped by the memory budget)
 
 
 class JobStore:
-    def __init__(self, client: redis.Redis):
+    """``strides``: owner -> stride in the turn order (``Settings.strides``; absent: weight 1)."""
+
+    def __init__(self, client: redis.Redis, strides: dict[str, int] | None = None):
         self.r = client
+        self.strides = dict(strides or {})
         self._create = client.register_script(store_scripts.CREATE)
         self._transition = client.register_script(store_scripts.TRANSITION)
         self._claim = client.register_script(store_scripts.CLAIM)
         self._cancel = client.register_script(store_scripts.CANCEL)
         self._backfill = client.register_script(store_scripts.BACKFILL)
+        self._peek = client.register_script(store_scripts.PEEK)
+        self._half_move = client.register_script(store_scripts.HALF_MOVE)
 
     @classmethod
-    def from_url(cls, url: str) -> "JobStore":
+    def from_url(cls, url: str, strides: dict[str, int] | None = None) -> "JobStore":
         # Short timeouts: /ready must answer 503 promptly when Redis is gone, and the pool
         # reconnects by itself when it is back.
         client = redis.Redis.from_url(
             url, decode_responses=True, socket_connect_timeout=2, socket_timeout=10, health_check_interval=5
         )
-        return cls(client)
+        return cls(client, strides)
 
     # ------------------------------------------------------------------ API side
     def create(
@@ -144,9 +177,13 @@ class JobStore:
         body_hash: str = "",
         link: tuple[str, str] | None = None,
         extra: dict[str, str] | None = None,
+        pool: str = turns.DEFAULT_POOL,
+        queued_limit: int = 0,
     ) -> CreateOutcome:
         """``link`` = (hash key, field): a watch's one-job-per-checkpoint link (watches.store), checked
-        and set in the same script; ``extra`` = more record fields (``watch_id``, ``checkpoint``)."""
+        and set in the same script; ``extra`` = more record fields (``watch_id``, ``checkpoint``);
+        ``pool``: the turn order it joins (jobs.turns); ``queued_limit`` (0: none): refuse ("limit")
+        when the owner already has that many jobs queued, a watch's included."""
         job_id = new_job_id()
         now = time.time()
         fields = {
@@ -168,8 +205,11 @@ class JobStore:
         kind, value = self._create(
             keys=[job_key(job_id), owner_key(owner), f"{P}dedup:{owner}:{content_key}", QUEUED, COUNTS, idem,
                   link[0] if link else "", UNSENT],
-            args=[job_id, repr(now), body_hash + ":", IDEMPOTENCY_TTL, link[1] if link else "", *flat],
+            args=[job_id, repr(now), body_hash + ":", IDEMPOTENCY_TTL, link[1] if link else "", pool,
+                  queued_limit, ",".join(turns.POOLS), *flat],
         )
+        if kind == "limit":
+            return CreateOutcome("limit", "", queued=int(value))
         if kind == "idem":
             stored_hash, _, existing = value.partition(":")
             return CreateOutcome("idem", existing, stored_hash)
@@ -177,9 +217,11 @@ class JobStore:
 
     def discard(self, job_id: str, owner: str, content_key: str, idempotency_key: str | None = None) -> None:
         """Undo a create whose message could not be sent: no record (nor key pointing at it) stays."""
-        st = self.r.hget(job_key(job_id), "status")
+        st, pool = self.r.hmget(job_key(job_id), "status", "pool")
+        line = turns.wait_key(pool or turns.DEFAULT_POOL, owner)
         pipe = self.r.pipeline()
         pipe.delete(job_key(job_id))
+        pipe.zrem(line, job_id)
         pipe.zrem(owner_key(owner), job_id)
         pipe.zrem(QUEUED, job_id)
         pipe.zrem(UNSENT, job_id)
@@ -187,6 +229,8 @@ class JobStore:
             pipe.hincrby(COUNTS, st, -1)
             pipe.zrem(status_key(owner, st), job_id)
         pipe.execute()
+        if not self.r.exists(line):
+            self.r.srem(turns.owners_key(pool or turns.DEFAULT_POOL), owner)
         dedup = f"{P}dedup:{owner}:{content_key}"
         if self.r.get(dedup) == job_id:
             self.r.delete(dedup)
@@ -216,9 +260,48 @@ class JobStore:
         v = self.r.hget(job_key(job_id), "rev")
         return None if v is None else int(v)
 
+    def lines(self, pool: str) -> list[turns.Line]:
+        """Every owner's queue in ``pool``, as the turn rule sees it now."""
+        owners = sorted(self.r.smembers(turns.owners_key(pool)))
+        if not owners:
+            return []
+        pipe = self.r.pipeline(transaction=True)
+        for o in owners:
+            pipe.zcard(turns.wait_key(pool, o))
+        pipe.hmget(turns.pass_key(pool), owners)
+        *sizes, passes = pipe.execute()
+        return [turns.Line(o, n, int(float(p or 0)), self.strides.get(o, turns.STRIDE_UNIT))
+                for o, n, p in zip(owners, sizes, passes) if n]
+
+    def oldest_queued(self, pool: str, *, older_than: float) -> str | None:
+        """A job queued in ``pool`` for over ``older_than`` s (the oldest of the first line that has one)."""
+        cutoff = time.time() - older_than
+        for owner in sorted(self.r.smembers(turns.owners_key(pool))):
+            old = self.r.zrangebyscore(turns.wait_key(pool, owner), "-inf", cutoff, start=0, num=1)
+            if old:
+                return old[0]
+        return None
+
+    def waiting_by_owner(self) -> dict[str, int]:
+        """Queued jobs per owner, every pool together."""
+        out: dict[str, int] = {}
+        for pool in turns.POOLS:
+            for line in self.lines(pool):
+                out[line.owner] = out.get(line.owner, 0) + line.waiting
+        return out
+
     def queue_position(self, job_id: str) -> int | None:
-        rank = self.r.zrank(QUEUED, job_id)
-        return None if rank is None else rank + 1
+        """1 = the next job a free worker of its pool takes, under the turn rule (jobs.turns)."""
+        owner, pool, status = self.r.hmget(job_key(job_id), "owner", "pool", "status")
+        if status != "queued":
+            return None
+        pool = pool or turns.DEFAULT_POOL
+        rank = self.r.zrank(turns.wait_key(pool, owner or ""), job_id)
+        lines = self.lines(pool)
+        if rank is None or not any(line.owner == owner for line in lines):
+            rank = self.r.zrank(QUEUED, job_id)  # a record from before the turn order: its own message
+            return None if rank is None else rank + 1
+        return turns.position(lines, owner, rank + 1)
 
     def cancel(self, job_id: str) -> str:
         return self._cancel(keys=[job_key(job_id), COUNTS, QUEUED], args=[job_id, repr(time.time())])
@@ -260,15 +343,24 @@ class JobStore:
         return int(self.r.get(ENGINE_RUNS) or 0)
 
     # ------------------------------------------------------------------ worker side
-    def claim(self, job_id: str, worker: str, *, max_attempts: int, stale_seconds: float) -> tuple[str, str]:
-        """What to do with a delivered message: ("run", attempt), ("skip", status), ("busy", holder),
-        ("failed", attempts) once a job has stopped its worker ``max_attempts`` times, or ("missing", "")."""
-        kind, info = self._claim(
-            keys=[job_key(job_id), COUNTS, QUEUED, WORKERS, RUNNING],
+    def claim(self, job_id: str, worker: str, *, max_attempts: int, stale_seconds: float,
+              pool: str = turns.DEFAULT_POOL) -> tuple[str, str, str]:
+        """What to do with a delivered message naming ``job_id``: (kind, info, the job it concerns),
+        kind "run" (info: the attempt), "skip" (its status), "busy" (the live holder), "failed" once a
+        job has stopped its worker ``max_attempts`` times, or "missing". Unless it redelivers a running
+        job, a message is a turn in ``pool``: the job run is the one whose turn it is (jobs.turns)."""
+        kind, info, jid = self._claim(
+            keys=[COUNTS, QUEUED, WORKERS, RUNNING],
             args=[job_id, worker, repr(time.time()), max_attempts, stale_seconds,
-                  json.dumps(errors.worker_lost(max_attempts))],
+                  json.dumps(errors.worker_lost(max_attempts)), pool, json.dumps(self.strides or {}),
+                  turns.STRIDE_UNIT],
         )
-        return kind, info
+        return kind, info, jid
+
+    def peek_turn(self, job_id: str, pool: str = turns.DEFAULT_POOL) -> str | None:
+        """The job a message naming ``job_id`` would run in ``pool`` if claimed now (claim's choice,
+        nothing claimed); None for a redelivery of a running job, or when nothing is queued."""
+        return self._peek(keys=[], args=[job_id, pool]) or None
 
     def transition(
         self, job_id: str, allowed: tuple[str, ...], to: str, *, expect_worker: str = "", **fields: Any
@@ -282,12 +374,33 @@ class JobStore:
             keys=[job_key(job_id), COUNTS, QUEUED, RUNNING], args=[job_id, ",".join(allowed), to, expect_worker, *flat]
         )
 
+    def pool_of(self, job_id: str) -> str:
+        return self.r.hget(job_key(job_id), "pool") or turns.DEFAULT_POOL
+
+    # ------------------------------------------------------------------ split jobs (one model on another worker)
+    def half_sent(self, job_id: str, attempt: str, role: str, ttl: float) -> None:
+        key = f"{P}half:{job_id}"
+        pipe = self.r.pipeline()
+        pipe.delete(key)
+        pipe.hset(key, mapping={"role": role, "attempt": attempt, "status": "sent", "worker": ""})
+        pipe.expire(key, max(1, int(ttl)))
+        pipe.execute()
+
+    def half_move(self, job_id: str, attempt: str, allowed: tuple[str, ...], to: str, worker: str = "") -> str:
+        """Move the job's half from a status in ``allowed`` to ``to`` ("ok", or why not: its status,
+        "stale" for another attempt's half, "not_owner", "missing")."""
+        return self._half_move(keys=[f"{P}half:{job_id}"], args=[",".join(allowed), to, attempt, worker])
+
+    def half(self, job_id: str) -> dict[str, str]:
+        return self.r.hgetall(f"{P}half:{job_id}")
+
     def holder(self, job_id: str) -> str | None:
         return self.r.hget(job_key(job_id), "worker")
 
-    def set_progress(self, job_id: str, stage: str, done: int, total: int) -> None:
+    def set_progress(self, job_id: str, stage: str, done: int, total: int, *, eta_seconds: float | None = None) -> None:
         pipe = self.r.pipeline()
-        pipe.hset(job_key(job_id), "progress", json.dumps({"stage": stage, "done": done, "total": total}))
+        pipe.hset(job_key(job_id), "progress", json.dumps({"stage": stage, "done": done, "total": total,
+                                                           "eta_seconds": eta_seconds}))
         pipe.hincrby(job_key(job_id), "rev", 1)
         pipe.execute()
 
@@ -320,6 +433,29 @@ class JobStore:
 
     def worker_gone(self, worker: str) -> None:
         self.r.zrem(WORKERS, worker)
+        self.r.hdel(WORKER_INFO, worker)
+
+    def publish_worker(self, info: WorkerInfo) -> None:
+        self.r.hset(WORKER_INFO, info.name, info.model_dump_json())
+
+    def worker_infos(self, stale_seconds: float) -> list[WorkerInfo]:
+        """What every live worker last published (a worker gone silent is left out)."""
+        alive = self.workers_alive(stale_seconds)
+        raw = self.r.hmget(WORKER_INFO, alive) if alive else []
+        return [WorkerInfo.model_validate_json(v) for v in raw if v]
+
+    def count_cache(self, cache: str, outcome: str, n: int = 1) -> None:
+        if n:
+            self.r.hincrby(CACHE_COUNTS, f"{cache}|{outcome}", n)
+
+    def cache_counts(self) -> dict[tuple[str, str], int]:
+        """(cache, outcome) -> count: ``activations`` hit/miss/disabled per model scanned, ``models``
+        hit/miss per model a job needed (the worker's loaded-model LRU)."""
+        out = {}
+        for k, v in self.r.hgetall(CACHE_COUNTS).items():
+            cache, _, outcome = k.partition("|")
+            out[(cache, outcome)] = int(v)
+        return out
 
     def observe_duration(self, seconds: float) -> None:
         pipe = self.r.pipeline()
@@ -329,6 +465,24 @@ class JobStore:
         pipe.hincrby(DURATIONS, "count", 1)
         pipe.hincrbyfloat(DURATIONS, "sum", seconds)
         pipe.execute()
+
+    def observe_stage(self, stage: str, seconds: float) -> None:
+        """One finished stage of a job (worker/tasks.py), by its family (``influence``, ``clean``...)."""
+        pipe = self.r.pipeline()
+        for b in STAGE_BUCKETS:
+            if seconds <= b:
+                pipe.hincrby(STAGE_DURATIONS, f"{stage}|le_{b}", 1)
+        pipe.hincrby(STAGE_DURATIONS, f"{stage}|count", 1)
+        pipe.hincrbyfloat(STAGE_DURATIONS, f"{stage}|sum", seconds)
+        pipe.execute()
+
+    def stage_durations(self) -> dict[str, dict[str, float]]:
+        """stage -> {"le_<b>": n, "count": n, "sum": s}."""
+        out: dict[str, dict[str, float]] = {}
+        for k, v in self.r.hgetall(STAGE_DURATIONS).items():
+            stage, _, field = k.rpartition("|")
+            out.setdefault(stage, {})[field] = float(v)
+        return out
 
     def count_engine_run(self) -> None:
         self.r.incr(ENGINE_RUNS)

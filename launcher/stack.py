@@ -1,8 +1,10 @@
 """``make run`` (``python -m launcher``): the whole stack on one machine, no Docker, supervised.
 
 Starts, in order: a private Redis server (only when ``REDIS_URL`` is unset; its AOF lives in
-``<data_dir>/redis`` so job records survive a restart), ``CIRCUITDIFF_WORKERS`` Celery workers
-(solo pool, queue ``gpu``), the watch worker (queue ``watches``) and Celery beat, which schedule
+``<data_dir>/redis`` so job records survive a restart), the Celery workers (solo pool): one per
+device or device range of ``CIRCUITDIFF_GPUS`` (``0,1``: ``gpu0`` and ``gpu1`` on queue ``gpu``, each
+seeing its own device; ``0-3``: ``gpus0-3`` on queue ``gpu.multi``), else ``CIRCUITDIFF_WORKERS`` on
+queue ``gpu``, the watch worker (queue ``watches``) and Celery beat, which schedule
 watch checks (issue 16), and the API under uvicorn on 127.0.0.1:8000 (``CIRCUITDIFF_HOST`` /
 ``CIRCUITDIFF_PORT``), each with the command line :mod:`jobs.commands` gives (:func:`processes`).
 
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from jobs.commands import api_argv, beat_argv, watcher_argv, worker_argv
+from jobs.commands import api_argv, beat_argv, gpu_worker_argv, gpu_worker_env, gpu_worker_name, watcher_argv, worker_argv
 from jobs.settings import Settings
 
 from .children import spawn
@@ -61,6 +63,7 @@ class Child:
 
     name: str
     argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)  # on top of the stack's (a GPU worker's devices)
     proc: subprocess.Popen | None = field(default=None, repr=False)
     started_at: float = 0.0
     restarts: int = 0
@@ -68,7 +71,7 @@ class Child:
     backoff: Backoff = field(default_factory=Backoff)
 
     def start(self, env: dict[str, str]) -> None:
-        self.proc = spawn(self.argv, env=env)
+        self.proc = spawn(self.argv, env={**env, **self.env})
         self.started_at, self.restart_at = time.monotonic(), None
 
     def exited(self) -> bool:
@@ -108,8 +111,12 @@ class RedisChild(Child):
 
 def processes(settings: Settings) -> list[Child]:
     """What ``make run`` starts after Redis, in order (stopped in reverse): the GPU workers, the watch
-    worker and beat (watches, issue 16), the API."""
-    workers = [Child(f"worker{i}", worker_argv(f"worker{i}")) for i in range(1, settings.workers + 1)]
+    worker and beat (watches, issue 16), the API. With ``CIRCUITDIFF_GPUS``, one worker per group of
+    devices, seeing only those (``CUDA_VISIBLE_DEVICES``); else ``CIRCUITDIFF_WORKERS`` workers."""
+    if settings.gpus:
+        workers = [Child(gpu_worker_name(g), gpu_worker_argv(g), gpu_worker_env(g)) for g in settings.gpus]
+    else:
+        workers = [Child(f"worker{i}", worker_argv(f"worker{i}")) for i in range(1, settings.workers + 1)]
     return [*workers, Child("watcher", watcher_argv("watcher")),
             Child("beat", beat_argv(settings.data_dir / "celerybeat-schedule")), Child("api", api_argv())]
 

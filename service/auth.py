@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from jobs.settings import hash_key
+from jobs.settings import hash_key, owner_of
 
 from .problems import Problem
 
@@ -36,10 +36,6 @@ CSRF_COOKIE = "cd_csrf"
 SESSION_SECONDS = 12 * 3600  # a working day; signing in again takes one paste
 SAFE_METHODS = ("GET", "HEAD")
 SECRET_FILE = ".session-secret"
-
-
-def owner_of(key_hash: str) -> str:
-    return "k" + key_hash[:16]
 
 
 def _unauthorized(message: str, fix: str) -> Problem:

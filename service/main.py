@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for d in (settings.data_dir, settings.results_dir, settings.datasets_dir):
             d.mkdir(parents=True, exist_ok=True)
         app.state.session_secret = session_secret(settings.data_dir)
-        app.state.store = JobStore.from_url(settings.require_redis_url())
+        app.state.store = JobStore.from_url(settings.require_redis_url(), settings.strides)
         app.state.producer = make_celery(settings)
         yield
         app.state.store.r.close()

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from circuitdiff.settings import EngineSettings, use
 from jobs.settings import get_settings
+from jobs.store import model_name
 
 
 class ModelLRU:
@@ -26,6 +27,12 @@ class ModelLRU:
         self._items: OrderedDict[tuple, Any] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = self.misses = 0
+
+    def loaded(self) -> list[str]:
+        """The models held, least recently used first, as ``id`` or ``id@revision``."""
+        with self._lock:
+            keys = list(self._items)
+        return [model_name(k[0], k[1]) for k in keys]
 
     def get_or_load(self, key: tuple, load: Callable[[], Any]) -> Any:
         with self._lock:
@@ -92,7 +99,18 @@ def _no_progress_bars() -> None:
     hf_logging.disable_progress_bar()
 
 
-def run(spec, *, progress, cancelled, settings: EngineSettings, resolved=None):
+def scan_one(spec, role: str, *, cancelled, settings: EngineSettings) -> str:
+    """One model's side of a split comparison into the shared activation cache
+    (``circuitdiff.pipeline.scan_one_model``), with the worker's hooks and settings as :func:`run`."""
+    from circuitdiff.pipeline import scan_one_model
+
+    _no_progress_bars()
+    with use(settings):
+        return scan_one_model(spec, role, None, cancelled, datasets_dir=str(settings.datasets_dir),
+                              loader=cached_loader, cache=str(settings.cache_dir))
+
+
+def run(spec, *, progress, cancelled, settings: EngineSettings, resolved=None, before_scan=None):
     """``run_comparison`` with the worker's hooks and engine settings (``Settings.engine``): uploaded
     datasets resolve under ``settings.datasets_dir`` (the spec keeps the dataset id), models come from
     the LRU, activations are cached under the data dir so every worker sharing the volume reuses
@@ -103,4 +121,5 @@ def run(spec, *, progress, cancelled, settings: EngineSettings, resolved=None):
     _no_progress_bars()
     with use(settings):
         return run_comparison(spec, progress, cancelled, datasets_dir=str(settings.datasets_dir),
-                              loader=cached_loader, cache=str(settings.cache_dir), resolved=resolved)
+                              loader=cached_loader, cache=str(settings.cache_dir), resolved=resolved,
+                              before_scan=before_scan)

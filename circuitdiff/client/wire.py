@@ -25,6 +25,9 @@ class Progress(BaseModel):
     stage: str = Field(examples=["influence:teacher"])
     done: int
     total: int
+    eta_seconds: float | None = Field(
+        None, description="seconds the current stage still needs at the rate measured in it so far in this job; "
+                          "null until known (no item of the stage done yet); 0 once the job is done")
 
 
 class JobError(BaseModel):

@@ -37,21 +37,8 @@ import torch
 
 from ..errors import InsufficientMemoryError
 from ..settings import EngineSettings, current, parse_bytes  # noqa: F401 (parse_bytes re-exported)
-from ..vocabulary import BF16_ABOVE_PARAMS
-
-ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2}
-DEFAULT_SEQ_LEN = 64
-"""Tokens per prompt assumed before the task is tokenised (the bundled tasks' prompts are shorter);
-the pipeline checks again with the real length before the scan (:func:`check_activations`)."""
-
-
-@dataclass
-class Workload:
-    """What the scan will hold: prompts and their padded length (tokens)."""
-
-    n_prompts: int
-    seq_len: int = DEFAULT_SEQ_LEN
-    batch_size: int = 32
+from ..sizing import (DEFAULT_SEQ_LEN, ITEMSIZE, Workload, activation_bytes, bytes_per_row,  # noqa: F401 (re-exported)
+                      choose_dtype)
 
 
 @dataclass
@@ -88,11 +75,6 @@ def free_memory_bytes(device: torch.device) -> int:
     return 4 * 2**30
 
 
-def bytes_per_row(d_model: int, d_mlp: int, n_heads: int, seq_len: int, itemsize: int) -> int:
-    """Working memory of one sequence while one block runs (residuals, MLP hidden, attention scores)."""
-    return itemsize * seq_len * (8 * d_model + 2 * d_mlp + 2 * n_heads * seq_len)
-
-
 def budget_cap(settings: EngineSettings | None = None) -> int | None:
     """Bytes per device a job may plan to use: ``settings.memory_budget`` (default: the active engine
     settings', circuitdiff.settings); None = what each device has free."""
@@ -121,25 +103,6 @@ def meta_model(config: Any) -> torch.nn.Module:
     auto = AutoModelForMaskedLM if family_of_model_type(config.model_type) == "masked" else AutoModelForCausalLM
     with torch.device("meta"):
         return auto.from_config(config)
-
-
-def choose_dtype(dtype: str, n_params: int) -> str:
-    if dtype != "auto":
-        return dtype
-    return "bfloat16" if n_params > BF16_ABOVE_PARAMS else "float32"
-
-
-def activation_bytes(config: Any, workload: Workload, itemsize: int) -> int:
-    d_model = int(getattr(config, "hidden_size", None) or config.n_embd)
-    n_heads = int(getattr(config, "num_attention_heads", None) or config.n_head)
-    n_layers = int(getattr(config, "num_hidden_layers", None) or config.n_layer)
-    d_head = int(getattr(config, "head_dim", None) or d_model // n_heads)
-    d_mlp = int(getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None) or 4 * d_model)
-    n, t = workload.n_prompts, workload.seq_len
-    kept = 2 * n_layers * n * t * (3 * d_model + n_heads * d_head) * itemsize  # clean + corrupted passes
-    one_row = bytes_per_row(d_model, d_mlp, n_heads, t, itemsize)
-    logits = min(n, workload.batch_size) * t * int(config.vocab_size) * 4
-    return kept + one_row + logits
 
 
 def plan_memory(config: Any, dtype: str, workload: Workload, available: dict[str, int], *,

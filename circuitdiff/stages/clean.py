@@ -16,12 +16,12 @@ from ..vocabulary import ROLES
 from .context import RunContext
 
 
-def clean_passes(ctx: RunContext, task: TaskData) -> dict[str, CleanStats]:
+def clean_passes(ctx: RunContext, task: TaskData, roles: tuple[str, ...] = ROLES) -> dict[str, CleanStats]:
     out: dict[str, CleanStats] = {}
-    for k, role in enumerate(ROLES):
+    for k, role in enumerate(roles):
         adapter, view = ctx.models[role], task.view(role)
         out[role] = ctx.cache.clean(role, adapter, view, lambda: clean_pass(adapter, view), CleanStats)
-        ctx.clock.tick(k + 1, 2)
+        ctx.clock.tick(k + 1, len(roles))
     return out
 
 

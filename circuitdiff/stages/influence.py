@@ -9,6 +9,7 @@ same teacher re-scans only the student. ``method`` says what really ran for the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from ..scan import method_options, scan
 from ..scan.clean import BATCH_SIZE
@@ -27,12 +28,18 @@ class Influences:
         return {r: self.scans[r].influences() for r in ROLES}
 
 
-def scan_influences(ctx: RunContext, task: TaskData) -> Influences:
+def scan_influences(ctx: RunContext, task: TaskData, roles: tuple[str, ...] = ROLES,
+                    before: Callable[[str], None] | None = None) -> Influences:
+    """``roles``: the models to scan (a worker scanning one model of a split job passes one);
+    ``before(role)``: called before each model's cached scan is looked up, so a caller whose other
+    worker is scanning that model can wait for its cache entry (worker/tasks.py)."""
     spec = ctx.spec
     options = method_options(spec)
     scans: dict[str, InfluenceScan] = {}
-    for role in ROLES:
+    for role in roles:
         stage = f"influence:{role}"
+        if before is not None:
+            before(role)
         with ctx.clock.stage(stage):
             adapter, view = ctx.models[role], task.view(role)
             scans[role] = ctx.cache.scan(
@@ -42,10 +49,10 @@ def scan_influences(ctx: RunContext, task: TaskData) -> Influences:
                              metric=spec.metric, **options),
                 InfluenceScan,
             )
-    ran = {scans[r].method for r in ROLES}
+    ran = {scans[r].method for r in roles}
     method = spec.scan
     if ran != {method}:  # exact/attribution on an architecture without a functional view: naive ran
         ctx.warnings.append(f"scan method {method!r} does not cover every model of this pair; ran: "
-                            + ", ".join(f"{r} {scans[r].method}" for r in ROLES))
+                            + ", ".join(f"{r} {scans[r].method}" for r in roles))
         method = "naive" if "naive" in ran else method
     return Influences(scans, method)

@@ -136,6 +136,35 @@ def test_compose_services_reference_what_exists():
     assert int(services["worker"]["environment"]["CIRCUITDIFF_VISIBILITY_TIMEOUT"]) >= 3600
 
 
+def test_compose_gives_each_gpu_worker_its_own_devices_named_and_queued_as_make_run_does():
+    """Issue 25: one service per GPU, reserving its device ids, running ``python -m worker --gpus IDS``,
+    which names the worker after them and picks its queue exactly as ``CIRCUITDIFF_GPUS`` does."""
+    from jobs.commands import gpu_worker_argv
+    from jobs.queue import MULTI_QUEUE
+    from jobs.settings import parse_gpus
+    from worker.__main__ import argv_for
+
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    workers = {name: svc for name, svc in services.items() if svc.get("command", [])[:3] == ["python", "-m", "worker"]}
+    assert {"worker", "worker-gpu1", "worker-multi"} <= set(workers)
+    reserved: list[str] = []
+    queues = {}
+    for name, svc in workers.items():
+        cmd = svc["command"]
+        assert cmd[3] == "--gpus", cmd
+        (group,) = parse_gpus(cmd[4])
+        ids = svc["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"]
+        assert ids == [str(d) for d in group], (name, ids, cmd)
+        assert svc["environment"]["REDIS_URL"].startswith("redis://redis:") and svc["healthcheck"]
+        argv = argv_for(cmd[3:])
+        assert argv == gpu_worker_argv(group)
+        queues[name] = argv[argv.index("-Q") + 1]
+        reserved += ids
+    assert len(reserved) == len(set(reserved)), "a GPU is reserved by two services"
+    assert queues == {"worker": QUEUE, "worker-gpu1": QUEUE, "worker-multi": MULTI_QUEUE}
+    assert "CUDA_VISIBLE_DEVICES" not in str(workers)  # the container sees only its reserved devices
+
+
 def test_non_loopback_bind_requires_keys():
     with pytest.raises(ValueError, match="API keys"):
         Settings(host="0.0.0.0", api_keys=[], redis_url="redis://x")

@@ -78,6 +78,7 @@ RULES = [
     ("circuitdiff.spec", TORCH, "the spec is torch-free"),
     ("circuitdiff.metrics", TORCH, "the metric records are torch-free: the service checks a metric with them"),
     ("circuitdiff.architectures", TORCH, "the model-type records are torch-free: a family is known before loading"),
+    ("circuitdiff.sizing", TORCH, "model sizes from a config are torch-free: the API estimates memory before loading"),
     ("circuitdiff.result", TORCH, "the result schema is torch-free"),
     ("circuitdiff.errors", TORCH, "errors are torch-free"),
     ("circuitdiff.tasks.custom", TORCH, "dataset validation is shared with the service"),
@@ -115,7 +116,7 @@ def test_imports_run_one_way(package, forbidden, why):
 
 TORCH_FREE = [
     "circuitdiff.vocabulary", "circuitdiff.catalogue", "circuitdiff.spec", "circuitdiff.result", "circuitdiff.errors",
-    "circuitdiff.metrics", "circuitdiff.architectures",
+    "circuitdiff.metrics", "circuitdiff.architectures", "circuitdiff.sizing",
     "circuitdiff.tasks.custom", "circuitdiff.analysis.similarity", "circuitdiff.analysis.matching",
     "circuitdiff.analysis.alignment", "circuitdiff.analysis.robustness", "circuitdiff.analysis.pruning",
     "circuitdiff.analysis.performance", "circuitdiff.analysis.authors", "circuitdiff.report",

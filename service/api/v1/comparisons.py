@@ -23,7 +23,7 @@ from ...headers import file_policy, page_policy
 from ...deps import OwnedJobDep, OwnerDep, ProducerDep, SettingsDep, StoreDep, owned_job
 from ...problems import Problem, ProblemDetail
 from ...schemas import Artifact, ArtifactList, JobList, JobStatus, ts
-from ...submission import prepare
+from ...submission import choose_pool, prepare, too_many_queued
 
 router = APIRouter(prefix="/v1/comparisons", tags=["comparisons"])
 PROBLEM = {"model": ProblemDetail, "content": {"application/problem+json": {}}}
@@ -67,7 +67,9 @@ def _status_headers(response: Response, status: str) -> None:
     status_code=202,
     response_model=JobStatus,
     responses={200: {"model": JobStatus, "description": "an identical comparison exists: that job"},
-               400: PROBLEM, 401: PROBLEM, 413: PROBLEM, 415: PROBLEM, 422: PROBLEM, 503: PROBLEM},
+               400: PROBLEM, 401: PROBLEM, 413: PROBLEM, 415: PROBLEM, 422: PROBLEM,
+               429: {**PROBLEM, "description": "too_many_queued: the key's queued limit, with Retry-After"},
+               503: PROBLEM},
     summary="Submit a comparison",
 )
 def submit(
@@ -80,8 +82,13 @@ def submit(
     idempotency_key: str | None = Header(None, max_length=200, pattern=r"^[\x21-\x7e]+$"),
 ):
     """Validates everything checkable without weights, then queues the job. An identical comparison
-    (same content key) already queued, running or done returns that job with 200 instead."""
+    (same content key) already queued, running or done returns that job with 200 instead. Workers take
+    queued jobs in turns between keys (``queue_position`` is the place under that rule); a key with
+    ``CIRCUITDIFF_MAX_QUEUED_PER_KEY`` jobs queued gets 429 ``too_many_queued``. A job one of whose
+    models needs several GPUs goes to a worker over several (``CIRCUITDIFF_GPUS=0-3``), or is refused
+    (422 ``needs_several_gpus``) when none is running."""
     prepared = prepare(spec, settings, owner)
+    pool = choose_pool(prepared.spec, settings, store)
     outcome = store.create(
         owner=owner,
         spec=prepared.spec.model_dump(mode="json"),
@@ -89,13 +96,17 @@ def submit(
         fingerprints=prepared.fingerprints,
         idempotency_key=idempotency_key,
         body_hash=prepared.content_key,
+        queued_limit=settings.max_queued_per_key,
+        pool=pool,
     )
+    if outcome.kind == "limit":
+        raise too_many_queued(outcome.queued, settings, store)
     if outcome.kind == "idem" and outcome.idem_body_hash != prepared.content_key:
         raise Problem.field("idempotency_key_reused", "Idempotency-Key",
                             "this key was already used for a different comparison")
     if outcome.kind == "new":
         try:
-            send_job(producer, outcome.job_id)
+            send_job(producer, outcome.job_id, pool=pool)
         except Exception as e:  # broker unreachable: leave nothing behind, let the client retry
             try:
                 store.discard(outcome.job_id, owner, prepared.content_key, idempotency_key)
