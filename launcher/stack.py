@@ -146,6 +146,8 @@ def banner(base: str, keyed: bool) -> str:
     return f"""
 circuitdiff is running at {base}   (API docs: {base}/docs)
 
+Open the console in a browser: {base}/{"   (sign in with your API key)" if keyed else ""}
+
 Compare the bundled GPT teacher with its distilled student on IOI:
 
   curl -s -X POST {base}/v1/comparisons{auth} -H 'Content-Type: application/json' \\
@@ -155,7 +157,7 @@ then poll the returned job and fetch its result and report:
 
   curl -s '{base}/v1/comparisons/<id>?wait=30'{auth}
   curl -s {base}/v1/comparisons/<id>/result{auth}
-  open {base}/v1/comparisons/<id>/report
+  open {base}/v1/comparisons/<id>/report{"   (in a browser signed in to the console)" if keyed else ""}
 
 Press Ctrl-C to stop.
 """.rstrip()

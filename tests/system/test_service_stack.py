@@ -139,3 +139,6 @@ def test_banner_commands_send_the_key_when_pasted_into_a_shell():
                               capture_output=True, text=True, check=True).stdout.splitlines()
         assert "Authorization: Bearer s3cret" in argv, (cmd, argv)
     assert "Authorization" not in banner("http://127.0.0.1:8000", keyed=False)
+    # the console is where a person starts (issue #26): the banner names it, and sign-in when keyed
+    assert "console in a browser: http://127.0.0.1:8000/   (sign in with your API key)" in text
+    assert "sign in" not in banner("http://127.0.0.1:8000", keyed=False)
