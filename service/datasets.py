@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 
 from circuitdiff.errors import default_fix
-from circuitdiff.tasks.custom import LINE_FIX, MAX_BYTES, DatasetTooLargeError, dataset_kind, validate_lines
+from circuitdiff.tasks.custom import (LINE_FIX, MAX_BYTES, UPLOAD_LINES_SUFFIX, DatasetTooLargeError, dataset_kind,
+                                      numbered_lines, validate_lines)
 
 from .problems import Problem
 
@@ -44,12 +45,14 @@ def _field(prefix: str, r: dict) -> str:
     return where if prefix == "body" else f"{prefix}.{where}"
 
 
-def valid_lines(data: bytes, field: str = "body") -> tuple[list[dict], list[dict]]:
+def valid_lines(data: bytes, field: str = "body") -> tuple[list[dict], list[dict], list[int]]:
     """The one rule for a dataset the service is given, uploaded (``field`` ``body``) or named by a
     local path in a spec (``field`` ``dataset``): the engine's validator, and no valid line is a 422
-    problem listing the rejected lines, before anything is stored or queued."""
+    problem listing the rejected lines, before anything is stored or queued. Returns the valid items,
+    the rejected lines and each valid item's line in ``data`` (1-based, as the rejected ones)."""
     try:
-        items, rejected = validate_lines(data)
+        numbered, rejected = numbered_lines(data)
+        items = [item for _, item in numbered]
     except DatasetTooLargeError as e:
         raise Problem.field(e.code, field, e.message, e.fix) from None
     if not items:
@@ -59,7 +62,7 @@ def valid_lines(data: bytes, field: str = "body") -> tuple[list[dict], list[dict
         ] or [{"field": field, "message": "the dataset has no lines", "fix": default_fix("empty_dataset"),
                "code": "empty_dataset"}]
         raise Problem("invalid_dataset", f"no valid line in the dataset ({len(rejected)} rejected)", errors=errors)
-    return items, rejected
+    return items, rejected, [n for n, _ in numbered]
 
 
 def read_local(path: Path, field: str = "dataset") -> bytes:
@@ -88,8 +91,12 @@ def _meta_path(datasets_dir: Path, owner: str, did: str) -> Path:
     return datasets_dir / "owners" / owner / f"{did}.json"
 
 
-def store(datasets_dir: Path, owner: str, items: list[dict], rejected: list[dict], original_bytes: int) -> dict:
-    """Write the canonical JSONL (once per content) and this upload's metadata for ``owner``."""
+def store(datasets_dir: Path, owner: str, items: list[dict], rejected: list[dict], original_bytes: int,
+          lines: list[int] | None = None) -> dict:
+    """Write the canonical JSONL (once per content), the upload's line numbering beside it when the
+    stored lines are not the uploaded file's lines 1..n (circuitdiff.tasks.custom.UPLOAD_LINES_SUFFIX:
+    a job then names rejected items by the uploaded file's lines, as this upload's answer does), and
+    this upload's metadata for ``owner``."""
     body = "".join(json.dumps(i, sort_keys=True, ensure_ascii=False) + "\n" for i in items).encode()
     sha = hashlib.sha256(body).hexdigest()
     did = dataset_id(sha)
@@ -108,6 +115,13 @@ def store(datasets_dir: Path, owner: str, items: list[dict], rejected: list[dict
     meta_path.parent.mkdir(parents=True, exist_ok=True)
     if not path.is_file():
         _atomic_write(path, body)
+    side = path.with_suffix(UPLOAD_LINES_SUFFIX)
+    lines = lines or list(range(1, len(items) + 1))
+    if lines != list(range(1, len(items) + 1)) or rejected:  # the latest upload of this content numbers it
+        _atomic_write(side, json.dumps({"lines": lines, "rejected": rejected,
+                                        "n_lines": len(lines) + len(rejected)}).encode())
+    else:
+        side.unlink(missing_ok=True)
     _atomic_write(meta_path, json.dumps(meta, sort_keys=True).encode())  # meta last: marks complete
     return meta
 

@@ -67,7 +67,7 @@ def _dataset(spec: ComparisonSpec, settings: Settings, owner: str) -> tuple[str 
         _check_metric(spec, datasets.kind_of(settings.datasets_dir, meta))
         return ds, "sha256:" + meta["sha256"]
     real = resolve_under_roots(ds, settings.model_roots, "dataset", want_dir=False)
-    items, _ = datasets.valid_lines(datasets.read_local(real), field="dataset")  # the upload's rule
+    items, _, _ = datasets.valid_lines(datasets.read_local(real), field="dataset")  # the upload's rule
     _check_metric(spec, dataset_kind(items))
     return str(real), "sha256:" + file_sha256(real)
 

@@ -14,7 +14,7 @@ from ..errors import MetricError
 from ..metrics import check_metric
 from ..models.placement import Workload, check_activations
 from ..scan.clean import BATCH_SIZE
-from ..tasks.custom import dropped_summary, numbered_lines, resolve_dataset
+from ..tasks.custom import dataset_lines, dropped_summary, resolve_dataset, upload_numbering
 from ..tasks.dataset import TaskData, build_task_data
 from ..vocabulary import ROLES
 from .context import RunContext
@@ -38,9 +38,10 @@ def prepare_task(ctx: RunContext) -> PreparedTask:
     )
     ctx.warnings.extend(task.warnings)
     if spec.dataset:  # invalid lines were dropped, as an upload drops them: say which (custom.parse_items)
-        numbered, dropped = numbered_lines(resolve_dataset(spec.dataset, ctx.datasets_dir).read_bytes())
+        path = resolve_dataset(spec.dataset, ctx.datasets_dir)
+        _, dropped, n_lines = dataset_lines(path.read_bytes(), upload_numbering(path))
         if dropped:
-            ctx.warnings.append(dropped_summary(dropped, len(numbered) + len(dropped), f"dataset {spec.dataset}"))
+            ctx.warnings.append(dropped_summary(dropped, n_lines, f"dataset {spec.dataset}"))
     if task.n_prompts < spec.n_prompts:  # a short dataset or rejected prompts: every number rests on fewer
         why = []
         if len(items) < spec.n_prompts:

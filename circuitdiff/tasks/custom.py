@@ -171,11 +171,43 @@ def to_text_items(items: list[dict], lines: list[int] | None = None) -> list[Tex
     return out
 
 
-def parse_items(data: bytes | str, source: str = "dataset", *, strict: bool = False) -> list[TextItem]:
-    """A JSONL text as text items: its valid lines, each with its line number. Invalid lines are
-    dropped (:func:`dropped_summary` says which), as an upload drops them; refused with them named
-    when ``strict`` or when no line is valid."""
+UPLOAD_LINES_SUFFIX = ".lines.json"
+"""Beside an uploaded dataset's stored file ``<id>.jsonl``, ``<id>.lines.json`` holds the upload's own
+numbering: ``{"lines": [file line of each stored line], "rejected": [the upload's rejected lines],
+"n_lines": lines in the uploaded file}`` (written by the service when the upload dropped or skipped
+lines). The stored file keeps only the valid lines, so without it a stored line's number would not
+be the one the upload answer gave."""
+
+
+def upload_numbering(path: str | Path) -> dict | None:
+    """The upload's numbering of a stored dataset (:data:`UPLOAD_LINES_SUFFIX`), or None."""
+    side = Path(path).with_suffix(UPLOAD_LINES_SUFFIX)
+    try:
+        return json.loads(side.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def dataset_lines(data: bytes | str, numbering: dict | None = None) -> tuple[list[tuple[int, dict]], list[dict], int]:
+    """``(numbered items, rejected lines, lines in the file)``: :func:`numbered_lines`, renumbered to
+    the uploaded file's lines and with the upload's rejected lines when ``numbering`` (an uploaded
+    dataset's :func:`upload_numbering`) is given, so a local file and its upload read the same."""
     numbered, rejected = numbered_lines(data)
+    if not numbering:
+        return numbered, rejected, len(numbered) + len(rejected)
+    lines = numbering["lines"]
+    renumber = lambda n: lines[n - 1] if 0 < n <= len(lines) else n  # noqa: E731
+    numbered = [(renumber(n), item) for n, item in numbered]
+    rejected = [*numbering.get("rejected", []), *({**r, "line": renumber(r["line"])} for r in rejected)]
+    return numbered, sorted(rejected, key=lambda r: r["line"]), int(numbering.get("n_lines") or 0) or len(lines)
+
+
+def parse_items(data: bytes | str, source: str = "dataset", *, strict: bool = False,
+                numbering: dict | None = None) -> list[TextItem]:
+    """A JSONL text as text items: its valid lines, each with its line number (in the uploaded file,
+    with an uploaded dataset's ``numbering``). Invalid lines are dropped (:func:`dropped_summary` says
+    which), as an upload drops them; refused with them named when ``strict`` or when no line is valid."""
+    numbered, rejected, _ = dataset_lines(data, numbering)
     if rejected and (strict or not numbered):
         first = "; ".join(f"line {r['line']}: {r['reason']}" for r in rejected[:3])
         more = f" (and {len(rejected) - 3} more)" if len(rejected) > 3 else ""
@@ -192,7 +224,7 @@ def load_items(path: str | Path, *, strict: bool = False) -> list[TextItem]:
     if not p.is_file():
         raise DatasetError(f"dataset {path}: no such file", field="dataset", fix="pass the path of a JSONL file")
     try:
-        return parse_items(p.read_bytes(), f"dataset {path}", strict=strict)
+        return parse_items(p.read_bytes(), f"dataset {path}", strict=strict, numbering=upload_numbering(p))
     except DatasetTooLargeError as e:
         raise DatasetTooLargeError(f"dataset {path}: {e.message}", field="dataset", fix=e.fix) from None
 

@@ -40,10 +40,10 @@ async def upload(request: Request, owner: ConsoleOwner, settings: SettingsDep):
     text = fields.get("jsonl", "")
     data = text.encode()
     try:
-        items, rejected = store.valid_lines(data)
+        items, rejected, lines = store.valid_lines(data)
     except Problem as p:
         return _list_page(request, settings, owner, text, p)
-    meta = store.store(settings.datasets_dir, owner, items, rejected, len(data))
+    meta = store.store(settings.datasets_dir, owner, items, rejected, len(data), lines)
     return RedirectResponse(f"/datasets/{meta['id']}?uploaded=1", status_code=303)
 
 

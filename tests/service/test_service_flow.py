@@ -307,6 +307,31 @@ def test_custom_dataset_comparison(alice, svc_worker, local_pair):
     assert result["task"]["name"] == "custom" and result["task"]["n_prompts"] + result["task"]["n_rejected"] == 6
 
 
+def test_a_job_on_an_uploaded_dataset_names_lines_as_the_upload_did(alice, svc_worker, local_pair):
+    """#27 §5: the stored file keeps only the valid lines, yet a job on the upload names a prompt the
+    models cannot use by its line in the *uploaded* file, and records the same "lines dropped"
+    sentence a local run of that file records."""
+    from circuitdiff.tasks.custom import dropped_summary, numbered_lines
+    from circuitdiff.tasks.generate import ioi_items
+
+    good = [json.dumps({"prompt": it.prompt, "answer": it.answer, "distractor": it.distractor})
+            for it in ioi_items(4, seed=5)]
+    unusable = json.dumps({"prompt": "When Mary and John went to the store, John gave a drink to",
+                           "answer": "Zyxwvutsrqponmlkj", "distractor": "John"})  # many tokens: the engine refuses it
+    body = "\n".join([good[0], "not json", "", good[1], unusable, good[2], good[3]]).encode()
+    ds = alice.post("/v1/datasets", content=body).json()
+    assert [r["line"] for r in ds["rejected"]] == [2] and ds["n_items"] == 5
+    spec = {"teacher": local_pair[0], "student": local_pair[1], "task": "custom", "dataset": ds["id"], "n_prompts": 5}
+    job = alice.post("/v1/comparisons", json=spec).json()
+    done = poll_until(alice, job["id"], {"succeeded", "failed"}, timeout=300)
+    assert done["status"] == "succeeded", done
+    task = alice.get(f"/v1/comparisons/{job['id']}/result").json()["task"]
+    assert [r["line"] for r in task["rejected"]] == [5], task["rejected"]  # the uploaded file's line 5
+    numbered, dropped = numbered_lines(body)
+    local = dropped_summary(dropped, len(numbered) + len(dropped), f"dataset {ds['id']}")
+    assert local in done["warnings"], done["warnings"]
+
+
 def test_engine_failure_is_sanitized_and_resubmittable(alice, svc_worker, svc_data, local_pair):
     """A checkpoint that passes the service's checks but cannot be loaded: the job fails with the
     engine's stable code and no traceback, and the same spec may be submitted again."""

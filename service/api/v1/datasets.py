@@ -46,8 +46,8 @@ async def upload(request: Request, response: Response, settings: SettingsDep, ow
     the calling key: another key neither reads it nor names it in a comparison. No valid line: 422; more lines or
     bytes than a comparison can use: 413 naming the limit; either way nothing is stored."""
     body = await request.body()
-    items, rejected = datasets.valid_lines(body)  # 413 over the limits, 422 without a valid line
-    meta = datasets.store(settings.datasets_dir, owner, items, rejected, len(body))
+    items, rejected, lines = datasets.valid_lines(body)  # 413 over the limits, 422 without a valid line
+    meta = datasets.store(settings.datasets_dir, owner, items, rejected, len(body), lines)
     response.headers["Location"] = f"/v1/datasets/{meta['id']}"
     return _info(meta)
 
