@@ -61,8 +61,11 @@ def run(setting: bool, args, root: Path) -> dict:
         w = c.post("/v1/watches", json={
             "name": "bench", "teacher": args.teacher,
             "checkpoints": {"directory": str(runs), "pattern": "step-*", "settle_seconds": 1},
-            "comparison": {"task": args.task, "n_prompts": args.prompts}, "interval_seconds": 2,
-            "baseline": "first"}).json()
+            "comparison": {"task": args.task, "n_prompts": args.prompts}, "interval_seconds": 10,
+            "baseline": "first"})
+        if w.status_code != 201:
+            raise SystemExit(f"the watch was refused: {w.text}")
+        w = w.json()
         r = redis.Redis.from_url(server.url, decode_responses=True)
         out = {}
         for i, ckpt in enumerate(args.checkpoints.split(","), start=1):
