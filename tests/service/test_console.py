@@ -18,9 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from circuitdiff.catalogue import zoo_path
@@ -60,7 +59,24 @@ def _click(b: ConsoleBrowser, element_id: str) -> None:
     """Click a button that sends a form, and wait until the page it answers has replaced this one."""
     page = b.driver.find_element(By.TAG_NAME, "html")
     b.driver.find_element(By.ID, element_id).click()
-    WebDriverWait(b.driver, 60, poll_frequency=0.1).until(staleness_of(page), message=f"{element_id} answered")
+    WebDriverWait(b.driver, 60, poll_frequency=0.1).until(_gone(page), message=f"{element_id} answered")
+
+
+def _gone(element):
+    """Selenium's ``staleness_of``, also when chromedriver asks about the old page's node while the new
+    page replaces it: it then answers a generic error ("Node with given id does not belong to the
+    document") instead of a stale reference, which means the same thing."""
+    def check(_driver) -> bool:
+        try:
+            element.is_enabled()
+            return False
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as e:
+            if "does not belong to the document" in str(e):
+                return True
+            raise
+    return check
 
 
 def _type(b: ConsoleBrowser, element_id: str, text: str) -> None:
