@@ -691,8 +691,12 @@ def test_every_listed_checkpoint_ends_as_a_history_entry(stack):
         assert h["error"]["code"] == "checkpoint_refused" and h["error"]["fix"], h
     assert "pytorch_model.bin found" in hist[0]["error"]["detail"] and "safetensors" in hist[0]["error"]["fix"]
     assert "config.json only" in hist[1]["error"]["detail"]
-    w = alice.get(f"/v1/watches/{wid}").json()
-    assert (w["counts"]["checkpoints"], w["counts"]["failed"], w["counts"]["settling"], w["counts"]["pending"]) == (2, 2, 0, 0)
+    # the check records what it saw (no longer settling) just after it writes the entries: wait for it
+    def counts() -> tuple:
+        c = alice.get(f"/v1/watches/{wid}").json()["counts"]
+        return c["checkpoints"], c["failed"], c["settling"], c["pending"]
+
+    wait_for(lambda: counts() == (2, 2, 0, 0), 30, "counts: 2 checkpoints, 2 failed, none settling or pending")
     mine = lambda: [json.loads(g["body"]) for g in receiver.events("checkpoint.failed")
                     if json.loads(g["body"])["watch_id"] == wid]
     got = wait_for(lambda: len(mine()) == 2 and mine(), 60, "two checkpoint.failed deliveries")
