@@ -20,7 +20,7 @@ from typing import Any, get_args
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from circuitdiff.client.wire import STATUSES
@@ -207,6 +207,16 @@ def validation_problem(errors: list[dict], *, strip_body: bool = True) -> Proble
     detail = "; ".join(f"{i['field']}: {i['message']}" for i in items)
     code = items[0]["code"] if items else "invalid_request"
     return Problem(code, detail, errors=items)
+
+
+def validated(model: Any, data: Any) -> Any:
+    """``model.model_validate(data)``, its ValidationError raised as the API answers a bad body
+    (:func:`validation_problem`: field, message, fix, code), for callers that build the body
+    themselves, such as the console's forms."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise validation_problem(list(e.errors()), strip_body=False) from None
 
 
 def _is_json(content_type: str) -> bool:

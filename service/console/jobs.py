@@ -15,7 +15,6 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
-from pydantic import ValidationError
 
 from circuitdiff.catalogue import TASKS
 from circuitdiff.client.wire import STATUSES
@@ -26,7 +25,7 @@ from circuitdiff.vocabulary import Metric, Preset, ScanMethod, choices
 from .. import datasets as dataset_store
 from ..api.v1 import comparisons, models
 from ..deps import ProducerDep, SettingsDep, StoreDep, owned_job
-from ..problems import Problem, validation_problem
+from ..problems import Problem, validated
 from .command import compare_command
 from .render import page
 from .session import ConsoleOwner, form
@@ -112,10 +111,7 @@ async def submit_form(request: Request, owner: ConsoleOwner, settings: SettingsD
     fields = await form(request)
     values = {k: fields.get(k, "") for k in FORM_FIELDS}
     try:
-        try:
-            spec = ComparisonSpec.model_validate(spec_from_form(values))
-        except ValidationError as e:  # the API's own mapping: field, message, fix, code
-            raise validation_problem(list(e.errors()), strip_body=False) from None
+        spec = validated(ComparisonSpec, spec_from_form(values))  # the API's own mapping: field, message, fix, code
         job = comparisons.submit(spec, Response(), owner, settings, store, producer, idempotency_key=None)
     except Problem as p:
         return _new_page(request, settings, owner, values, p)

@@ -10,13 +10,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
-from pydantic import ValidationError
 
 from watches.request import WatchSpec
 
 from ..api.v1 import watches as api
 from ..deps import ProducerDep, SettingsDep, StoreDep
-from ..problems import Problem, validation_problem
+from ..problems import Problem, validated
 from .jobs import form_options, number
 from .render import page
 from .session import ConsoleOwner, form
@@ -108,10 +107,7 @@ async def create(request: Request, owner: ConsoleOwner, settings: SettingsDep, s
     fields = await form(request)
     values = {k: fields.get(k, "") for k in FIELDS}
     try:
-        try:
-            spec = WatchSpec.model_validate(body_from_form(values))
-        except ValidationError as e:  # the API's own mapping: field, message, fix, code
-            raise validation_problem(list(e.errors()), strip_body=False) from None
+        spec = validated(WatchSpec, body_from_form(values))  # the API's own mapping: field, message, fix, code
         w = api.create_watch(spec, Response(), owner, settings, api.get_watch_store(store), producer)
     except Problem as p:
         return _new_page(request, settings, owner, values, p)
