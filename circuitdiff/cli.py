@@ -21,7 +21,7 @@ from .report.command import add_diff, add_report, check_report_path, write_repor
 from .metrics import METRICS
 from .settings import CliSettings, EngineSettings, SettingsError, quiet_tokenizers, use
 from .vocabulary import (
-    CIRCUIT_THRESHOLD, SCREEN_TOP, Ablation, Bos, Device, Dtype, Matching, Metric, MlpSimilarity, Preset, ScanMethod, choices,
+    CIRCUIT_THRESHOLD, SCREEN_TOP, Ablation, Bos, Device, Dtype, Estimator, Matching, Metric, MlpSimilarity, Preset, ScanMethod, choices,
 )
 from .client.jobs_cli import add_jobs
 from .client.watch_cli import add_watch
@@ -78,6 +78,9 @@ def add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--screen-top", type=int, default=None, metavar="K",
                    help=f"with --scan screened: exact values for at least the K most influential components "
                    f"(default {SCREEN_TOP})")
+    p.add_argument("--estimator", choices=choices(Estimator), default=None,
+                   help="with --scan attribution or screened: gradient (gradient x activation, the default) or relp "
+                   "(RelP's relevance rules; smaller largest errors on trained models, docs/method.md)")
     p.add_argument("--attribution-check", type=int, default=None, metavar="N",
                    help="with --scan attribution: exact-scan N sampled components and report the agreement")
     p.add_argument("--circuits", action="store_true",
@@ -136,7 +139,8 @@ def spec_from_args(args: argparse.Namespace):
         "duplicate_unmatched": args.duplicate_unmatched, "n_prompts": args.n_prompts, "seed": args.seed,
         "bos": args.bos, "bootstrap": args.bootstrap, "chance_draws": args.chance_draws, "device": args.device,
         "dtype": args.dtype, "scan": args.scan, "metric": args.metric, "attribution_check": args.attribution_check,
-        "circuits": circuits, "screen_top": args.screen_top, "controls": [{"id": c} for c in args.control],
+        "circuits": circuits, "screen_top": args.screen_top,
+        "estimator": args.estimator, "controls": [{"id": c} for c in args.control],
     }
     return ComparisonSpec.model_validate(data)
 

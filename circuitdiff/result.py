@@ -39,6 +39,8 @@ Schema versions (``schema_version``; the report reads every one, circuitdiff.rep
    ``search_components``; ``scan.agreement[model].by_kind`` (heads and MLPs apart);
    a rejected custom-dataset item carries its ``line`` in the file (``task.rejected[].line``,
    1-based, numbered as an upload numbers its rejected lines).
+10. ``scan.estimator``: the estimator an attribution or screened scan ran (``gradient`` or ``relp``;
+    null for the exact and naive scans), also in each model's ``scan.agreement``.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .metrics import metric_info
 from .vocabulary import (
-    SCHEMA_VERSION, AdapterName, ComponentKind, Family, Matching, Metric, ModelKind, Role, ScanMethod, TaskForm,
+    SCHEMA_VERSION, ESTIMATED_SCANS, AdapterName, Estimator, ComponentKind, Family, Matching, Metric, ModelKind, Role, ScanMethod, TaskForm,
     TokenAlignment, Verdict,
 )
 
@@ -415,10 +417,13 @@ class ScanInfo(_Model):
         "(schema >= 6)")
     ablation_protocol: str | None = Field(
         None, description="what the ablation replaced activations with, and whose protocol it follows (schema >= 6)")
+    estimator: Estimator | None = Field(
+        None, description="attribution / screened: the estimator of the estimated influences — gradient "
+        "(gradient x activation) or relp (RelP's relevance rules); null when every value is computed (schema >= 10)")
 
 
 class ComparisonResult(_Model):
-    schema_version: Literal[9] = SCHEMA_VERSION
+    schema_version: Literal[10] = SCHEMA_VERSION
     created_at: str
     spec: dict[str, Any] = Field(description="the fully resolved spec (preset expanded)")
     metric: MetricInfo = Field(default_factory=lambda: MetricInfo(**metric_info("logit_diff")),
@@ -459,7 +464,8 @@ def upgrade(data: dict) -> dict:
     # confidences, unpaired components and task items; 4 added circuits; 5 the metric; 6 added per-model dtype and
     # memory placement, the scan's micro-batch sizes and ablation protocol; 7 per-influence ``exact`` and
     # ``scan.precision``; 8 match runner-ups and margins; 9 the circuit over resamples (``search_components``
-    # keeps the one search) and the file line of a rejected custom-dataset item (``task.rejected[].line``).
+    # keeps the one search) and the file line of a rejected custom-dataset item (``task.rejected[].line``); 10 the
+    # scan's estimator.
     # All optional: a missing value reads "not computed".
     if version < 5:  # 5: the job's metric; earlier results all measured the logit difference
         out["metric"] = metric_info("logit_diff")
@@ -478,5 +484,8 @@ def upgrade(data: dict) -> dict:
     if version < 9 and isinstance(circ, dict):  # before 9 the circuit was always the one full-sample search
         out["circuits"] = {**circ, **{r: {**circ[r], "search_components": circ[r].get("components")}
                                       for r in ("teacher", "student") if isinstance(circ.get(r), dict)}}
+    scan = data.get("scan")
+    if version < 10 and isinstance(scan, dict):  # before 10 every estimate was gradient x activation
+        out["scan"] = {**scan, "estimator": "gradient" if scan.get("method") in ESTIMATED_SCANS else None}
     out["schema_version"] = SCHEMA_VERSION
     return out

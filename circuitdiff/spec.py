@@ -49,7 +49,7 @@ from .errors import MetricError
 from .metrics import check_metric
 from .vocabulary import (
     ROLES, CIRCUIT_THRESHOLD, MAX_PROMPTS, PAPER_HEAD_THRESHOLD, PAPER_MLP_THRESHOLD, Ablation, Bos, Device, Dtype, Matching,
-    SCREEN_TOP, Metric, MlpSimilarity, ModelKind, Preset, ScanMethod,
+    SCREEN_TOP, DEFAULT_ESTIMATOR, ESTIMATED_SCANS, Estimator, Metric, MlpSimilarity, ModelKind, Preset, ScanMethod,
 )
 
 MAX_CONTROLS = 4  # each control is a second comparison with the teacher
@@ -231,6 +231,12 @@ class ComparisonSpec(BaseModel):
         description=f"scan=screened: exact influences for at least this many of the most influential components "
         f"(default {SCREEN_TOP}), and for every component whose estimate could join them within its measured error",
     )
+    estimator: Estimator | None = Field(
+        default=None,
+        description=f"scan=attribution or screened: how influences are estimated — gradient (gradient x activation, "
+        f"the default) or relp (RelP's relevance rules through norms, activations, attention and gated products; "
+        f"smaller largest errors on trained models, docs/method.md §Attribution estimators)",
+    )
     bootstrap: int | None = Field(
         default=None, ge=0, le=100_000,
         description="bootstrap resamples of every confidence interval (alignment, robustness) and of the match "
@@ -289,6 +295,9 @@ class ComparisonSpec(BaseModel):
         if self.screen_top is not None and self.scan != "screened":
             raise spec_error("invalid_scan_option", f"screen_top only applies to scan \"screened\" (scan is {self.scan!r})",
                              "remove `screen_top`, or use \"scan\": \"screened\"", field="screen_top")
+        if self.estimator is not None and self.scan not in ESTIMATED_SCANS:
+            raise spec_error("invalid_scan_option", f"estimator only applies to an estimating scan (scan is {self.scan!r})",
+                             "remove `estimator`, or use \"scan\": \"attribution\" or \"screened\"", field="estimator")
         try:  # zoo models' families are known now; the dataset's kind and other models' families later
             check_metric(self.metric, families={r: ZOO[ref.id[4:]].family for r, ref in
                                                 (("teacher", self.teacher), ("student", self.student))
@@ -327,6 +336,7 @@ class ComparisonSpec(BaseModel):
                 "matching": self.matching or "student_to_teacher",
                 "bos": self.bos or "prepend",
                 "screen_top": (self.screen_top or SCREEN_TOP) if self.scan == "screened" else None,
+                "estimator": (self.estimator or DEFAULT_ESTIMATOR) if self.scan in ESTIMATED_SCANS else None,
             }
         )
 

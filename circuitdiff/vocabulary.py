@@ -20,7 +20,7 @@ from .errors import ComponentIdError
 
 __all__ = [
     "SCHEMA_VERSION", "MAX_PROMPTS", "N_ATTENTION_VIEWS", "CIRCUIT_THRESHOLD", "CIRCUIT_SWEEP", "PAPER_HEAD_THRESHOLD", "PAPER_MLP_THRESHOLD",
-    "Role", "ROLES", "Preset", "Verdict", "Ablation", "Metric", "MAX_TEXT_TOKENS", "Matching", "MlpSimilarity", "ScanMethod", "SCREEN_TOP", "Bos", "Device", "Dtype", "PRECISION_CONTRACTS",
+    "Role", "ROLES", "Preset", "Verdict", "Ablation", "Metric", "MAX_TEXT_TOKENS", "Matching", "MlpSimilarity", "ScanMethod", "Estimator", "ESTIMATED_SCANS", "DEFAULT_ESTIMATOR", "SCREEN_TOP", "Bos", "Device", "Dtype", "PRECISION_CONTRACTS",
     "BF16_ABOVE_PARAMS", "MEMORY_BUDGET_ENV",
     "ModelKind", "Family", "ModelType", "AdapterName", "TaskForm",
     "TokenAlignment", "ComponentKind", "choices",
@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 # --------------------------------------------------------------------------- versions and limits
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 """Version of ``result.json``. Bumped with every change of the result's structure; the report still
 reads every older version (``circuitdiff.report.load`` upgrades them)."""
 
@@ -95,6 +95,20 @@ ScanMethod = Literal["exact", "attribution", "naive", "screened"]
 estimate (approximate), ``screened`` estimates every component by attribution and computes the
 exact value of the top ``screen_top`` and of every component that could join them within the
 estimate's measured error (circuitdiff.scan.screened); each influence says whether it is exact."""
+
+Estimator = Literal["gradient", "relp"]
+"""How ``attribution`` (and the screen of ``screened``) differentiates the model
+(circuitdiff.scan.attribution.ESTIMATOR_RULES): ``gradient`` plain gradient x activation (AtP);
+``relp`` the relevance-propagation rules of RelP through norms, activations, attention patterns and
+gated products (circuitdiff.models.functional.GRADIENT_RULES). docs/method.md §Attribution estimators
+gives their measured agreement with the exact scan per component kind."""
+
+ESTIMATED_SCANS = ("attribution", "screened")
+"""The scan methods that estimate influences (and so take an ``estimator``)."""
+
+DEFAULT_ESTIMATOR = "gradient"
+"""The spec's ``estimator`` default for ``attribution`` and ``screened`` scans (the better screen on the
+GPT-2-small-shaped pair, docs/method.md)."""
 
 SCREEN_TOP = 20
 """``scan: "screened"``: how many of the most influential components get their exact value at least

@@ -154,11 +154,13 @@ class PipelineCache:
             m, ld = entry.meta, entry.tensors["ld"]
             return build(components=m["components"], clean_ld=ld["clean"], ablated_ld=ld["ablated"],
                          ablation=m["ablation"], method=m["method"], agreement=m.get("agreement"),
-                         metric=m.get("metric", "logit_diff"), microbatch_rows=m.get("microbatch_rows"), exact=m.get("exact"))
+                         metric=m.get("metric", "logit_diff"), microbatch_rows=m.get("microbatch_rows"), exact=m.get("exact"),
+                         estimator=m.get("estimator"))
 
         def store(s) -> tuple[dict, dict]:
             meta = {"components": s.components, "ablation": s.ablation, "method": s.method, "agreement": s.agreement,
-                    "metric": s.metric, "microbatch_rows": s.microbatch_rows, "exact": s.exact}
+                    "metric": s.metric, "microbatch_rows": s.microbatch_rows, "exact": s.exact,
+                    "estimator": s.estimator}
             return {"ld": {"clean": s.clean_ld, "ablated": s.ablated_ld}}, meta
 
         return self._through(role, key, compute, load, store)

@@ -21,7 +21,8 @@ attention output before W_O, where a head is ablated); mask ``bool [batch, 1, q_
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -47,9 +48,66 @@ def attention_mask_4d(attention_mask: torch.Tensor) -> torch.Tensor:
     return causal[None, None] & attention_mask.bool()[:, None, None, :]
 
 
+GRADIENT_RULES = ("norm", "act", "attn", "half")
+"""Backward rules a view can switch on (:meth:`LayerStack.gradient_rules`). Each leaves every forward
+value unchanged and replaces one operation's local gradient by the relevance-propagation rule of
+RelP (Jafari et al. 2025, arXiv 2508.21258) / AttnLRP (Achtibat et al. 2024):
+
+- ``norm``: LayerNorm / RMSNorm with its scale (1/std, 1/rms) held constant (the identity rule);
+- ``act``: an elementwise activation f passes gradient f(x)/x (the secant from 0 to x) instead of f'(x);
+- ``attn``: the attention pattern held constant: gradient reaches z through the values only;
+- ``half``: a product of two activations (SwiGLU's act(gate) * up) sends half the gradient to each side.
+"""
+
+
+def _secant(act: Any, x: torch.Tensor) -> torch.Tensor:
+    """f(x) with gradient f(x)/x (the ``act`` rule); near x = 0 the ratio is f'(0) = 1/2 for the GELU
+    and SiLU families the stacks use."""
+    y = act(x)
+    ratio = torch.where(x.abs() > 1e-6, y / torch.where(x.abs() > 1e-6, x, torch.ones_like(x)), 0.5)
+    return y.detach() + (x - x.detach()) * ratio.detach()
+
+
+def _half_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a * b with half the gradient to each factor (the ``half`` rule)."""
+    return 0.5 * (a * b.detach() + a.detach() * b)
+
+
+def _fixed_pattern_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor,
+                             scale: float) -> torch.Tensor:
+    """softmax(q k^T scale, masked) v with the pattern detached (the ``attn`` rule); the same values as
+    scaled_dot_product_attention up to float rounding. q [b, h, q, d], k/v [b, h, k, d]."""
+    scores = (q @ k.transpose(-1, -2)) * scale
+    scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    return torch.softmax(scores.float(), dim=-1).to(v.dtype).detach() @ v
+
+
 class LayerStack(ABC):
     """One causal pre-LN decoder as functions. Subclasses set the sizes and implement the
     abstract methods; :meth:`block`, :meth:`last_block_at_end`, :meth:`logit_diff` and :meth:`logits` follow."""
+
+    rules: frozenset[str] = frozenset()
+    """The backward rules in force (:data:`GRADIENT_RULES`); empty: plain autograd."""
+
+    @contextmanager
+    def gradient_rules(self, rules: "frozenset[str] | set[str] | tuple[str, ...]") -> Iterator["LayerStack"]:
+        """Within the block, differentiate with ``rules`` (:data:`GRADIENT_RULES`); forward values unchanged."""
+        unknown = set(rules) - set(GRADIENT_RULES)
+        if unknown:
+            raise ValueError(f"unknown gradient rules {sorted(unknown)}; known: {', '.join(GRADIENT_RULES)}")
+        before, self.rules = self.rules, frozenset(rules)
+        try:
+            yield self
+        finally:
+            self.rules = before
+
+    def _act(self, x: torch.Tensor) -> torch.Tensor:
+        return _secant(self.act, x) if "act" in self.rules else self.act(x)
+
+    def _attend(self, q, k, v, mask, scale) -> torch.Tensor:
+        if "attn" in self.rules:
+            return _fixed_pattern_attention(q, k, v, mask, scale)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
 
     n_layers: int
     n_heads: int  # query heads: the unit a head ablation addresses
@@ -167,6 +225,10 @@ class Gpt2Stack(LayerStack):
         self.w_u = unwrap(model.lm_head).weight  # [vocab, d_model] (tied to wte, no bias)
 
     def _ln(self, x: torch.Tensor, wb: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        if "norm" in self.rules:  # the scale held constant (GRADIENT_RULES)
+            centred = x - x.mean(-1, keepdim=True)
+            scale = torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + self.eps).detach()
+            return centred * scale * wb[0] + wb[1]
         return F.layer_norm(x, (self.d_model,), wb[0], wb[1], self.eps)
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -182,7 +244,7 @@ class Gpt2Stack(LayerStack):
             rows = torch.arange(x.shape[0], device=x.device)
             q = q[rows, :, end].unsqueeze(2)  # [batch, head, 1, d_head]
             mask = mask[rows, :, end].unsqueeze(2)  # [batch, 1, 1, k_pos]
-        z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=p["scaling"]).transpose(1, 2)
+        z = self._attend(q, k, v, mask, p["scaling"]).transpose(1, 2)
         return z[:, 0] if end is not None else z  # [batch, head, d_head] | [batch, pos, head, d_head]
 
     def attn_out(self, layer, z):
@@ -194,7 +256,7 @@ class Gpt2Stack(LayerStack):
 
     def mlp(self, layer, x):
         p = self.layers[layer]
-        return conv1d(self.act(conv1d(self._ln(x, p["ln2"]), *p["fc"])), *p["proj"])
+        return conv1d(self._act(conv1d(self._ln(x, p["ln2"]), *p["fc"])), *p["proj"])
 
     def final_norm(self, x):
         return self._ln(x, self.ln_f)
@@ -255,12 +317,12 @@ class LlamaStack(LayerStack):
     def layer_device(self, layer: int) -> torch.device:
         return self.layers[layer]["q"][0].device
 
-    @staticmethod
-    def _rms(x: torch.Tensor, we: tuple[torch.Tensor, float]) -> torch.Tensor:
+    def _rms(self, x: torch.Tensor, we: tuple[torch.Tensor, float]) -> torch.Tensor:
         """LlamaRMSNorm: normalised in float32, cast back, then scaled (the same order of operations)."""
         dtype = x.dtype
         h = x.float()
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + we[1])
+        scale = torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + we[1])
+        h = h * (scale.detach() if "norm" in self.rules else scale)  # GRADIENT_RULES
         return we[0] * h.to(dtype)
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -289,7 +351,7 @@ class LlamaStack(LayerStack):
             end = end.to(dev)
             q = q[rows, :, end].unsqueeze(2)  # [batch, head, 1, d_head]
             mask = mask[rows, :, end].unsqueeze(2)  # [batch, 1, 1, k_pos]
-        z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=p["scaling"]).transpose(1, 2)
+        z = self._attend(q, k, v, mask, p["scaling"]).transpose(1, 2)
         z = z[:, 0] if end is not None else z  # [batch, head, d_head] | [batch, pos, head, d_head]
         return z.to(home)
 
@@ -305,7 +367,9 @@ class LlamaStack(LayerStack):
     def mlp(self, layer, x):
         p, home = self.layers[layer], x.device
         h = self._rms(x.to(self.layer_device(layer)), p["ln2"])
-        return F.linear(self.act(F.linear(h, *p["gate"])) * F.linear(h, *p["up"]), *p["down"]).to(home)
+        gate, up = self._act(F.linear(h, *p["gate"])), F.linear(h, *p["up"])
+        inner = _half_product(gate, up) if "half" in self.rules else gate * up
+        return F.linear(inner, *p["down"]).to(home)
 
     def final_norm(self, x):
         return self._rms(x.to(self.norm[0].device), self.norm).to(x.device)

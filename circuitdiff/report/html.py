@@ -352,7 +352,7 @@ def _reproducibility(r: ComparisonResult) -> str:
     timings = _kv_table([(e(k), f"{v:.2f} s") for k, v in stages]
                         + ([("<b>total</b>", f"<b>{r.timings['total']:.2f} s</b>")] if "total" in r.timings else []),
                         "repro-timings")
-    scan = _kv_table([("method", e(r.scan.method)),
+    scan = _kv_table([("method", e(r.scan.method) + (f" (estimator {e(r.scan.estimator)})" if r.scan.estimator else "")),
                       ("values", "estimates (approximate)" if r.scan.approximate else "exact ablations"),
                       ("activation cache", e(", ".join(f"{k}: {v}" for k, v in sorted(r.scan.cache.items())) or "–")),
                       ("agreement with exact", readable(r.scan.agreement)),

@@ -7,7 +7,7 @@ explicit table of methods (:data:`METHODS`):
 - ``exact`` (:mod:`.exact`): the same numbers from the clean pass and the blocks above the ablated
   layer (tests/engine/test_fast_scan.py: equal to ``naive`` to 1e-5);
 - ``attribution`` (:mod:`.attribution`): a first-order estimate from one forward and one backward
-  pass, labelled approximate;
+  pass, labelled approximate, by the spec's ``estimator`` (plain gradient, or RelP's rules);
 - ``screened`` (:mod:`.screened`): attribution for every component, then exact values for the top
   ``screen_top`` and every component that could join them within the estimate's measured error;
   each component says whether its value is exact (``InfluenceScan.exact``).
@@ -46,9 +46,9 @@ class Method:
 METHODS: dict[str, Method] = {
     "naive": Method(naive_scan),
     "exact": Method(exact_method),
-    "attribution": Method(attribution_method, lambda spec: {"check": spec.attribution_check, "seed": spec.seed}
-                          if spec.attribution_check else {}),
-    "screened": Method(screened_method, lambda spec: {"screen_top": spec.screen_top}),
+    "attribution": Method(attribution_method, lambda spec: {"estimator": spec.estimator, **(
+        {"check": spec.attribution_check, "seed": spec.seed} if spec.attribution_check else {})}),
+    "screened": Method(screened_method, lambda spec: {"screen_top": spec.screen_top, "estimator": spec.estimator}),
 }
 
 __all__ = ["METHODS", "InfluenceScan", "scan", "method_options"]

@@ -51,6 +51,7 @@ class InfluenceScan:
     metric: str = DEFAULT_METRIC
     microbatch_rows: int | None = None  # exact scan: the micro-batch size that ran (sized from free memory)
     exact: list[bool] | None = None  # per component: an exact value (True) or an estimate; None = by method
+    estimator: str | None = None  # attribution / screened: the estimator that made the estimates (vocabulary.Estimator)
 
     def is_exact(self) -> list[bool]:
         """Per component: whether its LDs are exact (naive, exact) or estimated (attribution, and the

@@ -55,6 +55,7 @@ def assemble(ctx: RunContext, task: PreparedTask, infl: Influences, compared: di
             cache=ctx.cache.status,
             microbatch_rows={r: scans[r].microbatch_rows for r in ROLES if scans[r].microbatch_rows},
             ablation_protocol=ablation_protocol(spec, ctx.model_types),
+            estimator=next((scans[r].estimator for r in ROLES if scans[r].estimator), None),
         ),
         timings=ctx.clock.timings,
         warnings=ctx.warnings,

@@ -17,6 +17,7 @@ FLAGS = {
     "mlp_threshold": "--mlp-threshold", "n_prompts": "--prompts", "seed": "--seed", "bos": "--bos",
     "bootstrap": "--bootstrap", "chance_draws": "--chance-draws", "device": "--device", "dtype": "--dtype",
     "scan": "--scan", "metric": "--metric", "attribution_check": "--attribution-check", "screen_top": "--screen-top",
+    "estimator": "--estimator",
 }
 
 

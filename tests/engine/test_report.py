@@ -237,6 +237,18 @@ def test_a_result_of_schema_version_1_still_renders(tmp_path):
     assert all(m.ambiguous is None and m.margin is None for m in r.matches)  # not computed then
 
 
+@pytest.mark.parametrize("method, estimator", [("screened", "gradient"), ("attribution", "gradient"), ("exact", None)])
+def test_a_schema_9_result_says_its_estimates_were_gradient_x_activation(tmp_path, method, estimator):
+    """Before schema 10 every estimate was gradient x activation: upgrading says so where something
+    was estimated and claims no estimator for a computed scan; it renders."""
+    data = synthetic_result()
+    data.update(schema_version=9, scan={**data["scan"], "method": method})
+    data["scan"].pop("estimator", None)
+    r = load_result(data)
+    assert r.schema_version == SCHEMA_VERSION and r.scan.estimator == estimator
+    assert 'id="reproducibility"' in render_report(data, tmp_path)["report.html"].read_text()
+
+
 def test_a_schema_8_result_with_circuits_reads_its_circuit_as_the_one_search(tmp_path):
     """Before schema 9 a model's circuit was always the one search on all prompts: upgrading keeps it
     as the circuit, records it as ``search_components`` and claims no inclusion rule; it renders."""

@@ -68,14 +68,14 @@ def _view(adapter, task: str, n: int):
     return build_task_data(task_items(task, {}, n, seed=0), {"teacher": tok, "student": tok}, name=task).view("teacher")
 
 
-def _check_against_exact(model_id: str, task: str, n: int, top: int) -> dict:
+def _check_against_exact(model_id: str, task: str, n: int, top: int, estimator: str = "gradient") -> dict:
     from circuitdiff.models.loading import load_model
     from circuitdiff.scan import scan
 
     adapter = load_model(model_id)
     view = _view(adapter, task, n)
     full = scan(adapter, view, "mean", method="exact")
-    scr = scan(adapter, view, "mean", method="screened", screen_top=top)
+    scr = scan(adapter, view, "mean", method="screened", screen_top=top, estimator=estimator)
     assert scr.method == "screened" and scr.components == full.components
     scale = float(full.clean_ld.abs().mean())
     fi, si = full.influences(), scr.influences()
@@ -83,6 +83,7 @@ def _check_against_exact(model_id: str, task: str, n: int, top: int) -> dict:
     ag = scr.agreement
     assert ag["n_exact"] == sum(flags.values()) >= min(top, len(flags))
     assert ag["screen"] == "attribution" and ag["screen_top"] == top and ag["safety"] == SAFETY
+    assert ag["estimator"] == estimator and scr.estimator == estimator
     for c in scr.components:
         if flags[c]:
             assert abs(si[c] - fi[c]) <= TOL * scale, (c, si[c], fi[c])
@@ -98,7 +99,7 @@ def _check_against_exact(model_id: str, task: str, n: int, top: int) -> dict:
     assert worst <= ag["error_margin"] + TOL * scale
     # #28 §1: agreement per kind over the re-scanned components of that kind (the screen's estimate is
     # the attribution scan's), errors relative to the metric's scale
-    est = scan(adapter, view, "mean", method="attribution").influences()
+    est = scan(adapter, view, "mean", method="attribution", estimator=estimator).influences()
     for kind, is_kind in (("heads", lambda c: not c.endswith("MLP")), ("mlps", lambda c: c.endswith("MLP"))):
         done = [c for c in scr.components if flags[c] and is_kind(c)]
         by = ag["by_kind"][kind]
@@ -114,6 +115,11 @@ def _check_against_exact(model_id: str, task: str, n: int, top: int) -> dict:
 def test_screened_equals_exact_where_marked_exact_on_a_tiny_checkpoint(tiny_gpt_dir):
     out = _check_against_exact(str(tiny_gpt_dir), "ioi", 12, top=2)
     assert out["n_exact"] < out["n"], "every component was re-scanned: the screen would be untested"
+
+
+def test_screened_with_the_relp_screen_equals_exact_where_marked_exact(tiny_gpt_dir, tiny_llama_dir):
+    for model_dir in (tiny_gpt_dir, tiny_llama_dir):
+        _check_against_exact(str(model_dir), "ioi", 12, top=2, estimator="relp")
 
 
 def test_screened_equals_exact_where_marked_exact_on_the_zoo_pair(zoo_gpt_pair):
@@ -150,6 +156,7 @@ def test_a_screened_comparison_marks_estimates_in_the_result_and_the_report(loud
     data = json.loads(r.model_dump_json())
     jsonschema.validate(data, result_json_schema())
     assert data["scan"]["method"] == "screened" and data["spec"]["screen_top"] == 2
+    assert data["scan"]["estimator"] == data["spec"]["estimator"] == "gradient"  # the default screen, said
     assert data["scan"]["precision"]["dtype"] == "bfloat16" and data["scan"]["precision"]["accumulation"] == "float32"
     assert data["scan"]["precision"]["top_k_identical"] == 10
     flags = {role: {c: v["exact"] for c, v in data["influence"][role].items()} for role in ("teacher", "student")}
@@ -161,3 +168,4 @@ def test_a_screened_comparison_marks_estimates_in_the_result_and_the_report(loud
     assert estimated > 0 and data["scan"]["approximate"] is True
     html = render_html(r)
     assert html.count('class="num estimated"') == estimated and 'id="estimated-note"' in html
+    assert "screened (estimator gradient)" in html
