@@ -182,6 +182,22 @@ class LayerStack(ABC):
         return self.final_norm(x) @ self.w_u.T
 
 
+TANH_GELUS = ("gelu_new", "gelu_fast", "gelu_pytorch_tanh")
+"""HF activation names that all compute 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))): the view runs
+them as torch's one fused kernel (``F.gelu(approximate="tanh")``, equal to float rounding, 2.4e-7 at
+most) instead of HF's six elementwise operations, which took ~20% of the exact scan's time on
+GPT-2-small shapes (#28 §2: the gap between the scan's FLOP rate and plain matmuls)."""
+
+
+def activation(name: str) -> Any:
+    """The elementwise activation an HF config names, fused where :data:`TANH_GELUS` allows."""
+    from transformers.activations import ACT2FN
+
+    if name in TANH_GELUS:
+        return lambda x: F.gelu(x, approximate="tanh")
+    return ACT2FN[name]
+
+
 def conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """HF ``Conv1D`` (a linear layer with weight [in, out]), the same addmm it runs."""
     return torch.addmm(bias, x.reshape(-1, x.shape[-1]), weight).view(*x.shape[:-1], weight.shape[1])
@@ -191,8 +207,6 @@ class Gpt2Stack(LayerStack):
     """``GPT2LMHeadModel``: LayerNorm, fused c_attn (Conv1D), learned positions, GELU MLP, tied W_U."""
 
     def __init__(self, model: Any):
-        from transformers.activations import ACT2FN
-
         cfg = model.config
         if getattr(cfg, "add_cross_attention", False) or getattr(cfg, "reorder_and_upcast_attn", False):
             raise UnsupportedArchitectureError("GPT-2 variants with cross-attention or reordered attention have "
@@ -204,7 +218,7 @@ class Gpt2Stack(LayerStack):
         self.d_head = self.d_model // self.n_heads
         self.d_mlp = int(cfg.n_inner or 4 * self.d_model)
         self.eps = float(cfg.layer_norm_epsilon)
-        self.act = ACT2FN[cfg.activation_function]
+        self.act = activation(cfg.activation_function)
         wb = lambda m: (unwrap(m).weight, unwrap(m).bias)  # noqa: E731
         self.layers = []
         for i in range(self.n_layers):
@@ -282,8 +296,6 @@ class LlamaStack(LayerStack):
     """
 
     def __init__(self, model: Any):
-        from transformers.activations import ACT2FN
-
         cfg = model.config
         # Mistral / Qwen2 sliding windows equal full causal attention on sequences no longer than the
         # window; attention() refuses longer ones.
@@ -296,7 +308,7 @@ class LlamaStack(LayerStack):
         self.d_model = int(cfg.hidden_size)
         self.d_head = int(getattr(cfg, "head_dim", None) or self.d_model // self.n_heads)
         self.d_mlp = int(cfg.intermediate_size)
-        self.act = ACT2FN[cfg.hidden_act]
+        self.act = activation(cfg.hidden_act)
         self.rotary = unwrap(base.rotary_emb)
         lin = lambda m: (unwrap(m).weight, unwrap(m).bias)  # noqa: E731
         norm = lambda m: (unwrap(m).weight, float(getattr(unwrap(m), "variance_epsilon", cfg.rms_norm_eps)))  # noqa: E731
