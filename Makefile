@@ -32,7 +32,14 @@ test-all: $(STAMP) chromium
 openapi: $(STAMP)
 	$(PY) -m service.openapi_dump openapi/openapi.json
 
-bench: $(STAMP)
+# The benchmarks' optional dependencies (the nnsight peers of benchmarks/scan.py): `.[bench]`, with the
+# same pinned torch as the install (so pip can never swap it for another build).
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(PIP) install -q "torch==2.13.0" -e ".[test,bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(PY) benchmarks/scan.py
 
 # The GPU check (benchmarks/gpu_check.py): `make gpu-wheels` here, with network, puts the runtime

@@ -7,6 +7,7 @@ Run by hand (not part of `make test`):
     .venv/bin/python benchmarks/scan.py --quick           # 16 prompts: a smoke run
     .venv/bin/python benchmarks/scan.py --device cuda     # same figures on a GPU (fails if there is none)
     .venv/bin/python benchmarks/scan.py --only exact,screened --dtypes float32,bfloat16
+    .venv/bin/python benchmarks/scan.py --only exact,peers --dtypes float32 --peers hooks,nnsight_skip
 
 Every (method, dtype) runs in its own subprocess so each peak-memory figure is that run's own
 (``resource.getrusage`` max RSS on CPU, ``torch.cuda.max_memory_allocated`` on CUDA), and each
@@ -34,6 +35,20 @@ Figures, per method M in naive / exact / attribution / screened and dtype D in f
 - ``compare_first_s``, ``compare_second_s``, ``warm_cache_ratio``: two full comparisons sharing the
   teacher (the second against a new student checkpoint), cold then warm activation cache;
 - ``peak_rss_mb_M_D`` (CPU) or ``peak_cuda_mb_M_D`` (CUDA).
+
+The ``peers`` part (issue #28 §0): the same scan written without circuitdiff (benchmarks/peers.py:
+``hooks``, ``transformer_lens``, ``nnsight_trace``, ``nnsight_skip``; ``--peers`` picks them), on the
+same weights and circuitdiff's own inputs and mean-ablation values, float32, each peer in its own
+process on every model it covers (GPT-2; another architecture is named as not covered). A peer whose
+optional dependency is missing (nnsight: ``make bench``) is skipped with a line saying so.
+- ``peer_<name>_max_abs_diff_rel``: per component, mean over prompts of (ablated LD − clean LD),
+  largest |difference| from circuitdiff's exact float32 scan over the mean |clean LD|, on every
+  component, before any timing; above 1e-4 the peer is not timed (``peer_<name>_float32_s`` says so);
+- ``peer_<name>_float32_s``: the peer's scan of the models it covers, wall time (with
+  ``--naive-components N`` the three peers that run one forward per component are extrapolated as the
+  naive scan is); ``peak_rss_mb_peer_<name>`` / ``peak_cuda_mb_peer_<name>``;
+- ``best_peer``: the fastest peer that passed its check; ``speedup_M_float32_vs_best_peer`` for M in
+  exact / screened / attribution: its time over M's float32 time on the same models.
 """
 
 from __future__ import annotations
@@ -51,6 +66,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(1, str(REPO / "benchmarks"))  # peers.py, the implementations without circuitdiff
 
 
 def log(msg: str) -> None:
@@ -236,18 +252,63 @@ def _save_new_student(student: str, out: Path, device: str) -> None:
     adapter.tokenizer.save_pretrained(out)
 
 
+def worker_peer_inputs(args) -> dict:
+    """circuitdiff's side of the peers (benchmarks/peers.py): per model, the task's tensors, the
+    replacement values of the ablation and circuitdiff's exact scan, saved to ``args.peer_inputs``."""
+    import torch
+
+    import peers
+
+    args.dtype = "float32"  # the peers are compared in float32
+    device, adapters, task = _setup(args)
+    saved, notes = {}, {}
+    for role, adapter in adapters.items():
+        why = peers.unsupported(adapter.hf_model)
+        if why:
+            notes[role] = why
+            continue
+        saved[role] = peers.prepare(adapter, task.view(role), getattr(args, role), args.ablation).to_dict()
+    torch.save(saved, args.peer_inputs)
+    return {"roles": list(saved), "skipped": notes, "n_prompts": task.n_prompts}
+
+
+def worker_peer(args) -> dict:
+    """One peer (benchmarks/peers.py) on every model it covers: checked on every component against
+    circuitdiff's exact scan, then timed if the check passed."""
+    import torch
+
+    import peers
+
+    inputs = torch.load(args.peer_inputs, weights_only=True)
+    out: dict = {"peer": args.peer, "roles": {}}
+    for role, d in inputs.items():
+        out["roles"][role] = peers.run_role(args.peer, peers.ScanInputs.from_dict(d), device=args.device,
+                                            batch_size=args.naive_batch, timed_components=args.naive_components,
+                                            log=log)
+    out.update(_peak(torch.device(args.device)))
+    return out
+
+
 # ----------------------------------------------------------------------------- driver side
-def run_worker(args, kind: str, method: str | None = None, dtype: str = "float32", flops: int = 0) -> dict:
+def run_worker(args, kind: str, method: str | None = None, dtype: str = "float32", flops: int = 0,
+               extra: tuple[str, ...] = (), fatal: bool = True) -> dict | None:
+    """One worker subprocess; its JSON. A failing worker ends the benchmark, or with ``fatal=False``
+    gives None (a peer that crashes is reported as such, the other figures still come)."""
     cmd = [sys.executable, __file__, "--worker", kind, "--device", args.device, "--prompts", str(args.prompts),
            "--teacher", args.teacher, "--student", args.student, "--task", args.task, "--ablation", args.ablation,
            "--naive-batch", str(args.naive_batch), "--naive-components", str(args.naive_components),
-           "--screen-top", str(args.screen_top), "--dtype", dtype, "--flops", str(flops)]
+           "--screen-top", str(args.screen_top), "--dtype", dtype, "--flops", str(flops), *extra]
     if method:
         cmd += ["--method", method]
     env = dict(os.environ, CIRCUITDIFF_CACHE="0")  # scans are measured uncached; compare has its own
+    if kind.startswith("peer"):  # transformer_lens.patching draws a progress bar per call
+        env["TQDM_DISABLE"] = "1"
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, env=env, text=True)
     if proc.returncode != 0:
+        if not fatal:
+            log(f"worker {kind} {method or ''} failed with exit code {proc.returncode}")
+            return None
         raise SystemExit(f"benchmark worker {kind} {method or ''} {dtype} failed with exit code {proc.returncode}")
     log(f"worker {kind} {method or ''} {dtype} done in {time.perf_counter() - t0:.0f}s")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -340,6 +401,99 @@ def screened_vs(scr: dict, ex: dict, k: int) -> dict:
 METHODS = ("naive", "exact", "attribution", "screened")
 
 
+def run_peers(args, res: dict, add) -> dict:
+    """The peers part (benchmarks/peers.py): circuitdiff's inputs once, then each peer in its own
+    process, checked before it is timed; then the best peer against circuitdiff's methods (``res``)."""
+    import peers
+
+    names = [n for n in args.peers.split(",") if n]
+    for n in names:
+        if n not in peers.PEERS:
+            raise SystemExit(f"unknown peer {n!r}; choose from {', '.join(peers.PEERS)}")
+    runnable = []
+    for n in names:
+        why = peers.missing_dependency(n)
+        if why:  # an optional dependency missing: said, never a crash
+            add(f"peer_{n}", f"skipped ({why})")
+        else:
+            runnable.append(n)
+    if not runnable:
+        add("best_peer", "none (no peer could run)")
+        return {}
+    out: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "peer_inputs.pt")
+        info = run_worker(args, "peer_inputs", extra=("--peer-inputs", path))
+        if not res:
+            add("prompts", info["n_prompts"])
+        for role, why in info["skipped"].items():
+            add(f"peers_{role}", f"not scanned by the peers ({why})")
+        if not info["roles"]:
+            add("best_peer", "none (the peers cover neither model of this pair)")
+            return {}
+        for n in runnable:
+            r = run_worker(args, "peer", extra=("--peer", n, "--peer-inputs", path), fatal=False)
+            if r is None:
+                add(f"peer_{n}", "failed (its worker exited with an error, see the log above); not timed")
+                continue
+            out[n] = r
+    for k, v in peer_report(out, res, info["skipped"]):
+        add(k, v)
+    return out
+
+
+def peer_report(out: dict[str, dict], res: dict, not_covered: dict[str, str] | None = None
+                ) -> list[tuple[str, str]]:
+    """The peers' figures from their workers' results ``out`` (peer -> {"roles": role -> the dict of
+    peers.run_role}): each peer's equality figure, its time only if every model passed the check,
+    the fastest that passed, and circuitdiff's float32 methods in ``res`` against it on the same models.
+    ``not_covered``: role -> why the peers do not scan that model (named in every time line)."""
+    import peers
+
+    tol = peers.TOLERANCE
+    lines: list[tuple[str, str]] = []
+    passed: dict[str, tuple[float, list[str]]] = {}
+    for n, r in out.items():
+        roles = r["roles"]
+        figs = {role: m["max_abs_diff_rel"] for role, m in roles.items() if "max_abs_diff_rel" in m}
+        skipped = {**(not_covered or {}), **{role: m["skipped"] for role, m in roles.items() if "skipped" in m}}
+        if not figs:
+            lines.append((f"peer_{n}", f"not run ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})"))
+            continue
+        detail = ", ".join(f"{role} {v:.3g}" for role, v in figs.items())
+        lines.append((f"peer_{n}_max_abs_diff_rel",
+                      f"{max(figs.values()):.3g} ({detail}; limit {tol:g}, vs circuitdiff exact float32)"))
+        failed = [role for role, m in roles.items() if "passed" in m and not m["passed"]]
+        failed += [role for role, m in roles.items() if m.get("timed_run_max_abs_diff_rel", 0.0) > tol]
+        if failed or not all("seconds" in m for m in roles.values() if "skipped" not in m):
+            lines.append((f"peer_{n}_float32_s",
+                          f"not timed: failed its equality check on {', '.join(failed) or 'a model'} (> {tol:g})"))
+            continue
+        covered = [role for role, m in roles.items() if "seconds" in m]
+        note = [" and ".join(covered) + (" only" if skipped else "")]
+        if skipped:
+            note.append("; ".join(f"{k} not covered: {v}" for k, v in skipped.items()))
+        if any(m.get("fixed_seconds") is not None for m in roles.values()):
+            timed = min(m["timed_components"] for m in roles.values() if "timed_components" in m)
+            note.append(f"timed on {timed} components per model, scaled to all")
+        seconds = sum(roles[role]["seconds"] for role in covered)
+        lines.append((f"peer_{n}_float32_s", f"{seconds:.2f} ({'; '.join(note)})"))
+        passed[n] = (seconds, covered)
+    if not passed:
+        lines.append(("best_peer", "none (no peer ran and passed its equality check)"))
+        return lines
+    best = min(passed, key=lambda k: passed[k][0])
+    seconds, covered = passed[best]
+    lines.append(("best_peer", best))
+    for method in ("exact", "screened", "attribution"):
+        r = res.get((method, "float32"))
+        if r is not None:
+            mine = sum(r["models"][role]["seconds"] for role in covered)
+            lines.append((f"speedup_{method}_float32_vs_best_peer",
+                          f"{seconds / mine:.2f} ({best}, on {' and '.join(covered)})"))
+    return lines
+
+
 def load_average() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -363,9 +517,14 @@ def main() -> int:
                    help="run the naive scan in every dtype (default: float32 only, the reference of the speedups)")
     p.add_argument("--screen-top", type=int, default=20, help="screened scan: screen_top")
     p.add_argument("--dtypes", default="float32,bfloat16", help="comma list of dtypes for every scan method")
-    p.add_argument("--only", default="naive,exact,attribution,screened,compare", help="comma list of parts to run")
-    p.add_argument("--worker", choices=["scan", "compare"], help=argparse.SUPPRESS)
+    p.add_argument("--only", default="naive,exact,attribution,screened,compare,peers",
+                   help="comma list of parts to run")
+    p.add_argument("--peers", default="hooks,transformer_lens,nnsight_trace,nnsight_skip",
+                   help="comma list of peers (benchmarks/peers.py) for the peers part")
+    p.add_argument("--worker", choices=["scan", "compare", "peer_inputs", "peer"], help=argparse.SUPPRESS)
     p.add_argument("--method", help=argparse.SUPPRESS)
+    p.add_argument("--peer", help=argparse.SUPPRESS)
+    p.add_argument("--peer-inputs", help=argparse.SUPPRESS)
     p.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
     p.add_argument("--flops", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -386,6 +545,12 @@ def main() -> int:
         return 0
     if args.worker == "compare":
         print(json.dumps(worker_compare(args)))
+        return 0
+    if args.worker == "peer_inputs":
+        print(json.dumps(worker_peer_inputs(args)))
+        return 0
+    if args.worker == "peer":
+        print(json.dumps(worker_peer(args)))
         return 0
 
     parts = set(args.only.split(","))
@@ -452,6 +617,9 @@ def main() -> int:
                 add(f"screened_vs_exact_{dtype}_{k}", f"{v:.3g}" if isinstance(v, float) else v)
         if scr is not None and exact32 is not None:
             add(f"speedup_screened_{dtype}_vs_exact_float32", round(exact32["seconds"] / scr["seconds"], 2))
+    if "peers" in parts:
+        for n, r in run_peers(args, res, add).items():
+            res["peer_" + n, ""] = r
     if "compare" in parts:
         c = run_worker(args, "compare")
         add("compare_first_s", round(c["first"], 2))
