@@ -273,8 +273,8 @@ def worker_peer_inputs(args) -> dict:
 
 
 def worker_peer(args) -> dict:
-    """One peer (benchmarks/peers.py) on every model it covers: checked on every component against
-    circuitdiff's exact scan, then timed if the check passed."""
+    """One peer (benchmarks/peers.py) on every model it covers: checked against circuitdiff's exact scan
+    on the components it is timed on, then timed if the check passed."""
     import torch
 
     import peers

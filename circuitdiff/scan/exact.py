@@ -21,6 +21,9 @@ that work is identical between passes, so this module computes exactly the same 
    step 3's end-only shortcut does not apply: the last block runs at every position).
 5. All ablations of one layer go through the blocks above it together, stacked along the batch
    dimension, in micro-batches sized from free memory (halved and retried on out-of-memory).
+6. Prompts of different lengths are padded to the longest, and padding after a prompt's end position
+   is work no answer reads (a quarter of the positions of the IOI prompts). Prompts are scanned in
+   a few groups of similar length (:func:`length_groups`), each cut after its own last end position.
 
 Each step is an algebraic identity, so results equal the naive scan up to float rounding
 (tests/engine/test_fast_scan.py checks 1e-5 for zero, mean and resample ablation of heads and MLPs;
@@ -158,23 +161,41 @@ def exact_scan(
     tokens, attention_mask = tokens[:, :t].to(device), attention_mask[:, :t].to(device)
     end_pos = end_pos.to(device)
     n = tokens.shape[0]
-    readout = Readout(metric, tokens, attention_mask, end_pos, answer, distractor)
-    everyone = torch.arange(n, device=device)
-    clean = run_clean(view, tokens, attention_mask)
-    final_end = clean.final[everyone, end_pos]  # [batch, d_model]
-    if readout.needs_reference:
-        readout.set_reference(view.logits(final_end))
-    clean_values = readout.from_residual(view, clean.final if readout.all_positions else final_end, everyone)
     corrupt, c_mask = corrupted_run(view, ablation, corrupted_tokens, corrupted_mask, t)
+    rule = ablation_rule(ablation)
     if corrupt is not None:
-        if ablation_rule(ablation).per_prompt and c_mask.shape[0] != n:
+        if rule.per_prompt and c_mask.shape[0] != n:
             raise ValueError(f"{ablation} ablation needs one corrupted prompt per clean prompt")
         if c_mask.shape[1] < t:
             raise ValueError("corrupted prompts are shorter than the clean ones")
 
-    mask = attention_mask_4d(attention_mask)  # [batch, 1, t, t]
-    rows = max_rows or rows_per_microbatch(view, t, device, torch.empty((), dtype=view.dtype).element_size(),
-                                           readout.bytes_per_row(t, view.w_u.shape[0]))
+    # Prompts of similar length run together, each group cut after its own last end position (step 6
+    # of the module docstring); the corrupted pass runs once, at the longest length.
+    groups = []
+    for idx in length_groups(end_pos):
+        idx = idx.to(device)
+        tg = int(end_pos[idx].max()) + 1
+        g_tokens, g_mask = tokens[idx, :tg], attention_mask[idx, :tg]
+        readout = Readout(metric, g_tokens, g_mask, end_pos[idx], None if answer is None else answer[idx.to(answer.device)],
+                          None if distractor is None else distractor[idx.to(distractor.device)])
+        rows_g = torch.arange(len(idx), device=device)
+        clean = run_clean(view, g_tokens, g_mask)
+        final_end = clean.final[rows_g, end_pos[idx]]  # [group, d_model]
+        if readout.needs_reference:
+            readout.set_reference(view.logits(final_end))
+        values = readout.from_residual(view, clean.final if readout.all_positions else final_end, rows_g)
+        g_corrupt = corrupt
+        g_c_mask = c_mask
+        if corrupt is not None and rule.per_prompt:  # row i of the corrupted pass belongs to clean prompt i
+            g_corrupt = CleanRun([], [], [z[idx] for z in corrupt.z], [m[idx] for m in corrupt.mlp_out], None)
+            g_c_mask = c_mask[idx]
+        rows = max_rows or rows_per_microbatch(view, tg, device, torch.empty((), dtype=view.dtype).element_size(),
+                                               readout.bytes_per_row(tg, view.w_u.shape[0]))
+        groups.append(_Group(idx, clean, attention_mask_4d(g_mask), end_pos[idx], readout, values, g_corrupt,
+                             g_c_mask, rows))
+    clean_values = torch.empty(n, dtype=groups[0].values.dtype, device=device)
+    for g in groups:
+        clean_values[g.idx] = g.values
     # In the model's dtype, as the logit difference always was; metrics computed in float64 are cast
     # back (InfluenceScan holds float64 again; the 1e-5 comparisons are far above float32 rounding).
     out = torch.empty(len(parsed), n, dtype=view.dtype, device=device)
@@ -187,21 +208,67 @@ def exact_scan(
         idx = by_layer[layer]
         heads = [i for i in idx if parsed[i].head is not None]
         mlps = [i for i in idx if parsed[i].head is None]
-        if heads:
-            z_rep = replacement(clean.z[layer], corrupt.z[layer] if corrupt else None, ablation, c_mask)
-            dz = z_rep - clean.z[layer]  # [batch, pos, head, d_head]
-            head_of = torch.tensor([parsed[i].head for i in heads], device=device)
-            lds, rows = _scan_heads(view, layer, clean, dz, head_of, mask, end_pos, readout, rows)
-            out[heads] = lds.view(len(heads), n).to(out.dtype)
-        for i in mlps:
-            m_rep = replacement(clean.mlp_out[layer], corrupt.mlp_out[layer] if corrupt else None, ablation, c_mask)
-            start = clean.resid_mid[layer] + m_rep  # resid_post with the MLP replaced
-            lds, rows = _continue_from(view, layer + 1, start, mask, end_pos, readout, rows)
-            out[i] = lds.to(out.dtype)
+        for g in groups:
+            gc, ng = g.corrupt, len(g.idx)
+            if heads:
+                z_rep = replacement(g.clean.z[layer], gc.z[layer] if gc else None, ablation, g.c_mask)
+                dz = z_rep - g.clean.z[layer]  # [group, pos, head, d_head]
+                head_of = torch.tensor([parsed[i].head for i in heads], device=device)
+                lds, g.rows = _scan_heads(view, layer, g.clean, dz, head_of, g.mask, g.end_pos, g.readout, g.rows)
+                out[torch.tensor(heads, device=device)[:, None], g.idx[None]] = lds.view(len(heads), ng).to(out.dtype)
+            for i in mlps:
+                m_rep = replacement(g.clean.mlp_out[layer], gc.mlp_out[layer] if gc else None, ablation, g.c_mask)
+                start = g.clean.resid_mid[layer] + m_rep  # resid_post with the MLP replaced
+                lds, g.rows = _continue_from(view, layer + 1, start, g.mask, g.end_pos, g.readout, g.rows)
+                out[i, g.idx] = lds.to(out.dtype)
         done += len(idx)
         if progress is not None:
             progress(done, len(parsed))
+    rows = min(g.rows for g in groups)
     return ScanOutput(list(components), clean_values.to(view.dtype), out, rows)
+
+
+@dataclass
+class _Group:
+    """Prompts of similar length scanned together (:func:`length_groups`): their indices in the task,
+    their clean pass cut after their last end position, and what the scan reads of them."""
+
+    idx: torch.Tensor
+    clean: CleanRun
+    mask: torch.Tensor
+    end_pos: torch.Tensor
+    readout: Readout
+    values: torch.Tensor
+    corrupt: CleanRun | None
+    c_mask: torch.Tensor | None
+    rows: int
+
+
+GROUP_MIN_SAVING = 0.05
+"""A length group is split off only where it saves at least this share of the positions computed."""
+
+MAX_GROUPS = 4
+
+
+def length_groups(end_pos: torch.Tensor) -> list[torch.Tensor]:
+    """The prompts (indices) in groups of similar length, each to run cut after its own last end
+    position: start from one group per distinct length and merge the neighbours whose merge adds the
+    fewest padded positions while that costs under :data:`GROUP_MIN_SAVING` of all positions (or more
+    than :data:`MAX_GROUPS` remain). Every group's per-layer work has a fixed cost (kernel launches,
+    small matmuls), so near-equal lengths stay together."""
+    lengths = (end_pos.cpu().long() + 1)
+    distinct = sorted(set(lengths.tolist()))
+    counts = {v: int((lengths == v).sum()) for v in distinct}
+    groups = [[v] for v in distinct]  # each: ascending lengths; its cost = its prompts x its longest
+    cost = lambda g: sum(counts[v] for v in g) * g[-1]  # noqa: E731
+    total = sum(counts[v] * v for v in distinct)
+    while len(groups) > 1:
+        extra = [cost(a + b) - cost(a) - cost(b) for a, b in zip(groups, groups[1:])]
+        j = min(range(len(extra)), key=extra.__getitem__)
+        if extra[j] >= GROUP_MIN_SAVING * total and len(groups) <= MAX_GROUPS:
+            break
+        groups[j:j + 2] = [groups[j] + groups[j + 1]]
+    return [torch.nonzero(torch.isin(lengths, torch.tensor(g)))[:, 0] for g in groups]
 
 
 def _scan_heads(view, layer, clean, dz, head_of, mask, end_pos, readout, rows):

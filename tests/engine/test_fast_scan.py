@@ -208,3 +208,21 @@ def test_microbatches_halve_on_out_of_memory_and_other_errors_propagate():
 
     with pytest.raises(RuntimeError, match="shape mismatch"):
         run_microbatched(4, 4, broken)
+
+
+def test_prompts_run_in_length_groups_that_save_real_work():
+    from circuitdiff.scan.exact import GROUP_MIN_SAVING, MAX_GROUPS, length_groups
+
+    end = torch.tensor([12, 13, 16, 13, 20, 12, 14, 20, 13, 15])  # IOI-like: mostly 13-17 tokens, two long
+    groups = length_groups(end)
+    assert sorted(int(i) for g in groups for i in g) == list(range(len(end)))  # every prompt once
+    for g in groups:  # a group is a contiguous range of lengths
+        others = [int(e) for h in groups if h is not g for e in end[h]]
+        lo, hi = int(end[g].min()), int(end[g].max())
+        assert not any(lo < e < hi for e in others)
+    assert len(groups) <= MAX_GROUPS
+    positions = sum(len(g) * (int(end[g].max()) + 1) for g in groups)
+    padded = len(end) * (int(end.max()) + 1)
+    assert positions < (1 - GROUP_MIN_SAVING) * padded  # the two long prompts no longer pad the rest
+    assert len(length_groups(torch.tensor([7, 7, 7]))) == 1
+    assert len(length_groups(torch.tensor([30, 31] * 10))) == 1  # one token in 31: under GROUP_MIN_SAVING
