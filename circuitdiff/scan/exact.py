@@ -148,84 +148,107 @@ def exact_scan(
     (answer/distractor None for a plain-text task: metrics kl and loss).
     corrupted_*: [batch', pos'] for mean (any batch') or resample (batch' = batch) ablation.
     """
-    device = view.device
-    if components is None:
-        components = component_ids(view.n_layers, view.n_heads)
-    parsed = [parse_component(c) for c in components]
-    for c in parsed:
-        if c.layer >= view.n_layers or (c.head is not None and c.head >= view.n_heads):
-            raise ValueError(f"{c.id} is outside this model ({view.n_layers} layers x {view.n_heads} heads)")
+    scanner = ExactScanner(view, tokens, attention_mask, end_pos, answer, distractor, ablation, corrupted_tokens,
+                           corrupted_mask, max_rows=max_rows, metric=metric)
+    return scanner.scan(components, progress)
 
-    # causal: nothing after the last end position can reach an answer position
-    t = int(end_pos.max()) + 1
-    tokens, attention_mask = tokens[:, :t].to(device), attention_mask[:, :t].to(device)
-    end_pos = end_pos.to(device)
-    n = tokens.shape[0]
-    corrupt, c_mask = corrupted_run(view, ablation, corrupted_tokens, corrupted_mask, t)
-    rule = ablation_rule(ablation)
-    if corrupt is not None:
-        if rule.per_prompt and c_mask.shape[0] != n:
-            raise ValueError(f"{ablation} ablation needs one corrupted prompt per clean prompt")
-        if c_mask.shape[1] < t:
-            raise ValueError("corrupted prompts are shorter than the clean ones")
 
-    # Prompts of similar length run together, each group cut after its own last end position (step 6
-    # of the module docstring); the corrupted pass runs once, at the longest length.
-    groups = []
-    for idx in length_groups(end_pos):
-        idx = idx.to(device)
-        tg = int(end_pos[idx].max()) + 1
-        g_tokens, g_mask = tokens[idx, :tg], attention_mask[idx, :tg]
-        readout = Readout(metric, g_tokens, g_mask, end_pos[idx], None if answer is None else answer[idx.to(answer.device)],
-                          None if distractor is None else distractor[idx.to(distractor.device)])
-        rows_g = torch.arange(len(idx), device=device)
-        clean = run_clean(view, g_tokens, g_mask)
-        final_end = clean.final[rows_g, end_pos[idx]]  # [group, d_model]
-        if readout.needs_reference:
-            readout.set_reference(view.logits(final_end))
-        values = readout.from_residual(view, clean.final if readout.all_positions else final_end, rows_g)
-        g_corrupt = corrupt
-        g_c_mask = c_mask
-        if corrupt is not None and rule.per_prompt:  # row i of the corrupted pass belongs to clean prompt i
-            g_corrupt = CleanRun([], [], [z[idx] for z in corrupt.z], [m[idx] for m in corrupt.mlp_out], None)
-            g_c_mask = c_mask[idx]
-        rows = max_rows or rows_per_microbatch(view, tg, device, torch.empty((), dtype=view.dtype).element_size(),
-                                               readout.bytes_per_row(tg, view.w_u.shape[0]))
-        groups.append(_Group(idx, clean, attention_mask_4d(g_mask), end_pos[idx], readout, values, g_corrupt,
-                             g_c_mask, rows))
-    clean_values = torch.empty(n, dtype=groups[0].values.dtype, device=device)
-    for g in groups:
-        clean_values[g.idx] = g.values
-    # In the model's dtype, as the logit difference always was; metrics computed in float64 are cast
-    # back (InfluenceScan holds float64 again; the 1e-5 comparisons are far above float32 rounding).
-    out = torch.empty(len(parsed), n, dtype=view.dtype, device=device)
+class ExactScanner:
+    """The exact scan's passes that do not depend on the components (the clean pass per length group,
+    the corrupted pass), made once; :meth:`scan` then runs any components against them. The
+    screened scan re-scans a few components per round with one scanner. Arguments as
+    :func:`exact_scan`'s."""
 
-    by_layer: dict[int, list[int]] = {}
-    for i, c in enumerate(parsed):
-        by_layer.setdefault(c.layer, []).append(i)
-    done = 0
-    for layer in sorted(by_layer):
-        idx = by_layer[layer]
-        heads = [i for i in idx if parsed[i].head is not None]
-        mlps = [i for i in idx if parsed[i].head is None]
+    @torch.no_grad()
+    def __init__(self, view: LayerStack, tokens: torch.Tensor, attention_mask: torch.Tensor, end_pos: torch.Tensor,
+                 answer: torch.Tensor | None, distractor: torch.Tensor | None, ablation: Ablation,
+                 corrupted_tokens: torch.Tensor | None = None, corrupted_mask: torch.Tensor | None = None,
+                 max_rows: int | None = None, metric: Metric = DEFAULT_METRIC):
+        device = view.device
+        self.view, self.ablation = view, ablation
+        # causal: nothing after the last end position can reach an answer position
+        t = int(end_pos.max()) + 1
+        tokens, attention_mask = tokens[:, :t].to(device), attention_mask[:, :t].to(device)
+        end_pos = end_pos.to(device)
+        n = tokens.shape[0]
+        corrupt, c_mask = corrupted_run(view, ablation, corrupted_tokens, corrupted_mask, t)
+        rule = ablation_rule(ablation)
+        if corrupt is not None:
+            if rule.per_prompt and c_mask.shape[0] != n:
+                raise ValueError(f"{ablation} ablation needs one corrupted prompt per clean prompt")
+            if c_mask.shape[1] < t:
+                raise ValueError("corrupted prompts are shorter than the clean ones")
+
+        # Prompts of similar length run together, each group cut after its own last end position (step 6
+        # of the module docstring); the corrupted pass runs once, at the longest length.
+        groups = []
+        for idx in length_groups(end_pos):
+            idx = idx.to(device)
+            tg = int(end_pos[idx].max()) + 1
+            g_tokens, g_mask = tokens[idx, :tg], attention_mask[idx, :tg]
+            pick = lambda v: None if v is None else v[idx.to(v.device)]  # noqa: E731
+            readout = Readout(metric, g_tokens, g_mask, end_pos[idx], pick(answer), pick(distractor))
+            rows_g = torch.arange(len(idx), device=device)
+            clean = run_clean(view, g_tokens, g_mask)
+            final_end = clean.final[rows_g, end_pos[idx]]  # [group, d_model]
+            if readout.needs_reference:
+                readout.set_reference(view.logits(final_end))
+            values = readout.from_residual(view, clean.final if readout.all_positions else final_end, rows_g)
+            g_corrupt, g_c_mask = corrupt, c_mask
+            if corrupt is not None and rule.per_prompt:  # row i of the corrupted pass belongs to clean prompt i
+                g_corrupt = CleanRun([], [], [z[idx] for z in corrupt.z], [m[idx] for m in corrupt.mlp_out], None)
+                g_c_mask = c_mask[idx]
+            rows = max_rows or rows_per_microbatch(view, tg, device, torch.empty((), dtype=view.dtype).element_size(),
+                                                   readout.bytes_per_row(tg, view.w_u.shape[0]))
+            groups.append(_Group(idx, clean, attention_mask_4d(g_mask), end_pos[idx], readout, values, g_corrupt,
+                                 g_c_mask, rows))
+        self.groups, self.n = groups, n
+        self.clean_values = torch.empty(n, dtype=groups[0].values.dtype, device=device)
         for g in groups:
-            gc, ng = g.corrupt, len(g.idx)
-            if heads:
-                z_rep = replacement(g.clean.z[layer], gc.z[layer] if gc else None, ablation, g.c_mask)
-                dz = z_rep - g.clean.z[layer]  # [group, pos, head, d_head]
-                head_of = torch.tensor([parsed[i].head for i in heads], device=device)
-                lds, g.rows = _scan_heads(view, layer, g.clean, dz, head_of, g.mask, g.end_pos, g.readout, g.rows)
-                out[torch.tensor(heads, device=device)[:, None], g.idx[None]] = lds.view(len(heads), ng).to(out.dtype)
-            for i in mlps:
-                m_rep = replacement(g.clean.mlp_out[layer], gc.mlp_out[layer] if gc else None, ablation, g.c_mask)
-                start = g.clean.resid_mid[layer] + m_rep  # resid_post with the MLP replaced
-                lds, g.rows = _continue_from(view, layer + 1, start, g.mask, g.end_pos, g.readout, g.rows)
-                out[i, g.idx] = lds.to(out.dtype)
-        done += len(idx)
-        if progress is not None:
-            progress(done, len(parsed))
-    rows = min(g.rows for g in groups)
-    return ScanOutput(list(components), clean_values.to(view.dtype), out, rows)
+            self.clean_values[g.idx] = g.values
+
+    @torch.no_grad()
+    def scan(self, components: Sequence[str] | None = None, progress: Callable[[int, int], None] | None = None
+             ) -> ScanOutput:
+        """The metric per prompt with each of ``components`` (default: all) ablated alone."""
+        view, ablation, groups, n = self.view, self.ablation, self.groups, self.n
+        device = view.device
+        if components is None:
+            components = component_ids(view.n_layers, view.n_heads)
+        parsed = [parse_component(c) for c in components]
+        for c in parsed:
+            if c.layer >= view.n_layers or (c.head is not None and c.head >= view.n_heads):
+                raise ValueError(f"{c.id} is outside this model ({view.n_layers} layers x {view.n_heads} heads)")
+        # In the model's dtype, as the logit difference always was; metrics computed in float64 are cast
+        # back (InfluenceScan holds float64 again; the 1e-5 comparisons are far above float32 rounding).
+        out = torch.empty(len(parsed), n, dtype=view.dtype, device=device)
+
+        by_layer: dict[int, list[int]] = {}
+        for i, c in enumerate(parsed):
+            by_layer.setdefault(c.layer, []).append(i)
+        done = 0
+        for layer in sorted(by_layer):
+            idx = by_layer[layer]
+            heads = [i for i in idx if parsed[i].head is not None]
+            mlps = [i for i in idx if parsed[i].head is None]
+            for g in groups:
+                gc, ng = g.corrupt, len(g.idx)
+                if heads:
+                    z_rep = replacement(g.clean.z[layer], gc.z[layer] if gc else None, ablation, g.c_mask)
+                    dz = z_rep - g.clean.z[layer]  # [group, pos, head, d_head]
+                    head_of = torch.tensor([parsed[i].head for i in heads], device=device)
+                    lds, g.rows = _scan_heads(view, layer, g.clean, dz, head_of, g.mask, g.end_pos, g.readout, g.rows)
+                    out[torch.tensor(heads, device=device)[:, None], g.idx[None]] = lds.view(len(heads), ng).to(out.dtype)
+                for i in mlps:
+                    m_rep = replacement(g.clean.mlp_out[layer], gc.mlp_out[layer] if gc else None, ablation, g.c_mask)
+                    start = g.clean.resid_mid[layer] + m_rep  # resid_post with the MLP replaced
+                    lds, g.rows = _continue_from(view, layer + 1, start, g.mask, g.end_pos, g.readout, g.rows)
+                    out[i, g.idx] = lds.to(out.dtype)
+            done += len(idx)
+            if progress is not None:
+                progress(done, len(parsed))
+        rows = min(g.rows for g in groups)
+        return ScanOutput(list(components), self.clean_values.to(view.dtype), out, rows)
 
 
 @dataclass

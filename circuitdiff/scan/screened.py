@@ -50,7 +50,7 @@ from ..models.functional import LayerStack
 from ..metrics import DEFAULT_METRIC
 from ..vocabulary import DEFAULT_ESTIMATOR, SCREEN_TOP, Ablation, Component, Estimator, Metric
 from .attribution import agreement, agreement_by_kind, attribution_scan
-from .exact import exact_scan, task_tensors
+from .exact import ExactScanner, task_tensors
 from .influence import InfluenceScan, Progress
 
 SAFETY = 3.0
@@ -103,10 +103,12 @@ def screened_method(
     rows: dict[str, torch.Tensor] = {}
     clean_ld: list[torch.Tensor] = []
 
+    scanner = ExactScanner(stack, ablation=ablation, **inputs)  # clean and corrupted passes, once for every round
+
     def exact_of(ids: list[str]) -> dict[str, float]:
         if cancelled is not None and cancelled():
             raise Cancelled(f"cancelled during {stage} after {len(rows)} exact components")
-        out = exact_scan(stack, ablation=ablation, components=ids, **inputs)
+        out = scanner.scan(ids)
         base = out.clean_ld.double().cpu()
         clean_ld.append(base)
         for c, r in zip(out.components, out.ablated_ld.double().cpu()):
