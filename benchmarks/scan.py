@@ -289,6 +289,10 @@ def worker_peer(args) -> dict:
     return out
 
 
+WORKERS = {"scan": worker_scan, "compare": worker_compare, "peer_inputs": worker_peer_inputs, "peer": worker_peer}
+"""The subprocess entry points (``--worker``), each printing its figures as one JSON line."""
+
+
 # ----------------------------------------------------------------------------- driver side
 def run_worker(args, kind: str, method: str | None = None, dtype: str = "float32", flops: int = 0,
                extra: tuple[str, ...] = (), fatal: bool = True) -> dict | None:
@@ -521,7 +525,7 @@ def main() -> int:
                    help="comma list of parts to run")
     p.add_argument("--peers", default="hooks,transformer_lens,nnsight_trace,nnsight_skip",
                    help="comma list of peers (benchmarks/peers.py) for the peers part")
-    p.add_argument("--worker", choices=["scan", "compare", "peer_inputs", "peer"], help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=list(WORKERS), help=argparse.SUPPRESS)
     p.add_argument("--method", help=argparse.SUPPRESS)
     p.add_argument("--peer", help=argparse.SUPPRESS)
     p.add_argument("--peer-inputs", help=argparse.SUPPRESS)
@@ -540,17 +544,8 @@ def main() -> int:
               f"(torch {torch.__version__}, CUDA build {torch.version.cuda})", file=sys.stderr)
         return 2
 
-    if args.worker == "scan":
-        print(json.dumps(worker_scan(args)))
-        return 0
-    if args.worker == "compare":
-        print(json.dumps(worker_compare(args)))
-        return 0
-    if args.worker == "peer_inputs":
-        print(json.dumps(worker_peer_inputs(args)))
-        return 0
-    if args.worker == "peer":
-        print(json.dumps(worker_peer(args)))
+    if args.worker:
+        print(json.dumps(WORKERS[args.worker](args)))
         return 0
 
     parts = set(args.only.split(","))

@@ -27,22 +27,15 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from launcher.redis_server import RedisServer  # noqa: E402
-from tests.service_fixtures import service_env, start_api, start_worker  # noqa: E402
+from tests.service_fixtures import private_stack, start_worker  # noqa: E402
 
 
 def timed_run(n_workers: int, spec: dict, root: Path) -> float:
-    server = RedisServer(root / "redis").start()
-    data = root / "data"
-    (data / "models").mkdir(parents=True)
-    env = service_env(server.url, data, keys=("bench-key",), CIRCUITDIFF_SPLIT_JOBS=str(n_workers > 1).lower(),
-                      CIRCUITDIFF_WARM_ROUTING="false")  # the cache lives under the fresh data dir: cold
-    procs = []
-    try:
-        api, base = start_api(env, root)
-        procs.append(api)
-        procs += [start_worker(env, root, f"bench-{i}") for i in range(n_workers)]
-        with httpx.Client(base_url=base, headers={"Authorization": "Bearer bench-key"}, timeout=60) as c:
+    # the cache lives under the fresh data dir: cold
+    with private_stack(root, keys=("bench-key",), CIRCUITDIFF_SPLIT_JOBS=str(n_workers > 1).lower(),
+                       CIRCUITDIFF_WARM_ROUTING="false") as stack:
+        stack.procs += [start_worker(stack.env, root, f"bench-{i}") for i in range(n_workers)]
+        with httpx.Client(base_url=stack.base, headers={"Authorization": "Bearer bench-key"}, timeout=60) as c:
             t0 = time.monotonic()
             job = c.post("/v1/comparisons", json=spec).json()
             while job["status"] not in ("succeeded", "failed", "cancelled"):
@@ -51,10 +44,6 @@ def timed_run(n_workers: int, spec: dict, root: Path) -> float:
             if job["status"] != "succeeded":
                 raise SystemExit(f"the comparison {job['status']}: {job.get('error')}")
         return elapsed
-    finally:
-        for p in reversed(procs):
-            p.stop()
-        server.stop()
 
 
 def main() -> int:

@@ -34,8 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from circuitdiff.catalogue import zoo_path  # noqa: E402
-from launcher.redis_server import RedisServer  # noqa: E402
-from tests.service_fixtures import Proc, service_env, start_api, start_worker, wait_for  # noqa: E402
+from tests.service_fixtures import Proc, private_stack, start_worker, wait_for  # noqa: E402
 from jobs.commands import beat_argv, watcher_argv  # noqa: E402
 
 
@@ -44,20 +43,16 @@ def checkpoint_dir(ref: str) -> Path:
 
 
 def run(setting: bool, args, root: Path) -> dict:
-    server = RedisServer(root / "redis").start()
-    data = root / "data"
-    runs = data / "models" / "run"
-    runs.mkdir(parents=True)
-    env = service_env(server.url, data, keys=("bench-key",), CIRCUITDIFF_WARM_ROUTING=str(setting).lower(),
-                      CIRCUITDIFF_WATCH_TICK_SECONDS=1, CIRCUITDIFF_MODEL_ROOTS=f"{data / 'models'},{args.root}")
-    procs = []
-    try:
-        api, base = start_api(env, root)
-        procs.append(api)
-        procs += [start_worker(env, root, f"bench-{i}") for i in (1, 2)]
-        procs.append(Proc(watcher_argv("watcher"), env, root / "watcher.log"))
-        procs.append(Proc(beat_argv(root / "beat-schedule"), env, root / "beat.log"))
-        c = httpx.Client(base_url=base, headers={"Authorization": "Bearer bench-key"}, timeout=60)
+    runs = root / "data" / "models" / "run"
+    with private_stack(root, keys=("bench-key",), CIRCUITDIFF_WARM_ROUTING=str(setting).lower(),
+                       CIRCUITDIFF_WATCH_TICK_SECONDS=1,
+                       CIRCUITDIFF_MODEL_ROOTS=f"{runs.parent},{args.root}") as stack:
+        runs.mkdir()
+        env = stack.env
+        stack.procs += [start_worker(env, root, f"bench-{i}") for i in (1, 2)]
+        stack.procs.append(Proc(watcher_argv("watcher"), env, root / "watcher.log"))
+        stack.procs.append(Proc(beat_argv(root / "beat-schedule"), env, root / "beat.log"))
+        c = httpx.Client(base_url=stack.base, headers={"Authorization": "Bearer bench-key"}, timeout=60)
         w = c.post("/v1/watches", json={
             "name": "bench", "teacher": args.teacher,
             "checkpoints": {"directory": str(runs), "pattern": "step-*", "settle_seconds": 1},
@@ -66,7 +61,7 @@ def run(setting: bool, args, root: Path) -> dict:
         if w.status_code != 201:
             raise SystemExit(f"the watch was refused: {w.text}")
         w = w.json()
-        r = redis.Redis.from_url(server.url, decode_responses=True)
+        r = redis.Redis.from_url(stack.url, decode_responses=True)
         out = {}
         for i, ckpt in enumerate(args.checkpoints.split(","), start=1):
             shutil.copytree(checkpoint_dir(ckpt), runs / f"step-{i}")
@@ -81,10 +76,6 @@ def run(setting: bool, args, root: Path) -> dict:
                       "model_cache_hits": job["model_cache_hits"], "load_s": timings.get("load"),
                       "total_s": timings.get("total")}
         return out
-    finally:
-        for p in reversed(procs):
-            p.stop()
-        server.stop()
 
 
 def main() -> int:

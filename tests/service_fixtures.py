@@ -14,7 +14,10 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 import pytest
@@ -123,6 +126,38 @@ def start_worker(env: dict, log_dir: Path, name: str) -> Proc:
              "worker heartbeat", proc)
     r.close()
     return proc
+
+
+@dataclass
+class PrivateStack:
+    """What :func:`private_stack` started: the service environment, the API's base URL, the Redis URL,
+    the data directory and the processes it stops at the end (the API first; append others)."""
+
+    env: dict
+    base: str
+    url: str
+    data: Path
+    procs: list[Proc] = field(default_factory=list)
+
+
+@contextmanager
+def private_stack(root: Path, *, keys: tuple[str, ...] = (ALICE_KEY, BOB_KEY, CAROL_KEY), **extra) -> Iterator[PrivateStack]:
+    """A stack of its own under ``root``: a Redis server, a data directory with an empty model root
+    (``data/models``), the service environment (``extra`` settings on top) and the API. When the block
+    ends, every process in ``procs`` stops, newest first, then Redis."""
+    server = RedisServer(root / "redis").start()
+    procs: list[Proc] = []
+    try:
+        data = root / "data"
+        (data / "models").mkdir(parents=True, exist_ok=True)
+        env = service_env(server.url, data, keys=keys, **extra)
+        api, base = start_api(env, root)
+        procs.append(api)
+        yield PrivateStack(env, base, server.url, data, procs)
+    finally:
+        for p in reversed(procs):
+            p.stop()
+        server.stop()
 
 
 def poll_until(client: httpx.Client, job_id: str, statuses: set[str], timeout: float = 180) -> dict:

@@ -10,9 +10,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from launcher.redis_server import RedisServer
 from tests.conftest import require_zoo
-from tests.service_fixtures import ALICE_KEY, BOB_KEY, SMALL_SPEC, poll_until, service_env, start_api, start_worker, wait_for
+from tests.service_fixtures import ALICE_KEY, BOB_KEY, SMALL_SPEC, poll_until, private_stack, start_worker, wait_for
 
 LIMIT = 20
 
@@ -21,20 +20,12 @@ LIMIT = 20
 def stack(tmp_path_factory):
     require_zoo("gpt-teacher", "gpt-student")
     root = tmp_path_factory.mktemp("turns")
-    server = RedisServer(root / "redis").start()
-    data = root / "data"
-    (data / "models").mkdir(parents=True)
-    env = service_env(server.url, data, CIRCUITDIFF_MAX_QUEUED_PER_KEY=LIMIT)
-    api, base = start_api(env, root)
-    clients = {k: httpx.Client(base_url=base, headers={"Authorization": f"Bearer {k}"}, timeout=30)
-               for k in (ALICE_KEY, BOB_KEY)}
-    procs = [api]
-    yield {"env": env, "root": root, "alice": clients[ALICE_KEY], "bob": clients[BOB_KEY], "procs": procs}
-    for c in clients.values():
-        c.close()
-    for p in reversed(procs):
-        p.stop()
-    server.stop()
+    with private_stack(root, CIRCUITDIFF_MAX_QUEUED_PER_KEY=LIMIT) as s:
+        clients = {k: httpx.Client(base_url=s.base, headers={"Authorization": f"Bearer {k}"}, timeout=30)
+                   for k in (ALICE_KEY, BOB_KEY)}
+        yield {"env": s.env, "root": root, "alice": clients[ALICE_KEY], "bob": clients[BOB_KEY], "procs": s.procs}
+        for c in clients.values():
+            c.close()
 
 
 def test_one_key_with_twenty_jobs_does_not_hold_back_another(stack):

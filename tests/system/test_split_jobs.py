@@ -15,10 +15,9 @@ import pytest
 import redis
 
 from jobs.store import JobStore
-from launcher.redis_server import RedisServer
 from tests.conftest import require_zoo
 from tests.service.test_service_flow import _comparable
-from tests.service_fixtures import (ALICE_KEY, PY, REPO, SMALL_SPEC, poll_until, service_env, start_api,
+from tests.service_fixtures import (ALICE_KEY, PY, REPO, SMALL_SPEC, poll_until, private_stack,
                                     start_worker, wait_for)
 
 
@@ -26,23 +25,18 @@ from tests.service_fixtures import (ALICE_KEY, PY, REPO, SMALL_SPEC, poll_until,
 def split(tmp_path_factory):
     require_zoo("gpt-teacher", "gpt-student")
     root = tmp_path_factory.mktemp("split")
-    server = RedisServer(root / "redis").start()
-    data = root / "data"
-    (data / "models").mkdir(parents=True)
     # a short visibility timeout: the killed worker's half message comes back within the test
-    env = service_env(server.url, data, CIRCUITDIFF_SPLIT_JOBS="true", CIRCUITDIFF_VISIBILITY_TIMEOUT=20,
-                      CIRCUITDIFF_RESTORE_INTERVAL=2, CIRCUITDIFF_WARM_ROUTING="false")
-    api, base = start_api(env, root)
-    workers = {name: start_worker(env, root, name) for name in ("split-a", "split-b")}
-    client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ALICE_KEY}"}, timeout=30)
-    r = redis.Redis.from_url(server.url, decode_responses=True)
-    yield {"env": env, "root": root, "client": client, "r": r, "workers": workers, "data": data}
-    client.close()
-    r.close()
-    for w in workers.values():
-        w.stop()
-    api.stop()
-    server.stop()
+    with private_stack(root, CIRCUITDIFF_SPLIT_JOBS="true", CIRCUITDIFF_VISIBILITY_TIMEOUT=20,
+                       CIRCUITDIFF_RESTORE_INTERVAL=2, CIRCUITDIFF_WARM_ROUTING="false") as s:
+        # the workers stay out of s.procs: a test replaces a killed one, and the replacement is stopped here
+        workers = {name: start_worker(s.env, root, name) for name in ("split-a", "split-b")}
+        client = httpx.Client(base_url=s.base, headers={"Authorization": f"Bearer {ALICE_KEY}"}, timeout=30)
+        r = redis.Redis.from_url(s.url, decode_responses=True)
+        yield {"env": s.env, "root": root, "client": client, "r": r, "workers": workers, "data": s.data}
+        client.close()
+        r.close()
+        for w in workers.values():
+            w.stop()
 
 
 def _idle(s) -> None:
