@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from circuitdiff.client.wire import (  # noqa: F401 - re-exported: the API's bodies, shared with the client
-    Artifact, ArtifactList, DatasetInfo, JobError, JobList, JobStatus, Links, Progress, RejectedLine, Status,
+    Artifact, ArtifactList, DatasetInfo, DatasetItems, DatasetList, JobError, JobList, JobStatus, Links, Progress, RejectedLine, Status,
 )
 
 
@@ -52,16 +52,3 @@ class Version(BaseModel):
 
 def ts(x: float | None) -> datetime | None:
     return None if x is None else datetime.fromtimestamp(x, tz=timezone.utc)
-
-
-class DatasetList(BaseModel):
-    items: list[DatasetInfo] = Field(description="the caller's datasets, newest upload first")
-
-
-class DatasetItems(BaseModel):
-    items: list[dict[str, Any]] = Field(description="items in upload order, each as stored (keys sorted)",
-                                        examples=[[{"answer": " Mary", "distractor": " John",
-                                                    "prompt": "When Mary and John went to the store, John gave a drink to"}]])
-    offset: int
-    total: int = Field(description="items in the dataset")
-    next_offset: int | None = Field(description="pass as `offset` for the next page; null on the last")

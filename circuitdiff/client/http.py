@@ -13,7 +13,8 @@ Bodies are the service's own models (:mod:`circuitdiff.client.wire`, :class:`~ci
 Every problem+json answer becomes an :class:`ApiError` carrying ``status``, ``code``, ``detail``,
 ``errors`` (one item per bad field) and ``fix``; a job that ends failed or cancelled while waited on
 raises :class:`JobFailed` / :class:`JobCancelled` with the job's own error. All HTTP goes through
-one private helper, :meth:`Client._request`, so a new resource is a few lines.
+one private helper, :meth:`Client._request` (files through :meth:`Client._stream`, which raises the
+same errors), so a new resource is a few lines.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import httpx
 
 from ..result import ComparisonResult
 from .watch import WatchMethods
-from .wire import Artifact, ArtifactList, DatasetInfo, JobList, JobStatus
+from .wire import Artifact, ArtifactList, DatasetInfo, DatasetItems, DatasetList, JobList, JobStatus
 
 Job = JobStatus  # what the service answers about a comparison job
 
@@ -170,9 +171,12 @@ class Client(WatchMethods):
 
     def download(self, job_id: str, name: str, path: str | Path) -> Path:
         """Stream one file the job wrote to ``path`` (written to a temp name, then renamed)."""
+        return self._stream(f"/v1/comparisons/{job_id}/artifacts/{name}", path)
+
+    def _stream(self, url: str, path: str | Path) -> Path:
         path = Path(path)
         tmp = path.with_name(f".{path.name}.part")
-        with self._http.stream("GET", f"/v1/comparisons/{job_id}/artifacts/{name}") as r:
+        with self._http.stream("GET", url) as r:
             if r.is_error:
                 r.read()
                 raise ApiError.from_response(r)
@@ -210,6 +214,24 @@ class Client(WatchMethods):
 
     def dataset(self, dataset_id: str) -> DatasetInfo:
         return DatasetInfo.model_validate(self._request("GET", f"/v1/datasets/{dataset_id}").json())
+
+    def datasets(self) -> list[DatasetInfo]:
+        """Your datasets, newest upload first (another key's are not listed)."""
+        return DatasetList.model_validate(self._request("GET", "/v1/datasets").json()).items
+
+    def dataset_items(self, dataset_id: str, *, page_size: int = 500) -> Iterator[dict[str, Any]]:
+        """The dataset's valid items as stored (keys sorted), in upload order, following
+        ``next_offset`` page by page."""
+        offset: int | None = 0
+        while offset is not None:
+            page = DatasetItems.model_validate(self._request(
+                "GET", f"/v1/datasets/{dataset_id}/items", params={"offset": offset, "limit": page_size}).json())
+            yield from page.items
+            offset = page.next_offset
+
+    def download_dataset(self, dataset_id: str, path: str | Path) -> Path:
+        """The stored JSONL to ``path``: uploading it again gives the same id."""
+        return self._stream(f"/v1/datasets/{dataset_id}/download", path)
 
     # ------------------------------------------------------------------ the one door to HTTP
     def _request(self, method: str, path: str, **kw) -> httpx.Response:

@@ -106,3 +106,16 @@ class DatasetInfo(BaseModel):
     kind: Literal["answers", "text"] = Field(
         "answers", description="answers: prompts with answer and distractor (every metric); text: plain texts "
         "(metrics kl and loss only)")
+
+
+class DatasetList(BaseModel):
+    items: list[DatasetInfo] = Field(description="the caller's datasets, newest upload first")
+
+
+class DatasetItems(BaseModel):
+    items: list[dict[str, Any]] = Field(description="items in upload order, each as stored (keys sorted)",
+                                        examples=[[{"answer": " Mary", "distractor": " John",
+                                                    "prompt": "When Mary and John went to the store, John gave a drink to"}]])
+    offset: int
+    total: int = Field(description="items in the dataset")
+    next_offset: int | None = Field(description="pass as `offset` for the next page; null on the last")

@@ -93,9 +93,21 @@ def test_upload_dataset_items_and_file(client, svc_api, tmp_path):
     path.write_text(json.dumps(items[0]) + "\nnot json\n")
     again = client.upload_dataset(path)
     assert again.id == info.id and again.n_rejected == 1
-    with Client(svc_api, api_key=BOB_KEY) as bob, pytest.raises(ApiError) as e:
-        bob.dataset(info.id)
-    assert e.value.code == "dataset_not_found"
+    two = items + [{"prompt": "When Ann and Tom went to the shop, Tom gave a pen to", "answer": "Ann", "distractor": "Tom"}]
+    second = client.upload_dataset(two)
+    listed = [d.id for d in client.datasets()]
+    assert listed.index(second.id) < listed.index(info.id)  # newest upload first
+    assert list(client.dataset_items(second.id, page_size=1)) == [dict(sorted(i.items())) for i in two]  # two pages
+    saved = client.download_dataset(second.id, tmp_path / "saved.jsonl")
+    assert client.upload_dataset(saved).id == second.id  # the stored JSONL uploads to the same id
+    with Client(svc_api, api_key=BOB_KEY) as bob:
+        assert info.id not in [d.id for d in bob.datasets()]
+        for call in (lambda: bob.dataset(info.id), lambda: list(bob.dataset_items(info.id)),
+                     lambda: bob.download_dataset(info.id, tmp_path / "not-mine.jsonl")):
+            with pytest.raises(ApiError) as e:
+                call()
+            assert e.value.code == "dataset_not_found"
+    assert not (tmp_path / "not-mine.jsonl").exists()
 
 
 def test_cli_compare_on_a_server_matches_a_local_run(cli, svc_api, svc_worker, local_pair, tmp_path):
