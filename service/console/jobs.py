@@ -20,7 +20,7 @@ from circuitdiff.catalogue import TASKS
 from circuitdiff.client.wire import STATUSES
 from circuitdiff.result import upgrade
 from circuitdiff.spec import ComparisonSpec
-from circuitdiff.vocabulary import Metric, Preset, ScanMethod, choices
+from circuitdiff.vocabulary import DEFAULT_ESTIMATOR, ESTIMATED_SCANS, SCREEN_TOP, Estimator, Metric, Preset, ScanMethod, choices
 
 from .. import datasets as dataset_store
 from ..api.v1 import comparisons, models
@@ -32,11 +32,11 @@ from .session import ConsoleOwner, form
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 25
-FORM_FIELDS = ("teacher", "student", "task", "dataset", "metric", "preset", "n_prompts", "seed", "scan", "circuits",
-               "circuit_threshold")
+FORM_FIELDS = ("teacher", "student", "task", "dataset", "metric", "preset", "n_prompts", "seed", "scan", "estimator",
+               "screen_top", "circuits", "circuit_threshold")
 DEFAULT_FORM = {"teacher": "zoo:gpt-teacher", "student": "zoo:gpt-student", "task": "ioi", "dataset": "",
-                "metric": "logit_diff", "preset": "default", "n_prompts": "100", "seed": "0", "scan": "exact", "circuits": "",
-                "circuit_threshold": ""}
+                "metric": "logit_diff", "preset": "default", "n_prompts": "100", "seed": "0", "scan": "exact", "estimator": "",
+                "screen_top": "", "circuits": "", "circuit_threshold": ""}
 
 
 @router.get("/")
@@ -56,6 +56,8 @@ def form_options(settings, owner: str) -> dict[str, Any]:
         "roots": catalogue.roots,
         "tasks": [(name, t.description) for name, t in TASKS.items()],
         "metrics": choices(Metric), "presets": choices(Preset), "scans": choices(ScanMethod),
+        "estimators": choices(Estimator), "estimated_scans": sorted(ESTIMATED_SCANS), "default_estimator": DEFAULT_ESTIMATOR,
+        "screen_top_default": SCREEN_TOP,
         "datasets": [m["id"] for m in dataset_store.list_meta(settings.datasets_dir, owner)],
     }
 
@@ -92,10 +94,10 @@ def number(text: str) -> Any:
 def spec_from_form(values: dict[str, str]) -> dict[str, Any]:
     data: dict[str, Any] = {"teacher": values.get("teacher", "").strip(), "student": values.get("student", "").strip(),
                             "task": values.get("task", "")}
-    for name in ("dataset", "metric", "preset", "scan"):
+    for name in ("dataset", "metric", "preset", "scan", "estimator"):
         if values.get(name, "").strip():
             data[name] = values[name].strip()
-    for name in ("n_prompts", "seed"):
+    for name in ("n_prompts", "seed", "screen_top"):
         if values.get(name, "").strip():
             data[name] = number(values[name])
     if values.get("circuits"):

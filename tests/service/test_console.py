@@ -229,6 +229,33 @@ def test_a_bad_field_comes_back_with_its_fix_and_the_input_kept(world):
     _clean(b, base, world["allowed_404"])
 
 
+def test_the_screened_scan_options_reach_the_spec_and_a_misplaced_one_names_its_fix(world):
+    """The form's estimator and screen_top go into the job's spec as the API takes them; an estimator
+    with a scan that estimates nothing comes back on the estimator field with the API's fix."""
+    b, base = world["browser"], world["base"]
+    b.driver.get(base + "/jobs/new")
+    assert b.driver.find_element(By.ID, "screen_top").get_attribute("placeholder") == "default 20"
+    Select(b.driver.find_element(By.ID, "scan")).select_by_visible_text("exact")
+    Select(b.driver.find_element(By.ID, "estimator")).select_by_visible_text("relp")
+    _click(b, "submit")
+    err = _wait(b, lambda d: d.find_elements(By.CSS_SELECTOR, ".field [data-error-field='estimator']"),
+                what="the estimator's error")[0].text
+    assert "estimator only applies to" in err and "fix:" in err, err
+    assert Select(b.driver.find_element(By.ID, "estimator")).first_selected_option.text == "relp"  # kept
+    b.shot("08b-new-comparison-estimator-error")
+    world["allowed_404"].append(base + "/jobs/new")  # the refused form answers 422
+    Select(b.driver.find_element(By.ID, "scan")).select_by_visible_text("screened")
+    _type(b, "screen_top", "5")
+    _type(b, "n_prompts", "8")
+    _type(b, "seed", "27")
+    _click(b, "submit")
+    _wait(b, lambda d: d.find_elements(By.ID, "spec-json"), what="the job page")
+    spec = json.loads(b.driver.find_element(By.ID, "spec-json").text)
+    assert (spec["scan"], spec["estimator"], spec["screen_top"], spec["n_prompts"]) == ("screened", "relp", 5, 8)
+    assert "--estimator relp" in b.driver.find_element(By.ID, "spec-cli").text
+    _clean(b, base, world["allowed_404"])
+
+
 GOOD = ('{"prompt": "When Mary and John went to the store, John gave a drink to", "answer": " Mary", "distractor": " John"}\n'
         '{"prompt": "When Tom went to the park", "answer": 3}\n'
         '{"prompt": "When Anna and Paul went to the park, Paul gave a ball to", "answer": " Anna", "distractor": " Paul"}\n')
