@@ -41,6 +41,10 @@ Schema versions (``schema_version``; the report reads every one, circuitdiff.rep
    1-based, numbered as an upload numbers its rejected lines).
 10. ``scan.estimator``: the estimator an attribution or screened scan ran (``gradient`` or ``relp``;
     null for the exact and naive scans), also in each model's ``scan.agreement``.
+11. a screened scan's ``scan.agreement[model]`` names its ``error_model`` (``perturbation``: each
+    head's margin in proportion to how far its ablation moves the residual stream; ``uniform``: one
+    margin for every head, the only model before 11) and ``error_per_scale`` (the measured error per
+    unit of that scale); ``error_margin`` is the widest margin given to a head left estimated.
 """
 
 from __future__ import annotations
@@ -423,7 +427,7 @@ class ScanInfo(_Model):
 
 
 class ComparisonResult(_Model):
-    schema_version: Literal[10] = SCHEMA_VERSION
+    schema_version: Literal[11] = SCHEMA_VERSION
     created_at: str
     spec: dict[str, Any] = Field(description="the fully resolved spec (preset expanded)")
     metric: MetricInfo = Field(default_factory=lambda: MetricInfo(**metric_info("logit_diff")),
@@ -465,7 +469,7 @@ def upgrade(data: dict) -> dict:
     # memory placement, the scan's micro-batch sizes and ablation protocol; 7 per-influence ``exact`` and
     # ``scan.precision``; 8 match runner-ups and margins; 9 the circuit over resamples (``search_components``
     # keeps the one search) and the file line of a rejected custom-dataset item (``task.rejected[].line``); 10 the
-    # scan's estimator.
+    # scan's estimator; 11 the screened scan's error model.
     # All optional: a missing value reads "not computed".
     if version < 5:  # 5: the job's metric; earlier results all measured the logit difference
         out["metric"] = metric_info("logit_diff")
@@ -486,6 +490,11 @@ def upgrade(data: dict) -> dict:
                                       for r in ("teacher", "student") if isinstance(circ.get(r), dict)}}
     scan = data.get("scan")
     if version < 10 and isinstance(scan, dict):  # before 10 every estimate was gradient x activation
-        out["scan"] = {**scan, "estimator": "gradient" if scan.get("method") in ESTIMATED_SCANS else None}
+        out["scan"] = scan = {**scan, "estimator": "gradient" if scan.get("method") in ESTIMATED_SCANS else None}
+    if version < 11 and isinstance(scan, dict) and scan.get("method") == "screened" and isinstance(scan.get("agreement"), dict):
+        # before 11 one margin, safety x the largest error on the re-scanned heads, served every head
+        out["scan"] = {**scan, "agreement": {
+            m: {**a, "error_model": "uniform", "error_per_scale": a.get("max_abs_error")} if isinstance(a, dict) else a
+            for m, a in scan["agreement"].items()}}
     out["schema_version"] = SCHEMA_VERSION
     return out

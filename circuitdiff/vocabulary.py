@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 # --------------------------------------------------------------------------- versions and limits
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 """Version of ``result.json``. Bumped with every change of the result's structure; the report still
 reads every older version (``circuitdiff.report.load`` upgrades them)."""
 

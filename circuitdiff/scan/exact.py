@@ -250,6 +250,54 @@ class ExactScanner:
         rows = min(g.rows for g in groups)
         return ScanOutput(list(components), self.clean_values.to(view.dtype), out, rows)
 
+    @torch.no_grad()
+    def perturbation(self, components: Sequence[str]) -> dict[str, float]:
+        """How far ablating each component alone moves the residual stream it writes to, relative to
+        that stream: per prompt Σ_{p <= end} ||δ_p||² / ||x_p||² (δ: the ablation's change of the
+        head's output through W_O, or of the MLP's output; x: the clean residual after the attention
+        block, or after the MLP), averaged over prompts. A first-order estimate's error is of second
+        order in δ, and each norm rescales what it reads by ||x|| (the screened scan's error model,
+        :mod:`.screened`); ||x||² is floored as a norm's epsilon floors it (:data:`NORM_EPS` per
+        dimension), so a position whose stream is zero counts a change there as large, not undefined.
+        No block is run: a head's ||δ||² is dz G dz with G = W_O[h] W_O[h]ᵀ."""
+        view, ablation = self.view, self.ablation
+        parsed = [parse_component(c) for c in components]
+        total = torch.zeros(len(parsed), dtype=torch.float64)
+        by_layer: dict[int, list[int]] = {}
+        for i, c in enumerate(parsed):
+            by_layer.setdefault(c.layer, []).append(i)
+        for layer, idx in by_layer.items():
+            heads = [i for i in idx if parsed[i].head is not None]
+            mlps = [i for i in idx if parsed[i].head is None]
+            w_o = view.w_o(layer).float()  # [head, d_head, d_model]
+            gram = torch.einsum("hkd,hjd->hkj", w_o, w_o) if heads else None
+            for g in self.groups:
+                gc = g.corrupt
+                positions = torch.arange(g.clean.z[layer].shape[1], device=g.end_pos.device)
+                reads = (positions[None] <= g.end_pos[:, None]).float()  # [group, pos]: what an answer reads
+                if heads:
+                    dz = (replacement(g.clean.z[layer], gc.z[layer] if gc else None, ablation, g.c_mask)
+                          - g.clean.z[layer]).float()  # [group, pos, head, d_head]
+                    sq = torch.einsum("bphk,hkj,bphj->bph", dz, gram, dz)
+                    x = g.clean.resid_mid[layer].float()
+                    norm = x.pow(2).sum(-1) + x.shape[-1] * NORM_EPS  # [group, pos]
+                    per_head = (sq / norm[..., None] * reads[..., None]).sum(1).double().sum(0)  # [head]
+                    for i in heads:
+                        total[i] += per_head[parsed[i].head].cpu()
+                if mlps:
+                    clean_m = g.clean.mlp_out[layer]
+                    dm = (replacement(clean_m, gc.mlp_out[layer] if gc else None, ablation, g.c_mask) - clean_m).float()
+                    x = (g.clean.resid_mid[layer] + clean_m).float()
+                    norm = x.pow(2).sum(-1) + x.shape[-1] * NORM_EPS
+                    value = (dm.pow(2).sum(-1) / norm * reads).sum().double().cpu()
+                    for i in mlps:
+                        total[i] += value
+        return {c: float(v) / self.n for c, v in zip(components, total)}
+
+
+NORM_EPS = 1e-5
+"""Per dimension, added to ||x||² in :meth:`ExactScanner.perturbation` (LayerNorm's default epsilon)."""
+
 
 @dataclass
 class _Group:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from circuitdiff.cli import format_validation_error, spec_from_args, build_parser
+from circuitdiff.vocabulary import SCHEMA_VERSION
 
 BIN = Path(sys.executable).parent / "circuitdiff"
 
@@ -241,7 +242,7 @@ def test_a_broken_dataset_is_dropped_line_by_line_or_refused_with_strict(zoo_gpt
     assert f"warning: {warned}" in ran.stderr
     r = json.loads((tmp_path / "r.json").read_text())
     assert any(w.startswith(warned) for w in r["warnings"])
-    assert r["schema_version"] == 10 and r["task"]["n_rejected"] == 1
+    assert r["schema_version"] == SCHEMA_VERSION and r["task"]["n_rejected"] == 1
     [rej] = r["task"]["rejected"]
     assert rej["line"] == 5 and rej["index"] == 2 and "Qzxqwv" in rej["reason"]  # the file's line, not the item's index
     assert "20 prompts asked for, 6 compared" in " ".join(r["warnings"])

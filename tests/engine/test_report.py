@@ -249,6 +249,21 @@ def test_a_schema_9_result_says_its_estimates_were_gradient_x_activation(tmp_pat
     assert 'id="reproducibility"' in render_report(data, tmp_path)["report.html"].read_text()
 
 
+def test_a_schema_10_screened_result_says_it_had_one_margin_for_every_head(tmp_path):
+    """Before schema 11 the screened scan's margin was the same for every head: upgrading names that
+    error model, with the error per unit of scale the one measured error; it renders."""
+    data = synthetic_result()
+    old = {"screen": "attribution", "max_abs_error": 0.25, "error_margin": 0.75, "safety": 3.0, "n_exact": 12}
+    data.update(schema_version=10, scan={**data["scan"], "method": "screened", "approximate": True,
+                                         "estimator": "gradient", "agreement": {"teacher": old, "student": dict(old)}})
+    r = load_result(data)
+    assert r.schema_version == SCHEMA_VERSION
+    for model in ("teacher", "student"):
+        ag = r.scan.agreement[model]
+        assert (ag["error_model"], ag["error_per_scale"], ag["error_margin"]) == ("uniform", 0.25, 0.75)
+    assert 'id="reproducibility"' in render_report(data, tmp_path)["report.html"].read_text()
+
+
 def test_a_schema_8_result_with_circuits_reads_its_circuit_as_the_one_search(tmp_path):
     """Before schema 9 a model's circuit was always the one search on all prompts: upgrading keeps it
     as the circuit, records it as ``search_components`` and claims no inclusion rule; it renders."""

@@ -2,15 +2,15 @@
 
 Checked against the full exact scan on real models: every value marked exact equals the exact
 scan's to 1e-5 of the clean LD scale, the top-k is the exact scan's top-k, and the screen's error
-on the components it did not re-scan stays within the margin it used (the SAFETY factor's basis,
-circuitdiff.scan.screened).
+on each component it did not re-scan stays within that component's own margin (the safety factors'
+basis, circuitdiff.scan.screened.ERROR_MODELS).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from circuitdiff.scan.screened import SAFETY, screen
+from circuitdiff.scan.screened import ERROR_MODELS, screen
 
 TOL = 1e-5
 
@@ -31,7 +31,7 @@ def test_screen_rescans_what_could_reach_the_top_within_the_measured_error():
     # round 1: the top-2 estimates; err = max(|9-10|, |8.5-8|) = 1, margin 2, tau = 8:
     # d (5.2 + 2 < 8) and c cannot reach tau, so nothing else is re-scanned
     assert calls == [["a", "b"]] and set(exact) == {"a", "b"}
-    assert how == {"max_abs_error": 1.0, "margin": 2.0, "threshold": 8.0, "rounds": 1}
+    assert how == {"max_abs_error": 1.0, "error_per_scale": 1.0, "margin": 2.0, "threshold": 8.0, "rounds": 1}
     # a larger safety factor widens the net to every estimate within 3 * err of tau
     calls.clear()
     exact, how = screen(est, _exact_from(truth, calls), top=2, safety=3.0)
@@ -59,6 +59,27 @@ def test_screen_rescans_the_always_set_and_measures_its_error_on_the_rest():
     assert calls[0] == ["m", "a"] and how["max_abs_error"] == 0.5  # |5.5 - 5| on a, not |0.01 - 1| on m
     assert set(exact) == {"m", "a"} and how["threshold"] == 5.0  # b: 3.9 + 0.5 < 5
 
+def test_screen_gives_each_component_a_margin_in_proportion_to_its_error_scale():
+    # round 1, a and b: errors 1.0 (scale 2) and 0.5 (scale 0.25): e = max(0.5, 2) = 2 error units per unit of
+    # scale; tau = 8. c (estimate 5, scale 1) gets the margin 2 * 2 * 1 = 4 and could reach 8: re-scanned.
+    # d (estimate 5.5, scale 0.1) gets 0.4: stays estimated. Round 2: c's error 3.5 raises e to 3.5 and tau
+    # to 8.5; d's margin 0.7 still cannot reach it.
+    truth = {"a": 10.0, "b": 8.0, "c": 8.5, "d": 5.6}
+    est = {"a": 9.0, "b": 8.5, "c": 5.0, "d": 5.5}
+    scale = {"a": 2.0, "b": 0.25, "c": 1.0, "d": 0.1}
+    calls: list[list[str]] = []
+    exact, how = screen(est, _exact_from(truth, calls), top=2, safety=2.0, scale=scale)
+    assert calls == [["a", "b"], ["c"]] and set(exact) == {"a", "b", "c"}
+    assert how["error_per_scale"] == 3.5 and how["threshold"] == 8.5 and how["margin"] == pytest.approx(0.7)
+    assert sorted(exact, key=lambda c: -exact[c])[:2] == ["a", "c"]
+    calls.clear()
+    screen(est, _exact_from(truth, calls), top=2, safety=2.0)  # uniform: one margin, 2 x 1.0, for c and d alike
+    assert calls == [["a", "b"]]  # neither 5 + 2 nor 5.5 + 2 reaches 8: one margin for all misses c (8.5)
+    calls.clear()
+    _, how = screen(est, _exact_from(truth, calls), top=2, safety=2.0, scale={**scale, "d": 0.0})
+    assert "d" not in sum(calls, []) and how["margin"] < 1e-9  # a zero scale: no margin, no division by zero
+
+
 # ----------------------------------------------------------------------------- against the full exact scan
 def _view(adapter, task: str, n: int):
     from circuitdiff.catalogue import task_items
@@ -82,7 +103,9 @@ def _check_against_exact(model_id: str, task: str, n: int, top: int, estimator: 
     flags = dict(zip(scr.components, scr.is_exact()))
     ag = scr.agreement
     assert ag["n_exact"] == sum(flags.values()) >= min(top, len(flags))
-    assert ag["screen"] == "attribution" and ag["screen_top"] == top and ag["safety"] == SAFETY
+    model, safety = ERROR_MODELS[estimator]
+    assert ag["screen"] == "attribution" and ag["screen_top"] == top
+    assert (ag["error_model"], ag["safety"]) == (model, safety)
     assert ag["estimator"] == estimator and scr.estimator == estimator
     for c in scr.components:
         if flags[c]:
@@ -91,12 +114,21 @@ def _check_against_exact(model_id: str, task: str, n: int, top: int, estimator: 
     assert set(sorted(fi, key=lambda c: -fi[c])[:k]) == set(sorted(si, key=lambda c: -si[c])[:k])
     # the margin held: no component left estimated is off by more than the margin the screen used
     assert all(flags[c] for c in scr.components if c.endswith("MLP"))  # every MLP is re-scanned
-    off = [abs(si[c] - fi[c]) for c in scr.components if not flags[c]]
-    worst = max(off, default=0.0)
-    ratio = worst / ag["max_abs_error"] if ag["max_abs_error"] > 0 else 0.0
-    print(f"{model_id} {task}: {ag['n_exact']}/{len(flags)} exact in {ag['rounds']} rounds; screen error on "
-          f"re-scanned {ag['max_abs_error']:.3g}, on the rest {worst:.3g} ({ratio:.2f}x); spearman {ag['spearman']}")
-    assert worst <= ag["error_margin"] + TOL * scale
+    left = [c for c in scr.components if not flags[c]]
+    if model == "perturbation":  # each head left estimated: within its own margin, safety * e * s_c
+        from circuitdiff.scan.exact import ExactScanner, task_tensors
+
+        sizes = ExactScanner(adapter.functional(), ablation="mean", **task_tensors(view)).perturbation(left)
+    else:
+        sizes = {c: 1.0 for c in left}
+    units = [abs(si[c] - fi[c]) / (ag["error_per_scale"] * sizes[c]) for c in left if ag["error_per_scale"] > 0]
+    ratio = max(units, default=0.0)  # the largest error left outside re-scanning, in units of e * s_c
+    print(f"{model_id} {task} ({estimator}, {model}): {ag['n_exact']}/{len(flags)} exact in {ag['rounds']} rounds; "
+          f"screen error on re-scanned {ag['max_abs_error']:.3g}, on the rest {ratio:.2f} units of its own scale "
+          f"(safety {safety}); spearman {ag['spearman']}")
+    for c in left:
+        assert abs(si[c] - fi[c]) <= safety * ag["error_per_scale"] * sizes[c] + TOL * scale, c
+    assert max((abs(si[c] - fi[c]) for c in left), default=0.0) <= ag["error_margin"] + TOL * scale
     # #28 §1: agreement per kind over the re-scanned components of that kind (the screen's estimate is
     # the attribution scan's), errors relative to the metric's scale
     est = scan(adapter, view, "mean", method="attribution", estimator=estimator).influences()
@@ -125,6 +157,45 @@ def test_screened_with_the_relp_screen_equals_exact_where_marked_exact(tiny_gpt_
 def test_screened_equals_exact_where_marked_exact_on_the_zoo_pair(zoo_gpt_pair):
     for model_id in zoo_gpt_pair:
         _check_against_exact(model_id, "ioi", 24, top=4)
+
+
+def test_the_perturbation_scale_is_the_residual_change_of_each_ablation_computed_plainly(tiny_gpt_dir, tiny_llama_dir):
+    """ExactScanner.perturbation (a head's ||δ||² as dz G dz, by length group) against the change of the
+    residual stream measured plainly: the attention block's output with the head's z replaced, minus
+    the clean one; the MLP's replaced output minus the clean one; over one full-length clean pass."""
+    import torch
+
+    from circuitdiff.models.loading import load_model
+    from circuitdiff.scan.ablation import replacement
+    from circuitdiff.scan.exact import NORM_EPS, ExactScanner, corrupted_run, run_clean, task_tensors
+
+    for model_dir in (tiny_gpt_dir, tiny_llama_dir):
+        adapter = load_model(str(model_dir))
+        stack, inputs = adapter.functional(), task_tensors(_view(adapter, "ioi", 12))
+        for ablation in ("mean", "zero", "resample"):
+            scanner = ExactScanner(stack, ablation=ablation, **inputs)
+            ids = [c.id for c in adapter.components()]
+            got = scanner.perturbation(ids)
+            t = int(inputs["end_pos"].max()) + 1
+            tokens, mask = inputs["tokens"][:, :t], inputs["attention_mask"][:, :t]
+            with torch.no_grad():
+                clean = run_clean(stack, tokens, mask)
+                corrupt, c_mask = corrupted_run(stack, ablation, inputs["corrupted_tokens"], inputs["corrupted_mask"], t)
+                reads = torch.arange(t)[None] <= inputs["end_pos"][:, None]
+                for c in adapter.components():
+                    l = c.layer
+                    if c.head is not None:
+                        z = clean.z[l].clone()
+                        rep = replacement(clean.z[l], corrupt.z[l] if corrupt else None, ablation, c_mask)
+                        z[:, :, c.head] = rep[:, :, c.head]
+                        delta, x = stack.attn_out(l, z) - stack.attn_out(l, clean.z[l]), clean.resid_mid[l]
+                    else:
+                        rep = replacement(clean.mlp_out[l], corrupt.mlp_out[l] if corrupt else None, ablation, c_mask)
+                        delta, x = rep - clean.mlp_out[l], clean.resid_mid[l] + clean.mlp_out[l]
+                    x2 = x.double().pow(2).sum(-1) + x.shape[-1] * NORM_EPS
+                    plain = ((delta.double().pow(2).sum(-1) / x2) * reads).sum(1).mean()
+                    assert got[c.id] == pytest.approx(float(plain), rel=1e-4, abs=1e-9), (model_dir.name, ablation, c.id)
+            assert len(scanner.groups) >= 1 and any(v > 0 for v in got.values())
 
 
 def test_screen_top_is_refused_with_another_scan():
