@@ -175,6 +175,16 @@ def main(argv=None) -> int:
             print(f"{role}_screened_s: {screened_s:.2f}  ({scr.agreement['n_exact']} of {n_components} re-scanned "
                   f"exactly)")
             print(f"{role}_speedup_screened_vs_exact: {exact_s / screened_s:.2f}")
+            # checked against the exact scan above: the values marked exact and the top-k (screen_top)
+            full = {c: (out.ablated_ld[i].double() - out.clean_ld.double()).mean().abs().item()
+                    for i, c in enumerate(out.components)}
+            got, flags = scr.influences(), dict(zip(scr.components, scr.is_exact()))
+            k = scr.agreement["screen_top"]
+            top = lambda v: set(sorted(v, key=lambda c: -v[c])[:k])  # noqa: E731
+            worst = max(abs(got[c] - full[c]) for c in got if flags[c])
+            print(f"{role}_screened_top{k}_identical: {top(got) == top(full)}")
+            print(f"{role}_screened_max_exact_diff_rel: {worst / max(out.clean_ld.float().abs().mean().item(), 1e-6):.2e}  "
+                  f"(error model {scr.agreement['error_model']}, safety {scr.agreement['safety']})")
         print(f"{role}_naive_s_est: {naive_s_est:.2f}  (layer {layer}: {len(ids)} forwards in {naive_layer_s:.2f} s)")
         print(f"{role}_speedup_exact_vs_naive: {naive_s_est / exact_s:.2f}")
         print(f"{role}_exact_vs_naive_max_abs_ld_diff_rel: {diff / max(scale, 1e-6):.2e}")
