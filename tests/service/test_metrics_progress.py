@@ -29,7 +29,10 @@ def test_eta_while_running_and_metrics_after(alice, svc_worker, local_spec):
     before = metrics(alice)
     stage_before = {s.labels["stage"]: s.value for s in before.get("circuitdiff_stage_duration_seconds", [])
                     if s.name.endswith("_count")}
-    long = alice.post("/v1/comparisons", json={**local_spec, "seed": 4101, "n_prompts": 64}).json()
+    # long enough that a stage with many items outlasts the progress interval whatever the machine's speed:
+    # the naive scan runs one forward per component and prompt batch (an exact scan of 64 prompts of the
+    # tiny pair can end every stage between two progress writes on a fast machine)
+    long = alice.post("/v1/comparisons", json={**local_spec, "seed": 4101, "n_prompts": 256, "scan": "naive"}).json()
     wait_for(lambda: alice.get(f"/v1/comparisons/{long['id']}").json()["status"] == "running", 120, "a running job")
     waiting = alice.post("/v1/comparisons", json={**local_spec, "seed": 4102}).json()
     during = metrics(alice)
@@ -47,6 +50,7 @@ def test_eta_while_running_and_metrics_after(alice, svc_worker, local_spec):
             break
     assert job["status"] == "succeeded", job
     etas = [p["eta_seconds"] for p in seen if p["stage"] != "done" and p["eta_seconds"] is not None]
+    print(f"{len(etas)} progress reads with an ETA: {sorted({p['stage'] for p in seen})}")
     assert etas and all(e >= 0 for e in etas), seen  # a rate was measured in some stage
     assert any(p["eta_seconds"] is None for p in seen if p["done"] == 0), seen  # unknown before the first item
     assert job["progress"]["eta_seconds"] == 0
