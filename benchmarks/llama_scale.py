@@ -78,6 +78,7 @@ def main(argv=None) -> int:
     ap.add_argument("--layers", type=int, default=0, help="keep only this many layers (0: all; widths stay real)")
     ap.add_argument("--screened", action="store_true", help="also time the screened scan (exact top-20 + screen)")
     ap.add_argument("--teacher-only", action="store_true", help="the 8B-shaped teacher only")
+    ap.add_argument("--seed", type=int, default=0, help="the random weights' and prompts' seed")
     args = ap.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: no CUDA device visible; run on a GPU machine, or --device cpu --shrink 32", file=sys.stderr)
@@ -104,12 +105,13 @@ def main(argv=None) -> int:
         cfg = config_for(name, args.shrink, args.layers)
         t0 = time.perf_counter()
         plan = plan_memory(cfg, "auto", Workload(args.prompts, args.seq), available_memory(device), model_id=name)
+        torch.manual_seed(args.seed)  # the random weights: the same model for every run of one seed
         model = build(cfg, plan, device)
         sync(device)
         load_s = time.perf_counter() - t0
         adapter = HooksAdapter(model, None, {"id": name}, torch.device(plan.devices[0]), getattr(torch, plan.dtype))
         view = functional_view(model)
-        g = torch.Generator().manual_seed(0)
+        g = torch.Generator().manual_seed(args.seed)
         tokens = torch.randint(1, cfg.vocab_size, (args.prompts, args.seq), generator=g)
         mask = torch.ones_like(tokens)
         end = torch.full((args.prompts,), args.seq - 1)
