@@ -281,9 +281,9 @@ class ExactScanner:
                     sq = torch.einsum("bphk,hkj,bphj->bph", dz, gram, dz)
                     x = g.clean.resid_mid[layer].float()
                     norm = x.pow(2).sum(-1) + x.shape[-1] * NORM_EPS  # [group, pos]
-                    per_head = (sq / norm[..., None] * reads[..., None]).sum(1).double().sum(0)  # [head]
+                    per_head = (sq / norm[..., None] * reads[..., None]).sum(1).double().sum(0).cpu()  # [head]
                     for i in heads:
-                        total[i] += per_head[parsed[i].head].cpu()
+                        total[i] += per_head[parsed[i].head]
                 if mlps:
                     clean_m = g.clean.mlp_out[layer]
                     dm = (replacement(clean_m, gc.mlp_out[layer] if gc else None, ablation, g.c_mask) - clean_m).float()
