@@ -5,7 +5,8 @@ For a component with clean activation a (a head's z slice, an MLP's output) and 
 the ablated logit difference is approximated by its first-order Taylor expansion around the clean
 run:  LD(a') ≈ LD(a) + (a' - a) · ∂LD/∂a,  summed over positions, per prompt. The gradient of the
 summed per-prompt LD gives every prompt's own gradient (prompts do not interact), so one backward
-pass serves every component of the model. Nonlinear effects (LayerNorm, softmax saturation, large
+pass serves every component of the model (one per length group: prompts run in the exact scan's
+groups of similar length, each cut after its own last end position). Nonlinear effects (LayerNorm, softmax saturation, large
 ablations) are missed, which is why results are labelled approximate and :func:`agreement` can
 compare a sample against the exact scan.
 
@@ -38,8 +39,8 @@ import torch
 from ..models.functional import LayerStack
 from ..metrics import DEFAULT_METRIC
 from ..vocabulary import DEFAULT_ESTIMATOR, Ablation, Component, Estimator, Metric, component_ids, parse_component
-from .ablation import replacement
-from .exact import ScanOutput, corrupted_run, exact_scan, run_clean, task_tensors
+from .ablation import ablation_rule, replacement
+from .exact import CleanRun, ScanOutput, corrupted_run, exact_scan, length_groups, run_clean, task_tensors
 from .influence import InfluenceScan, Progress
 from .readout import Readout
 
@@ -77,12 +78,41 @@ def attribution_scan(
 
 def _first_order_scan(view, tokens, attention_mask, end_pos, answer, distractor, ablation, corrupted_tokens,
                       corrupted_mask, metric) -> ScanOutput:
+    """The first-order estimate over prompts in length groups (:func:`.exact.length_groups`, as the exact
+    scan groups them: each group cut after its own last end position, so padding after the prompts'
+    ends is neither run nor differentiated); the corrupted pass runs once."""
     device = view.device
     t = int(end_pos.max()) + 1  # causal: later positions never reach an answer
     tokens, attention_mask = tokens[:, :t].to(device), attention_mask[:, :t].to(device)
     end_pos = end_pos.to(device)
     corrupt, c_mask = corrupted_run(view, ablation, corrupted_tokens, corrupted_mask, t)
+    per_prompt = ablation_rule(ablation).per_prompt
+    n = tokens.shape[0]
+    ids = component_ids(view.n_layers, view.n_heads)
+    clean_values: torch.Tensor | None = None
+    ablated = torch.empty(len(ids), n, dtype=torch.float64, device=device)
+    for idx in length_groups(end_pos):
+        idx = idx.to(device)
+        tg = int(end_pos[idx].max()) + 1
+        pick = lambda v: None if v is None else v[idx.to(v.device)]  # noqa: E731
+        g_corrupt, g_c_mask = corrupt, c_mask
+        if corrupt is not None and per_prompt:  # row i of the corrupted pass belongs to clean prompt i
+            g_corrupt = CleanRun([], [], [z[idx] for z in corrupt.z], [m[idx] for m in corrupt.mlp_out], None)
+            g_c_mask = c_mask[idx]
+        values, delta = _group_first_order(view, tokens[idx, :tg], attention_mask[idx, :tg], end_pos[idx],
+                                           pick(answer), pick(distractor), ablation, g_corrupt, g_c_mask, metric)
+        if clean_values is None:
+            clean_values = torch.empty(n, dtype=values.dtype, device=device)
+        clean_values[idx] = values
+        ablated[:, idx] = values[None].double() + delta
+    return ScanOutput(ids, clean_values, ablated, 0)
 
+
+def _group_first_order(view, tokens, attention_mask, end_pos, answer, distractor, ablation, corrupt, c_mask,
+                       metric) -> tuple[torch.Tensor, torch.Tensor]:
+    """One length group: its clean metric [group] and every component's first-order change of it
+    [component, group] (float64)."""
+    device = view.device
     n_layers = view.n_layers
     n = tokens.shape[0]
     readout = Readout(metric, tokens, attention_mask, end_pos, answer, distractor)
@@ -117,12 +147,9 @@ def _first_order_scan(view, tokens, attention_mask, end_pos, answer, distractor,
             for j in range(k):
                 step = first_order(logp.gather(1, top_v[:, j : j + 1])[:, 0], retain=j < k - 1)
                 delta = delta + 0.5 * top_p[:, j] * step**2
-            clean_values = torch.zeros(n, dtype=torch.float64, device=device)
-        else:
-            value = readout.from_residual(view, clean.final if readout.all_positions else final_end, everyone)
-            delta = first_order(value)
-            clean_values = value.detach()
-    return ScanOutput(component_ids(n_layers, view.n_heads), clean_values, clean_values[None] + delta, 0)
+            return torch.zeros(n, dtype=torch.float64, device=device), delta
+        value = readout.from_residual(view, clean.final if readout.all_positions else final_end, everyone)
+        return value.detach(), first_order(value)
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:

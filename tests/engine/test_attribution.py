@@ -165,3 +165,33 @@ def test_an_unknown_estimator_is_refused_by_the_scan_and_by_the_spec():
     assert ComparisonSpec.model_validate({**base, "scan": "screened"}).resolve().estimator == "gradient"
     assert ComparisonSpec.model_validate({**base, "scan": "attribution", "estimator": "relp"}).resolve().estimator == "relp"
     assert ComparisonSpec.model_validate(base).resolve().estimator is None
+
+
+@pytest.mark.parametrize("ablation, metric", [("mean", "logit_diff"), ("resample", "logit_diff"), ("zero", "kl")])
+def test_attribution_in_length_groups_equals_one_padded_batch(tiny_gpt_dir, tiny_llama_dir, monkeypatch,
+                                                               ablation, metric):
+    """The attribution scan runs the prompts in the exact scan's length groups; the plain reference is
+    the same estimate over one batch padded to the longest prompt."""
+    from circuitdiff.catalogue import task_items
+    from circuitdiff.models.loading import load_model
+    from circuitdiff.scan import attribution as attr
+    from circuitdiff.scan.exact import length_groups, task_tensors
+    from circuitdiff.tasks.dataset import build_task_data
+
+    for model_dir in (tiny_gpt_dir, tiny_llama_dir):
+        adapter = load_model(str(model_dir))
+        tok = adapter.tokenizer
+        view = build_task_data(task_items("ioi", {}, 24, seed=0), {"teacher": tok, "student": tok}, name="ioi").view("teacher")
+        inputs = task_tensors(view)
+        assert len(length_groups(inputs["end_pos"])) > 1  # the prompts really run in several groups
+        for estimator in ("gradient", "relp"):
+            grouped = attr.attribution_scan(adapter.functional(), ablation=ablation, metric=metric, estimator=estimator,
+                                            **inputs)
+            with monkeypatch.context() as m:
+                m.setattr(attr, "length_groups", lambda end_pos: [torch.arange(len(end_pos))])
+                plain = attr.attribution_scan(adapter.functional(), ablation=ablation, metric=metric,
+                                              estimator=estimator, **inputs)
+            scale = max(float(plain.clean_ld.double().abs().mean()), float(plain.ablated_ld.double().abs().mean()))
+            assert grouped.components == plain.components
+            torch.testing.assert_close(grouped.clean_ld.double(), plain.clean_ld.double(), rtol=0, atol=1e-5 * scale)
+            torch.testing.assert_close(grouped.ablated_ld, plain.ablated_ld, rtol=0, atol=1e-5 * scale)
