@@ -40,7 +40,8 @@ from ..models.functional import LayerStack
 from ..metrics import DEFAULT_METRIC
 from ..vocabulary import DEFAULT_ESTIMATOR, Ablation, Component, Estimator, Metric, component_ids, parse_component
 from .ablation import ablation_rule, replacement
-from .exact import CleanRun, ScanOutput, corrupted_run, exact_scan, length_groups, run_clean, task_tensors
+from .exact import (ScanOutput, corrupted_for_group, corrupted_run, exact_scan, length_groups, run_clean,
+                    task_tensors)
 from .influence import InfluenceScan, Progress
 from .readout import Readout
 
@@ -95,10 +96,7 @@ def _first_order_scan(view, tokens, attention_mask, end_pos, answer, distractor,
         idx = idx.to(device)
         tg = int(end_pos[idx].max()) + 1
         pick = lambda v: None if v is None else v[idx.to(v.device)]  # noqa: E731
-        g_corrupt, g_c_mask = corrupt, c_mask
-        if corrupt is not None and per_prompt:  # row i of the corrupted pass belongs to clean prompt i
-            g_corrupt = CleanRun([], [], [z[idx] for z in corrupt.z], [m[idx] for m in corrupt.mlp_out], None)
-            g_c_mask = c_mask[idx]
+        g_corrupt, g_c_mask = corrupted_for_group(corrupt, c_mask, idx, per_prompt)
         values, delta = _group_first_order(view, tokens[idx, :tg], attention_mask[idx, :tg], end_pos[idx],
                                            pick(answer), pick(distractor), ablation, g_corrupt, g_c_mask, metric)
         if clean_values is None:

@@ -194,10 +194,7 @@ class ExactScanner:
             if readout.needs_reference:
                 readout.set_reference(view.logits(final_end))
             values = readout.from_residual(view, clean.final if readout.all_positions else final_end, rows_g)
-            g_corrupt, g_c_mask = corrupt, c_mask
-            if corrupt is not None and rule.per_prompt:  # row i of the corrupted pass belongs to clean prompt i
-                g_corrupt = CleanRun([], [], [z[idx] for z in corrupt.z], [m[idx] for m in corrupt.mlp_out], None)
-                g_c_mask = c_mask[idx]
+            g_corrupt, g_c_mask = corrupted_for_group(corrupt, c_mask, idx, rule.per_prompt)
             rows = max_rows or rows_per_microbatch(view, tg, device, torch.empty((), dtype=view.dtype).element_size(),
                                                    readout.bytes_per_row(tg, view.w_u.shape[0]))
             groups.append(_Group(idx, clean, attention_mask_4d(g_mask), end_pos[idx], readout, values, g_corrupt,
@@ -223,9 +220,7 @@ class ExactScanner:
         # back (InfluenceScan holds float64 again; the 1e-5 comparisons are far above float32 rounding).
         out = torch.empty(len(parsed), n, dtype=view.dtype, device=device)
 
-        by_layer: dict[int, list[int]] = {}
-        for i, c in enumerate(parsed):
-            by_layer.setdefault(c.layer, []).append(i)
+        by_layer = _by_layer(parsed)
         done = 0
         for layer in sorted(by_layer):
             idx = by_layer[layer]
@@ -263,10 +258,7 @@ class ExactScanner:
         view, ablation = self.view, self.ablation
         parsed = [parse_component(c) for c in components]
         total = torch.zeros(len(parsed), dtype=torch.float64)
-        by_layer: dict[int, list[int]] = {}
-        for i, c in enumerate(parsed):
-            by_layer.setdefault(c.layer, []).append(i)
-        for layer, idx in by_layer.items():
+        for layer, idx in _by_layer(parsed).items():
             heads = [i for i in idx if parsed[i].head is not None]
             mlps = [i for i in idx if parsed[i].head is None]
             w_o = view.w_o(layer).float()  # [head, d_head, d_model]
@@ -293,6 +285,23 @@ class ExactScanner:
                     for i in mlps:
                         total[i] += value
         return {c: float(v) / self.n for c, v in zip(components, total)}
+
+
+def _by_layer(parsed: Sequence[Component]) -> dict[int, list[int]]:
+    """The positions of ``parsed`` grouped by layer."""
+    out: dict[int, list[int]] = {}
+    for i, c in enumerate(parsed):
+        out.setdefault(c.layer, []).append(i)
+    return out
+
+
+def corrupted_for_group(corrupt: CleanRun | None, c_mask: torch.Tensor | None, idx: torch.Tensor, per_prompt: bool
+                        ) -> tuple[CleanRun | None, torch.Tensor | None]:
+    """The corrupted pass as a length group of prompts ``idx`` reads it: the same pass for an ablation
+    that averages over it, its rows ``idx`` for one that pairs corrupted prompt i with clean prompt i."""
+    if corrupt is None or not per_prompt:
+        return corrupt, c_mask
+    return CleanRun([], [], [z[idx] for z in corrupt.z], [m[idx] for m in corrupt.mlp_out], None), c_mask[idx]
 
 
 NORM_EPS = 1e-5
